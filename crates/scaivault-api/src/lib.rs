@@ -1,0 +1,19 @@
+//! The JSON shapes of the ScaiVault HTTP API (`/v1`), shared by the server, the client and the CLI.
+//!
+//! Plain data with serde: no I/O, no behaviour, no HTTP status codes (the server alone maps
+//! [`ErrorCode`] to a status). Secret values appear only in the request and response bodies that
+//! carry them by design (`data`, a newly issued `token`).
+
+mod error;
+mod secrets;
+mod sys;
+mod tokens;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use secrets::{
+    DestroyRequest, DestroyResponse, PatchMetadataRequest, SecretList, SecretListItem,
+    SecretOptions, SecretResponse, SecretVersionInfo, SecretVersions, SecretWritten, VersionState,
+    WriteSecretRequest,
+};
+pub use sys::{Health, KeyStatusResponse, KeyVersionStatus};
+pub use tokens::{CreateTokenRequest, CreatedToken, TokenInfo, TokenList, WhoAmI};

@@ -1,0 +1,92 @@
+use scaivault_api::ErrorCode;
+use scaivault_crypto::{CryptoError, CryptoErrorKind};
+use scaivault_store::{StoreError, StoreErrorKind};
+use thiserror::Error;
+
+/// What a use case can answer instead of a result. Messages are safe to show a client: they never
+/// carry a secret value or a token. Internal causes are kept for the log only.
+#[derive(Debug, Error)]
+pub enum CoreError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidPath(String),
+    #[error("missing bearer token: send 'Authorization: Bearer <token>'")]
+    AuthenticationRequired,
+    #[error("{0}")]
+    TokenExpired(&'static str),
+    #[error("{0}")]
+    AccessDenied(String),
+    #[error("secret not found")]
+    SecretNotFound,
+    #[error("version {0} not found")]
+    VersionNotFound(u64),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("version {0} has expired: its grace period is over")]
+    SecretExpired(u64),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("storage is unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl CoreError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CoreError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            CoreError::InvalidPath(_) => ErrorCode::InvalidPath,
+            CoreError::AuthenticationRequired => ErrorCode::AuthenticationRequired,
+            CoreError::TokenExpired(_) => ErrorCode::TokenExpired,
+            CoreError::AccessDenied(_) => ErrorCode::AccessDenied,
+            CoreError::SecretNotFound => ErrorCode::SecretNotFound,
+            CoreError::VersionNotFound(_) => ErrorCode::VersionNotFound,
+            CoreError::NotFound(_) => ErrorCode::NotFound,
+            CoreError::Conflict(_) => ErrorCode::Conflict,
+            CoreError::SecretExpired(_) => ErrorCode::SecretExpired,
+            CoreError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            CoreError::Unavailable(_) => ErrorCode::ServiceUnavailable,
+            CoreError::Internal(_) => ErrorCode::InternalError,
+        }
+    }
+
+    /// The cause to log; for client-facing variants it is the message itself.
+    pub fn detail(&self) -> String {
+        match self {
+            CoreError::Unavailable(d) | CoreError::Internal(d) => d.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::SecretNotFound => CoreError::SecretNotFound,
+            StoreError::VersionNotFound(v) => CoreError::VersionNotFound(v),
+            StoreError::NotFound => CoreError::NotFound("resource"),
+            StoreError::CasMismatch { current } => {
+                CoreError::Conflict(format!("check-and-set failed: the current version is {current}"))
+            }
+            StoreError::AlreadyExists => CoreError::Conflict("already exists".into()),
+            StoreError::Seal(c) => c.into(),
+            other => match other.kind() {
+                StoreErrorKind::Unavailable => CoreError::Unavailable(other.to_string()),
+                _ => CoreError::Internal(other.to_string()),
+            },
+        }
+    }
+}
+
+impl From<CryptoError> for CoreError {
+    fn from(e: CryptoError) -> Self {
+        match e.kind() {
+            CryptoErrorKind::Integrity => CoreError::Internal(format!("integrity check failed: {e}")),
+            CryptoErrorKind::Config | CryptoErrorKind::Internal => CoreError::Internal(e.to_string()),
+        }
+    }
+}

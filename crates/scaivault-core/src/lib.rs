@@ -1,0 +1,22 @@
+//! The use cases of ScaiVault. Every request the server receives becomes one call here, which
+//! authenticates the caller, authorises the action once (scopes, then policy), seals or opens secret
+//! material through the crypto crate and reads or writes through the storage traits.
+//!
+//! This crate knows nothing of HTTP (no status codes, no routing) and nothing of SQL; it never logs a
+//! secret value or token, and no error it returns carries one.
+
+mod auth;
+mod clock;
+mod error;
+mod keys;
+mod paging;
+mod secrets;
+mod tokens;
+mod vault;
+
+pub use auth::{Principal, TokenKind};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::CoreError;
+pub use keys::{DEFAULT_WRAP_LIMIT, KeyConfig};
+pub use secrets::MAX_SECRET_DATA_BYTES;
+pub use vault::{Opened, Vault, VaultConfig};

@@ -1,0 +1,731 @@
+//! The PostgreSQL backend, for several replicas on one database. Migrations in `migrations/` are
+//! embedded and run under sqlx's advisory lock, so replicas may start together.
+//!
+//! All SQL for PostgreSQL lives here. A write locks its secret's row (`SELECT … FOR UPDATE`), so
+//! concurrent writers from any replica get consecutive versions; this crate never sees plaintext and
+//! never decides access.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
+use scaivault_domain::SecretMetadata;
+use scaivault_store::{
+    DEFAULT_MAX_VERSIONS, KeyStatus, KeyStore, NewToken, RewrapItem, SealFn, SecretHead,
+    SecretHeadColumns, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError,
+    StoredSecret, TokenColumns, TokenRecord, TokenStore, VersionColumns, WriteOutcome, WriteSecret,
+    list_json, oldest_kept, to_micros,
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A ScaiVault store in a PostgreSQL database (or one schema of it).
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Serialises first-start bootstrap across replicas.
+const BOOTSTRAP_LOCK: i64 = 0x5ca1_7a17;
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::Database(ref d) if d.is_unique_violation() => StoreError::AlreadyExists,
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+const HEAD_COLUMNS: &str = "path, secret_type, metadata, current_version, max_versions, created_at, updated_at, deleted_at";
+const VERSION_COLUMNS: &str = "version, created_at, created_by, expires_at, destroyed_at, key_version, wrapped_dek, ciphertext";
+const TOKEN_COLUMNS: &str = "id, tenant_id, name, identity_type, identity_id, scopes, groups_json, is_root, \
+     created_by, created_at, expires_at, revoked_at";
+
+fn head_from_row(row: &PgRow) -> Result<SecretHead, StoreError> {
+    SecretHeadColumns {
+        path: row.try_get("path").map_err(db_err)?,
+        secret_type: row.try_get("secret_type").map_err(db_err)?,
+        metadata: row.try_get("metadata").map_err(db_err)?,
+        current_version: row.try_get("current_version").map_err(db_err)?,
+        max_versions: row.try_get("max_versions").map_err(db_err)?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        updated_at: row.try_get("updated_at").map_err(db_err)?,
+        deleted_at: row.try_get("deleted_at").map_err(db_err)?,
+    }
+    .try_into()
+}
+
+fn version_from_row(row: &PgRow) -> Result<SecretVersionRow, StoreError> {
+    VersionColumns {
+        version: row.try_get("version").map_err(db_err)?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        created_by: row.try_get("created_by").map_err(db_err)?,
+        expires_at: row.try_get("expires_at").map_err(db_err)?,
+        destroyed_at: row.try_get("destroyed_at").map_err(db_err)?,
+        key_version: row.try_get("key_version").map_err(db_err)?,
+        wrapped_dek: row.try_get("wrapped_dek").map_err(db_err)?,
+        ciphertext: row.try_get("ciphertext").map_err(db_err)?,
+    }
+    .try_into()
+}
+
+fn token_from_row(row: &PgRow) -> Result<TokenRecord, StoreError> {
+    TokenColumns {
+        id: row.try_get("id").map_err(db_err)?,
+        tenant: row.try_get("tenant_id").map_err(db_err)?,
+        name: row.try_get("name").map_err(db_err)?,
+        identity_type: row.try_get("identity_type").map_err(db_err)?,
+        identity_id: row.try_get("identity_id").map_err(db_err)?,
+        scopes: row.try_get("scopes").map_err(db_err)?,
+        groups: row.try_get("groups_json").map_err(db_err)?,
+        is_root: row.try_get("is_root").map_err(db_err)?,
+        created_by: row.try_get("created_by").map_err(db_err)?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        expires_at: row.try_get("expires_at").map_err(db_err)?,
+        revoked_at: row.try_get("revoked_at").map_err(db_err)?,
+    }
+    .try_into()
+}
+
+fn metadata_json(metadata: &SecretMetadata) -> Result<String, StoreError> {
+    serde_json::to_string(metadata).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Backend("number out of range".into()))
+}
+
+impl PostgresStore {
+    /// Connects to `url` and runs the migrations.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad postgres url: {e}")))?;
+        Self::open(options).await
+    }
+
+    /// Connects with every table in `schema` (created if missing): one database can hold many
+    /// independent stores, which is how the tests isolate themselves.
+    pub async fn connect_in_schema(url: &str, schema: &str) -> Result<PostgresStore, StoreError> {
+        if !schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(StoreError::Backend("schema names are [a-z0-9_]".into()));
+        }
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad postgres url: {e}")))?;
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .execute(&admin)
+            .await
+            .map_err(db_err)?;
+        admin.close().await;
+        Self::open(options.options([("search_path", schema)])).await
+    }
+
+    async fn open(options: PgConnectOptions) -> Result<PostgresStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        Ok(PostgresStore { pool })
+    }
+
+    async fn begin_write(&self) -> Result<((), Transaction<'static, Postgres>), StoreError> {
+        let tx = self.pool.begin().await.map_err(db_err)?;
+        Ok(((), tx))
+    }
+
+    async fn head_in(
+        tx: &mut Transaction<'static, Postgres>,
+        tenant: &str,
+        path: &str,
+        for_update: bool,
+    ) -> Result<Option<SecretHead>, StoreError> {
+        let lock = if for_update { " FOR UPDATE" } else { "" };
+        let sql =
+            format!("SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = $1 AND path = $2{lock}");
+        let row = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(path)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(head_from_row).transpose()
+    }
+
+    async fn live_head_in(
+        tx: &mut Transaction<'static, Postgres>,
+        tenant: &str,
+        path: &str,
+        for_update: bool,
+    ) -> Result<SecretHead, StoreError> {
+        match Self::head_in(tx, tenant, path, for_update).await? {
+            Some(h) if h.deleted_at.is_none() && h.current_version > 0 => Ok(h),
+            _ => Err(StoreError::SecretNotFound),
+        }
+    }
+
+    async fn prune(
+        tx: &mut Transaction<'static, Postgres>,
+        tenant: &str,
+        path: &str,
+        current: u64,
+        max_versions: u32,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM secret_versions WHERE tenant_id = $1 AND path = $2 AND version < $3",
+        )
+        .bind(tenant)
+        .bind(path)
+        .bind(to_i64(oldest_kept(current, max_versions))?)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SecretStore for PostgresStore {
+    async fn write_secret(
+        &self,
+        w: WriteSecret<'_>,
+        seal: &SealFn<'_>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        let path = w.path.as_str();
+        let now = to_micros(w.now);
+        // The placeholder row (version 0) gives concurrent first writers one row to queue on.
+        sqlx::query(
+            "INSERT INTO secrets (tenant_id, path, secret_type, metadata, max_versions, current_version, \
+             created_at, updated_at) VALUES ($1, $2, 'json', '{}', $3, 0, $4, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(w.tenant)
+        .bind(path)
+        .bind(i64::from(DEFAULT_MAX_VERSIONS))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let existing = Self::head_in(&mut tx, w.tenant, path, true)
+            .await?
+            .filter(|h| h.current_version > 0);
+        let current = existing.as_ref().map_or(0, |h| h.current_version);
+        if let Some(cas) = w.cas
+            && cas != current
+        {
+            return Err(StoreError::CasMismatch { current });
+        }
+        let version = current + 1;
+        let secret_type = w
+            .secret_type
+            .or(existing.as_ref().map(|h| h.secret_type))
+            .unwrap_or_default();
+        let metadata = w
+            .metadata
+            .or(existing.as_ref().map(|h| h.metadata.clone()))
+            .unwrap_or_default();
+        let max_versions = w
+            .max_versions
+            .or(existing.as_ref().map(|h| h.max_versions))
+            .unwrap_or(DEFAULT_MAX_VERSIONS);
+        let meta = metadata_json(&metadata)?;
+        sqlx::query(
+            "UPDATE secrets SET secret_type = $1, metadata = $2, max_versions = $3, current_version = $4, \
+             updated_at = $5, deleted_at = NULL WHERE tenant_id = $6 AND path = $7",
+        )
+        .bind(secret_type.as_str())
+        .bind(&meta)
+        .bind(i64::from(max_versions))
+        .bind(to_i64(version)?)
+        .bind(now)
+        .bind(w.tenant)
+        .bind(path)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let sealed = seal(version)?;
+        sqlx::query(
+            "INSERT INTO secret_versions (tenant_id, path, version, key_version, wrapped_dek, ciphertext, \
+             created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(w.tenant)
+        .bind(path)
+        .bind(to_i64(version)?)
+        .bind(i64::from(sealed.key_version()))
+        .bind(sealed.wrapped_dek())
+        .bind(sealed.ciphertext())
+        .bind(now)
+        .bind(w.created_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        Self::prune(&mut tx, w.tenant, path, version, max_versions).await?;
+        let head = Self::live_head_in(&mut tx, w.tenant, path, true).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(WriteOutcome {
+            created_at: head.updated_at,
+            head,
+            version,
+            created: current == 0,
+        })
+    }
+
+    async fn read_secret(
+        &self,
+        tenant: &str,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<StoredSecret, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let head = Self::live_head_in(&mut tx, tenant, path, false).await?;
+        let wanted = version.unwrap_or(head.current_version);
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM secret_versions WHERE tenant_id = $1 AND path = $2 AND version = $3"
+        );
+        let row = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(path)
+            .bind(to_i64(wanted)?)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::VersionNotFound(wanted))?;
+        let version = version_from_row(&row)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(StoredSecret { head, version })
+    }
+
+    async fn list_versions(
+        &self,
+        tenant: &str,
+        path: &str,
+    ) -> Result<(SecretHead, Vec<SecretVersionRow>), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let head = Self::live_head_in(&mut tx, tenant, path, false).await?;
+        let sql = "SELECT version, created_at, created_by, expires_at, destroyed_at, NULL AS key_version, \
+             NULL AS wrapped_dek, NULL AS ciphertext FROM secret_versions WHERE tenant_id = $1 AND path = $2 \
+             ORDER BY version DESC";
+        let rows = sqlx::query(sql)
+            .bind(tenant)
+            .bind(path)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let versions = rows
+            .iter()
+            .map(version_from_row)
+            .collect::<Result<_, _>>()?;
+        tx.commit().await.map_err(db_err)?;
+        Ok((head, versions))
+    }
+
+    async fn update_metadata(
+        &self,
+        tenant: &str,
+        path: &str,
+        metadata: Option<SecretMetadata>,
+        max_versions: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<SecretHead, StoreError> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        let head = Self::live_head_in(&mut tx, tenant, path, true).await?;
+        let metadata = metadata.unwrap_or(head.metadata);
+        let max_versions = max_versions.unwrap_or(head.max_versions);
+        sqlx::query("UPDATE secrets SET metadata = $1, max_versions = $2, updated_at = $3 WHERE tenant_id = $4 AND path = $5")
+            .bind(metadata_json(&metadata)?)
+            .bind(i64::from(max_versions))
+            .bind(to_micros(now))
+            .bind(tenant)
+            .bind(path)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        Self::prune(&mut tx, tenant, path, head.current_version, max_versions).await?;
+        let head = Self::live_head_in(&mut tx, tenant, path, true).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(head)
+    }
+
+    async fn list_secrets(
+        &self,
+        tenant: &str,
+        q: SecretListQuery<'_>,
+    ) -> Result<Vec<SecretHead>, StoreError> {
+        let sql = format!(
+            "SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = $1 AND deleted_at IS NULL \
+             AND current_version > 0 \
+             AND ($2::text IS NULL OR left(path, length($2)) = $2) \
+             AND ($3::text IS NULL OR path > $3) \
+             AND ($4::text IS NULL OR (metadata::jsonb -> 'tags') ? $4) \
+             ORDER BY path LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(q.prefix)
+            .bind(q.after)
+            .bind(q.tag)
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(head_from_row).collect()
+    }
+
+    async fn soft_delete(
+        &self,
+        tenant: &str,
+        path: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE secrets SET deleted_at = $1, updated_at = $2 WHERE tenant_id = $3 AND path = $4 AND deleted_at IS NULL",
+        )
+        .bind(to_micros(now))
+        .bind(to_micros(now))
+        .bind(tenant)
+        .bind(path)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::SecretNotFound);
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn undelete(
+        &self,
+        tenant: &str,
+        path: &str,
+        now: DateTime<Utc>,
+    ) -> Result<SecretHead, StoreError> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        let head = Self::head_in(&mut tx, tenant, path, true)
+            .await?
+            .ok_or(StoreError::SecretNotFound)?;
+        if head.deleted_at.is_some() {
+            sqlx::query("UPDATE secrets SET deleted_at = NULL, updated_at = $1 WHERE tenant_id = $2 AND path = $3")
+                .bind(to_micros(now))
+                .bind(tenant)
+                .bind(path)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let head = Self::live_head_in(&mut tx, tenant, path, true).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(head)
+    }
+
+    async fn destroy_versions(
+        &self,
+        tenant: &str,
+        path: &str,
+        versions: Option<&[u64]>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        Self::head_in(&mut tx, tenant, path, true)
+            .await?
+            .ok_or(StoreError::SecretNotFound)?;
+        let rows = sqlx::query(
+            "SELECT version FROM secret_versions WHERE tenant_id = $1 AND path = $2 AND destroyed_at IS NULL ORDER BY version",
+        )
+        .bind(tenant)
+        .bind(path)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut destroyed = Vec::new();
+        for row in rows {
+            let v: i64 = row.try_get("version").map_err(db_err)?;
+            let v = v as u64;
+            if versions.is_some_and(|wanted| !wanted.contains(&v)) {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE secret_versions SET ciphertext = NULL, wrapped_dek = NULL, key_version = NULL, \
+                 destroyed_at = $1 WHERE tenant_id = $2 AND path = $3 AND version = $4",
+            )
+            .bind(to_micros(now))
+            .bind(tenant)
+            .bind(path)
+            .bind(to_i64(v)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            destroyed.push(v);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(destroyed)
+    }
+}
+
+async fn insert_token(
+    tx: &mut Transaction<'static, Postgres>,
+    t: &NewToken,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO tokens (id, tenant_id, token_hash, name, identity_type, identity_id, scopes, groups_json, \
+         is_root, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&t.id)
+    .bind(&t.tenant)
+    .bind(&t.hash.0[..])
+    .bind(&t.name)
+    .bind(&t.identity_type)
+    .bind(&t.identity_id)
+    .bind(list_json(&t.scopes))
+    .bind(list_json(&t.groups))
+    .bind(t.is_root)
+    .bind(&t.created_by)
+    .bind(to_micros(t.created_at))
+    .bind(t.expires_at.map(to_micros))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl TokenStore for PostgresStore {
+    async fn bootstrap(&self, tenant: &str, root_token: NewToken) -> Result<bool, StoreError> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(BOOTSTRAP_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let any: Option<(String,)> = sqlx::query_as("SELECT id FROM tenants LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if any.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(tenant)
+            .bind("default")
+            .bind(to_micros(root_token.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        insert_token(&mut tx, &root_token).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn create_token(&self, token: NewToken) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        insert_token(&mut tx, &token).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(&hash.0[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_tokens(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE tenant_id = $1 AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE tenant_id = $2 AND id = $3",
+        )
+        .bind(to_micros(now))
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+#[async_trait]
+impl KeyStore for PostgresStore {
+    async fn master_keys(&self) -> Result<Vec<StoredMasterKey>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT version, wrapped FROM master_keys ORDER BY version")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(v, wrapped)| StoredMasterKey {
+                version: v as u32,
+                wrapped,
+            })
+            .collect())
+    }
+
+    async fn insert_master_key(
+        &self,
+        key: &StoredMasterKey,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO master_keys (version, wrapped, wraps, created_at) VALUES ($1, $2, 0, $3)",
+        )
+        .bind(i64::from(key.version))
+        .bind(&key.wrapped)
+        .bind(to_micros(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn reserve_wraps(&self, version: u32, wraps: u64) -> Result<u64, StoreError> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        let total: Option<(i64,)> = sqlx::query_as(
+            "UPDATE master_keys SET wraps = wraps + $1 WHERE version = $2 RETURNING wraps",
+        )
+        .bind(to_i64(wraps)?)
+        .bind(i64::from(version))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        total.map(|(t,)| t as u64).ok_or(StoreError::NotFound)
+    }
+
+    async fn key_status(&self) -> Result<Vec<KeyStatus>, StoreError> {
+        let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT k.version, k.created_at, k.wraps, \
+             (SELECT COUNT(*) FROM secret_versions v WHERE v.key_version = k.version) \
+             FROM master_keys k ORDER BY k.version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(version, created_at, wraps, data_keys)| {
+                Ok(KeyStatus {
+                    version: version as u32,
+                    created_at: scaivault_store::from_micros(created_at)?,
+                    wraps: wraps as u64,
+                    data_keys: data_keys as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn pending_rewraps(
+        &self,
+        current: u32,
+        limit: u32,
+    ) -> Result<Vec<RewrapItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, path, version, key_version, wrapped_dek, ciphertext FROM secret_versions \
+             WHERE key_version IS NOT NULL AND key_version <> $1 ORDER BY tenant_id, path, version LIMIT $2",
+        )
+        .bind(i64::from(current))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let version: i64 = row.try_get("version").map_err(db_err)?;
+                let key_version: i64 = row.try_get("key_version").map_err(db_err)?;
+                Ok(RewrapItem {
+                    tenant: row.try_get("tenant_id").map_err(db_err)?,
+                    path: row.try_get("path").map_err(db_err)?,
+                    version: version as u64,
+                    sealed: SealedSecret::from_stored(
+                        key_version as u32,
+                        row.try_get("wrapped_dek").map_err(db_err)?,
+                        row.try_get("ciphertext").map_err(db_err)?,
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    async fn replace_wrap(
+        &self,
+        item: &RewrapItem,
+        sealed: &SealedSecret,
+    ) -> Result<bool, StoreError> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE secret_versions SET key_version = $1, wrapped_dek = $2 \
+             WHERE tenant_id = $3 AND path = $4 AND version = $5 AND key_version = $6",
+        )
+        .bind(i64::from(sealed.key_version()))
+        .bind(sealed.wrapped_dek())
+        .bind(&item.tenant)
+        .bind(&item.path)
+        .bind(to_i64(item.version)?)
+        .bind(i64::from(item.sealed.key_version()))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}

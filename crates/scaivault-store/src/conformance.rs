@@ -1,0 +1,771 @@
+//! The conformance suite: every storage backend runs exactly these cases, through
+//! [`conformance_suite!`](crate::conformance_suite), against a fresh store per case.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use scaivault_crypto::{KeyRing, RootKey, SealContext, hash_token};
+use scaivault_domain::{SecretMetadata, SecretPath, SecretType};
+
+use crate::{
+    DEFAULT_TENANT, NewToken, SecretListQuery, Store, StoreError, WriteOutcome, WriteSecret,
+};
+
+/// Expands to one `#[tokio::test]` per conformance case. `$make` is an async expression giving
+/// `Option<Arc<dyn Store>>` (a fresh, empty store), or `None` to skip (a notice is the factory's job).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            write_then_read, versions_are_consecutive, cas_rules, concurrent_writers_get_gapless_versions,
+            pruning_past_max_versions, metadata_kept_unless_given, shrinking_max_versions_prunes,
+            soft_delete_and_undelete, destroy_versions, list_filters_and_pages, tenants_are_isolated,
+            bootstrap_happens_once, tokens_find_list_revoke, master_keys_and_wraps, rewrap_flow,
+            moved_ciphertext_never_opens);
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                if let Some(store) = $make.await {
+                    $crate::conformance::$case(store).await;
+                }
+            }
+        )*
+    };
+}
+
+type Dyn = Arc<dyn Store>;
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + secs, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn path(p: &str) -> SecretPath {
+    SecretPath::parse(p).expect("valid path")
+}
+
+async fn setup(store: &Dyn) -> KeyRing {
+    let mut ring = KeyRing::new(RootKey::from_bytes(&[42u8; 32]).expect("key"));
+    let stored = ring.create_master_key(1).expect("master key");
+    ring.add_wrap_budget(1, 1_000_000);
+    store
+        .bootstrap(DEFAULT_TENANT, token("tok_root", b"root", true))
+        .await
+        .expect("bootstrap");
+    store
+        .insert_master_key(&stored, at(0))
+        .await
+        .expect("master key");
+    ring
+}
+
+fn token(id: &str, secret: &[u8], is_root: bool) -> NewToken {
+    NewToken {
+        id: id.into(),
+        tenant: DEFAULT_TENANT.into(),
+        hash: hash_token(secret),
+        name: id.into(),
+        identity_type: "user".into(),
+        identity_id: "root".into(),
+        scopes: vec!["admin".into()],
+        groups: vec!["ops".into()],
+        is_root,
+        created_by: "system".into(),
+        created_at: at(0),
+        expires_at: None,
+    }
+}
+
+fn write<'a>(tenant: &'a str, p: &'a SecretPath, now: i64) -> WriteSecret<'a> {
+    WriteSecret {
+        tenant,
+        path: p,
+        secret_type: None,
+        metadata: None,
+        max_versions: None,
+        cas: None,
+        created_by: "user:alice",
+        now: at(now),
+    }
+}
+
+async fn put(
+    store: &Dyn,
+    ring: &KeyRing,
+    w: WriteSecret<'_>,
+    value: &str,
+) -> Result<WriteOutcome, StoreError> {
+    let tenant = w.tenant.to_owned();
+    let p = w.path.as_str().to_owned();
+    let seal = move |version: u64| {
+        ring.seal(
+            &SealContext {
+                tenant: &tenant,
+                path: &p,
+                version,
+            },
+            value.as_bytes(),
+        )
+    };
+    store.write_secret(w, &seal).await
+}
+
+async fn get(
+    store: &Dyn,
+    ring: &KeyRing,
+    p: &str,
+    version: Option<u64>,
+) -> Result<String, StoreError> {
+    let s = store.read_secret(DEFAULT_TENANT, p, version).await?;
+    let sealed = s
+        .version
+        .sealed
+        .ok_or(StoreError::VersionNotFound(s.version.version))?;
+    let ctx = SealContext {
+        tenant: DEFAULT_TENANT,
+        path: p,
+        version: s.version.version,
+    };
+    let plain = ring.open(&ctx, &sealed)?;
+    Ok(String::from_utf8(plain.expose().to_vec()).expect("utf8"))
+}
+
+pub async fn write_then_read(store: Dyn) {
+    let ring = setup(&store).await;
+    let p = path("app/db/password");
+    let mut w = write(DEFAULT_TENANT, &p, 1);
+    w.secret_type = Some(SecretType::Kv);
+    w.metadata = Some(SecretMetadata {
+        description: Some("db".into()),
+        tags: vec!["prod".into()],
+        ..Default::default()
+    });
+    let out = put(&store, &ring, w, "v1").await.expect("write");
+    assert_eq!((out.version, out.created), (1, true));
+    assert_eq!(out.created_at, at(1));
+    assert_eq!(
+        get(&store, &ring, "app/db/password", None)
+            .await
+            .expect("read"),
+        "v1"
+    );
+    let s = store
+        .read_secret(DEFAULT_TENANT, "app/db/password", None)
+        .await
+        .expect("read");
+    assert_eq!(s.head.secret_type, SecretType::Kv);
+    assert_eq!(s.head.metadata.tags, vec!["prod".to_string()]);
+    assert_eq!(s.version.created_by, "user:alice");
+    assert!(matches!(
+        store
+            .read_secret(DEFAULT_TENANT, "app/db/other", None)
+            .await,
+        Err(StoreError::SecretNotFound)
+    ));
+    assert!(matches!(
+        store
+            .read_secret(DEFAULT_TENANT, "app/db/password", Some(2))
+            .await,
+        Err(StoreError::VersionNotFound(2))
+    ));
+}
+
+pub async fn versions_are_consecutive(store: Dyn) {
+    let ring = setup(&store).await;
+    let p = path("a/b");
+    for i in 1..=5u64 {
+        let out = put(
+            &store,
+            &ring,
+            write(DEFAULT_TENANT, &p, i as i64),
+            &format!("v{i}"),
+        )
+        .await
+        .expect("write");
+        assert_eq!(out.version, i);
+        assert_eq!(out.created, i == 1);
+    }
+    for i in 1..=5u64 {
+        assert_eq!(
+            get(&store, &ring, "a/b", Some(i)).await.expect("read"),
+            format!("v{i}")
+        );
+    }
+    let (head, versions) = store
+        .list_versions(DEFAULT_TENANT, "a/b")
+        .await
+        .expect("versions");
+    assert_eq!(head.current_version, 5);
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![5, 4, 3, 2, 1]
+    );
+    assert!(
+        versions.iter().all(|v| v.sealed.is_none()),
+        "version lists carry no ciphertext"
+    );
+}
+
+pub async fn cas_rules(store: Dyn) {
+    let ring = setup(&store).await;
+    let p = path("cas/x");
+    let mut w = write(DEFAULT_TENANT, &p, 1);
+    w.cas = Some(1);
+    assert!(matches!(
+        put(&store, &ring, w.clone(), "x").await,
+        Err(StoreError::CasMismatch { current: 0 })
+    ));
+    w.cas = Some(0);
+    put(&store, &ring, w.clone(), "x")
+        .await
+        .expect("cas 0 on new");
+    assert!(matches!(
+        put(&store, &ring, w.clone(), "y").await,
+        Err(StoreError::CasMismatch { current: 1 })
+    ));
+    w.cas = Some(1);
+    assert_eq!(
+        put(&store, &ring, w.clone(), "y")
+            .await
+            .expect("cas 1")
+            .version,
+        2
+    );
+    assert_eq!(get(&store, &ring, "cas/x", None).await.expect("read"), "y");
+}
+
+pub async fn concurrent_writers_get_gapless_versions(store: Dyn) {
+    let ring = Arc::new(setup(&store).await);
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let store = store.clone();
+        let ring = ring.clone();
+        tasks.push(tokio::spawn(async move {
+            let p = path("hot/path");
+            put(
+                &store,
+                &ring,
+                write(DEFAULT_TENANT, &p, i),
+                &format!("w{i}"),
+            )
+            .await
+            .expect("write")
+            .version
+        }));
+    }
+    let mut got = BTreeSet::new();
+    for t in tasks {
+        assert!(got.insert(t.await.expect("join")), "duplicate version");
+    }
+    assert_eq!(got, (1..=32).collect::<BTreeSet<u64>>());
+    let (head, versions) = store
+        .list_versions(DEFAULT_TENANT, "hot/path")
+        .await
+        .expect("versions");
+    assert_eq!(head.current_version, 32);
+    assert_eq!(versions.len(), 10, "default max_versions keeps ten");
+}
+
+pub async fn pruning_past_max_versions(store: Dyn) {
+    let ring = setup(&store).await;
+    let p = path("prune/me");
+    for i in 1..=5 {
+        let mut w = write(DEFAULT_TENANT, &p, i);
+        w.max_versions = Some(3);
+        put(&store, &ring, w, &format!("v{i}"))
+            .await
+            .expect("write");
+    }
+    for v in [1, 2] {
+        assert!(
+            matches!(get(&store, &ring, "prune/me", Some(v)).await, Err(StoreError::VersionNotFound(x)) if x == v)
+        );
+    }
+    for v in 3..=5 {
+        assert_eq!(
+            get(&store, &ring, "prune/me", Some(v)).await.expect("kept"),
+            format!("v{v}")
+        );
+    }
+    let (_, versions) = store
+        .list_versions(DEFAULT_TENANT, "prune/me")
+        .await
+        .expect("versions");
+    assert_eq!(versions.len(), 3);
+}
+
+pub async fn metadata_kept_unless_given(store: Dyn) {
+    let ring = setup(&store).await;
+    let p = path("meta/x");
+    let mut w = write(DEFAULT_TENANT, &p, 1);
+    w.secret_type = Some(SecretType::Password);
+    w.metadata = Some(SecretMetadata {
+        owner: Some("team:a".into()),
+        ..Default::default()
+    });
+    w.max_versions = Some(4);
+    put(&store, &ring, w, "1").await.expect("write");
+    let out = put(&store, &ring, write(DEFAULT_TENANT, &p, 2), "2")
+        .await
+        .expect("write");
+    assert_eq!(out.head.secret_type, SecretType::Password);
+    assert_eq!(out.head.metadata.owner.as_deref(), Some("team:a"));
+    assert_eq!(out.head.max_versions, 4);
+    let head = store
+        .update_metadata(
+            DEFAULT_TENANT,
+            "meta/x",
+            Some(SecretMetadata {
+                tags: vec!["t".into()],
+                ..Default::default()
+            }),
+            None,
+            at(3),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(head.metadata.tags, vec!["t".to_string()]);
+    assert_eq!(head.metadata.owner, None);
+    assert_eq!(head.current_version, 2);
+    assert!(matches!(
+        store
+            .update_metadata(DEFAULT_TENANT, "meta/none", None, Some(3), at(3))
+            .await,
+        Err(StoreError::SecretNotFound)
+    ));
+}
+
+pub async fn shrinking_max_versions_prunes(store: Dyn) {
+    let ring = setup(&store).await;
+    let p = path("shrink/x");
+    for i in 1..=6 {
+        put(
+            &store,
+            &ring,
+            write(DEFAULT_TENANT, &p, i),
+            &format!("v{i}"),
+        )
+        .await
+        .expect("write");
+    }
+    store
+        .update_metadata(DEFAULT_TENANT, "shrink/x", None, Some(2), at(7))
+        .await
+        .expect("patch");
+    let (_, versions) = store
+        .list_versions(DEFAULT_TENANT, "shrink/x")
+        .await
+        .expect("versions");
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![6, 5]
+    );
+}
+
+pub async fn soft_delete_and_undelete(store: Dyn) {
+    let ring = setup(&store).await;
+    let p = path("del/x");
+    put(&store, &ring, write(DEFAULT_TENANT, &p, 1), "a")
+        .await
+        .expect("write");
+    put(&store, &ring, write(DEFAULT_TENANT, &p, 2), "b")
+        .await
+        .expect("write");
+    store
+        .soft_delete(DEFAULT_TENANT, "del/x", at(3))
+        .await
+        .expect("delete");
+    assert!(matches!(
+        store.read_secret(DEFAULT_TENANT, "del/x", None).await,
+        Err(StoreError::SecretNotFound)
+    ));
+    assert!(matches!(
+        store.soft_delete(DEFAULT_TENANT, "del/x", at(3)).await,
+        Err(StoreError::SecretNotFound)
+    ));
+    let listed = store
+        .list_secrets(
+            DEFAULT_TENANT,
+            SecretListQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert!(listed.is_empty());
+    let head = store
+        .undelete(DEFAULT_TENANT, "del/x", at(4))
+        .await
+        .expect("undelete");
+    assert_eq!(head.current_version, 2);
+    assert_eq!(
+        get(&store, &ring, "del/x", Some(1))
+            .await
+            .expect("history kept"),
+        "a"
+    );
+    assert!(matches!(
+        store.undelete(DEFAULT_TENANT, "del/none", at(4)).await,
+        Err(StoreError::SecretNotFound)
+    ));
+    // A write to a deleted secret revives it with the next version.
+    store
+        .soft_delete(DEFAULT_TENANT, "del/x", at(5))
+        .await
+        .expect("delete");
+    let out = put(&store, &ring, write(DEFAULT_TENANT, &p, 6), "c")
+        .await
+        .expect("write");
+    assert_eq!((out.version, out.created), (3, false));
+    assert_eq!(get(&store, &ring, "del/x", None).await.expect("read"), "c");
+}
+
+pub async fn destroy_versions(store: Dyn) {
+    let ring = setup(&store).await;
+    let p = path("destroy/x");
+    for i in 1..=3 {
+        put(
+            &store,
+            &ring,
+            write(DEFAULT_TENANT, &p, i),
+            &format!("v{i}"),
+        )
+        .await
+        .expect("write");
+    }
+    let gone = store
+        .destroy_versions(DEFAULT_TENANT, "destroy/x", Some(&[1, 3, 9]), at(4))
+        .await
+        .expect("destroy");
+    assert_eq!(gone, vec![1, 3]);
+    let s = store
+        .read_secret(DEFAULT_TENANT, "destroy/x", Some(1))
+        .await
+        .expect("row stays");
+    assert!(s.version.sealed.is_none() && s.version.destroyed_at.is_some());
+    assert_eq!(
+        get(&store, &ring, "destroy/x", Some(2))
+            .await
+            .expect("kept"),
+        "v2"
+    );
+    let gone = store
+        .destroy_versions(DEFAULT_TENANT, "destroy/x", None, at(5))
+        .await
+        .expect("destroy all");
+    assert_eq!(gone, vec![2]);
+    let status = store.key_status().await.expect("status");
+    assert_eq!(
+        status[0].data_keys, 0,
+        "destroyed versions keep no data key"
+    );
+}
+
+pub async fn list_filters_and_pages(store: Dyn) {
+    let ring = setup(&store).await;
+    for (i, name) in ["app/a", "app/b", "app/c", "apps/x", "other/y"]
+        .iter()
+        .enumerate()
+    {
+        let p = path(name);
+        let mut w = write(DEFAULT_TENANT, &p, i as i64);
+        w.metadata = Some(SecretMetadata {
+            tags: vec![if i % 2 == 0 { "even" } else { "odd" }.into()],
+            ..Default::default()
+        });
+        put(&store, &ring, w, "v").await.expect("write");
+    }
+    let names = |v: Vec<crate::SecretHead>| v.into_iter().map(|h| h.path).collect::<Vec<_>>();
+    let q = |prefix, tag, after, limit| SecretListQuery {
+        prefix,
+        tag,
+        after,
+        limit,
+    };
+    assert_eq!(
+        names(
+            store
+                .list_secrets(DEFAULT_TENANT, q(Some("app/"), None, None, 100))
+                .await
+                .expect("l")
+        ),
+        ["app/a", "app/b", "app/c"]
+    );
+    assert_eq!(
+        names(
+            store
+                .list_secrets(DEFAULT_TENANT, q(Some("app"), None, None, 100))
+                .await
+                .expect("l")
+        ),
+        ["app/a", "app/b", "app/c", "apps/x"]
+    );
+    assert_eq!(
+        names(
+            store
+                .list_secrets(DEFAULT_TENANT, q(None, Some("odd"), None, 100))
+                .await
+                .expect("l")
+        ),
+        ["app/b", "apps/x"]
+    );
+    assert_eq!(
+        names(
+            store
+                .list_secrets(DEFAULT_TENANT, q(None, None, None, 2))
+                .await
+                .expect("l")
+        ),
+        ["app/a", "app/b"]
+    );
+    assert_eq!(
+        names(
+            store
+                .list_secrets(DEFAULT_TENANT, q(None, None, Some("app/b"), 2))
+                .await
+                .expect("l")
+        ),
+        ["app/c", "apps/x"]
+    );
+    assert_eq!(
+        names(
+            store
+                .list_secrets(DEFAULT_TENANT, q(Some("%"), None, None, 100))
+                .await
+                .expect("l")
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names(
+            store
+                .list_secrets(DEFAULT_TENANT, q(Some("APP"), None, None, 100))
+                .await
+                .expect("l")
+        ),
+        Vec::<String>::new(),
+        "case-sensitive"
+    );
+}
+
+pub async fn tenants_are_isolated(store: Dyn) {
+    let ring = setup(&store).await;
+    let p = path("shared/name");
+    put(&store, &ring, write(DEFAULT_TENANT, &p, 1), "mine")
+        .await
+        .expect("write");
+    assert!(matches!(
+        store.read_secret("tnt_other", "shared/name", None).await,
+        Err(StoreError::SecretNotFound)
+    ));
+    let listed = store
+        .list_secrets(
+            "tnt_other",
+            SecretListQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert!(listed.is_empty());
+    assert!(matches!(
+        store.soft_delete("tnt_other", "shared/name", at(2)).await,
+        Err(StoreError::SecretNotFound)
+    ));
+    assert!(
+        store
+            .list_tokens("tnt_other", None, 100)
+            .await
+            .expect("tokens")
+            .is_empty()
+    );
+}
+
+pub async fn bootstrap_happens_once(store: Dyn) {
+    assert!(
+        store
+            .bootstrap(DEFAULT_TENANT, token("tok_a", b"a", true))
+            .await
+            .expect("first")
+    );
+    assert!(
+        !store
+            .bootstrap(DEFAULT_TENANT, token("tok_b", b"b", true))
+            .await
+            .expect("second")
+    );
+    assert!(
+        store
+            .find_token(&hash_token(b"b"))
+            .await
+            .expect("find")
+            .is_none()
+    );
+    let roots = store
+        .list_tokens(DEFAULT_TENANT, None, 100)
+        .await
+        .expect("list");
+    assert_eq!(roots.iter().filter(|t| t.is_root).count(), 1);
+}
+
+pub async fn tokens_find_list_revoke(store: Dyn) {
+    setup(&store).await;
+    let mut t = token("tok_2", b"skt_two", false);
+    t.expires_at = Some(at(100));
+    t.scopes = vec!["secrets:read".into(), "secrets:list".into()];
+    store.create_token(t.clone()).await.expect("create");
+    assert!(matches!(
+        store.create_token(t).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    let found = store
+        .find_token(&hash_token(b"skt_two"))
+        .await
+        .expect("find")
+        .expect("exists");
+    assert_eq!(found.id, "tok_2");
+    assert_eq!(
+        found.scopes,
+        vec!["secrets:read".to_string(), "secrets:list".to_string()]
+    );
+    assert_eq!(found.groups, vec!["ops".to_string()]);
+    assert_eq!(found.expires_at, Some(at(100)));
+    assert!(!found.is_root && found.revoked_at.is_none());
+    let page = store
+        .list_tokens(DEFAULT_TENANT, None, 1)
+        .await
+        .expect("list");
+    assert_eq!(page.len(), 1);
+    let rest = store
+        .list_tokens(DEFAULT_TENANT, Some(&page[0].id), 10)
+        .await
+        .expect("list");
+    assert_eq!(rest.len(), 1);
+    store
+        .revoke_token(DEFAULT_TENANT, "tok_2", at(5))
+        .await
+        .expect("revoke");
+    store
+        .revoke_token(DEFAULT_TENANT, "tok_2", at(9))
+        .await
+        .expect("revoke again is fine");
+    let found = store
+        .find_token(&hash_token(b"skt_two"))
+        .await
+        .expect("find")
+        .expect("exists");
+    assert_eq!(found.revoked_at, Some(at(5)));
+    assert!(matches!(
+        store.revoke_token(DEFAULT_TENANT, "tok_none", at(5)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.revoke_token("tnt_other", "tok_root", at(5)).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn master_keys_and_wraps(store: Dyn) {
+    setup(&store).await;
+    let keys = store.master_keys().await.expect("keys");
+    assert_eq!(keys.iter().map(|k| k.version).collect::<Vec<_>>(), vec![1]);
+    assert!(matches!(
+        store.insert_master_key(&keys[0], at(1)).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    let mut twin = KeyRing::new(RootKey::from_bytes(&[42u8; 32]).expect("key"));
+    twin.load_master_key(&keys[0])
+        .expect("stored key unwraps with the root key");
+    assert_eq!(store.reserve_wraps(1, 1000).await.expect("reserve"), 1000);
+    assert_eq!(store.reserve_wraps(1, 24).await.expect("reserve"), 1024);
+    assert!(matches!(
+        store.reserve_wraps(7, 1).await,
+        Err(StoreError::NotFound)
+    ));
+    let status = store.key_status().await.expect("status");
+    assert_eq!(status.len(), 1);
+    assert_eq!(
+        (status[0].version, status[0].wraps, status[0].data_keys),
+        (1, 1024, 0)
+    );
+}
+
+pub async fn rewrap_flow(store: Dyn) {
+    let mut ring = setup(&store).await;
+    for i in 0..5 {
+        let p = path(&format!("rw/{i}"));
+        put(
+            &store,
+            &ring,
+            write(DEFAULT_TENANT, &p, i),
+            &format!("v{i}"),
+        )
+        .await
+        .expect("write");
+    }
+    let new = ring.create_master_key(2).expect("key 2");
+    ring.add_wrap_budget(2, 100);
+    store.insert_master_key(&new, at(10)).await.expect("insert");
+    let pending = store.pending_rewraps(2, 3).await.expect("pending");
+    assert_eq!(pending.len(), 3);
+    for item in &pending {
+        let ctx = SealContext {
+            tenant: &item.tenant,
+            path: &item.path,
+            version: item.version,
+        };
+        let re = ring.rewrap(&ctx, &item.sealed).expect("rewrap");
+        assert!(store.replace_wrap(item, &re).await.expect("replace"));
+        assert!(
+            !store.replace_wrap(item, &re).await.expect("stale replace"),
+            "only once"
+        );
+    }
+    assert_eq!(
+        store.pending_rewraps(2, 100).await.expect("pending").len(),
+        2
+    );
+    let status = store.key_status().await.expect("status");
+    assert_eq!(
+        status.iter().map(|s| s.data_keys).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    for i in 0..5 {
+        assert_eq!(
+            get(&store, &ring, &format!("rw/{i}"), None)
+                .await
+                .expect("read"),
+            format!("v{i}")
+        );
+    }
+}
+
+pub async fn moved_ciphertext_never_opens(store: Dyn) {
+    let ring = setup(&store).await;
+    let (a, b) = (path("move/a"), path("move/b"));
+    put(&store, &ring, write(DEFAULT_TENANT, &a, 1), "secret-a")
+        .await
+        .expect("write");
+    put(&store, &ring, write(DEFAULT_TENANT, &b, 2), "secret-b")
+        .await
+        .expect("write");
+    let sa = store
+        .read_secret(DEFAULT_TENANT, "move/a", None)
+        .await
+        .expect("read")
+        .version
+        .sealed
+        .expect("sealed");
+    let ctx_b = SealContext {
+        tenant: DEFAULT_TENANT,
+        path: "move/b",
+        version: 1,
+    };
+    assert!(ring.open(&ctx_b, &sa).is_err());
+}

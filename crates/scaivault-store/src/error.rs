@@ -1,0 +1,47 @@
+use thiserror::Error;
+
+/// Storage failures, named by what went wrong for the caller.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("secret not found")]
+    SecretNotFound,
+    #[error("version {0} not found")]
+    VersionNotFound(u64),
+    #[error("not found")]
+    NotFound,
+    #[error("check-and-set failed: the current version is {current}")]
+    CasMismatch { current: u64 },
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("sealing failed: {0}")]
+    Seal(#[from] scaivault_crypto::CryptoError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    NotFound,
+    Conflict,
+    Corrupt,
+    Unavailable,
+    Internal,
+}
+
+impl StoreError {
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::SecretNotFound | StoreError::VersionNotFound(_) | StoreError::NotFound => {
+                StoreErrorKind::NotFound
+            }
+            StoreError::CasMismatch { .. } | StoreError::AlreadyExists => StoreErrorKind::Conflict,
+            StoreError::Corrupt(_) => StoreErrorKind::Corrupt,
+            StoreError::Unavailable(_) => StoreErrorKind::Unavailable,
+            StoreError::Seal(_) | StoreError::Backend(_) => StoreErrorKind::Internal,
+        }
+    }
+}

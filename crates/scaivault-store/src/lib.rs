@@ -1,0 +1,25 @@
+//! The storage contract of ScaiVault: async traits that every backend implements, the records they
+//! exchange, and (feature `conformance`) the one suite that every backend must pass.
+//!
+//! Storage only ever sees sealed secret material ([`SealedSecret`]): plaintext cannot reach this
+//! layer. This crate holds no SQL and no crypto; the backends hold the SQL, the crypto crate the
+//! cryptography, and `scaivault-core` decides who may do what.
+
+mod error;
+mod records;
+mod traits;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{StoreError, StoreErrorKind};
+pub use records::{
+    DEFAULT_MAX_VERSIONS, KeyStatus, NewToken, RewrapItem, SecretHead, SecretHeadColumns,
+    SecretListQuery, SecretVersionRow, StoredSecret, TokenColumns, TokenRecord, VersionColumns,
+    WriteOutcome, WriteSecret, from_micros, list_json, oldest_kept, to_micros,
+};
+pub use scaivault_crypto::{SealedSecret, StoredMasterKey};
+pub use traits::{KeyStore, SealFn, SecretStore, Store, TokenStore};
+
+/// The tenant every fresh installation starts with.
+pub const DEFAULT_TENANT: &str = "tnt_default";

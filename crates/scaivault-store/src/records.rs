@@ -1,0 +1,259 @@
+use chrono::{DateTime, Utc};
+use scaivault_crypto::{SealedSecret, TokenHash};
+use scaivault_domain::{SecretMetadata, SecretPath, SecretType};
+
+/// A write of a new version. `None` fields keep what the secret already has (or the default on the
+/// first write).
+#[derive(Debug, Clone)]
+pub struct WriteSecret<'a> {
+    pub tenant: &'a str,
+    pub path: &'a SecretPath,
+    pub secret_type: Option<SecretType>,
+    pub metadata: Option<SecretMetadata>,
+    pub max_versions: Option<u32>,
+    /// The version the writer believes is current; `Some(0)` means "must not exist".
+    pub cas: Option<u64>,
+    pub created_by: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+pub const DEFAULT_MAX_VERSIONS: u32 = 10;
+
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    pub head: SecretHead,
+    pub version: u64,
+    pub created: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A secret without any version's data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretHead {
+    pub path: String,
+    pub secret_type: SecretType,
+    pub metadata: SecretMetadata,
+    pub current_version: u64,
+    pub max_versions: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// One version's record; `sealed` is `None` once destroyed.
+#[derive(Debug, Clone)]
+pub struct SecretVersionRow {
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub destroyed_at: Option<DateTime<Utc>>,
+    pub sealed: Option<SealedSecret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredSecret {
+    pub head: SecretHead,
+    pub version: SecretVersionRow,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SecretListQuery<'a> {
+    pub prefix: Option<&'a str>,
+    pub tag: Option<&'a str>,
+    /// Exclusive: list paths strictly after this one.
+    pub after: Option<&'a str>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: String,
+    pub tenant: String,
+    pub hash: TokenHash,
+    pub name: String,
+    pub identity_type: String,
+    pub identity_id: String,
+    pub scopes: Vec<String>,
+    pub groups: Vec<String>,
+    pub is_root: bool,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub identity_type: String,
+    pub identity_id: String,
+    pub scopes: Vec<String>,
+    pub groups: Vec<String>,
+    pub is_root: bool,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    pub version: u32,
+    pub created_at: DateTime<Utc>,
+    /// Wraps reserved durably for this version (an upper bound of the real count).
+    pub wraps: u64,
+    /// Secret versions whose data key is wrapped by this version now.
+    pub data_keys: u64,
+}
+
+/// A data key that is wrapped by an old master key version and waits to be re-wrapped.
+#[derive(Debug, Clone)]
+pub struct RewrapItem {
+    pub tenant: String,
+    pub path: String,
+    pub version: u64,
+    pub sealed: SealedSecret,
+}
+
+/// Timestamps are kept as Unix microseconds in every backend.
+pub fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub fn from_micros(micros: i64) -> Result<DateTime<Utc>, crate::StoreError> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| crate::StoreError::Corrupt(format!("timestamp {micros}")))
+}
+
+fn opt_from_micros(micros: Option<i64>) -> Result<Option<DateTime<Utc>>, crate::StoreError> {
+    micros.map(from_micros).transpose()
+}
+
+fn non_negative(value: i64, what: &str) -> Result<u64, crate::StoreError> {
+    u64::try_from(value).map_err(|_| crate::StoreError::Corrupt(format!("negative {what}")))
+}
+
+/// The columns of a `secrets` row, as both backends read them.
+#[derive(Debug)]
+pub struct SecretHeadColumns {
+    pub path: String,
+    pub secret_type: String,
+    pub metadata: String,
+    pub current_version: i64,
+    pub max_versions: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
+impl TryFrom<SecretHeadColumns> for SecretHead {
+    type Error = crate::StoreError;
+
+    fn try_from(c: SecretHeadColumns) -> Result<Self, Self::Error> {
+        Ok(SecretHead {
+            secret_type: c
+                .secret_type
+                .parse()
+                .map_err(|_| crate::StoreError::Corrupt(format!("secret type of {}", c.path)))?,
+            metadata: serde_json::from_str(&c.metadata)
+                .map_err(|_| crate::StoreError::Corrupt(format!("metadata of {}", c.path)))?,
+            current_version: non_negative(c.current_version, "version")?,
+            max_versions: u32::try_from(c.max_versions)
+                .map_err(|_| crate::StoreError::Corrupt("max_versions".into()))?,
+            created_at: from_micros(c.created_at)?,
+            updated_at: from_micros(c.updated_at)?,
+            deleted_at: opt_from_micros(c.deleted_at)?,
+            path: c.path,
+        })
+    }
+}
+
+/// The columns of a `secret_versions` row.
+#[derive(Debug)]
+pub struct VersionColumns {
+    pub version: i64,
+    pub created_at: i64,
+    pub created_by: String,
+    pub expires_at: Option<i64>,
+    pub destroyed_at: Option<i64>,
+    pub key_version: Option<i64>,
+    pub wrapped_dek: Option<Vec<u8>>,
+    pub ciphertext: Option<Vec<u8>>,
+}
+
+impl TryFrom<VersionColumns> for SecretVersionRow {
+    type Error = crate::StoreError;
+
+    fn try_from(c: VersionColumns) -> Result<Self, Self::Error> {
+        let sealed = match (c.key_version, c.wrapped_dek, c.ciphertext) {
+            (Some(kv), Some(dek), Some(ct)) => Some(SealedSecret::from_stored(
+                u32::try_from(kv).map_err(|_| crate::StoreError::Corrupt("key version".into()))?,
+                dek,
+                ct,
+            )),
+            _ => None,
+        };
+        Ok(SecretVersionRow {
+            version: non_negative(c.version, "version")?,
+            created_at: from_micros(c.created_at)?,
+            created_by: c.created_by,
+            expires_at: opt_from_micros(c.expires_at)?,
+            destroyed_at: opt_from_micros(c.destroyed_at)?,
+            sealed,
+        })
+    }
+}
+
+/// The columns of a `tokens` row.
+#[derive(Debug)]
+pub struct TokenColumns {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub identity_type: String,
+    pub identity_id: String,
+    pub scopes: String,
+    pub groups: String,
+    pub is_root: bool,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl TryFrom<TokenColumns> for TokenRecord {
+    type Error = crate::StoreError;
+
+    fn try_from(c: TokenColumns) -> Result<Self, Self::Error> {
+        let list = |s: &str| {
+            serde_json::from_str::<Vec<String>>(s)
+                .map_err(|_| crate::StoreError::Corrupt(format!("token {}", c.id)))
+        };
+        Ok(TokenRecord {
+            scopes: list(&c.scopes)?,
+            groups: list(&c.groups)?,
+            created_at: from_micros(c.created_at)?,
+            expires_at: opt_from_micros(c.expires_at)?,
+            revoked_at: opt_from_micros(c.revoked_at)?,
+            id: c.id,
+            tenant: c.tenant,
+            name: c.name,
+            identity_type: c.identity_type,
+            identity_id: c.identity_id,
+            is_root: c.is_root,
+            created_by: c.created_by,
+        })
+    }
+}
+
+/// Encodes a string list column.
+pub fn list_json(items: &[String]) -> String {
+    serde_json::Value::from(items.to_vec()).to_string()
+}
+
+/// The oldest version that survives pruning after `current` was written with `max_versions` kept.
+pub fn oldest_kept(current: u64, max_versions: u32) -> u64 {
+    current.saturating_sub(u64::from(max_versions)) + 1
+}

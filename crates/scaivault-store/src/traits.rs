@@ -1,0 +1,144 @@
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use scaivault_crypto::{CryptoError, SealedSecret, StoredMasterKey, TokenHash};
+use scaivault_domain::SecretMetadata;
+
+use crate::{
+    KeyStatus, NewToken, RewrapItem, SecretHead, SecretListQuery, SecretVersionRow, StoreError,
+    StoredSecret, TokenRecord, WriteOutcome, WriteSecret,
+};
+
+/// Seals the plaintext for the version number storage assigned, inside the write's transaction, so
+/// the ciphertext is bound to the version it is stored as.
+pub type SealFn<'a> = dyn Fn(u64) -> Result<SealedSecret, CryptoError> + Send + Sync + 'a;
+
+#[async_trait]
+pub trait SecretStore: Send + Sync + Debug {
+    /// Assigns the next version, stores the sealed data and prunes past `max_versions`, all in one
+    /// transaction. Concurrent writers to one path get consecutive versions with no gap.
+    async fn write_secret(
+        &self,
+        write: WriteSecret<'_>,
+        seal: &SealFn<'_>,
+    ) -> Result<WriteOutcome, StoreError>;
+
+    /// The current version (or `version`) of a live secret.
+    async fn read_secret(
+        &self,
+        tenant: &str,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<StoredSecret, StoreError>;
+
+    /// The head and every kept version, newest first, without sealed data.
+    async fn list_versions(
+        &self,
+        tenant: &str,
+        path: &str,
+    ) -> Result<(SecretHead, Vec<SecretVersionRow>), StoreError>;
+
+    /// Replaces metadata and/or `max_versions` (pruning at once if it shrank).
+    async fn update_metadata(
+        &self,
+        tenant: &str,
+        path: &str,
+        metadata: Option<SecretMetadata>,
+        max_versions: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<SecretHead, StoreError>;
+
+    /// Live secrets in path order.
+    async fn list_secrets(
+        &self,
+        tenant: &str,
+        query: SecretListQuery<'_>,
+    ) -> Result<Vec<SecretHead>, StoreError>;
+
+    async fn soft_delete(
+        &self,
+        tenant: &str,
+        path: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    async fn undelete(
+        &self,
+        tenant: &str,
+        path: &str,
+        now: DateTime<Utc>,
+    ) -> Result<SecretHead, StoreError>;
+
+    /// Erases the ciphertext of the named versions (all when `None`); returns the versions destroyed.
+    async fn destroy_versions(
+        &self,
+        tenant: &str,
+        path: &str,
+        versions: Option<&[u64]>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u64>, StoreError>;
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync + Debug {
+    /// Creates the tenant and its root token when storage is empty; returns false (and changes
+    /// nothing) when any tenant exists, so a second start never makes a second root token.
+    async fn bootstrap(&self, tenant: &str, root_token: NewToken) -> Result<bool, StoreError>;
+
+    async fn create_token(&self, token: NewToken) -> Result<(), StoreError>;
+
+    async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
+
+    async fn list_tokens(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TokenRecord>, StoreError>;
+
+    async fn revoke_token(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync + Debug {
+    async fn master_keys(&self) -> Result<Vec<StoredMasterKey>, StoreError>;
+
+    /// Inserts a new master key version; `AlreadyExists` when another process made that version.
+    async fn insert_master_key(
+        &self,
+        key: &StoredMasterKey,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Durably adds `wraps` to the version's count and returns the new total.
+    async fn reserve_wraps(&self, version: u32, wraps: u64) -> Result<u64, StoreError>;
+
+    async fn key_status(&self) -> Result<Vec<KeyStatus>, StoreError>;
+
+    /// Up to `limit` data keys wrapped by a version other than `current`.
+    async fn pending_rewraps(
+        &self,
+        current: u32,
+        limit: u32,
+    ) -> Result<Vec<RewrapItem>, StoreError>;
+
+    /// Replaces one data key's wrap if it is still wrapped by `old_key_version`; false if it changed.
+    async fn replace_wrap(
+        &self,
+        item: &RewrapItem,
+        sealed: &SealedSecret,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Everything a backend provides.
+#[async_trait]
+pub trait Store: SecretStore + TokenStore + KeyStore {
+    /// Answers when the database does; used by readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
