@@ -11,9 +11,8 @@ mod tokens;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use secrets::{
-    DestroyRequest, DestroyResponse, PatchMetadataRequest, SecretList, SecretListItem,
-    SecretOptions, SecretResponse, SecretVersionInfo, SecretVersions, SecretWritten, VersionState,
-    WriteSecretRequest,
+    DestroyRequest, DestroyResponse, PatchMetadataRequest, SecretList, SecretListItem, SecretOptions,
+    SecretResponse, SecretVersionInfo, SecretVersions, SecretWritten, VersionState, WriteSecretRequest,
 };
 pub use sys::{Health, KeyStatusResponse, KeyVersionStatus};
 pub use tokens::{CreateTokenRequest, CreatedToken, TokenInfo, TokenList, WhoAmI};

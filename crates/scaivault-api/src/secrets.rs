@@ -3,11 +3,12 @@ use scaivault_domain::{SecretMetadata, SecretType};
 use serde::{Deserialize, Serialize};
 
 /// `PUT /v1/secrets/{path}`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteSecretRequest {
     pub data: serde_json::Map<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub secret_type: Option<SecretType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<SecretMetadata>,
@@ -17,7 +18,7 @@ pub struct WriteSecretRequest {
     pub cas: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -25,21 +26,23 @@ pub struct SecretOptions {
 }
 
 /// The answer to a write (`201` first, `200` later).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecretWritten {
     pub path: String,
     pub version: u64,
     pub created_at: DateTime<Utc>,
+    #[schemars(with = "String")]
     pub secret_type: SecretType,
     pub metadata: SecretMetadata,
 }
 
 /// `GET /v1/secrets/{path}`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecretResponse {
     pub path: String,
     pub version: u64,
     pub data: serde_json::Map<String, serde_json::Value>,
+    #[schemars(with = "String")]
     pub secret_type: SecretType,
     pub metadata: SecretMetadata,
     pub created_at: DateTime<Utc>,
@@ -47,7 +50,7 @@ pub struct SecretResponse {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VersionState {
     Active,
@@ -56,7 +59,7 @@ pub enum VersionState {
     Destroyed,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecretVersionInfo {
     pub version: u64,
     pub is_current: bool,
@@ -67,7 +70,7 @@ pub struct SecretVersionInfo {
 }
 
 /// `GET /v1/secrets/{path}/versions`, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecretVersions {
     pub path: String,
     pub current_version: u64,
@@ -75,7 +78,7 @@ pub struct SecretVersions {
 }
 
 /// `PATCH /v1/secrets/{path}/metadata`: the fields given replace the stored ones.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchMetadataRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,9 +93,10 @@ pub struct PatchMetadataRequest {
     pub max_versions: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecretListItem {
     pub path: String,
+    #[schemars(with = "String")]
     pub secret_type: SecretType,
     pub current_version: u64,
     pub metadata: SecretMetadata,
@@ -100,21 +104,21 @@ pub struct SecretListItem {
 }
 
 /// `GET /v1/secrets`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecretList {
     pub secrets: Vec<SecretListItem>,
     pub next_cursor: Option<String>,
 }
 
 /// `POST /v1/secrets/{path}/destroy`: the named versions, or all when absent.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestroyRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versions: Option<Vec<u64>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DestroyResponse {
     pub path: String,
     pub destroyed_versions: Vec<u64>,

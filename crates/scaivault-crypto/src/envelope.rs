@@ -48,19 +48,11 @@ pub struct SealedSecret {
 impl SealedSecret {
     /// Rebuilds a sealed secret from the bytes storage returned. Opening it still verifies everything.
     pub fn from_stored(key_version: u32, wrapped_dek: Vec<u8>, ciphertext: Vec<u8>) -> Self {
-        SealedSecret {
-            key_version,
-            wrapped_dek,
-            ciphertext,
-        }
+        SealedSecret { key_version, wrapped_dek, ciphertext }
     }
 
     pub(crate) fn new(key_version: u32, wrapped_dek: Vec<u8>, ciphertext: Vec<u8>) -> Self {
-        SealedSecret {
-            key_version,
-            wrapped_dek,
-            ciphertext,
-        }
+        SealedSecret { key_version, wrapped_dek, ciphertext }
     }
 
     pub fn key_version(&self) -> u32 {
@@ -112,21 +104,13 @@ pub(crate) fn seal_bytes(
     out.extend_from_slice(plaintext);
     let mut in_out = out.split_off(NONCE_LEN);
     less_safe_key(key)
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut in_out,
-        )
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut in_out)
         .map_err(|_| CryptoError::Decrypt)?;
     out.append(&mut in_out);
     Ok(out)
 }
 
-pub(crate) fn open_bytes(
-    key: &[u8; KEY_LEN],
-    aad: &[u8],
-    sealed: &[u8],
-) -> Result<SecretBytes, CryptoError> {
+pub(crate) fn open_bytes(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(CryptoError::Decrypt);
     }

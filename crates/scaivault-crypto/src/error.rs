@@ -40,12 +40,12 @@ impl CryptoError {
     pub fn kind(&self) -> CryptoErrorKind {
         match self {
             CryptoError::Decrypt | CryptoError::UnknownKeyVersion(_) => CryptoErrorKind::Integrity,
-            CryptoError::WrongRootKey(_)
-            | CryptoError::InvalidKey(_)
-            | CryptoError::KeyFile { .. } => CryptoErrorKind::Config,
-            CryptoError::WrapBudgetExhausted(_)
-            | CryptoError::EmptyKeyRing
-            | CryptoError::Random => CryptoErrorKind::Internal,
+            CryptoError::WrongRootKey(_) | CryptoError::InvalidKey(_) | CryptoError::KeyFile { .. } => {
+                CryptoErrorKind::Config
+            }
+            CryptoError::WrapBudgetExhausted(_) | CryptoError::EmptyKeyRing | CryptoError::Random => {
+                CryptoErrorKind::Internal
+            }
         }
     }
 }

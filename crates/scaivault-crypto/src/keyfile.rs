@@ -14,9 +14,7 @@ use crate::{CryptoError, RootKey};
 /// Parses `SCAIVAULT_MASTER_KEY`: standard base64 of exactly 32 bytes.
 pub fn root_key_from_base64(text: &str) -> Result<RootKey, CryptoError> {
     let bytes = Zeroizing::new(
-        STANDARD
-            .decode(text.trim())
-            .map_err(|_| CryptoError::InvalidKey("not valid base64".into()))?,
+        STANDARD.decode(text.trim()).map_err(|_| CryptoError::InvalidKey("not valid base64".into()))?,
     );
     RootKey::from_bytes(&bytes)
 }
@@ -24,10 +22,7 @@ pub fn root_key_from_base64(text: &str) -> Result<RootKey, CryptoError> {
 /// Reads the root key from `path`, or creates it (mode 0600, fsynced) when it does not exist.
 /// Returns the key and whether it was created.
 pub fn load_or_create_key_file(path: &Path) -> Result<(RootKey, bool), CryptoError> {
-    let io_err = |source| CryptoError::KeyFile {
-        path: path.display().to_string(),
-        source,
-    };
+    let io_err = |source| CryptoError::KeyFile { path: path.display().to_string(), source };
     match std::fs::File::open(path) {
         Ok(mut file) => {
             let mut text = Zeroizing::new(String::new());
@@ -38,18 +33,12 @@ pub fn load_or_create_key_file(path: &Path) -> Result<(RootKey, bool), CryptoErr
             let key = random_key(&SystemRandom::new())?;
             let mut text = Zeroizing::new(STANDARD.encode(key.as_ref()));
             text.push('\n');
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(io_err)?;
+            let mut file =
+                OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io_err)?;
             file.write_all(text.as_bytes()).map_err(io_err)?;
             file.sync_all().map_err(io_err)?;
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io_err)?;
+                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)?;
             }
             Ok((RootKey::from_bytes(key.as_ref())?, true))
         }
@@ -69,10 +58,7 @@ mod tests {
         let path = dir.path().join("master.key");
         let (_, created) = load_or_create_key_file(&path).unwrap();
         assert!(created);
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let text = std::fs::read_to_string(&path).unwrap();
         let (_, created_again) = load_or_create_key_file(&path).unwrap();
         assert!(!created_again);

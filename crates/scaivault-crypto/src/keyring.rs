@@ -18,9 +18,9 @@ pub struct RootKey(Zeroizing<[u8; KEY_LEN]>);
 
 impl RootKey {
     pub fn from_bytes(bytes: &[u8]) -> Result<RootKey, CryptoError> {
-        let arr: [u8; KEY_LEN] = bytes.try_into().map_err(|_| {
-            CryptoError::InvalidKey(format!("expected {KEY_LEN} bytes, got {}", bytes.len()))
-        })?;
+        let arr: [u8; KEY_LEN] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::InvalidKey(format!("expected {KEY_LEN} bytes, got {}", bytes.len())))?;
         Ok(RootKey(Zeroizing::new(arr)))
     }
 }
@@ -55,9 +55,7 @@ pub struct KeyRing {
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyRing")
-            .field("versions", &self.versions())
-            .finish()
+        f.debug_struct("KeyRing").field("versions", &self.versions()).finish()
     }
 }
 
@@ -69,24 +67,21 @@ fn master_aad(version: u32) -> Vec<u8> {
 
 impl KeyRing {
     pub fn new(root: RootKey) -> KeyRing {
-        KeyRing {
-            root,
-            keys: BTreeMap::new(),
-            rng: SystemRandom::new(),
-        }
+        KeyRing { root, keys: BTreeMap::new(), rng: SystemRandom::new() }
     }
 
     /// Makes a fresh random master key with `version`, adds it, and returns what storage must keep.
     pub fn create_master_key(&mut self, version: u32) -> Result<StoredMasterKey, CryptoError> {
+        let stored = self.new_master_key(version)?;
+        self.load_master_key(&stored)?;
+        Ok(stored)
+    }
+
+    /// Makes a fresh random master key wrapped by the root key, without adding it: the caller stores
+    /// it first and then loads it, so no data is sealed under a key storage does not hold.
+    pub fn new_master_key(&self, version: u32) -> Result<StoredMasterKey, CryptoError> {
         let key = random_key(&self.rng)?;
         let wrapped = seal_bytes(&self.rng, &self.root.0, &master_aad(version), key.as_ref())?;
-        self.keys.insert(
-            version,
-            MasterKey {
-                bytes: key,
-                budget: AtomicU64::new(0),
-            },
-        );
         Ok(StoredMasterKey { version, wrapped })
     }
 
@@ -98,16 +93,11 @@ impl KeyRing {
         }
         let plain = open_bytes(&self.root.0, &master_aad(stored.version), &stored.wrapped)
             .map_err(|_| CryptoError::WrongRootKey(stored.version))?;
-        let arr: [u8; KEY_LEN] = plain.expose().try_into().map_err(|_| {
-            CryptoError::InvalidKey("stored master key has the wrong length".into())
-        })?;
-        self.keys.insert(
-            stored.version,
-            MasterKey {
-                bytes: Zeroizing::new(arr),
-                budget: AtomicU64::new(0),
-            },
-        );
+        let arr: [u8; KEY_LEN] = plain
+            .expose()
+            .try_into()
+            .map_err(|_| CryptoError::InvalidKey("stored master key has the wrong length".into()))?;
+        self.keys.insert(stored.version, MasterKey { bytes: Zeroizing::new(arr), budget: AtomicU64::new(0) });
         Ok(())
     }
 
@@ -131,17 +121,11 @@ impl KeyRing {
     }
 
     pub fn wrap_budget(&self, version: u32) -> u64 {
-        self.keys
-            .get(&version)
-            .map_or(0, |k| k.budget.load(Ordering::SeqCst))
+        self.keys.get(&version).map_or(0, |k| k.budget.load(Ordering::SeqCst))
     }
 
     fn take_current_wrap(&self) -> Result<(u32, &MasterKey), CryptoError> {
-        let (&version, key) = self
-            .keys
-            .iter()
-            .next_back()
-            .ok_or(CryptoError::EmptyKeyRing)?;
+        let (&version, key) = self.keys.iter().next_back().ok_or(CryptoError::EmptyKeyRing)?;
         key.budget
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
             .map_err(|_| CryptoError::WrapBudgetExhausted(version))?;
@@ -149,27 +133,16 @@ impl KeyRing {
     }
 
     fn key(&self, version: u32) -> Result<&MasterKey, CryptoError> {
-        self.keys
-            .get(&version)
-            .ok_or(CryptoError::UnknownKeyVersion(version))
+        self.keys.get(&version).ok_or(CryptoError::UnknownKeyVersion(version))
     }
 
     /// Encrypts `plaintext` under a fresh data key bound to `ctx`, and wraps the data key with the
     /// current master key (one wrap of its budget).
-    pub fn seal(
-        &self,
-        ctx: &SealContext<'_>,
-        plaintext: &[u8],
-    ) -> Result<SealedSecret, CryptoError> {
+    pub fn seal(&self, ctx: &SealContext<'_>, plaintext: &[u8]) -> Result<SealedSecret, CryptoError> {
         let (version, master) = self.take_current_wrap()?;
         let dek = random_key(&self.rng)?;
         let ciphertext = seal_bytes(&self.rng, &dek, &ctx.aad(DATA_LABEL, None), plaintext)?;
-        let wrapped = seal_bytes(
-            &self.rng,
-            &master.bytes,
-            &ctx.aad(DEK_LABEL, Some(version)),
-            dek.as_ref(),
-        )?;
+        let wrapped = seal_bytes(&self.rng, &master.bytes, &ctx.aad(DEK_LABEL, Some(version)), dek.as_ref())?;
         Ok(SealedSecret::new(version, wrapped, ciphertext))
     }
 
@@ -179,46 +152,26 @@ impl KeyRing {
         sealed: &SealedSecret,
     ) -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
         let master = self.key(sealed.key_version())?;
-        let dek = open_bytes(
-            &master.bytes,
-            &ctx.aad(DEK_LABEL, Some(sealed.key_version())),
-            sealed.wrapped_dek(),
-        )?;
+        let dek =
+            open_bytes(&master.bytes, &ctx.aad(DEK_LABEL, Some(sealed.key_version())), sealed.wrapped_dek())?;
         let arr: [u8; KEY_LEN] = dek.expose().try_into().map_err(|_| CryptoError::Decrypt)?;
         Ok(Zeroizing::new(arr))
     }
 
     /// Decrypts a sealed secret; any change to its bytes, its binding or its key fails.
-    pub fn open(
-        &self,
-        ctx: &SealContext<'_>,
-        sealed: &SealedSecret,
-    ) -> Result<SecretBytes, CryptoError> {
+    pub fn open(&self, ctx: &SealContext<'_>, sealed: &SealedSecret) -> Result<SecretBytes, CryptoError> {
         let dek = self.unwrap_dek(ctx, sealed)?;
         open_bytes(&dek, &ctx.aad(DATA_LABEL, None), sealed.ciphertext())
     }
 
     /// Re-wraps the data key with the current master key; the data ciphertext is not touched. The data
     /// is verified first so a corrupt row is never re-wrapped into looking fresh.
-    pub fn rewrap(
-        &self,
-        ctx: &SealContext<'_>,
-        sealed: &SealedSecret,
-    ) -> Result<SealedSecret, CryptoError> {
+    pub fn rewrap(&self, ctx: &SealContext<'_>, sealed: &SealedSecret) -> Result<SealedSecret, CryptoError> {
         let dek = self.unwrap_dek(ctx, sealed)?;
         open_bytes(&dek, &ctx.aad(DATA_LABEL, None), sealed.ciphertext())?;
         let (version, master) = self.take_current_wrap()?;
-        let wrapped = seal_bytes(
-            &self.rng,
-            &master.bytes,
-            &ctx.aad(DEK_LABEL, Some(version)),
-            dek.as_ref(),
-        )?;
-        Ok(SealedSecret::new(
-            version,
-            wrapped,
-            sealed.ciphertext().to_vec(),
-        ))
+        let wrapped = seal_bytes(&self.rng, &master.bytes, &ctx.aad(DEK_LABEL, Some(version)), dek.as_ref())?;
+        Ok(SealedSecret::new(version, wrapped, sealed.ciphertext().to_vec()))
     }
 }
 
@@ -235,11 +188,8 @@ mod tests {
         ring
     }
 
-    const CTX: SealContext<'static> = SealContext {
-        tenant: "tnt_default",
-        path: "app/db/password",
-        version: 3,
-    };
+    const CTX: SealContext<'static> =
+        SealContext { tenant: "tnt_default", path: "app/db/password", version: 3 };
 
     #[test]
     fn seal_open_round_trip() {
@@ -257,10 +207,7 @@ mod tests {
             let mut ct = sealed.ciphertext().to_vec();
             ct[i] ^= 0x01;
             let bad = SealedSecret::from_stored(1, sealed.wrapped_dek().to_vec(), ct);
-            assert!(
-                matches!(ring.open(&CTX, &bad), Err(CryptoError::Decrypt)),
-                "byte {i}"
-            );
+            assert!(matches!(ring.open(&CTX, &bad), Err(CryptoError::Decrypt)), "byte {i}");
         }
         for i in 0..sealed.wrapped_dek().len() {
             let mut w = sealed.wrapped_dek().to_vec();
@@ -275,20 +222,10 @@ mod tests {
         let ring = ring_with(&[1]);
         let sealed = ring.seal(&CTX, b"value").unwrap();
         for other in [
-            SealContext {
-                tenant: "tnt_other",
-                ..CTX
-            },
-            SealContext {
-                path: "app/db/passwore",
-                ..CTX
-            },
+            SealContext { tenant: "tnt_other", ..CTX },
+            SealContext { path: "app/db/passwore", ..CTX },
             SealContext { version: 4, ..CTX },
-            SealContext {
-                tenant: "tnt_defaultapp",
-                path: "/db/password",
-                version: 3,
-            },
+            SealContext { tenant: "tnt_defaultapp", path: "/db/password", version: 3 },
         ] {
             assert!(ring.open(&other, &sealed).is_err(), "{other:?}");
         }
@@ -298,10 +235,7 @@ mod tests {
     fn budget_is_enforced() {
         let mut ring = KeyRing::new(RootKey::from_bytes(&[1u8; 32]).unwrap());
         ring.create_master_key(1).unwrap();
-        assert!(matches!(
-            ring.seal(&CTX, b"x"),
-            Err(CryptoError::WrapBudgetExhausted(1))
-        ));
+        assert!(matches!(ring.seal(&CTX, b"x"), Err(CryptoError::WrapBudgetExhausted(1))));
         ring.add_wrap_budget(1, 2);
         ring.seal(&CTX, b"x").unwrap();
         ring.seal(&CTX, b"x").unwrap();
@@ -325,17 +259,11 @@ mod tests {
         let mut ring = ring_with(&[1]);
         let stored = ring.create_master_key(2).unwrap();
         let mut other = KeyRing::new(RootKey::from_bytes(&[9u8; 32]).unwrap());
-        assert!(matches!(
-            other.load_master_key(&stored),
-            Err(CryptoError::WrongRootKey(2))
-        ));
+        assert!(matches!(other.load_master_key(&stored), Err(CryptoError::WrongRootKey(2))));
         let mut same = KeyRing::new(RootKey::from_bytes(&[7u8; 32]).unwrap());
         same.load_master_key(&stored).unwrap();
         // A stored key relabelled with another version does not unwrap.
-        let relabelled = StoredMasterKey {
-            version: 3,
-            wrapped: stored.wrapped.clone(),
-        };
+        let relabelled = StoredMasterKey { version: 3, wrapped: stored.wrapped.clone() };
         assert!(same.load_master_key(&relabelled).is_err());
     }
 

@@ -34,9 +34,7 @@ pub fn random_id(prefix: &str) -> Result<String, CryptoError> {
 
 /// A new personal access token: `skt_` + 43 base62 characters (over 256 bits of entropy).
 pub fn generate_token() -> Result<SecretBytes, CryptoError> {
-    Ok(SecretBytes::new(
-        format!("{TOKEN_PREFIX}{}", random_string(43)?).into_bytes(),
-    ))
+    Ok(SecretBytes::new(format!("{TOKEN_PREFIX}{}", random_string(43)?).into_bytes()))
 }
 
 /// SHA-256 of a token: tokens are high-entropy, so a fast hash is enough to make a stolen table useless.

@@ -22,13 +22,7 @@ enum Unit {
 
 impl Unit {
     /// Largest first, which is the order `from_secs` tries them in.
-    const ALL: [Unit; 5] = [
-        Unit::Weeks,
-        Unit::Days,
-        Unit::Hours,
-        Unit::Minutes,
-        Unit::Seconds,
-    ];
+    const ALL: [Unit; 5] = [Unit::Weeks, Unit::Days, Unit::Hours, Unit::Minutes, Unit::Seconds];
 
     fn secs(self) -> u64 {
         match self {
@@ -95,8 +89,8 @@ impl DurationSpec {
         if number.len() > 1 && number.starts_with('0') {
             return Err(DurationError::LeadingZero);
         }
-        let unit = Unit::from_suffix(unit)
-            .ok_or_else(|| DurationError::UnknownUnit(truncate_for_message(unit)))?;
+        let unit =
+            Unit::from_suffix(unit).ok_or_else(|| DurationError::UnknownUnit(truncate_for_message(unit)))?;
         let value = number.parse::<u64>().map_err(|_| DurationError::TooLarge)?;
         match value.checked_mul(unit.secs()) {
             Some(total) if total <= MAX_DURATION_SECS => Ok(DurationSpec { value, unit }),
@@ -110,19 +104,10 @@ impl DurationSpec {
     pub fn from_secs(secs: u64) -> DurationSpec {
         let secs = secs.min(MAX_DURATION_SECS);
         if secs == 0 {
-            return DurationSpec {
-                value: 0,
-                unit: Unit::Seconds,
-            };
+            return DurationSpec { value: 0, unit: Unit::Seconds };
         }
-        let unit = Unit::ALL
-            .into_iter()
-            .find(|u| secs.is_multiple_of(u.secs()))
-            .unwrap_or(Unit::Seconds);
-        DurationSpec {
-            value: secs / unit.secs(),
-            unit,
-        }
+        let unit = Unit::ALL.into_iter().find(|u| secs.is_multiple_of(u.secs())).unwrap_or(Unit::Seconds);
+        DurationSpec { value: secs / unit.secs(), unit }
     }
 
     /// Total length in seconds.
@@ -206,11 +191,7 @@ impl DurationList {
         s.split(',')
             .enumerate()
             .map(|(index, item)| {
-                let item = if index == 0 {
-                    item
-                } else {
-                    item.trim_start_matches(' ')
-                };
+                let item = if index == 0 { item } else { item.trim_start_matches(' ') };
                 DurationSpec::parse(item).map_err(|e| e.in_list(index))
             })
             .collect::<Result<Vec<_>, _>>()
@@ -266,9 +247,7 @@ impl<'de> Visitor<'de> for DurationListVisitor {
     type Value = DurationList;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "a comma-separated duration string like \"7d,1d\" or an array of duration strings",
-        )
+        f.write_str("a comma-separated duration string like \"7d,1d\" or an array of duration strings")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -278,8 +257,7 @@ impl<'de> Visitor<'de> for DurationListVisitor {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
         while let Some(item) = seq.next_element::<String>()? {
-            let parsed = DurationSpec::parse(&item)
-                .map_err(|e| de::Error::custom(e.in_list(items.len())))?;
+            let parsed = DurationSpec::parse(&item).map_err(|e| de::Error::custom(e.in_list(items.len())))?;
             items.push(parsed);
         }
         Ok(DurationList(items))
@@ -308,18 +286,12 @@ pub enum DurationError {
     TooLarge,
     /// An item of a duration list, counted from zero, is invalid.
     #[error("duration list item {index}: {error}")]
-    ListItem {
-        index: usize,
-        error: Box<DurationError>,
-    },
+    ListItem { index: usize, error: Box<DurationError> },
 }
 
 impl DurationError {
     fn in_list(self, index: usize) -> DurationError {
-        DurationError::ListItem {
-            index,
-            error: Box::new(self),
-        }
+        DurationError::ListItem { index, error: Box::new(self) }
     }
 }
 
@@ -329,23 +301,13 @@ mod tests {
 
     fn check(input: &str, expected: Result<u64, DurationError>) {
         let got = DurationSpec::parse(input);
-        assert_eq!(
-            got.as_ref().map(DurationSpec::as_secs),
-            expected.as_ref().map(|s| *s),
-            "{input:?}"
-        );
+        assert_eq!(got.as_ref().map(DurationSpec::as_secs), expected.as_ref().map(|s| *s), "{input:?}");
         if let Ok(d) = got {
             assert_eq!(d.to_string(), input, "display keeps the unit");
             assert_eq!(d.as_std(), std::time::Duration::from_secs(d.as_secs()));
-            assert_eq!(
-                d.as_chrono().num_seconds(),
-                i64::try_from(d.as_secs()).unwrap()
-            );
+            assert_eq!(d.as_chrono().num_seconds(), i64::try_from(d.as_secs()).unwrap());
             assert_eq!(serde_json::to_value(d).unwrap(), input);
-            assert_eq!(
-                serde_json::from_value::<DurationSpec>(input.into()).unwrap(),
-                d
-            );
+            assert_eq!(serde_json::from_value::<DurationSpec>(input.into()).unwrap(), d);
         } else {
             assert!(serde_json::from_value::<DurationSpec>(input.into()).is_err());
         }
@@ -437,24 +399,15 @@ mod tests {
 
     fn check_list(input: &str, expected: Result<&[&str], DurationError>) {
         let got = DurationList::parse(input);
-        let got_strings = got.map(|l| {
-            l.as_slice()
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        });
-        let expected_strings =
-            expected.map(|e| e.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        let got_strings = got.map(|l| l.as_slice().iter().map(ToString::to_string).collect::<Vec<_>>());
+        let expected_strings = expected.map(|e| e.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
         assert_eq!(got_strings, expected_strings, "{input:?}");
     }
 
     #[test]
     fn list_from_string() {
         use DurationError::*;
-        let item = |index, e: DurationError| ListItem {
-            index,
-            error: Box::new(e),
-        };
+        let item = |index, e: DurationError| ListItem { index, error: Box::new(e) };
         check_list("7d,1d", Ok(&["7d", "1d"]));
         check_list("7d, 1d,  12h", Ok(&["7d", "1d", "12h"]));
         check_list("30m", Ok(&["30m"]));
@@ -477,13 +430,8 @@ mod tests {
         assert_eq!(from(serde_json::json!("7d,1d")).unwrap(), expected);
         assert_eq!(from(serde_json::json!("7d, 1d")).unwrap(), expected);
         assert_eq!(from(serde_json::json!(["7d", "1d"])).unwrap(), expected);
-        assert_eq!(
-            from(serde_json::json!([])).unwrap(),
-            DurationList::default()
-        );
-        let err = from(serde_json::json!(["7d", "1y"]))
-            .unwrap_err()
-            .to_string();
+        assert_eq!(from(serde_json::json!([])).unwrap(), DurationList::default());
+        let err = from(serde_json::json!(["7d", "1y"])).unwrap_err().to_string();
         assert!(err.contains("item 1") && err.contains("\"y\""), "{err}");
         assert!(from(serde_json::json!(["7d", 1])).is_err());
         assert!(from(serde_json::json!(["7d,1d"])).is_err());
@@ -497,8 +445,7 @@ mod tests {
         let list = DurationList::parse("7d, 1d, 30m").unwrap();
         assert_eq!(list.to_string(), "7d,1d,30m");
         assert_eq!(serde_json::to_value(&list).unwrap(), "7d,1d,30m");
-        let back: DurationList =
-            serde_json::from_value(serde_json::to_value(&list).unwrap()).unwrap();
+        let back: DurationList = serde_json::from_value(serde_json::to_value(&list).unwrap()).unwrap();
         assert_eq!(back, list);
         let empty = DurationList::default();
         assert_eq!(DurationList::parse(&empty.to_string()).unwrap(), empty);

@@ -45,15 +45,10 @@ impl GlobPattern {
             } else if segment.contains("**") {
                 return Err(GlobError::MisplacedDoubleStar { index });
             } else {
-                segments.push(PatternSegment::Segment(
-                    segment.split('*').map(str::to_owned).collect(),
-                ));
+                segments.push(PatternSegment::Segment(segment.split('*').map(str::to_owned).collect()));
             }
         }
-        Ok(GlobPattern {
-            source: s.to_owned(),
-            segments,
-        })
+        Ok(GlobPattern { source: s.to_owned(), segments })
     }
 
     pub fn as_str(&self) -> &str {
@@ -140,18 +135,13 @@ impl Table {
     fn build(pattern: &[PatternSegment], path: &[&str]) -> Table {
         let (p, n) = (pattern.len(), path.len());
         let width = n + 1;
-        let mut table = Table {
-            width,
-            reach: vec![false; (p + 1) * width],
-        };
+        let mut table = Table { width, reach: vec![false; (p + 1) * width] };
         table.reach[p * width + n] = true;
         for i in (0..p).rev() {
             for j in (0..=n).rev() {
                 let ok = match &pattern[i] {
                     PatternSegment::AnySegments if i + 1 == p => j < n,
-                    PatternSegment::AnySegments => {
-                        table.get(i + 1, j) || (j < n && table.get(i, j + 1))
-                    }
+                    PatternSegment::AnySegments => table.get(i + 1, j) || (j < n && table.get(i, j + 1)),
                     PatternSegment::Segment(pieces) => {
                         j < n && table.get(i + 1, j + 1) && segment_match(pieces, path[j], None)
                     }
@@ -222,14 +212,10 @@ pub fn substitute_captures(template: &str, captures: &[String]) -> Result<String
         }
     }
     if expected != captures.len() {
-        return Err(GlobError::CaptureCountMismatch {
-            expected,
-            got: captures.len(),
-        });
+        return Err(GlobError::CaptureCountMismatch { expected, got: captures.len() });
     }
     let mut next = captures.iter();
-    let mut out =
-        String::with_capacity(template.len() + captures.iter().map(String::len).sum::<usize>());
+    let mut out = String::with_capacity(template.len() + captures.iter().map(String::len).sum::<usize>());
     let mut first = true;
     for segment in template.split('/') {
         if segment == "**" {
@@ -303,10 +289,7 @@ pub enum GlobError {
         "invalid character {} at byte {position}, allowed are A-Z a-z 0-9 . _ - * and '/' between segments",
         describe_char(*.character)
     )]
-    InvalidCharacter {
-        position: usize,
-        character: Option<char>,
-    },
+    InvalidCharacter { position: usize, character: Option<char> },
     #[error("pattern segment {index} is {len} characters long, the maximum is {MAX_SEGMENT_CHARS}")]
     SegmentTooLong { index: usize, len: usize },
     #[error("'**' must be a whole segment, but segment {index} has it alongside other characters")]
@@ -323,13 +306,9 @@ impl From<Issue> for GlobError {
             Issue::TooManySegments { count } => GlobError::TooManySegments { count },
             Issue::EmptySegment { index } => GlobError::EmptySegment { index },
             Issue::DotSegment { index } => GlobError::DotSegment { index },
-            Issue::InvalidCharacter {
-                position,
-                character,
-            } => GlobError::InvalidCharacter {
-                position,
-                character,
-            },
+            Issue::InvalidCharacter { position, character } => {
+                GlobError::InvalidCharacter { position, character }
+            }
             Issue::SegmentTooLong { index, len } => GlobError::SegmentTooLong { index, len },
         }
     }
@@ -350,16 +329,8 @@ mod tests {
     /// One row of the spec's glob table.
     fn check(pattern: &str, path_str: &str, expected: bool) {
         let p = glob(pattern);
-        assert_eq!(
-            p.matches(&path(path_str)),
-            expected,
-            "{pattern:?} vs {path_str:?}"
-        );
-        assert_eq!(
-            p.matches_str(path_str),
-            expected,
-            "{pattern:?} vs {path_str:?} (str)"
-        );
+        assert_eq!(p.matches(&path(path_str)), expected, "{pattern:?} vs {path_str:?}");
+        assert_eq!(p.matches_str(path_str), expected, "{pattern:?} vs {path_str:?} (str)");
         assert_eq!(p.captures(&path(path_str)).is_some(), expected);
     }
 
@@ -372,11 +343,7 @@ mod tests {
             ("a/**", &["a/b", "a/b/c/d"], &["a", "b/a"]),
             ("a/**/c", &["a/c", "a/b/c", "a/b/x/c"], &["a/b/c/d", "a"]),
             ("**", &["a", "a/b", "x/y/z/w"], &[]),
-            (
-                "db-*",
-                &["db-main", "db-"],
-                &["db", "x/db-main", "db-main/x"],
-            ),
+            ("db-*", &["db-main", "db-"], &["db", "x/db-main", "db-main/x"]),
         ];
         for (pattern, yes, no) in table {
             for p in *yes {
@@ -457,39 +424,20 @@ mod tests {
         check_substitute("a/**", &[""], Ok("a"));
         check_substitute("x-*-y", &["1"], Ok("x-1-y"));
         check_substitute("*/*", &["1", "2"], Ok("1/2"));
-        check_substitute(
-            "kv/*/**",
-            &["q"],
-            Err(GlobError::CaptureCountMismatch {
-                expected: 2,
-                got: 1,
-            }),
-        );
+        check_substitute("kv/*/**", &["q"], Err(GlobError::CaptureCountMismatch { expected: 2, got: 1 }));
         check_substitute(
             "kv/plain",
             &["extra"],
-            Err(GlobError::CaptureCountMismatch {
-                expected: 0,
-                got: 1,
-            }),
+            Err(GlobError::CaptureCountMismatch { expected: 0, got: 1 }),
         );
-        check_substitute(
-            "kv/a**",
-            &["x"],
-            Err(GlobError::MisplacedDoubleStar { index: 1 }),
-        );
+        check_substitute("kv/a**", &["x"], Err(GlobError::MisplacedDoubleStar { index: 1 }));
     }
 
     #[test]
     fn federation_mapping_end_to_end() {
         let source = glob("external/hashicorp/**");
-        let caps = source
-            .captures(&path("external/hashicorp/team/db"))
-            .unwrap();
-        assert_eq!(
-            substitute_captures("secret/data/**", &caps).unwrap(),
-            "secret/data/team/db"
-        );
+        let caps = source.captures(&path("external/hashicorp/team/db")).unwrap();
+        assert_eq!(substitute_captures("secret/data/**", &caps).unwrap(), "secret/data/team/db");
     }
 
     fn check_parse(input: &str, expected: Result<(), GlobError>) {
@@ -522,33 +470,12 @@ mod tests {
         check_parse("a/**b", Err(GlobError::MisplacedDoubleStar { index: 1 }));
         check_parse("a**", Err(GlobError::MisplacedDoubleStar { index: 0 }));
         check_parse("***", Err(GlobError::MisplacedDoubleStar { index: 0 }));
-        check_parse(
-            "a/?",
-            Err(GlobError::InvalidCharacter {
-                position: 2,
-                character: Some('?'),
-            }),
-        );
-        check_parse(
-            "a/[bc]",
-            Err(GlobError::InvalidCharacter {
-                position: 2,
-                character: Some('['),
-            }),
-        );
+        check_parse("a/?", Err(GlobError::InvalidCharacter { position: 2, character: Some('?') }));
+        check_parse("a/[bc]", Err(GlobError::InvalidCharacter { position: 2, character: Some('[') }));
         check_parse(&"a/".repeat(300), Err(GlobError::TooLong { len: 600 }));
-        check_parse(
-            &vec!["*"; 33].join("/"),
-            Err(GlobError::TooManySegments { count: 33 }),
-        );
-        check_parse(
-            &"*".repeat(129),
-            Err(GlobError::SegmentTooLong { index: 0, len: 129 }),
-        );
-        check_parse(
-            &"a*".repeat(65),
-            Err(GlobError::SegmentTooLong { index: 0, len: 130 }),
-        );
+        check_parse(&vec!["*"; 33].join("/"), Err(GlobError::TooManySegments { count: 33 }));
+        check_parse(&"*".repeat(129), Err(GlobError::SegmentTooLong { index: 0, len: 129 }));
+        check_parse(&"a*".repeat(65), Err(GlobError::SegmentTooLong { index: 0, len: 130 }));
     }
 
     #[test]

@@ -15,10 +15,7 @@ mod tests {
 
     fn check(input: &str, expected: Option<IdentityType>) {
         assert_eq!(input.parse::<IdentityType>().ok(), expected, "{input:?}");
-        assert_eq!(
-            serde_json::from_value::<IdentityType>(input.into()).ok(),
-            expected
-        );
+        assert_eq!(serde_json::from_value::<IdentityType>(input.into()).ok(), expected);
         if let Some(t) = expected {
             assert_eq!(t.as_str(), input);
             assert_eq!(t.to_string(), input);

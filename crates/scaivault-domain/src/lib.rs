@@ -25,9 +25,7 @@ pub use duration::{DurationError, DurationList, DurationSpec, MAX_DURATION_SECS}
 pub use glob::{GlobError, GlobPattern, substitute_captures};
 pub use identity::{IdentityType, IdentityTypeError};
 pub use metadata::SecretMetadata;
-pub use path::{
-    MAX_PATH_BYTES, MAX_SEGMENT_CHARS, MAX_SEGMENTS, PathError, RESERVED_SEGMENTS, SecretPath,
-};
+pub use path::{MAX_PATH_BYTES, MAX_SEGMENT_CHARS, MAX_SEGMENTS, PathError, RESERVED_SEGMENTS, SecretPath};
 pub use permission::{Permission, PermissionError};
 pub use scope::{Scope, ScopeError, scopes_allow};
 pub use secret_type::{DataError, SecretType, SecretTypeError, validate_secret_data};

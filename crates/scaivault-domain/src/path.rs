@@ -106,10 +106,7 @@ pub enum PathError {
         "invalid character {} at byte {position}, allowed are A-Z a-z 0-9 . _ - and '/' between segments",
         describe_char(*.character)
     )]
-    InvalidCharacter {
-        position: usize,
-        character: Option<char>,
-    },
+    InvalidCharacter { position: usize, character: Option<char> },
     #[error("path segment {index} is {len} characters long, the maximum is {MAX_SEGMENT_CHARS}")]
     SegmentTooLong { index: usize, len: usize },
     #[error("the last path segment may not be the reserved word '{0}'")]
@@ -124,13 +121,9 @@ impl From<Issue> for PathError {
             Issue::TooManySegments { count } => PathError::TooManySegments { count },
             Issue::EmptySegment { index } => PathError::EmptySegment { index },
             Issue::DotSegment { index } => PathError::DotSegment { index },
-            Issue::InvalidCharacter {
-                position,
-                character,
-            } => PathError::InvalidCharacter {
-                position,
-                character,
-            },
+            Issue::InvalidCharacter { position, character } => {
+                PathError::InvalidCharacter { position, character }
+            }
             Issue::SegmentTooLong { index, len } => PathError::SegmentTooLong { index, len },
         }
     }
@@ -155,10 +148,7 @@ mod tests {
     }
 
     fn invalid(position: usize, character: Option<char>) -> Result<(), PathError> {
-        Err(PathError::InvalidCharacter {
-            position,
-            character,
-        })
+        Err(PathError::InvalidCharacter { position, character })
     }
 
     #[test]
@@ -216,10 +206,7 @@ mod tests {
 
         check(&"z".repeat(128), Ok(()));
         check(&format!("a/{}", "z".repeat(128)), Ok(()));
-        check(
-            &format!("a/{}", "z".repeat(129)),
-            Err(PathError::SegmentTooLong { index: 1, len: 129 }),
-        );
+        check(&format!("a/{}", "z".repeat(129)), Err(PathError::SegmentTooLong { index: 1, len: 129 }));
     }
 
     #[test]

@@ -22,16 +22,10 @@ mod tests {
                 assert_eq!(p.as_str(), input);
                 assert_eq!(p.to_string(), input);
                 assert_eq!(serde_json::to_value(p).unwrap(), input);
-                assert_eq!(
-                    serde_json::from_value::<Permission>(input.into()).unwrap(),
-                    p
-                );
+                assert_eq!(serde_json::from_value::<Permission>(input.into()).unwrap(), p);
             }
             None => {
-                assert_eq!(
-                    input.parse::<Permission>(),
-                    Err(PermissionError::Unknown(input.to_owned()))
-                );
+                assert_eq!(input.parse::<Permission>(), Err(PermissionError::Unknown(input.to_owned())));
                 assert!(serde_json::from_value::<Permission>(input.into()).is_err());
             }
         }
@@ -54,9 +48,6 @@ mod tests {
     #[test]
     fn error_lists_the_choices() {
         let msg = "x".parse::<Permission>().unwrap_err().to_string();
-        assert_eq!(
-            msg,
-            "unknown permission \"x\", expected one of: read, write, delete, list, rotate"
-        );
+        assert_eq!(msg, "unknown permission \"x\", expected one of: read, write, delete, list, rotate");
     }
 }

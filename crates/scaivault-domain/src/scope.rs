@@ -72,10 +72,7 @@ mod tests {
             assert_eq!(scope.as_str(), input);
             assert_eq!(scope.to_string(), input);
             assert_eq!(serde_json::to_value(scope).unwrap(), input);
-            assert_eq!(
-                serde_json::from_value::<Scope>(input.into()).unwrap(),
-                scope
-            );
+            assert_eq!(serde_json::from_value::<Scope>(input.into()).unwrap(), scope);
         } else {
             assert!(serde_json::from_value::<Scope>(input.into()).is_err());
         }
@@ -164,11 +161,7 @@ mod tests {
         for scope in Scope::ALL {
             let s = scope.as_str();
             assert_eq!(Scope::PkiAll.implies(*scope), s.starts_with("pki:"), "{s}");
-            assert_eq!(
-                Scope::DynamicAll.implies(*scope),
-                s.starts_with("dynamic:"),
-                "{s}"
-            );
+            assert_eq!(Scope::DynamicAll.implies(*scope), s.starts_with("dynamic:"), "{s}");
         }
         assert!(Scope::PkiAll.implies(Scope::PkiIssue));
         assert!(!Scope::PkiAll.implies(Scope::SecretsRead));
@@ -178,16 +171,11 @@ mod tests {
 
     #[test]
     fn plain_scopes_imply_only_themselves() {
-        let plain = Scope::ALL
-            .iter()
-            .filter(|s| !matches!(s, Scope::Admin | Scope::PkiAll | Scope::DynamicAll));
+        let plain =
+            Scope::ALL.iter().filter(|s| !matches!(s, Scope::Admin | Scope::PkiAll | Scope::DynamicAll));
         for granted in plain {
             for needed in Scope::ALL {
-                assert_eq!(
-                    granted.implies(*needed),
-                    granted == needed,
-                    "{granted} -> {needed}"
-                );
+                assert_eq!(granted.implies(*needed), granted == needed, "{granted} -> {needed}");
             }
         }
         assert!(!Scope::SecretsWrite.implies(Scope::SecretsRead));
@@ -196,35 +184,19 @@ mod tests {
     #[test]
     fn scopes_allow_checks_any_granted_scope() {
         assert!(!scopes_allow(&[], Scope::SecretsRead));
-        assert!(scopes_allow(
-            &[Scope::AuditRead, Scope::SecretsRead],
-            Scope::SecretsRead
-        ));
-        assert!(!scopes_allow(
-            &[Scope::AuditRead, Scope::PkiAll],
-            Scope::SecretsRead
-        ));
-        assert!(scopes_allow(
-            &[Scope::AuditRead, Scope::PkiAll],
-            Scope::PkiAdmin
-        ));
+        assert!(scopes_allow(&[Scope::AuditRead, Scope::SecretsRead], Scope::SecretsRead));
+        assert!(!scopes_allow(&[Scope::AuditRead, Scope::PkiAll], Scope::SecretsRead));
+        assert!(scopes_allow(&[Scope::AuditRead, Scope::PkiAll], Scope::PkiAdmin));
     }
 
     #[test]
     fn unknown_scope_error_names_it() {
         let err = "secrets:raed".parse::<Scope>().unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("unknown scope \"secrets:raed\""),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("unknown scope \"secrets:raed\""), "{err}");
         let long = "x".repeat(10_000);
         let msg = long.parse::<Scope>().unwrap_err().to_string();
         assert!(msg.len() < 1_000, "error message echoed a huge input");
         let from_json = serde_json::from_str::<Vec<Scope>>(r#"["admin","nope"]"#).unwrap_err();
-        assert!(
-            from_json.to_string().contains("unknown scope \"nope\""),
-            "{from_json}"
-        );
+        assert!(from_json.to_string().contains("unknown scope \"nope\""), "{from_json}");
     }
 }

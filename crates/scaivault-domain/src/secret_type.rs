@@ -23,10 +23,7 @@ string_enum! {
 impl SecretType {
     /// Whether every value of the `data` object must be a JSON string.
     pub fn requires_string_values(&self) -> bool {
-        matches!(
-            self,
-            SecretType::Kv | SecretType::ApiKey | SecretType::Password
-        )
+        matches!(self, SecretType::Kv | SecretType::ApiKey | SecretType::Password)
     }
 }
 
@@ -34,9 +31,7 @@ impl SecretType {
 /// object, and for string-valued types nothing but strings inside it.
 pub fn validate_secret_data(secret_type: SecretType, data: &Value) -> Result<(), DataError> {
     let Value::Object(map) = data else {
-        return Err(DataError::NotAnObject {
-            found: json_kind(data),
-        });
+        return Err(DataError::NotAnObject { found: json_kind(data) });
     };
     if secret_type.requires_string_values()
         && let Some((key, value)) = map.iter().find(|(_, v)| !v.is_string())
@@ -67,9 +62,7 @@ fn json_kind(value: &Value) -> &'static str {
 pub enum DataError {
     #[error("secret data must be a JSON object, got {found}")]
     NotAnObject { found: &'static str },
-    #[error(
-        "secret data of type {secret_type} must have string values, but key {key:?} holds a {found}"
-    )]
+    #[error("secret data of type {secret_type} must have string values, but key {key:?} holds a {found}")]
     NonStringValue {
         secret_type: SecretType,
         /// Shortened if it was long.
@@ -85,23 +78,11 @@ mod tests {
     use super::*;
 
     fn check(secret_type: SecretType, data: Value, expected: Result<(), DataError>) {
-        assert_eq!(
-            validate_secret_data(secret_type, &data),
-            expected,
-            "{secret_type} {data}"
-        );
+        assert_eq!(validate_secret_data(secret_type, &data), expected, "{secret_type} {data}");
     }
 
-    fn non_string(
-        secret_type: SecretType,
-        key: &str,
-        found: &'static str,
-    ) -> Result<(), DataError> {
-        Err(DataError::NonStringValue {
-            secret_type,
-            key: key.to_owned(),
-            found,
-        })
+    fn non_string(secret_type: SecretType, key: &str, found: &'static str) -> Result<(), DataError> {
+        Err(DataError::NonStringValue { secret_type, key: key.to_owned(), found })
     }
 
     #[test]
@@ -109,32 +90,16 @@ mod tests {
         use SecretType::*;
         check(Json, json!({"a": 1, "b": {"c": [true]}}), Ok(()));
         check(Json, json!({}), Ok(()));
-        check(
-            Json,
-            json!([1]),
-            Err(DataError::NotAnObject { found: "array" }),
-        );
-        check(
-            Text,
-            json!("plain"),
-            Err(DataError::NotAnObject { found: "string" }),
-        );
-        check(
-            Text,
-            json!(null),
-            Err(DataError::NotAnObject { found: "null" }),
-        );
+        check(Json, json!([1]), Err(DataError::NotAnObject { found: "array" }));
+        check(Text, json!("plain"), Err(DataError::NotAnObject { found: "string" }));
+        check(Text, json!(null), Err(DataError::NotAnObject { found: "null" }));
         check(Text, json!({"value": "x", "n": 3}), Ok(()));
         check(Certificate, json!({"pem": "-----BEGIN"}), Ok(()));
         check(SshKey, json!({"private_key": "k", "bits": 4096}), Ok(()));
         for t in [Kv, ApiKey, Password] {
             check(t, json!({"user": "u", "pass": "p"}), Ok(()));
             check(t, json!({}), Ok(()));
-            check(
-                t,
-                json!({"user": "u", "port": 5432}),
-                non_string(t, "port", "number"),
-            );
+            check(t, json!({"user": "u", "port": 5432}), non_string(t, "port", "number"));
             check(t, json!({"x": null}), non_string(t, "x", "null"));
             check(t, json!({"x": ["a"]}), non_string(t, "x", "array"));
             check(t, json!({"x": {"y": "z"}}), non_string(t, "x", "object"));
@@ -145,15 +110,11 @@ mod tests {
     #[test]
     fn errors_name_the_key_but_never_the_value() {
         let data = json!({"password": ["hunter2"], "user": "admin"});
-        let msg = validate_secret_data(SecretType::Password, &data)
-            .unwrap_err()
-            .to_string();
+        let msg = validate_secret_data(SecretType::Password, &data).unwrap_err().to_string();
         assert!(msg.contains("\"password\""), "{msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
         let data = json!({"token": 123_456_789});
-        let msg = validate_secret_data(SecretType::ApiKey, &data)
-            .unwrap_err()
-            .to_string();
+        let msg = validate_secret_data(SecretType::ApiKey, &data).unwrap_err().to_string();
         assert!(!msg.contains("123456789"), "{msg}");
     }
 
@@ -173,10 +134,7 @@ mod tests {
             assert_eq!(text.parse::<SecretType>(), Ok(t));
             assert_eq!(t.as_str(), text);
             assert_eq!(serde_json::to_value(t).unwrap(), text);
-            assert_eq!(
-                serde_json::from_value::<SecretType>(text.into()).unwrap(),
-                t
-            );
+            assert_eq!(serde_json::from_value::<SecretType>(text.into()).unwrap(), t);
             assert_eq!(t.requires_string_values(), strings, "{text}");
         }
         assert_eq!(SecretType::default(), SecretType::Json);

@@ -8,26 +8,12 @@ use crate::text::printable_ascii;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Issue {
     Empty,
-    TooLong {
-        len: usize,
-    },
-    TooManySegments {
-        count: usize,
-    },
-    EmptySegment {
-        index: usize,
-    },
-    DotSegment {
-        index: usize,
-    },
-    InvalidCharacter {
-        position: usize,
-        character: Option<char>,
-    },
-    SegmentTooLong {
-        index: usize,
-        len: usize,
-    },
+    TooLong { len: usize },
+    TooManySegments { count: usize },
+    EmptySegment { index: usize },
+    DotSegment { index: usize },
+    InvalidCharacter { position: usize, character: Option<char> },
+    SegmentTooLong { index: usize, len: usize },
 }
 
 /// Whether `s` obeys the lexical rules of a path (`allow_star == false`) or of
@@ -55,31 +41,17 @@ pub(crate) fn check(s: &str, allow_star: bool) -> Result<(), Issue> {
     Ok(())
 }
 
-fn check_segment(
-    segment: &str,
-    index: usize,
-    offset: usize,
-    allow_star: bool,
-) -> Result<(), Issue> {
+fn check_segment(segment: &str, index: usize, offset: usize, allow_star: bool) -> Result<(), Issue> {
     if segment.is_empty() {
         return Err(Issue::EmptySegment { index });
     }
-    if let Some(i) = segment
-        .bytes()
-        .position(|b| !(is_path_byte(b) || (allow_star && b == b'*')))
-    {
+    if let Some(i) = segment.bytes().position(|b| !(is_path_byte(b) || (allow_star && b == b'*'))) {
         let byte = segment.as_bytes()[i];
-        return Err(Issue::InvalidCharacter {
-            position: offset + i,
-            character: printable_ascii(byte),
-        });
+        return Err(Issue::InvalidCharacter { position: offset + i, character: printable_ascii(byte) });
     }
     // Every accepted byte is ASCII, so bytes and characters coincide here.
     if segment.len() > MAX_SEGMENT_CHARS {
-        return Err(Issue::SegmentTooLong {
-            index,
-            len: segment.len(),
-        });
+        return Err(Issue::SegmentTooLong { index, len: segment.len() });
     }
     if segment == "." || segment == ".." {
         return Err(Issue::DotSegment { index });

@@ -28,8 +28,7 @@ impl Version {
     /// saturating into a duplicate. Use [`Version::checked_next`] where the
     /// number comes from outside.
     pub fn next(self) -> Version {
-        self.checked_next()
-            .expect("secret version number overflowed u64")
+        self.checked_next().expect("secret version number overflowed u64")
     }
 
     /// The version after this one, or `None` at `u64::MAX`.
@@ -63,9 +62,7 @@ impl FromStr for Version {
                 VersionError::LeadingZero
             });
         }
-        s.parse::<u64>()
-            .map(Version)
-            .map_err(|_| VersionError::Overflow)
+        s.parse::<u64>().map(Version).map_err(|_| VersionError::Overflow)
     }
 }
 

@@ -25,9 +25,7 @@ fn ref_match(pattern: &[RefSeg], path: &[&str]) -> bool {
         Some((RefSeg::Any, [])) => !path.is_empty(),
         Some((RefSeg::Any, rest)) => (0..=path.len()).any(|k| ref_match(rest, &path[k..])),
         Some((RefSeg::Seg(seg), rest)) => match path.split_first() {
-            Some((first, others)) => {
-                ref_segment(seg.as_bytes(), first.as_bytes()) && ref_match(rest, others)
-            }
+            Some((first, others)) => ref_segment(seg.as_bytes(), first.as_bytes()) && ref_match(rest, others),
             None => false,
         },
     }
@@ -44,10 +42,8 @@ fn ref_segment(pattern: &[u8], text: &[u8]) -> bool {
 
 /// A small alphabet so that random patterns and paths actually collide.
 fn small_word() -> impl Strategy<Value = String> {
-    prop::sample::select(vec![
-        "a", "b", "db", "db-main", "db-", "x", "ab", "ba", "aba", "bab",
-    ])
-    .prop_map(str::to_owned)
+    prop::sample::select(vec!["a", "b", "db", "db-main", "db-", "x", "ab", "ba", "aba", "bab"])
+        .prop_map(str::to_owned)
 }
 
 fn ref_segment_strategy() -> impl Strategy<Value = RefSeg> {
@@ -88,12 +84,13 @@ fn valid_segment() -> impl Strategy<Value = String> {
 }
 
 fn valid_path() -> impl Strategy<Value = String> {
-    prop::collection::vec(valid_segment(), 1..=12)
-        .prop_map(|segs| segs.join("/"))
-        .prop_filter("reserved last segment", |p| {
+    prop::collection::vec(valid_segment(), 1..=12).prop_map(|segs| segs.join("/")).prop_filter(
+        "reserved last segment",
+        |p| {
             let last = p.rsplit('/').next().unwrap_or(p);
             !RESERVED_SEGMENTS.contains(&last)
-        })
+        },
+    )
 }
 
 proptest! {

@@ -13,10 +13,9 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    DEFAULT_MAX_VERSIONS, KeyStatus, KeyStore, NewToken, RewrapItem, SealFn, SecretHead,
-    SecretHeadColumns, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError,
-    StoredSecret, TokenColumns, TokenRecord, TokenStore, VersionColumns, WriteOutcome, WriteSecret,
-    list_json, oldest_kept, to_micros,
+    DEFAULT_MAX_VERSIONS, KeyStatus, KeyStore, NewToken, RewrapItem, SealFn, SecretHead, SecretHeadColumns,
+    SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenColumns,
+    TokenRecord, TokenStore, VersionColumns, WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
@@ -42,8 +41,10 @@ fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-const HEAD_COLUMNS: &str = "path, secret_type, metadata, current_version, max_versions, created_at, updated_at, deleted_at";
-const VERSION_COLUMNS: &str = "version, created_at, created_by, expires_at, destroyed_at, key_version, wrapped_dek, ciphertext";
+const HEAD_COLUMNS: &str =
+    "path, secret_type, metadata, current_version, max_versions, created_at, updated_at, deleted_at";
+const VERSION_COLUMNS: &str =
+    "version, created_at, created_by, expires_at, destroyed_at, key_version, wrapped_dek, ciphertext";
 const TOKEN_COLUMNS: &str = "id, tenant_id, name, identity_type, identity_id, scopes, groups_json, is_root, \
      created_by, created_at, expires_at, revoked_at";
 
@@ -112,10 +113,7 @@ impl PostgresStore {
     /// Connects with every table in `schema` (created if missing): one database can hold many
     /// independent stores, which is how the tests isolate themselves.
     pub async fn connect_in_schema(url: &str, schema: &str) -> Result<PostgresStore, StoreError> {
-        if !schema
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
+        if !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
             return Err(StoreError::Backend("schema names are [a-z0-9_]".into()));
         }
         let options = PgConnectOptions::from_str(url)
@@ -141,10 +139,7 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         Ok(PostgresStore { pool })
     }
 
@@ -160,14 +155,9 @@ impl PostgresStore {
         for_update: bool,
     ) -> Result<Option<SecretHead>, StoreError> {
         let lock = if for_update { " FOR UPDATE" } else { "" };
-        let sql =
-            format!("SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = $1 AND path = $2{lock}");
-        let row = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(path)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_err)?;
+        let sql = format!("SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = $1 AND path = $2{lock}");
+        let row =
+            sqlx::query(&sql).bind(tenant).bind(path).fetch_optional(&mut **tx).await.map_err(db_err)?;
         row.as_ref().map(head_from_row).transpose()
     }
 
@@ -190,26 +180,20 @@ impl PostgresStore {
         current: u64,
         max_versions: u32,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "DELETE FROM secret_versions WHERE tenant_id = $1 AND path = $2 AND version < $3",
-        )
-        .bind(tenant)
-        .bind(path)
-        .bind(to_i64(oldest_kept(current, max_versions))?)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+        sqlx::query("DELETE FROM secret_versions WHERE tenant_id = $1 AND path = $2 AND version < $3")
+            .bind(tenant)
+            .bind(path)
+            .bind(to_i64(oldest_kept(current, max_versions))?)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 }
 
 #[async_trait]
 impl SecretStore for PostgresStore {
-    async fn write_secret(
-        &self,
-        w: WriteSecret<'_>,
-        seal: &SealFn<'_>,
-    ) -> Result<WriteOutcome, StoreError> {
+    async fn write_secret(&self, w: WriteSecret<'_>, seal: &SealFn<'_>) -> Result<WriteOutcome, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let path = w.path.as_str();
         let now = to_micros(w.now);
@@ -225,9 +209,7 @@ impl SecretStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        let existing = Self::head_in(&mut tx, w.tenant, path, true)
-            .await?
-            .filter(|h| h.current_version > 0);
+        let existing = Self::head_in(&mut tx, w.tenant, path, true).await?.filter(|h| h.current_version > 0);
         let current = existing.as_ref().map_or(0, |h| h.current_version);
         if let Some(cas) = w.cas
             && cas != current
@@ -235,18 +217,10 @@ impl SecretStore for PostgresStore {
             return Err(StoreError::CasMismatch { current });
         }
         let version = current + 1;
-        let secret_type = w
-            .secret_type
-            .or(existing.as_ref().map(|h| h.secret_type))
-            .unwrap_or_default();
-        let metadata = w
-            .metadata
-            .or(existing.as_ref().map(|h| h.metadata.clone()))
-            .unwrap_or_default();
-        let max_versions = w
-            .max_versions
-            .or(existing.as_ref().map(|h| h.max_versions))
-            .unwrap_or(DEFAULT_MAX_VERSIONS);
+        let secret_type = w.secret_type.or(existing.as_ref().map(|h| h.secret_type)).unwrap_or_default();
+        let metadata = w.metadata.or(existing.as_ref().map(|h| h.metadata.clone())).unwrap_or_default();
+        let max_versions =
+            w.max_versions.or(existing.as_ref().map(|h| h.max_versions)).unwrap_or(DEFAULT_MAX_VERSIONS);
         let meta = metadata_json(&metadata)?;
         sqlx::query(
             "UPDATE secrets SET secret_type = $1, metadata = $2, max_versions = $3, current_version = $4, \
@@ -281,12 +255,7 @@ impl SecretStore for PostgresStore {
         Self::prune(&mut tx, w.tenant, path, version, max_versions).await?;
         let head = Self::live_head_in(&mut tx, w.tenant, path, true).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(WriteOutcome {
-            created_at: head.updated_at,
-            head,
-            version,
-            created: current == 0,
-        })
+        Ok(WriteOutcome { created_at: head.updated_at, head, version, created: current == 0 })
     }
 
     async fn read_secret(
@@ -324,16 +293,8 @@ impl SecretStore for PostgresStore {
         let sql = "SELECT version, created_at, created_by, expires_at, destroyed_at, NULL AS key_version, \
              NULL AS wrapped_dek, NULL AS ciphertext FROM secret_versions WHERE tenant_id = $1 AND path = $2 \
              ORDER BY version DESC";
-        let rows = sqlx::query(sql)
-            .bind(tenant)
-            .bind(path)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let versions = rows
-            .iter()
-            .map(version_from_row)
-            .collect::<Result<_, _>>()?;
+        let rows = sqlx::query(sql).bind(tenant).bind(path).fetch_all(&mut *tx).await.map_err(db_err)?;
+        let versions = rows.iter().map(version_from_row).collect::<Result<_, _>>()?;
         tx.commit().await.map_err(db_err)?;
         Ok((head, versions))
     }
@@ -390,12 +351,7 @@ impl SecretStore for PostgresStore {
         rows.iter().map(head_from_row).collect()
     }
 
-    async fn soft_delete(
-        &self,
-        tenant: &str,
-        path: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn soft_delete(&self, tenant: &str, path: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE secrets SET deleted_at = $1, updated_at = $2 WHERE tenant_id = $3 AND path = $4 AND deleted_at IS NULL",
@@ -413,24 +369,19 @@ impl SecretStore for PostgresStore {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn undelete(
-        &self,
-        tenant: &str,
-        path: &str,
-        now: DateTime<Utc>,
-    ) -> Result<SecretHead, StoreError> {
+    async fn undelete(&self, tenant: &str, path: &str, now: DateTime<Utc>) -> Result<SecretHead, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
-        let head = Self::head_in(&mut tx, tenant, path, true)
-            .await?
-            .ok_or(StoreError::SecretNotFound)?;
+        let head = Self::head_in(&mut tx, tenant, path, true).await?.ok_or(StoreError::SecretNotFound)?;
         if head.deleted_at.is_some() {
-            sqlx::query("UPDATE secrets SET deleted_at = NULL, updated_at = $1 WHERE tenant_id = $2 AND path = $3")
-                .bind(to_micros(now))
-                .bind(tenant)
-                .bind(path)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+            sqlx::query(
+                "UPDATE secrets SET deleted_at = NULL, updated_at = $1 WHERE tenant_id = $2 AND path = $3",
+            )
+            .bind(to_micros(now))
+            .bind(tenant)
+            .bind(path)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         }
         let head = Self::live_head_in(&mut tx, tenant, path, true).await?;
         tx.commit().await.map_err(db_err)?;
@@ -445,9 +396,7 @@ impl SecretStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<u64>, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
-        Self::head_in(&mut tx, tenant, path, true)
-            .await?
-            .ok_or(StoreError::SecretNotFound)?;
+        Self::head_in(&mut tx, tenant, path, true).await?.ok_or(StoreError::SecretNotFound)?;
         let rows = sqlx::query(
             "SELECT version FROM secret_versions WHERE tenant_id = $1 AND path = $2 AND destroyed_at IS NULL ORDER BY version",
         )
@@ -481,10 +430,7 @@ impl SecretStore for PostgresStore {
     }
 }
 
-async fn insert_token(
-    tx: &mut Transaction<'static, Postgres>,
-    t: &NewToken,
-) -> Result<(), StoreError> {
+async fn insert_token(tx: &mut Transaction<'static, Postgres>, t: &NewToken) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO tokens (id, tenant_id, token_hash, name, identity_type, identity_id, scopes, groups_json, \
          is_root, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -543,11 +489,7 @@ impl TokenStore for PostgresStore {
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1");
-        let row = sqlx::query(&sql)
-            .bind(&hash.0[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let row = sqlx::query(&sql).bind(&hash.0[..]).fetch_optional(&self.pool).await.map_err(db_err)?;
         row.as_ref().map(token_from_row).transpose()
     }
 
@@ -570,12 +512,7 @@ impl TokenStore for PostgresStore {
         rows.iter().map(token_from_row).collect()
     }
 
-    async fn revoke_token(
-        &self,
-        tenant: &str,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn revoke_token(&self, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE tenant_id = $2 AND id = $3",
@@ -601,43 +538,30 @@ impl KeyStore for PostgresStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err)?;
-        Ok(rows
-            .into_iter()
-            .map(|(v, wrapped)| StoredMasterKey {
-                version: v as u32,
-                wrapped,
-            })
-            .collect())
+        Ok(rows.into_iter().map(|(v, wrapped)| StoredMasterKey { version: v as u32, wrapped }).collect())
     }
 
-    async fn insert_master_key(
-        &self,
-        key: &StoredMasterKey,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn insert_master_key(&self, key: &StoredMasterKey, now: DateTime<Utc>) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO master_keys (version, wrapped, wraps, created_at) VALUES ($1, $2, 0, $3)",
-        )
-        .bind(i64::from(key.version))
-        .bind(&key.wrapped)
-        .bind(to_micros(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        sqlx::query("INSERT INTO master_keys (version, wrapped, wraps, created_at) VALUES ($1, $2, 0, $3)")
+            .bind(i64::from(key.version))
+            .bind(&key.wrapped)
+            .bind(to_micros(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
     }
 
     async fn reserve_wraps(&self, version: u32, wraps: u64) -> Result<u64, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
-        let total: Option<(i64,)> = sqlx::query_as(
-            "UPDATE master_keys SET wraps = wraps + $1 WHERE version = $2 RETURNING wraps",
-        )
-        .bind(to_i64(wraps)?)
-        .bind(i64::from(version))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        let total: Option<(i64,)> =
+            sqlx::query_as("UPDATE master_keys SET wraps = wraps + $1 WHERE version = $2 RETURNING wraps")
+                .bind(to_i64(wraps)?)
+                .bind(i64::from(version))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         total.map(|(t,)| t as u64).ok_or(StoreError::NotFound)
     }
@@ -663,11 +587,7 @@ impl KeyStore for PostgresStore {
             .collect()
     }
 
-    async fn pending_rewraps(
-        &self,
-        current: u32,
-        limit: u32,
-    ) -> Result<Vec<RewrapItem>, StoreError> {
+    async fn pending_rewraps(&self, current: u32, limit: u32) -> Result<Vec<RewrapItem>, StoreError> {
         let rows = sqlx::query(
             "SELECT tenant_id, path, version, key_version, wrapped_dek, ciphertext FROM secret_versions \
              WHERE key_version IS NOT NULL AND key_version <> $1 ORDER BY tenant_id, path, version LIMIT $2",
@@ -695,11 +615,7 @@ impl KeyStore for PostgresStore {
             .collect()
     }
 
-    async fn replace_wrap(
-        &self,
-        item: &RewrapItem,
-        sealed: &SealedSecret,
-    ) -> Result<bool, StoreError> {
+    async fn replace_wrap(&self, item: &RewrapItem, sealed: &SealedSecret) -> Result<bool, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE secret_versions SET key_version = $1, wrapped_dek = $2 \
@@ -722,10 +638,7 @@ impl KeyStore for PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
         Ok(())
     }
 }

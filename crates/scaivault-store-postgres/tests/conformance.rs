@@ -14,24 +14,17 @@ async fn fresh() -> Option<Arc<dyn Store>> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let Ok(url) = std::env::var("SCAIVAULT_TEST_POSTGRES_URL") else {
         assert!(!ci, "SCAIVAULT_TEST_POSTGRES_URL must be set under CI");
-        eprintln!(
-            "notice: SCAIVAULT_TEST_POSTGRES_URL is not set; skipping a PostgreSQL conformance case"
-        );
+        eprintln!("notice: SCAIVAULT_TEST_POSTGRES_URL is not set; skipping a PostgreSQL conformance case");
         return None;
     };
     let schema = format!(
         "conf_{}_{}_{}",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::SeqCst),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
             % 1_000_000
     );
-    let store = PostgresStore::connect_in_schema(&url, &schema)
-        .await
-        .expect("PostgreSQL reachable");
+    let store = PostgresStore::connect_in_schema(&url, &schema).await.expect("PostgreSQL reachable");
     Some(Arc::new(store))
 }
 

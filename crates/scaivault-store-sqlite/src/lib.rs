@@ -14,14 +14,12 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    DEFAULT_MAX_VERSIONS, KeyStatus, KeyStore, NewToken, RewrapItem, SealFn, SecretHead,
-    SecretHeadColumns, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError,
-    StoredSecret, TokenColumns, TokenRecord, TokenStore, VersionColumns, WriteOutcome, WriteSecret,
-    list_json, oldest_kept, to_micros,
+    DEFAULT_MAX_VERSIONS, KeyStatus, KeyStore, NewToken, RewrapItem, SealFn, SecretHead, SecretHeadColumns,
+    SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenColumns,
+    TokenRecord, TokenStore, VersionColumns, WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
 };
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::Mutex;
@@ -47,8 +45,10 @@ fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-const HEAD_COLUMNS: &str = "path, secret_type, metadata, current_version, max_versions, created_at, updated_at, deleted_at";
-const VERSION_COLUMNS: &str = "version, created_at, created_by, expires_at, destroyed_at, key_version, wrapped_dek, ciphertext";
+const HEAD_COLUMNS: &str =
+    "path, secret_type, metadata, current_version, max_versions, created_at, updated_at, deleted_at";
+const VERSION_COLUMNS: &str =
+    "version, created_at, created_by, expires_at, destroyed_at, key_version, wrapped_dek, ciphertext";
 const TOKEN_COLUMNS: &str = "id, tenant_id, name, identity_type, identity_id, scopes, groups_json, is_root, \
      created_by, created_at, expires_at, revoked_at";
 
@@ -132,31 +132,15 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(SqliteStore {
-            pool,
-            write_lock: Mutex::new(()),
-        })
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        Ok(SqliteStore { pool, write_lock: Mutex::new(()) })
     }
 
     async fn begin_write(
         &self,
-    ) -> Result<
-        (
-            tokio::sync::MutexGuard<'_, ()>,
-            Transaction<'static, Sqlite>,
-        ),
-        StoreError,
-    > {
+    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, Transaction<'static, Sqlite>), StoreError> {
         let guard = self.write_lock.lock().await;
-        let tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)?;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
         Ok((guard, tx))
     }
 
@@ -166,12 +150,8 @@ impl SqliteStore {
         path: &str,
     ) -> Result<Option<SecretHead>, StoreError> {
         let sql = format!("SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = ? AND path = ?");
-        let row = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(path)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_err)?;
+        let row =
+            sqlx::query(&sql).bind(tenant).bind(path).fetch_optional(&mut **tx).await.map_err(db_err)?;
         row.as_ref().map(head_from_row).transpose()
     }
 
@@ -206,11 +186,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl SecretStore for SqliteStore {
-    async fn write_secret(
-        &self,
-        w: WriteSecret<'_>,
-        seal: &SealFn<'_>,
-    ) -> Result<WriteOutcome, StoreError> {
+    async fn write_secret(&self, w: WriteSecret<'_>, seal: &SealFn<'_>) -> Result<WriteOutcome, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let path = w.path.as_str();
         let existing = Self::head_in(&mut tx, w.tenant, path).await?;
@@ -221,18 +197,10 @@ impl SecretStore for SqliteStore {
             return Err(StoreError::CasMismatch { current });
         }
         let version = current + 1;
-        let secret_type = w
-            .secret_type
-            .or(existing.as_ref().map(|h| h.secret_type))
-            .unwrap_or_default();
-        let metadata = w
-            .metadata
-            .or(existing.as_ref().map(|h| h.metadata.clone()))
-            .unwrap_or_default();
-        let max_versions = w
-            .max_versions
-            .or(existing.as_ref().map(|h| h.max_versions))
-            .unwrap_or(DEFAULT_MAX_VERSIONS);
+        let secret_type = w.secret_type.or(existing.as_ref().map(|h| h.secret_type)).unwrap_or_default();
+        let metadata = w.metadata.or(existing.as_ref().map(|h| h.metadata.clone())).unwrap_or_default();
+        let max_versions =
+            w.max_versions.or(existing.as_ref().map(|h| h.max_versions)).unwrap_or(DEFAULT_MAX_VERSIONS);
         let now = to_micros(w.now);
         let meta = metadata_json(&metadata)?;
         if existing.is_none() {
@@ -286,12 +254,7 @@ impl SecretStore for SqliteStore {
         Self::prune(&mut tx, w.tenant, path, version, max_versions).await?;
         let head = Self::live_head_in(&mut tx, w.tenant, path).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(WriteOutcome {
-            created_at: head.updated_at,
-            head,
-            version,
-            created: current == 0,
-        })
+        Ok(WriteOutcome { created_at: head.updated_at, head, version, created: current == 0 })
     }
 
     async fn read_secret(
@@ -329,16 +292,8 @@ impl SecretStore for SqliteStore {
         let sql = "SELECT version, created_at, created_by, expires_at, destroyed_at, NULL AS key_version, \
              NULL AS wrapped_dek, NULL AS ciphertext FROM secret_versions WHERE tenant_id = ? AND path = ? \
              ORDER BY version DESC";
-        let rows = sqlx::query(sql)
-            .bind(tenant)
-            .bind(path)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let versions = rows
-            .iter()
-            .map(version_from_row)
-            .collect::<Result<_, _>>()?;
+        let rows = sqlx::query(sql).bind(tenant).bind(path).fetch_all(&mut *tx).await.map_err(db_err)?;
+        let versions = rows.iter().map(version_from_row).collect::<Result<_, _>>()?;
         tx.commit().await.map_err(db_err)?;
         Ok((head, versions))
     }
@@ -398,12 +353,7 @@ impl SecretStore for SqliteStore {
         rows.iter().map(head_from_row).collect()
     }
 
-    async fn soft_delete(
-        &self,
-        tenant: &str,
-        path: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn soft_delete(&self, tenant: &str, path: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE secrets SET deleted_at = ?, updated_at = ? WHERE tenant_id = ? AND path = ? AND deleted_at IS NULL",
@@ -421,24 +371,19 @@ impl SecretStore for SqliteStore {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn undelete(
-        &self,
-        tenant: &str,
-        path: &str,
-        now: DateTime<Utc>,
-    ) -> Result<SecretHead, StoreError> {
+    async fn undelete(&self, tenant: &str, path: &str, now: DateTime<Utc>) -> Result<SecretHead, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
-        let head = Self::head_in(&mut tx, tenant, path)
-            .await?
-            .ok_or(StoreError::SecretNotFound)?;
+        let head = Self::head_in(&mut tx, tenant, path).await?.ok_or(StoreError::SecretNotFound)?;
         if head.deleted_at.is_some() {
-            sqlx::query("UPDATE secrets SET deleted_at = NULL, updated_at = ? WHERE tenant_id = ? AND path = ?")
-                .bind(to_micros(now))
-                .bind(tenant)
-                .bind(path)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+            sqlx::query(
+                "UPDATE secrets SET deleted_at = NULL, updated_at = ? WHERE tenant_id = ? AND path = ?",
+            )
+            .bind(to_micros(now))
+            .bind(tenant)
+            .bind(path)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         }
         let head = Self::live_head_in(&mut tx, tenant, path).await?;
         tx.commit().await.map_err(db_err)?;
@@ -453,9 +398,7 @@ impl SecretStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<u64>, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
-        Self::head_in(&mut tx, tenant, path)
-            .await?
-            .ok_or(StoreError::SecretNotFound)?;
+        Self::head_in(&mut tx, tenant, path).await?.ok_or(StoreError::SecretNotFound)?;
         let rows = sqlx::query(
             "SELECT version FROM secret_versions WHERE tenant_id = ? AND path = ? AND destroyed_at IS NULL ORDER BY version",
         )
@@ -489,10 +432,7 @@ impl SecretStore for SqliteStore {
     }
 }
 
-async fn insert_token(
-    tx: &mut Transaction<'static, Sqlite>,
-    t: &NewToken,
-) -> Result<(), StoreError> {
+async fn insert_token(tx: &mut Transaction<'static, Sqlite>, t: &NewToken) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO tokens (id, tenant_id, token_hash, name, identity_type, identity_id, scopes, groups_json, \
          is_root, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -546,11 +486,7 @@ impl TokenStore for SqliteStore {
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?");
-        let row = sqlx::query(&sql)
-            .bind(&hash.0[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let row = sqlx::query(&sql).bind(&hash.0[..]).fetch_optional(&self.pool).await.map_err(db_err)?;
         row.as_ref().map(token_from_row).transpose()
     }
 
@@ -574,12 +510,7 @@ impl TokenStore for SqliteStore {
         rows.iter().map(token_from_row).collect()
     }
 
-    async fn revoke_token(
-        &self,
-        tenant: &str,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn revoke_token(&self, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE tenant_id = ? AND id = ?",
@@ -605,43 +536,30 @@ impl KeyStore for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err)?;
-        Ok(rows
-            .into_iter()
-            .map(|(v, wrapped)| StoredMasterKey {
-                version: v as u32,
-                wrapped,
-            })
-            .collect())
+        Ok(rows.into_iter().map(|(v, wrapped)| StoredMasterKey { version: v as u32, wrapped }).collect())
     }
 
-    async fn insert_master_key(
-        &self,
-        key: &StoredMasterKey,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn insert_master_key(&self, key: &StoredMasterKey, now: DateTime<Utc>) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO master_keys (version, wrapped, wraps, created_at) VALUES (?, ?, 0, ?)",
-        )
-        .bind(i64::from(key.version))
-        .bind(&key.wrapped)
-        .bind(to_micros(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        sqlx::query("INSERT INTO master_keys (version, wrapped, wraps, created_at) VALUES (?, ?, 0, ?)")
+            .bind(i64::from(key.version))
+            .bind(&key.wrapped)
+            .bind(to_micros(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
     }
 
     async fn reserve_wraps(&self, version: u32, wraps: u64) -> Result<u64, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
-        let total: Option<(i64,)> = sqlx::query_as(
-            "UPDATE master_keys SET wraps = wraps + ? WHERE version = ? RETURNING wraps",
-        )
-        .bind(to_i64(wraps)?)
-        .bind(i64::from(version))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        let total: Option<(i64,)> =
+            sqlx::query_as("UPDATE master_keys SET wraps = wraps + ? WHERE version = ? RETURNING wraps")
+                .bind(to_i64(wraps)?)
+                .bind(i64::from(version))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         total.map(|(t,)| t as u64).ok_or(StoreError::NotFound)
     }
@@ -667,11 +585,7 @@ impl KeyStore for SqliteStore {
             .collect()
     }
 
-    async fn pending_rewraps(
-        &self,
-        current: u32,
-        limit: u32,
-    ) -> Result<Vec<RewrapItem>, StoreError> {
+    async fn pending_rewraps(&self, current: u32, limit: u32) -> Result<Vec<RewrapItem>, StoreError> {
         let rows = sqlx::query(
             "SELECT tenant_id, path, version, key_version, wrapped_dek, ciphertext FROM secret_versions \
              WHERE key_version IS NOT NULL AND key_version <> ? ORDER BY tenant_id, path, version LIMIT ?",
@@ -699,11 +613,7 @@ impl KeyStore for SqliteStore {
             .collect()
     }
 
-    async fn replace_wrap(
-        &self,
-        item: &RewrapItem,
-        sealed: &SealedSecret,
-    ) -> Result<bool, StoreError> {
+    async fn replace_wrap(&self, item: &RewrapItem, sealed: &SealedSecret) -> Result<bool, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE secret_versions SET key_version = ?, wrapped_dek = ? \
@@ -726,10 +636,7 @@ impl KeyStore for SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
         Ok(())
     }
 }

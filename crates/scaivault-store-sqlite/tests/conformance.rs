@@ -8,9 +8,7 @@ use scaivault_store_sqlite::SqliteStore;
 async fn fresh() -> Option<Arc<dyn Store>> {
     // The directory must outlive the store; leaking it keeps the file for the rest of the test.
     let dir = tempfile::tempdir().expect("tempdir").keep();
-    let store = SqliteStore::open_file(&dir.join("scaivault.db"))
-        .await
-        .expect("open sqlite");
+    let store = SqliteStore::open_file(&dir.join("scaivault.db")).await.expect("open sqlite");
     Some(Arc::new(store))
 }
 

@@ -8,9 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use scaivault_crypto::{KeyRing, RootKey, SealContext, hash_token};
 use scaivault_domain::{SecretMetadata, SecretPath, SecretType};
 
-use crate::{
-    DEFAULT_TENANT, NewToken, SecretListQuery, Store, StoreError, WriteOutcome, WriteSecret,
-};
+use crate::{DEFAULT_TENANT, NewToken, SecretListQuery, Store, StoreError, WriteOutcome, WriteSecret};
 
 /// Expands to one `#[tokio::test]` per conformance case. `$make` is an async expression giving
 /// `Option<Arc<dyn Store>>` (a fresh, empty store), or `None` to skip (a notice is the factory's job).
@@ -39,9 +37,7 @@ macro_rules! conformance_suite {
 type Dyn = Arc<dyn Store>;
 
 fn at(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_800_000_000 + secs, 0)
-        .single()
-        .expect("valid time")
+    Utc.timestamp_opt(1_800_000_000 + secs, 0).single().expect("valid time")
 }
 
 fn path(p: &str) -> SecretPath {
@@ -52,14 +48,8 @@ async fn setup(store: &Dyn) -> KeyRing {
     let mut ring = KeyRing::new(RootKey::from_bytes(&[42u8; 32]).expect("key"));
     let stored = ring.create_master_key(1).expect("master key");
     ring.add_wrap_budget(1, 1_000_000);
-    store
-        .bootstrap(DEFAULT_TENANT, token("tok_root", b"root", true))
-        .await
-        .expect("bootstrap");
-    store
-        .insert_master_key(&stored, at(0))
-        .await
-        .expect("master key");
+    store.bootstrap(DEFAULT_TENANT, token("tok_root", b"root", true)).await.expect("bootstrap");
+    store.insert_master_key(&stored, at(0)).await.expect("master key");
     ring
 }
 
@@ -101,35 +91,15 @@ async fn put(
 ) -> Result<WriteOutcome, StoreError> {
     let tenant = w.tenant.to_owned();
     let p = w.path.as_str().to_owned();
-    let seal = move |version: u64| {
-        ring.seal(
-            &SealContext {
-                tenant: &tenant,
-                path: &p,
-                version,
-            },
-            value.as_bytes(),
-        )
-    };
+    let seal =
+        move |version: u64| ring.seal(&SealContext { tenant: &tenant, path: &p, version }, value.as_bytes());
     store.write_secret(w, &seal).await
 }
 
-async fn get(
-    store: &Dyn,
-    ring: &KeyRing,
-    p: &str,
-    version: Option<u64>,
-) -> Result<String, StoreError> {
+async fn get(store: &Dyn, ring: &KeyRing, p: &str, version: Option<u64>) -> Result<String, StoreError> {
     let s = store.read_secret(DEFAULT_TENANT, p, version).await?;
-    let sealed = s
-        .version
-        .sealed
-        .ok_or(StoreError::VersionNotFound(s.version.version))?;
-    let ctx = SealContext {
-        tenant: DEFAULT_TENANT,
-        path: p,
-        version: s.version.version,
-    };
+    let sealed = s.version.sealed.ok_or(StoreError::VersionNotFound(s.version.version))?;
+    let ctx = SealContext { tenant: DEFAULT_TENANT, path: p, version: s.version.version };
     let plain = ring.open(&ctx, &sealed)?;
     Ok(String::from_utf8(plain.expose().to_vec()).expect("utf8"))
 }
@@ -147,29 +117,17 @@ pub async fn write_then_read(store: Dyn) {
     let out = put(&store, &ring, w, "v1").await.expect("write");
     assert_eq!((out.version, out.created), (1, true));
     assert_eq!(out.created_at, at(1));
-    assert_eq!(
-        get(&store, &ring, "app/db/password", None)
-            .await
-            .expect("read"),
-        "v1"
-    );
-    let s = store
-        .read_secret(DEFAULT_TENANT, "app/db/password", None)
-        .await
-        .expect("read");
+    assert_eq!(get(&store, &ring, "app/db/password", None).await.expect("read"), "v1");
+    let s = store.read_secret(DEFAULT_TENANT, "app/db/password", None).await.expect("read");
     assert_eq!(s.head.secret_type, SecretType::Kv);
     assert_eq!(s.head.metadata.tags, vec!["prod".to_string()]);
     assert_eq!(s.version.created_by, "user:alice");
     assert!(matches!(
-        store
-            .read_secret(DEFAULT_TENANT, "app/db/other", None)
-            .await,
+        store.read_secret(DEFAULT_TENANT, "app/db/other", None).await,
         Err(StoreError::SecretNotFound)
     ));
     assert!(matches!(
-        store
-            .read_secret(DEFAULT_TENANT, "app/db/password", Some(2))
-            .await,
+        store.read_secret(DEFAULT_TENANT, "app/db/password", Some(2)).await,
         Err(StoreError::VersionNotFound(2))
     ));
 }
@@ -178,36 +136,18 @@ pub async fn versions_are_consecutive(store: Dyn) {
     let ring = setup(&store).await;
     let p = path("a/b");
     for i in 1..=5u64 {
-        let out = put(
-            &store,
-            &ring,
-            write(DEFAULT_TENANT, &p, i as i64),
-            &format!("v{i}"),
-        )
-        .await
-        .expect("write");
+        let out =
+            put(&store, &ring, write(DEFAULT_TENANT, &p, i as i64), &format!("v{i}")).await.expect("write");
         assert_eq!(out.version, i);
         assert_eq!(out.created, i == 1);
     }
     for i in 1..=5u64 {
-        assert_eq!(
-            get(&store, &ring, "a/b", Some(i)).await.expect("read"),
-            format!("v{i}")
-        );
+        assert_eq!(get(&store, &ring, "a/b", Some(i)).await.expect("read"), format!("v{i}"));
     }
-    let (head, versions) = store
-        .list_versions(DEFAULT_TENANT, "a/b")
-        .await
-        .expect("versions");
+    let (head, versions) = store.list_versions(DEFAULT_TENANT, "a/b").await.expect("versions");
     assert_eq!(head.current_version, 5);
-    assert_eq!(
-        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
-        vec![5, 4, 3, 2, 1]
-    );
-    assert!(
-        versions.iter().all(|v| v.sealed.is_none()),
-        "version lists carry no ciphertext"
-    );
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), vec![5, 4, 3, 2, 1]);
+    assert!(versions.iter().all(|v| v.sealed.is_none()), "version lists carry no ciphertext");
 }
 
 pub async fn cas_rules(store: Dyn) {
@@ -215,26 +155,12 @@ pub async fn cas_rules(store: Dyn) {
     let p = path("cas/x");
     let mut w = write(DEFAULT_TENANT, &p, 1);
     w.cas = Some(1);
-    assert!(matches!(
-        put(&store, &ring, w.clone(), "x").await,
-        Err(StoreError::CasMismatch { current: 0 })
-    ));
+    assert!(matches!(put(&store, &ring, w.clone(), "x").await, Err(StoreError::CasMismatch { current: 0 })));
     w.cas = Some(0);
-    put(&store, &ring, w.clone(), "x")
-        .await
-        .expect("cas 0 on new");
-    assert!(matches!(
-        put(&store, &ring, w.clone(), "y").await,
-        Err(StoreError::CasMismatch { current: 1 })
-    ));
+    put(&store, &ring, w.clone(), "x").await.expect("cas 0 on new");
+    assert!(matches!(put(&store, &ring, w.clone(), "y").await, Err(StoreError::CasMismatch { current: 1 })));
     w.cas = Some(1);
-    assert_eq!(
-        put(&store, &ring, w.clone(), "y")
-            .await
-            .expect("cas 1")
-            .version,
-        2
-    );
+    assert_eq!(put(&store, &ring, w.clone(), "y").await.expect("cas 1").version, 2);
     assert_eq!(get(&store, &ring, "cas/x", None).await.expect("read"), "y");
 }
 
@@ -246,15 +172,7 @@ pub async fn concurrent_writers_get_gapless_versions(store: Dyn) {
         let ring = ring.clone();
         tasks.push(tokio::spawn(async move {
             let p = path("hot/path");
-            put(
-                &store,
-                &ring,
-                write(DEFAULT_TENANT, &p, i),
-                &format!("w{i}"),
-            )
-            .await
-            .expect("write")
-            .version
+            put(&store, &ring, write(DEFAULT_TENANT, &p, i), &format!("w{i}")).await.expect("write").version
         }));
     }
     let mut got = BTreeSet::new();
@@ -262,10 +180,7 @@ pub async fn concurrent_writers_get_gapless_versions(store: Dyn) {
         assert!(got.insert(t.await.expect("join")), "duplicate version");
     }
     assert_eq!(got, (1..=32).collect::<BTreeSet<u64>>());
-    let (head, versions) = store
-        .list_versions(DEFAULT_TENANT, "hot/path")
-        .await
-        .expect("versions");
+    let (head, versions) = store.list_versions(DEFAULT_TENANT, "hot/path").await.expect("versions");
     assert_eq!(head.current_version, 32);
     assert_eq!(versions.len(), 10, "default max_versions keeps ten");
 }
@@ -276,9 +191,7 @@ pub async fn pruning_past_max_versions(store: Dyn) {
     for i in 1..=5 {
         let mut w = write(DEFAULT_TENANT, &p, i);
         w.max_versions = Some(3);
-        put(&store, &ring, w, &format!("v{i}"))
-            .await
-            .expect("write");
+        put(&store, &ring, w, &format!("v{i}")).await.expect("write");
     }
     for v in [1, 2] {
         assert!(
@@ -286,15 +199,9 @@ pub async fn pruning_past_max_versions(store: Dyn) {
         );
     }
     for v in 3..=5 {
-        assert_eq!(
-            get(&store, &ring, "prune/me", Some(v)).await.expect("kept"),
-            format!("v{v}")
-        );
+        assert_eq!(get(&store, &ring, "prune/me", Some(v)).await.expect("kept"), format!("v{v}"));
     }
-    let (_, versions) = store
-        .list_versions(DEFAULT_TENANT, "prune/me")
-        .await
-        .expect("versions");
+    let (_, versions) = store.list_versions(DEFAULT_TENANT, "prune/me").await.expect("versions");
     assert_eq!(versions.len(), 3);
 }
 
@@ -303,15 +210,10 @@ pub async fn metadata_kept_unless_given(store: Dyn) {
     let p = path("meta/x");
     let mut w = write(DEFAULT_TENANT, &p, 1);
     w.secret_type = Some(SecretType::Password);
-    w.metadata = Some(SecretMetadata {
-        owner: Some("team:a".into()),
-        ..Default::default()
-    });
+    w.metadata = Some(SecretMetadata { owner: Some("team:a".into()), ..Default::default() });
     w.max_versions = Some(4);
     put(&store, &ring, w, "1").await.expect("write");
-    let out = put(&store, &ring, write(DEFAULT_TENANT, &p, 2), "2")
-        .await
-        .expect("write");
+    let out = put(&store, &ring, write(DEFAULT_TENANT, &p, 2), "2").await.expect("write");
     assert_eq!(out.head.secret_type, SecretType::Password);
     assert_eq!(out.head.metadata.owner.as_deref(), Some("team:a"));
     assert_eq!(out.head.max_versions, 4);
@@ -319,10 +221,7 @@ pub async fn metadata_kept_unless_given(store: Dyn) {
         .update_metadata(
             DEFAULT_TENANT,
             "meta/x",
-            Some(SecretMetadata {
-                tags: vec!["t".into()],
-                ..Default::default()
-            }),
+            Some(SecretMetadata { tags: vec!["t".into()], ..Default::default() }),
             None,
             at(3),
         )
@@ -332,9 +231,7 @@ pub async fn metadata_kept_unless_given(store: Dyn) {
     assert_eq!(head.metadata.owner, None);
     assert_eq!(head.current_version, 2);
     assert!(matches!(
-        store
-            .update_metadata(DEFAULT_TENANT, "meta/none", None, Some(3), at(3))
-            .await,
+        store.update_metadata(DEFAULT_TENANT, "meta/none", None, Some(3), at(3)).await,
         Err(StoreError::SecretNotFound)
     ));
 }
@@ -343,42 +240,19 @@ pub async fn shrinking_max_versions_prunes(store: Dyn) {
     let ring = setup(&store).await;
     let p = path("shrink/x");
     for i in 1..=6 {
-        put(
-            &store,
-            &ring,
-            write(DEFAULT_TENANT, &p, i),
-            &format!("v{i}"),
-        )
-        .await
-        .expect("write");
+        put(&store, &ring, write(DEFAULT_TENANT, &p, i), &format!("v{i}")).await.expect("write");
     }
-    store
-        .update_metadata(DEFAULT_TENANT, "shrink/x", None, Some(2), at(7))
-        .await
-        .expect("patch");
-    let (_, versions) = store
-        .list_versions(DEFAULT_TENANT, "shrink/x")
-        .await
-        .expect("versions");
-    assert_eq!(
-        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
-        vec![6, 5]
-    );
+    store.update_metadata(DEFAULT_TENANT, "shrink/x", None, Some(2), at(7)).await.expect("patch");
+    let (_, versions) = store.list_versions(DEFAULT_TENANT, "shrink/x").await.expect("versions");
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), vec![6, 5]);
 }
 
 pub async fn soft_delete_and_undelete(store: Dyn) {
     let ring = setup(&store).await;
     let p = path("del/x");
-    put(&store, &ring, write(DEFAULT_TENANT, &p, 1), "a")
-        .await
-        .expect("write");
-    put(&store, &ring, write(DEFAULT_TENANT, &p, 2), "b")
-        .await
-        .expect("write");
-    store
-        .soft_delete(DEFAULT_TENANT, "del/x", at(3))
-        .await
-        .expect("delete");
+    put(&store, &ring, write(DEFAULT_TENANT, &p, 1), "a").await.expect("write");
+    put(&store, &ring, write(DEFAULT_TENANT, &p, 2), "b").await.expect("write");
+    store.soft_delete(DEFAULT_TENANT, "del/x", at(3)).await.expect("delete");
     assert!(matches!(
         store.read_secret(DEFAULT_TENANT, "del/x", None).await,
         Err(StoreError::SecretNotFound)
@@ -388,39 +262,20 @@ pub async fn soft_delete_and_undelete(store: Dyn) {
         Err(StoreError::SecretNotFound)
     ));
     let listed = store
-        .list_secrets(
-            DEFAULT_TENANT,
-            SecretListQuery {
-                limit: 100,
-                ..Default::default()
-            },
-        )
+        .list_secrets(DEFAULT_TENANT, SecretListQuery { limit: 100, ..Default::default() })
         .await
         .expect("list");
     assert!(listed.is_empty());
-    let head = store
-        .undelete(DEFAULT_TENANT, "del/x", at(4))
-        .await
-        .expect("undelete");
+    let head = store.undelete(DEFAULT_TENANT, "del/x", at(4)).await.expect("undelete");
     assert_eq!(head.current_version, 2);
-    assert_eq!(
-        get(&store, &ring, "del/x", Some(1))
-            .await
-            .expect("history kept"),
-        "a"
-    );
+    assert_eq!(get(&store, &ring, "del/x", Some(1)).await.expect("history kept"), "a");
     assert!(matches!(
         store.undelete(DEFAULT_TENANT, "del/none", at(4)).await,
         Err(StoreError::SecretNotFound)
     ));
     // A write to a deleted secret revives it with the next version.
-    store
-        .soft_delete(DEFAULT_TENANT, "del/x", at(5))
-        .await
-        .expect("delete");
-    let out = put(&store, &ring, write(DEFAULT_TENANT, &p, 6), "c")
-        .await
-        .expect("write");
+    store.soft_delete(DEFAULT_TENANT, "del/x", at(5)).await.expect("delete");
+    let out = put(&store, &ring, write(DEFAULT_TENANT, &p, 6), "c").await.expect("write");
     assert_eq!((out.version, out.created), (3, false));
     assert_eq!(get(&store, &ring, "del/x", None).await.expect("read"), "c");
 }
@@ -429,49 +284,23 @@ pub async fn destroy_versions(store: Dyn) {
     let ring = setup(&store).await;
     let p = path("destroy/x");
     for i in 1..=3 {
-        put(
-            &store,
-            &ring,
-            write(DEFAULT_TENANT, &p, i),
-            &format!("v{i}"),
-        )
-        .await
-        .expect("write");
+        put(&store, &ring, write(DEFAULT_TENANT, &p, i), &format!("v{i}")).await.expect("write");
     }
-    let gone = store
-        .destroy_versions(DEFAULT_TENANT, "destroy/x", Some(&[1, 3, 9]), at(4))
-        .await
-        .expect("destroy");
+    let gone =
+        store.destroy_versions(DEFAULT_TENANT, "destroy/x", Some(&[1, 3, 9]), at(4)).await.expect("destroy");
     assert_eq!(gone, vec![1, 3]);
-    let s = store
-        .read_secret(DEFAULT_TENANT, "destroy/x", Some(1))
-        .await
-        .expect("row stays");
+    let s = store.read_secret(DEFAULT_TENANT, "destroy/x", Some(1)).await.expect("row stays");
     assert!(s.version.sealed.is_none() && s.version.destroyed_at.is_some());
-    assert_eq!(
-        get(&store, &ring, "destroy/x", Some(2))
-            .await
-            .expect("kept"),
-        "v2"
-    );
-    let gone = store
-        .destroy_versions(DEFAULT_TENANT, "destroy/x", None, at(5))
-        .await
-        .expect("destroy all");
+    assert_eq!(get(&store, &ring, "destroy/x", Some(2)).await.expect("kept"), "v2");
+    let gone = store.destroy_versions(DEFAULT_TENANT, "destroy/x", None, at(5)).await.expect("destroy all");
     assert_eq!(gone, vec![2]);
     let status = store.key_status().await.expect("status");
-    assert_eq!(
-        status[0].data_keys, 0,
-        "destroyed versions keep no data key"
-    );
+    assert_eq!(status[0].data_keys, 0, "destroyed versions keep no data key");
 }
 
 pub async fn list_filters_and_pages(store: Dyn) {
     let ring = setup(&store).await;
-    for (i, name) in ["app/a", "app/b", "app/c", "apps/x", "other/y"]
-        .iter()
-        .enumerate()
-    {
+    for (i, name) in ["app/a", "app/b", "app/c", "apps/x", "other/y"].iter().enumerate() {
         let p = path(name);
         let mut w = write(DEFAULT_TENANT, &p, i as i64);
         w.metadata = Some(SecretMetadata {
@@ -481,73 +310,33 @@ pub async fn list_filters_and_pages(store: Dyn) {
         put(&store, &ring, w, "v").await.expect("write");
     }
     let names = |v: Vec<crate::SecretHead>| v.into_iter().map(|h| h.path).collect::<Vec<_>>();
-    let q = |prefix, tag, after, limit| SecretListQuery {
-        prefix,
-        tag,
-        after,
-        limit,
-    };
+    let q = |prefix, tag, after, limit| SecretListQuery { prefix, tag, after, limit };
     assert_eq!(
-        names(
-            store
-                .list_secrets(DEFAULT_TENANT, q(Some("app/"), None, None, 100))
-                .await
-                .expect("l")
-        ),
+        names(store.list_secrets(DEFAULT_TENANT, q(Some("app/"), None, None, 100)).await.expect("l")),
         ["app/a", "app/b", "app/c"]
     );
     assert_eq!(
-        names(
-            store
-                .list_secrets(DEFAULT_TENANT, q(Some("app"), None, None, 100))
-                .await
-                .expect("l")
-        ),
+        names(store.list_secrets(DEFAULT_TENANT, q(Some("app"), None, None, 100)).await.expect("l")),
         ["app/a", "app/b", "app/c", "apps/x"]
     );
     assert_eq!(
-        names(
-            store
-                .list_secrets(DEFAULT_TENANT, q(None, Some("odd"), None, 100))
-                .await
-                .expect("l")
-        ),
+        names(store.list_secrets(DEFAULT_TENANT, q(None, Some("odd"), None, 100)).await.expect("l")),
         ["app/b", "apps/x"]
     );
     assert_eq!(
-        names(
-            store
-                .list_secrets(DEFAULT_TENANT, q(None, None, None, 2))
-                .await
-                .expect("l")
-        ),
+        names(store.list_secrets(DEFAULT_TENANT, q(None, None, None, 2)).await.expect("l")),
         ["app/a", "app/b"]
     );
     assert_eq!(
-        names(
-            store
-                .list_secrets(DEFAULT_TENANT, q(None, None, Some("app/b"), 2))
-                .await
-                .expect("l")
-        ),
+        names(store.list_secrets(DEFAULT_TENANT, q(None, None, Some("app/b"), 2)).await.expect("l")),
         ["app/c", "apps/x"]
     );
     assert_eq!(
-        names(
-            store
-                .list_secrets(DEFAULT_TENANT, q(Some("%"), None, None, 100))
-                .await
-                .expect("l")
-        ),
+        names(store.list_secrets(DEFAULT_TENANT, q(Some("%"), None, None, 100)).await.expect("l")),
         Vec::<String>::new()
     );
     assert_eq!(
-        names(
-            store
-                .list_secrets(DEFAULT_TENANT, q(Some("APP"), None, None, 100))
-                .await
-                .expect("l")
-        ),
+        names(store.list_secrets(DEFAULT_TENANT, q(Some("APP"), None, None, 100)).await.expect("l")),
         Vec::<String>::new(),
         "case-sensitive"
     );
@@ -556,21 +345,13 @@ pub async fn list_filters_and_pages(store: Dyn) {
 pub async fn tenants_are_isolated(store: Dyn) {
     let ring = setup(&store).await;
     let p = path("shared/name");
-    put(&store, &ring, write(DEFAULT_TENANT, &p, 1), "mine")
-        .await
-        .expect("write");
+    put(&store, &ring, write(DEFAULT_TENANT, &p, 1), "mine").await.expect("write");
     assert!(matches!(
         store.read_secret("tnt_other", "shared/name", None).await,
         Err(StoreError::SecretNotFound)
     ));
     let listed = store
-        .list_secrets(
-            "tnt_other",
-            SecretListQuery {
-                limit: 100,
-                ..Default::default()
-            },
-        )
+        .list_secrets("tnt_other", SecretListQuery { limit: 100, ..Default::default() })
         .await
         .expect("list");
     assert!(listed.is_empty());
@@ -578,39 +359,14 @@ pub async fn tenants_are_isolated(store: Dyn) {
         store.soft_delete("tnt_other", "shared/name", at(2)).await,
         Err(StoreError::SecretNotFound)
     ));
-    assert!(
-        store
-            .list_tokens("tnt_other", None, 100)
-            .await
-            .expect("tokens")
-            .is_empty()
-    );
+    assert!(store.list_tokens("tnt_other", None, 100).await.expect("tokens").is_empty());
 }
 
 pub async fn bootstrap_happens_once(store: Dyn) {
-    assert!(
-        store
-            .bootstrap(DEFAULT_TENANT, token("tok_a", b"a", true))
-            .await
-            .expect("first")
-    );
-    assert!(
-        !store
-            .bootstrap(DEFAULT_TENANT, token("tok_b", b"b", true))
-            .await
-            .expect("second")
-    );
-    assert!(
-        store
-            .find_token(&hash_token(b"b"))
-            .await
-            .expect("find")
-            .is_none()
-    );
-    let roots = store
-        .list_tokens(DEFAULT_TENANT, None, 100)
-        .await
-        .expect("list");
+    assert!(store.bootstrap(DEFAULT_TENANT, token("tok_a", b"a", true)).await.expect("first"));
+    assert!(!store.bootstrap(DEFAULT_TENANT, token("tok_b", b"b", true)).await.expect("second"));
+    assert!(store.find_token(&hash_token(b"b")).await.expect("find").is_none());
+    let roots = store.list_tokens(DEFAULT_TENANT, None, 100).await.expect("list");
     assert_eq!(roots.iter().filter(|t| t.is_root).count(), 1);
 }
 
@@ -620,94 +376,45 @@ pub async fn tokens_find_list_revoke(store: Dyn) {
     t.expires_at = Some(at(100));
     t.scopes = vec!["secrets:read".into(), "secrets:list".into()];
     store.create_token(t.clone()).await.expect("create");
-    assert!(matches!(
-        store.create_token(t).await,
-        Err(StoreError::AlreadyExists)
-    ));
-    let found = store
-        .find_token(&hash_token(b"skt_two"))
-        .await
-        .expect("find")
-        .expect("exists");
+    assert!(matches!(store.create_token(t).await, Err(StoreError::AlreadyExists)));
+    let found = store.find_token(&hash_token(b"skt_two")).await.expect("find").expect("exists");
     assert_eq!(found.id, "tok_2");
-    assert_eq!(
-        found.scopes,
-        vec!["secrets:read".to_string(), "secrets:list".to_string()]
-    );
+    assert_eq!(found.scopes, vec!["secrets:read".to_string(), "secrets:list".to_string()]);
     assert_eq!(found.groups, vec!["ops".to_string()]);
     assert_eq!(found.expires_at, Some(at(100)));
     assert!(!found.is_root && found.revoked_at.is_none());
-    let page = store
-        .list_tokens(DEFAULT_TENANT, None, 1)
-        .await
-        .expect("list");
+    let page = store.list_tokens(DEFAULT_TENANT, None, 1).await.expect("list");
     assert_eq!(page.len(), 1);
-    let rest = store
-        .list_tokens(DEFAULT_TENANT, Some(&page[0].id), 10)
-        .await
-        .expect("list");
+    let rest = store.list_tokens(DEFAULT_TENANT, Some(&page[0].id), 10).await.expect("list");
     assert_eq!(rest.len(), 1);
-    store
-        .revoke_token(DEFAULT_TENANT, "tok_2", at(5))
-        .await
-        .expect("revoke");
-    store
-        .revoke_token(DEFAULT_TENANT, "tok_2", at(9))
-        .await
-        .expect("revoke again is fine");
-    let found = store
-        .find_token(&hash_token(b"skt_two"))
-        .await
-        .expect("find")
-        .expect("exists");
+    store.revoke_token(DEFAULT_TENANT, "tok_2", at(5)).await.expect("revoke");
+    store.revoke_token(DEFAULT_TENANT, "tok_2", at(9)).await.expect("revoke again is fine");
+    let found = store.find_token(&hash_token(b"skt_two")).await.expect("find").expect("exists");
     assert_eq!(found.revoked_at, Some(at(5)));
-    assert!(matches!(
-        store.revoke_token(DEFAULT_TENANT, "tok_none", at(5)).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        store.revoke_token("tnt_other", "tok_root", at(5)).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.revoke_token(DEFAULT_TENANT, "tok_none", at(5)).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.revoke_token("tnt_other", "tok_root", at(5)).await, Err(StoreError::NotFound)));
 }
 
 pub async fn master_keys_and_wraps(store: Dyn) {
     setup(&store).await;
     let keys = store.master_keys().await.expect("keys");
     assert_eq!(keys.iter().map(|k| k.version).collect::<Vec<_>>(), vec![1]);
-    assert!(matches!(
-        store.insert_master_key(&keys[0], at(1)).await,
-        Err(StoreError::AlreadyExists)
-    ));
+    assert!(matches!(store.insert_master_key(&keys[0], at(1)).await, Err(StoreError::AlreadyExists)));
     let mut twin = KeyRing::new(RootKey::from_bytes(&[42u8; 32]).expect("key"));
-    twin.load_master_key(&keys[0])
-        .expect("stored key unwraps with the root key");
+    twin.load_master_key(&keys[0]).expect("stored key unwraps with the root key");
     assert_eq!(store.reserve_wraps(1, 1000).await.expect("reserve"), 1000);
     assert_eq!(store.reserve_wraps(1, 24).await.expect("reserve"), 1024);
-    assert!(matches!(
-        store.reserve_wraps(7, 1).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.reserve_wraps(7, 1).await, Err(StoreError::NotFound)));
     let status = store.key_status().await.expect("status");
     assert_eq!(status.len(), 1);
-    assert_eq!(
-        (status[0].version, status[0].wraps, status[0].data_keys),
-        (1, 1024, 0)
-    );
+    assert_eq!((status[0].version, status[0].wraps, status[0].data_keys), (1, 1024, 0));
 }
 
 pub async fn rewrap_flow(store: Dyn) {
     let mut ring = setup(&store).await;
     for i in 0..5 {
         let p = path(&format!("rw/{i}"));
-        put(
-            &store,
-            &ring,
-            write(DEFAULT_TENANT, &p, i),
-            &format!("v{i}"),
-        )
-        .await
-        .expect("write");
+        put(&store, &ring, write(DEFAULT_TENANT, &p, i), &format!("v{i}")).await.expect("write");
     }
     let new = ring.create_master_key(2).expect("key 2");
     ring.add_wrap_budget(2, 100);
@@ -715,46 +422,24 @@ pub async fn rewrap_flow(store: Dyn) {
     let pending = store.pending_rewraps(2, 3).await.expect("pending");
     assert_eq!(pending.len(), 3);
     for item in &pending {
-        let ctx = SealContext {
-            tenant: &item.tenant,
-            path: &item.path,
-            version: item.version,
-        };
+        let ctx = SealContext { tenant: &item.tenant, path: &item.path, version: item.version };
         let re = ring.rewrap(&ctx, &item.sealed).expect("rewrap");
         assert!(store.replace_wrap(item, &re).await.expect("replace"));
-        assert!(
-            !store.replace_wrap(item, &re).await.expect("stale replace"),
-            "only once"
-        );
+        assert!(!store.replace_wrap(item, &re).await.expect("stale replace"), "only once");
     }
-    assert_eq!(
-        store.pending_rewraps(2, 100).await.expect("pending").len(),
-        2
-    );
+    assert_eq!(store.pending_rewraps(2, 100).await.expect("pending").len(), 2);
     let status = store.key_status().await.expect("status");
-    assert_eq!(
-        status.iter().map(|s| s.data_keys).collect::<Vec<_>>(),
-        vec![2, 3]
-    );
+    assert_eq!(status.iter().map(|s| s.data_keys).collect::<Vec<_>>(), vec![2, 3]);
     for i in 0..5 {
-        assert_eq!(
-            get(&store, &ring, &format!("rw/{i}"), None)
-                .await
-                .expect("read"),
-            format!("v{i}")
-        );
+        assert_eq!(get(&store, &ring, &format!("rw/{i}"), None).await.expect("read"), format!("v{i}"));
     }
 }
 
 pub async fn moved_ciphertext_never_opens(store: Dyn) {
     let ring = setup(&store).await;
     let (a, b) = (path("move/a"), path("move/b"));
-    put(&store, &ring, write(DEFAULT_TENANT, &a, 1), "secret-a")
-        .await
-        .expect("write");
-    put(&store, &ring, write(DEFAULT_TENANT, &b, 2), "secret-b")
-        .await
-        .expect("write");
+    put(&store, &ring, write(DEFAULT_TENANT, &a, 1), "secret-a").await.expect("write");
+    put(&store, &ring, write(DEFAULT_TENANT, &b, 2), "secret-b").await.expect("write");
     let sa = store
         .read_secret(DEFAULT_TENANT, "move/a", None)
         .await
@@ -762,10 +447,6 @@ pub async fn moved_ciphertext_never_opens(store: Dyn) {
         .version
         .sealed
         .expect("sealed");
-    let ctx_b = SealContext {
-        tenant: DEFAULT_TENANT,
-        path: "move/b",
-        version: 1,
-    };
+    let ctx_b = SealContext { tenant: DEFAULT_TENANT, path: "move/b", version: 1 };
     assert!(ring.open(&ctx_b, &sa).is_err());
 }

@@ -14,9 +14,9 @@ pub mod conformance;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use records::{
-    DEFAULT_MAX_VERSIONS, KeyStatus, NewToken, RewrapItem, SecretHead, SecretHeadColumns,
-    SecretListQuery, SecretVersionRow, StoredSecret, TokenColumns, TokenRecord, VersionColumns,
-    WriteOutcome, WriteSecret, from_micros, list_json, oldest_kept, to_micros,
+    DEFAULT_MAX_VERSIONS, KeyStatus, NewToken, RewrapItem, SecretHead, SecretHeadColumns, SecretListQuery,
+    SecretVersionRow, StoredSecret, TokenColumns, TokenRecord, VersionColumns, WriteOutcome, WriteSecret,
+    from_micros, list_json, oldest_kept, to_micros,
 };
 pub use scaivault_crypto::{SealedSecret, StoredMasterKey};
 pub use traits::{KeyStore, SealFn, SecretStore, Store, TokenStore};

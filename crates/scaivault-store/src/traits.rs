@@ -6,8 +6,8 @@ use scaivault_crypto::{CryptoError, SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 
 use crate::{
-    KeyStatus, NewToken, RewrapItem, SecretHead, SecretListQuery, SecretVersionRow, StoreError,
-    StoredSecret, TokenRecord, WriteOutcome, WriteSecret,
+    KeyStatus, NewToken, RewrapItem, SecretHead, SecretListQuery, SecretVersionRow, StoreError, StoredSecret,
+    TokenRecord, WriteOutcome, WriteSecret,
 };
 
 /// Seals the plaintext for the version number storage assigned, inside the write's transaction, so
@@ -56,19 +56,9 @@ pub trait SecretStore: Send + Sync + Debug {
         query: SecretListQuery<'_>,
     ) -> Result<Vec<SecretHead>, StoreError>;
 
-    async fn soft_delete(
-        &self,
-        tenant: &str,
-        path: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    async fn soft_delete(&self, tenant: &str, path: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
 
-    async fn undelete(
-        &self,
-        tenant: &str,
-        path: &str,
-        now: DateTime<Utc>,
-    ) -> Result<SecretHead, StoreError>;
+    async fn undelete(&self, tenant: &str, path: &str, now: DateTime<Utc>) -> Result<SecretHead, StoreError>;
 
     /// Erases the ciphertext of the named versions (all when `None`); returns the versions destroyed.
     async fn destroy_versions(
@@ -97,12 +87,7 @@ pub trait TokenStore: Send + Sync + Debug {
         limit: u32,
     ) -> Result<Vec<TokenRecord>, StoreError>;
 
-    async fn revoke_token(
-        &self,
-        tenant: &str,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    async fn revoke_token(&self, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
 #[async_trait]
@@ -110,11 +95,7 @@ pub trait KeyStore: Send + Sync + Debug {
     async fn master_keys(&self) -> Result<Vec<StoredMasterKey>, StoreError>;
 
     /// Inserts a new master key version; `AlreadyExists` when another process made that version.
-    async fn insert_master_key(
-        &self,
-        key: &StoredMasterKey,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    async fn insert_master_key(&self, key: &StoredMasterKey, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Durably adds `wraps` to the version's count and returns the new total.
     async fn reserve_wraps(&self, version: u32, wraps: u64) -> Result<u64, StoreError>;
@@ -122,18 +103,10 @@ pub trait KeyStore: Send + Sync + Debug {
     async fn key_status(&self) -> Result<Vec<KeyStatus>, StoreError>;
 
     /// Up to `limit` data keys wrapped by a version other than `current`.
-    async fn pending_rewraps(
-        &self,
-        current: u32,
-        limit: u32,
-    ) -> Result<Vec<RewrapItem>, StoreError>;
+    async fn pending_rewraps(&self, current: u32, limit: u32) -> Result<Vec<RewrapItem>, StoreError>;
 
     /// Replaces one data key's wrap if it is still wrapped by `old_key_version`; false if it changed.
-    async fn replace_wrap(
-        &self,
-        item: &RewrapItem,
-        sealed: &SealedSecret,
-    ) -> Result<bool, StoreError>;
+    async fn replace_wrap(&self, item: &RewrapItem, sealed: &SealedSecret) -> Result<bool, StoreError>;
 }
 
 /// Everything a backend provides.

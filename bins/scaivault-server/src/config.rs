@@ -1,0 +1,257 @@
+//! Flags, their environment twins and the optional TOML file, in the order flag > environment >
+//! file > default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use scaivault_domain::{DurationList, DurationSpec};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(name = "scaivault-server", version, about = "ScaiVault secrets manager server")]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) options: Options,
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Make a new master key version and re-wrap every data key, against a stopped server's storage.
+    /// Safe to run again after an interruption.
+    RotateMasterKey,
+}
+
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct Options {
+    /// TOML file with any of these settings (keys as the flag names).
+    #[arg(long, env = "SCAIVAULT_CONFIG", global = true)]
+    #[serde(skip)]
+    pub(crate) config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7200]
+    #[arg(long, env = "SCAIVAULT_LISTEN", global = true)]
+    pub(crate) listen: Option<String>,
+    /// Directory for the SQLite file and the master key file [default: ./scaivault-data]
+    #[arg(long, env = "SCAIVAULT_DATA_DIR", global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// sqlite://FILE or postgres://… [default: sqlite://<data-dir>/scaivault.db]
+    #[arg(long, env = "SCAIVAULT_DATABASE_URL", global = true)]
+    pub(crate) database_url: Option<String>,
+    /// Write the root token here (mode 0600) instead of printing it
+    #[arg(long, env = "SCAIVAULT_ROOT_TOKEN_FILE", global = true)]
+    pub(crate) root_token_file: Option<PathBuf>,
+    /// Root key file [default: <data-dir>/master.key]; SCAIVAULT_MASTER_KEY wins over it
+    #[arg(long, env = "SCAIVAULT_MASTER_KEY_FILE", global = true)]
+    pub(crate) master_key_file: Option<PathBuf>,
+    /// ISS=JWKS_URL[,aud=AUD], repeatable
+    #[arg(long = "jwt-issuer", env = "SCAIVAULT_JWT_ISSUERS", value_delimiter = ';', global = true)]
+    #[serde(default, rename = "jwt-issuer")]
+    pub(crate) jwt_issuers: Vec<String>,
+    /// Allow webhook URLs on loopback and private networks
+    #[arg(long, env = "SCAIVAULT_WEBHOOK_ALLOW_PRIVATE", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) webhook_allow_private: Option<bool>,
+    /// Webhook retry delays [default: 30s,5m,30m,2h,8h,24h]
+    #[arg(long, env = "SCAIVAULT_WEBHOOK_RETRY_SCHEDULE", global = true)]
+    pub(crate) webhook_retry_schedule: Option<String>,
+    /// Background scheduler period [default: 10s]
+    #[arg(long, env = "SCAIVAULT_SCHEDULER_TICK", global = true)]
+    pub(crate) scheduler_tick: Option<String>,
+    /// TLS certificate chain (PEM)
+    #[arg(long, env = "SCAIVAULT_TLS_CERT", global = true)]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long, env = "SCAIVAULT_TLS_KEY", global = true)]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// text or json [default: text]
+    #[arg(long, env = "SCAIVAULT_LOG_FORMAT", global = true)]
+    pub(crate) log_format: Option<String>,
+}
+
+/// A JWT issuer from `--jwt-issuer ISS=JWKS_URL[,aud=AUD]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JwtIssuer {
+    pub(crate) issuer: String,
+    pub(crate) jwks_url: String,
+    pub(crate) audience: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The settings after merging and checking.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) listen: SocketAddr,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) database_url: String,
+    pub(crate) root_token_file: Option<PathBuf>,
+    pub(crate) master_key_file: PathBuf,
+    pub(crate) jwt_issuers: Vec<JwtIssuer>,
+    pub(crate) webhook_allow_private: bool,
+    pub(crate) webhook_retry_schedule: DurationList,
+    pub(crate) scheduler_tick: DurationSpec,
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    pub(crate) log_format: LogFormat,
+}
+
+fn parse_issuer(text: &str) -> anyhow::Result<JwtIssuer> {
+    let (issuer, rest) = text.split_once('=').context("expected ISS=JWKS_URL[,aud=AUD]")?;
+    let (jwks_url, audience) = match rest.split_once(",aud=") {
+        Some((url, aud)) => (url, Some(aud.to_owned())),
+        None => (rest, None),
+    };
+    if issuer.is_empty() || !(jwks_url.starts_with("http://") || jwks_url.starts_with("https://")) {
+        bail!("expected ISS=JWKS_URL[,aud=AUD] with an http(s) JWKS URL");
+    }
+    Ok(JwtIssuer { issuer: issuer.to_owned(), jwks_url: jwks_url.to_owned(), audience })
+}
+
+impl Options {
+    fn merge(self, file: Options) -> Options {
+        Options {
+            config: self.config,
+            listen: self.listen.or(file.listen),
+            data_dir: self.data_dir.or(file.data_dir),
+            database_url: self.database_url.or(file.database_url),
+            root_token_file: self.root_token_file.or(file.root_token_file),
+            master_key_file: self.master_key_file.or(file.master_key_file),
+            jwt_issuers: if self.jwt_issuers.is_empty() { file.jwt_issuers } else { self.jwt_issuers },
+            webhook_allow_private: self.webhook_allow_private.or(file.webhook_allow_private),
+            webhook_retry_schedule: self.webhook_retry_schedule.or(file.webhook_retry_schedule),
+            scheduler_tick: self.scheduler_tick.or(file.scheduler_tick),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            log_format: self.log_format.or(file.log_format),
+        }
+    }
+
+    /// Merges the config file (if any), applies defaults and checks every value.
+    pub(crate) fn resolve(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => Options::default(),
+        };
+        let o = self.merge(file);
+        let listen = o.listen.as_deref().unwrap_or("127.0.0.1:7200");
+        let listen: SocketAddr =
+            listen.parse().with_context(|| format!("--listen {listen}: expected HOST:PORT"))?;
+        let data_dir = o.data_dir.unwrap_or_else(|| PathBuf::from("./scaivault-data"));
+        let database_url =
+            o.database_url.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("scaivault.db").display()));
+        if !["sqlite:", "postgres://", "postgresql://"].iter().any(|p| database_url.starts_with(p)) {
+            bail!("--database-url: expected sqlite://FILE or postgres://…");
+        }
+        let master_key_file = o.master_key_file.unwrap_or_else(|| data_dir.join("master.key"));
+        let jwt_issuers = o
+            .jwt_issuers
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_issuer(s).with_context(|| format!("--jwt-issuer {s}")))
+            .collect::<anyhow::Result<_>>()?;
+        let schedule = o.webhook_retry_schedule.as_deref().unwrap_or("30s,5m,30m,2h,8h,24h");
+        let webhook_retry_schedule =
+            DurationList::parse(schedule).with_context(|| format!("--webhook-retry-schedule {schedule}"))?;
+        let tick = o.scheduler_tick.as_deref().unwrap_or("10s");
+        let scheduler_tick = DurationSpec::parse(tick).with_context(|| format!("--scheduler-tick {tick}"))?;
+        if scheduler_tick.as_secs() == 0 {
+            bail!("--scheduler-tick must be longer than zero");
+        }
+        let tls = match (o.tls_cert, o.tls_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together"),
+        };
+        let log_format = match o.log_format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => bail!("--log-format {other}: expected text or json"),
+        };
+        Ok(Settings {
+            listen,
+            data_dir,
+            database_url,
+            root_token_file: o.root_token_file,
+            master_key_file,
+            jwt_issuers,
+            webhook_allow_private: o.webhook_allow_private.unwrap_or(false),
+            webhook_retry_schedule,
+            scheduler_tick,
+            tls,
+            log_format,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Options> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("--config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("--config {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Settings> {
+        let mut all = vec!["scaivault-server"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all)?.options.resolve()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = parse(&[]).expect("defaults");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:7200");
+        assert_eq!(s.database_url, "sqlite://./scaivault-data/scaivault.db");
+        assert_eq!(s.master_key_file, PathBuf::from("./scaivault-data/master.key"));
+        assert_eq!(s.webhook_retry_schedule.as_slice().len(), 6);
+        assert!(!s.webhook_allow_private);
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn flag_beats_file() {
+        let dir = tempfile_dir();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nscheduler-tick = \"5s\"\nlog-format = \"json\"\n",
+        )
+        .expect("write");
+        let s = parse(&["--config", file.to_str().expect("utf8"), "--listen", "127.0.0.1:9100"]).expect("ok");
+        assert_eq!(s.listen.port(), 9100);
+        assert_eq!(s.scheduler_tick.as_secs(), 5);
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn malformed_flags_fail() {
+        for args in [
+            &["--listen", "nowhere"][..],
+            &["--database-url", "mysql://x"],
+            &["--scheduler-tick", "10"],
+            &["--webhook-retry-schedule", "30s,x"],
+            &["--jwt-issuer", "no-url"],
+            &["--log-format", "xml"],
+            &["--tls-cert", "a.pem"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+        let s = parse(&["--jwt-issuer", "https://idp=https://idp/jwks,aud=vault"]).expect("issuer");
+        assert_eq!(s.jwt_issuers[0].audience.as_deref(), Some("vault"));
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("scaivault-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+}

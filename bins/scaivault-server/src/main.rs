@@ -1,0 +1,194 @@
+//! `scaivault-server`: reads the configuration, opens the store the database URL names, loads the
+//! keys, and serves the API until SIGTERM or SIGINT. The only place that knows which store is used.
+
+mod config;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use config::{Cli, Command, LogFormat, Settings};
+use scaivault_core::{SystemClock, Vault, VaultConfig};
+use scaivault_crypto::{RootKey, SecretBytes, load_or_create_key_file, root_key_from_base64};
+use scaivault_server::{AppState, router};
+use scaivault_store::Store;
+use scaivault_store_postgres::PostgresStore;
+use scaivault_store_sqlite::SqliteStore;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match cli.options.resolve() {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    init_logging(settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e.into()),
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(settings).await,
+            Command::RotateMasterKey => rotate_master_key(settings).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// One line, the reason, and a non-zero exit.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("scaivault-server: {e:#}");
+    ExitCode::FAILURE
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCAIVAULT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn root_key(settings: &Settings) -> anyhow::Result<RootKey> {
+    if let Ok(text) = std::env::var("SCAIVAULT_MASTER_KEY") {
+        return root_key_from_base64(&text).context("SCAIVAULT_MASTER_KEY");
+    }
+    let (key, created) = load_or_create_key_file(&settings.master_key_file)?;
+    if created {
+        tracing::info!(path = %settings.master_key_file.display(), "created master key file");
+    }
+    Ok(key)
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let url = &settings.database_url;
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PostgresStore::connect(url).await.context("database unreachable")?;
+        return Ok(Arc::new(store));
+    }
+    let store = SqliteStore::connect(url).await.with_context(|| format!("cannot open {url}"))?;
+    Ok(Arc::new(store))
+}
+
+async fn open_vault(settings: &Settings) -> anyhow::Result<(Vault, Option<SecretBytes>)> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&settings.data_dir)
+        .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+    let key = root_key(settings)?;
+    let store = open_store(settings).await?;
+    let opened = Vault::open(store, key, Arc::new(SystemClock), VaultConfig::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
+    Ok((opened.vault, opened.root_token))
+}
+
+fn write_secret_file(path: &Path, secret: &SecretBytes) -> anyhow::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("--root-token-file {}", path.display()))?;
+    file.write_all(secret.expose())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn announce_root_token(settings: &Settings, token: Option<SecretBytes>) -> anyhow::Result<()> {
+    let Some(token) = token else { return Ok(()) };
+    match &settings.root_token_file {
+        Some(path) => {
+            write_secret_file(path, &token)?;
+            println!("root token written to {}", path.display());
+        }
+        None => {
+            let text = String::from_utf8_lossy(token.expose()).into_owned();
+            println!("root token (shown once, store it safely): {text}");
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    if settings.tls.is_some() {
+        bail!(
+            "--tls-cert/--tls-key: TLS termination is not built into this version yet; put a TLS proxy in front"
+        );
+    }
+    let (vault, root_token) = open_vault(&settings).await?;
+    announce_root_token(&settings, root_token)?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let app = router(AppState::new(Arc::new(vault)));
+    println!("listening on http://{addr}");
+    tracing::info!(
+        %addr,
+        database = %redact_url(&settings.database_url),
+        jwt_issuers = settings.jwt_issuers.len(),
+        webhook_allow_private = settings.webhook_allow_private,
+        webhook_retry_schedule = %settings.webhook_retry_schedule,
+        scheduler_tick = %settings.scheduler_tick,
+        "serving"
+    );
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+async fn rotate_master_key(settings: Settings) -> anyhow::Result<()> {
+    let (vault, root_token) = open_vault(&settings).await?;
+    announce_root_token(&settings, root_token)?;
+    let status = vault.rotate_master_key_unchecked().await.map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
+    println!("{}", serde_json::to_string_pretty(&status)?);
+    Ok(())
+}
+
+/// A database URL without its password, for the log.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://…{}", &url[..scheme], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

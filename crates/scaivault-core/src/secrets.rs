@@ -1,0 +1,300 @@
+use scaivault_api::{
+    DestroyRequest, DestroyResponse, PatchMetadataRequest, SecretList, SecretListItem, SecretResponse,
+    SecretVersionInfo, SecretVersions, SecretWritten, VersionState, WriteSecretRequest,
+};
+use scaivault_crypto::{SealContext, SecretBytes};
+use scaivault_domain::{Permission, Scope, SecretPath, SecretType, Version, validate_secret_data};
+use scaivault_store::{SecretHead, SecretListQuery, SecretVersionRow, StoreError, WriteSecret};
+
+use crate::paging::{decode_cursor, encode_cursor, limit};
+use crate::{CoreError, Principal, Vault};
+
+/// A secret's `data`, serialised, may not exceed this.
+pub const MAX_SECRET_DATA_BYTES: usize = 512 * 1024;
+const MAX_VERSIONS_LIMIT: u32 = 1000;
+
+impl From<scaivault_domain::PathError> for CoreError {
+    fn from(e: scaivault_domain::PathError) -> Self {
+        CoreError::InvalidPath(format!("invalid secret path: {e}"))
+    }
+}
+
+fn check_max_versions(n: Option<u32>) -> Result<(), CoreError> {
+    match n {
+        Some(n) if !(1..=MAX_VERSIONS_LIMIT).contains(&n) => Err(CoreError::InvalidRequest(format!(
+            "max_versions must be between 1 and {MAX_VERSIONS_LIMIT}, got {n}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn list_item(h: SecretHead) -> SecretListItem {
+    SecretListItem {
+        path: h.path,
+        secret_type: h.secret_type,
+        current_version: h.current_version,
+        metadata: h.metadata,
+        updated_at: h.updated_at,
+    }
+}
+
+impl Vault {
+    fn version_state(&self, v: &SecretVersionRow) -> VersionState {
+        match (v.destroyed_at, v.expires_at) {
+            (Some(_), _) => VersionState::Destroyed,
+            (None, Some(exp)) if exp <= self.clock.now() => VersionState::Expired,
+            (None, Some(_)) => VersionState::Grace,
+            (None, None) => VersionState::Active,
+        }
+    }
+
+    /// `PUT /v1/secrets/{path}`: a new version, sealed under a fresh data key bound to tenant, path
+    /// and the version storage assigns.
+    pub async fn write_secret(
+        &self,
+        principal: &Principal,
+        path: &SecretPath,
+        req: WriteSecretRequest,
+    ) -> Result<(SecretWritten, bool), CoreError> {
+        self.authorize(principal, Scope::SecretsWrite, Some((Permission::Write, path)))?;
+        check_max_versions(req.options.as_ref().and_then(|o| o.max_versions))?;
+        let data = serde_json::Value::Object(req.data);
+        let plaintext = SecretBytes::new(
+            serde_json::to_vec(&data).map_err(|e| CoreError::Internal(format!("serialising data: {e}")))?,
+        );
+        if plaintext.len() > MAX_SECRET_DATA_BYTES {
+            return Err(CoreError::PayloadTooLarge(format!(
+                "secret data is {} bytes; the limit is {MAX_SECRET_DATA_BYTES}",
+                plaintext.len()
+            )));
+        }
+        let effective_type = match req.secret_type {
+            Some(t) => t,
+            // Only a later write without a type and with non-string values needs the stored type.
+            None if data.as_object().is_some_and(|o| o.values().any(|v| !v.is_string())) => {
+                match self.store.read_secret(principal.tenant(), path.as_str(), None).await {
+                    Ok(s) => s.head.secret_type,
+                    Err(StoreError::SecretNotFound | StoreError::VersionNotFound(_)) => SecretType::default(),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => SecretType::default(),
+        };
+        validate_secret_data(effective_type, &data).map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
+        drop(data);
+        let actor = principal.actor();
+        let tenant = principal.tenant();
+        let outcome = self
+            .keys
+            .with_budget(|| {
+                let write = WriteSecret {
+                    tenant,
+                    path,
+                    secret_type: req.secret_type,
+                    metadata: req.metadata.clone(),
+                    max_versions: req.options.as_ref().and_then(|o| o.max_versions),
+                    cas: req.cas,
+                    created_by: &actor,
+                    now: self.clock.now(),
+                };
+                let plaintext = &plaintext;
+                async move {
+                    let seal = |version: u64| {
+                        self.keys
+                            .seal(&SealContext { tenant, path: path.as_str(), version }, plaintext.expose())
+                    };
+                    self.store.write_secret(write, &seal).await
+                }
+            })
+            .await?;
+        tracing::debug!(path = %path, version = outcome.version, "secret written");
+        let written = SecretWritten {
+            path: outcome.head.path,
+            version: outcome.version,
+            created_at: outcome.created_at,
+            secret_type: outcome.head.secret_type,
+            metadata: outcome.head.metadata,
+        };
+        Ok((written, outcome.created))
+    }
+
+    /// `GET /v1/secrets/{path}[?version=N]`
+    pub async fn read_secret(
+        &self,
+        principal: &Principal,
+        path: &SecretPath,
+        version: Option<Version>,
+    ) -> Result<SecretResponse, CoreError> {
+        self.authorize(principal, Scope::SecretsRead, Some((Permission::Read, path)))?;
+        let stored =
+            self.store.read_secret(principal.tenant(), path.as_str(), version.map(Version::get)).await?;
+        let row = stored.version;
+        if version.is_some() && self.version_state(&row) == VersionState::Expired {
+            return Err(CoreError::SecretExpired(row.version));
+        }
+        let sealed = row.sealed.as_ref().ok_or(CoreError::VersionNotFound(row.version))?;
+        let ctx = SealContext { tenant: principal.tenant(), path: path.as_str(), version: row.version };
+        let plaintext = self.keys.open_sealed(&ctx, sealed).await.inspect_err(|_| {
+            tracing::error!(path = %path, version = row.version, "stored secret failed its integrity check");
+        })?;
+        let data = match serde_json::from_slice(plaintext.expose()) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(CoreError::Internal("decrypted data is not a JSON object".into())),
+        };
+        Ok(SecretResponse {
+            path: stored.head.path,
+            version: row.version,
+            data,
+            secret_type: stored.head.secret_type,
+            metadata: stored.head.metadata,
+            created_at: row.created_at,
+            created_by: row.created_by,
+            // The current version never expires.
+            expires_at: if row.version == stored.head.current_version { None } else { row.expires_at },
+        })
+    }
+
+    /// `GET /v1/secrets/{path}/versions`
+    pub async fn secret_versions(
+        &self,
+        principal: &Principal,
+        path: &SecretPath,
+    ) -> Result<SecretVersions, CoreError> {
+        self.authorize(principal, Scope::SecretsList, Some((Permission::List, path)))?;
+        let (head, rows) = self.store.list_versions(principal.tenant(), path.as_str()).await?;
+        let versions = rows
+            .iter()
+            .map(|v| SecretVersionInfo {
+                version: v.version,
+                is_current: v.version == head.current_version,
+                created_at: v.created_at,
+                created_by: v.created_by.clone(),
+                expires_at: v.expires_at,
+                state: if v.version == head.current_version && v.destroyed_at.is_none() {
+                    VersionState::Active
+                } else {
+                    self.version_state(v)
+                },
+            })
+            .collect();
+        Ok(SecretVersions { path: head.path, current_version: head.current_version, versions })
+    }
+
+    /// `PATCH /v1/secrets/{path}/metadata`
+    pub async fn update_metadata(
+        &self,
+        principal: &Principal,
+        path: &SecretPath,
+        req: PatchMetadataRequest,
+    ) -> Result<SecretListItem, CoreError> {
+        self.authorize(principal, Scope::SecretsWrite, Some((Permission::Write, path)))?;
+        check_max_versions(req.max_versions)?;
+        let tenant = principal.tenant();
+        let touches_metadata =
+            req.description.is_some() || req.tags.is_some() || req.owner.is_some() || req.custom.is_some();
+        let metadata = if touches_metadata {
+            let current = self.store.list_versions(tenant, path.as_str()).await?.0.metadata;
+            Some(scaivault_domain::SecretMetadata {
+                description: req.description.or(current.description),
+                tags: req.tags.unwrap_or(current.tags),
+                owner: req.owner.or(current.owner),
+                custom: req.custom.unwrap_or(current.custom),
+            })
+        } else {
+            None
+        };
+        let head = self
+            .store
+            .update_metadata(tenant, path.as_str(), metadata, req.max_versions, self.clock.now())
+            .await?;
+        Ok(list_item(head))
+    }
+
+    /// `GET /v1/secrets?prefix=&tag=&limit=&cursor=`: only paths the caller may list, never values.
+    pub async fn list_secrets(
+        &self,
+        principal: &Principal,
+        prefix: Option<&str>,
+        tag: Option<&str>,
+        limit_param: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<SecretList, CoreError> {
+        self.authorize(principal, Scope::SecretsList, None)?;
+        let limit = limit(limit_param)?;
+        let mut after = decode_cursor(cursor)?;
+        let mut secrets = Vec::new();
+        // Pages are filled after the per-path permission filter, so a page may take several reads.
+        loop {
+            let want = limit - secrets.len() as u32;
+            let batch = self
+                .store
+                .list_secrets(
+                    principal.tenant(),
+                    SecretListQuery { prefix, tag, after: after.as_deref(), limit: want },
+                )
+                .await?;
+            let exhausted = (batch.len() as u32) < want;
+            after = batch.last().map(|h| h.path.clone()).or(after);
+            for head in batch {
+                let allowed = SecretPath::parse(&head.path).is_ok_and(|p| {
+                    self.authorize(principal, Scope::SecretsList, Some((Permission::List, &p))).is_ok()
+                });
+                if allowed {
+                    secrets.push(list_item(head));
+                }
+            }
+            if exhausted {
+                return Ok(SecretList { secrets, next_cursor: None });
+            }
+            if secrets.len() as u32 == limit {
+                return Ok(SecretList { secrets, next_cursor: after.as_deref().map(encode_cursor) });
+            }
+        }
+    }
+
+    /// `DELETE /v1/secrets/{path}`: soft delete, history kept for `undelete`.
+    pub async fn delete_secret(&self, principal: &Principal, path: &SecretPath) -> Result<(), CoreError> {
+        self.authorize(principal, Scope::SecretsDelete, Some((Permission::Delete, path)))?;
+        self.store.soft_delete(principal.tenant(), path.as_str(), self.clock.now()).await?;
+        Ok(())
+    }
+
+    /// `POST /v1/secrets/{path}/undelete`
+    pub async fn undelete_secret(
+        &self,
+        principal: &Principal,
+        path: &SecretPath,
+    ) -> Result<SecretListItem, CoreError> {
+        self.authorize(principal, Scope::SecretsDelete, Some((Permission::Delete, path)))?;
+        let head = self.store.undelete(principal.tenant(), path.as_str(), self.clock.now()).await?;
+        Ok(list_item(head))
+    }
+
+    /// `POST /v1/secrets/{path}/destroy`: erases ciphertext for good.
+    pub async fn destroy_versions(
+        &self,
+        principal: &Principal,
+        path: &SecretPath,
+        req: DestroyRequest,
+    ) -> Result<DestroyResponse, CoreError> {
+        self.authorize(principal, Scope::SecretsDelete, Some((Permission::Delete, path)))?;
+        if req.versions.as_ref().is_some_and(|v| v.is_empty() || v.contains(&0)) {
+            return Err(CoreError::InvalidRequest(
+                "versions must be a non-empty list of version numbers".into(),
+            ));
+        }
+        let destroyed = self
+            .store
+            .destroy_versions(principal.tenant(), path.as_str(), req.versions.as_deref(), self.clock.now())
+            .await?;
+        Ok(DestroyResponse { path: path.to_string(), destroyed_versions: destroyed })
+    }
+
+    /// `POST /v1/secrets/{path}/rotate`. Rotation policies arrive with the rotation engine; until a
+    /// policy is assigned there is nothing to make due.
+    pub async fn rotate_secret(&self, principal: &Principal, path: &SecretPath) -> Result<(), CoreError> {
+        self.authorize(principal, Scope::SecretsRotate, Some((Permission::Rotate, path)))?;
+        self.store.list_versions(principal.tenant(), path.as_str()).await?;
+        Err(CoreError::InvalidRequest("no rotation policy is assigned to this secret".into()))
+    }
+}

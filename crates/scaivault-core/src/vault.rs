@@ -1,0 +1,70 @@
+use std::sync::Arc;
+
+use scaivault_crypto::{RootKey, SecretBytes, generate_token, hash_token, random_id};
+use scaivault_store::{DEFAULT_TENANT, NewToken, Store};
+
+use crate::keys::{KeyConfig, Keys};
+use crate::{Clock, CoreError};
+
+#[derive(Debug, Clone, Default)]
+pub struct VaultConfig {
+    pub keys: KeyConfig,
+}
+
+/// The application: every use case is a method. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Vault {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keys: Keys,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// What opening storage produced: the vault, and the root token when this start created it (shown
+/// once, never stored in clear).
+#[derive(Debug)]
+pub struct Opened {
+    pub vault: Vault,
+    pub root_token: Option<SecretBytes>,
+}
+
+impl Vault {
+    /// Loads the key ring (failing on a root key that does not match the storage) and, on empty
+    /// storage, creates the default tenant and its root token.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        root_key: RootKey,
+        clock: Arc<dyn Clock>,
+        config: VaultConfig,
+    ) -> Result<Opened, CoreError> {
+        let keys = Keys::load(root_key, store.clone(), clock.clone(), config.keys).await?;
+        let vault = Vault { store, keys, clock };
+        let root_token = vault.bootstrap().await?;
+        Ok(Opened { vault, root_token })
+    }
+
+    async fn bootstrap(&self) -> Result<Option<SecretBytes>, CoreError> {
+        let token = generate_token()?;
+        let record = NewToken {
+            id: random_id("tok_")?,
+            tenant: DEFAULT_TENANT.into(),
+            hash: hash_token(token.expose()),
+            name: "root".into(),
+            identity_type: "user".into(),
+            identity_id: "root".into(),
+            scopes: vec!["admin".into()],
+            groups: Vec::new(),
+            is_root: true,
+            created_by: "system".into(),
+            created_at: self.clock.now(),
+            expires_at: None,
+        };
+        let created = self.store.bootstrap(DEFAULT_TENANT, record).await?;
+        Ok(created.then_some(token))
+    }
+
+    /// Readiness: storage answers and the key material is loaded.
+    pub async fn ready(&self) -> Result<(), CoreError> {
+        self.store.ping().await?;
+        Ok(())
+    }
+}

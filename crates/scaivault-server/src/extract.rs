@@ -1,0 +1,162 @@
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use scaivault_core::{CoreError, Principal};
+use scaivault_domain::SecretPath;
+use serde::de::DeserializeOwned;
+
+use crate::{ApiError, AppState};
+
+/// A JSON body whose every rejection speaks our error format, and whose messages never echo a value
+/// from the body (serde's messages can quote input, so only the field path and the kind are kept).
+#[derive(Debug)]
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let inner = e.inner();
+    let at = e.path().to_string();
+    let message = match inner.classify() {
+        serde_json::error::Category::Data => {
+            let text = inner.to_string();
+            // "missing field `x`" and "unknown field `x`" name only our own field names.
+            let safe = ["missing field", "unknown field"].iter().any(|p| text.starts_with(p)).then(|| {
+                text.split(" at line")
+                    .next()
+                    .unwrap_or_default()
+                    .split(", expected")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            });
+            match (safe, at.as_str()) {
+                (Some(s), ".") => s,
+                (Some(s), at) => format!("{s} in '{at}'"),
+                (None, ".") => "the request body has the wrong shape".to_owned(),
+                (None, at) => format!("'{at}' has the wrong type or value"),
+            }
+        }
+        serde_json::error::Category::Eof => "the request body is incomplete JSON".to_owned(),
+        _ => format!("malformed JSON at line {} column {}", inner.line(), inner.column()),
+    };
+    ApiError(CoreError::InvalidRequest(message))
+}
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError(CoreError::PayloadTooLarge(format!(
+                    "the request body exceeds {} bytes",
+                    crate::MAX_BODY_BYTES
+                )))
+            } else {
+                ApiError(CoreError::InvalidRequest("the request body could not be read".into()))
+            }
+        })?;
+        if !json_type {
+            return Err(ApiError(CoreError::InvalidRequest("Content-Type must be application/json".into())));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(de).map_err(json_error)?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// An optional JSON body: empty means `T::default()`.
+#[derive(Debug)]
+pub(crate) struct OptionalJson<T>(pub(crate) T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let empty = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v == "0")
+            || (req.headers().get(header::CONTENT_LENGTH).is_none()
+                && req.headers().get(header::TRANSFER_ENCODING).is_none());
+        if empty {
+            return Ok(OptionalJson(T::default()));
+        }
+        ApiJson::from_request(req, state).await.map(|ApiJson(v)| OptionalJson(v))
+    }
+}
+
+/// Query parameters, with rejections in our error format.
+#[derive(Debug)]
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri).map(|q| ApiQuery(q.0)).map_err(|e| {
+            ApiError(CoreError::InvalidRequest(format!("bad query parameter: {}", e.body_text())))
+        })
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug)]
+pub(crate) struct Caller(pub(crate) Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        Ok(Caller(state.vault.authenticate(header).await?))
+    }
+}
+
+const SECRETS_PREFIX: &str = "/v1/secrets/";
+
+/// The secret path of a `/v1/secrets/{path}[/suffix]` request, taken from the raw request path:
+/// never percent-decoded, never normalised.
+#[derive(Debug)]
+pub(crate) struct SecretTarget(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SecretTarget {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.uri.path().strip_prefix(SECRETS_PREFIX).unwrap_or_default();
+        if raw.contains('%') {
+            return Err(ApiError(CoreError::InvalidPath(
+                "invalid secret path: percent-encoded characters are never decoded in secret paths".into(),
+            )));
+        }
+        Ok(SecretTarget(raw.to_owned()))
+    }
+}
+
+impl SecretTarget {
+    /// The whole raw path as a secret path.
+    pub(crate) fn path(&self) -> Result<SecretPath, ApiError> {
+        Ok(SecretPath::parse(&self.0)?)
+    }
+
+    /// The secret path before `/suffix`, when the request path ends with it.
+    pub(crate) fn before(&self, suffix: &str) -> Option<Result<SecretPath, ApiError>> {
+        let head = self.0.strip_suffix(suffix)?.strip_suffix('/')?;
+        Some(SecretPath::parse(head).map_err(ApiError::from))
+    }
+}

@@ -1,0 +1,15 @@
+pub(crate) mod secrets;
+pub(crate) mod sys;
+pub(crate) mod tokens;
+
+use scaivault_core::CoreError;
+
+use crate::ApiError;
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError(CoreError::NotFound("route"))
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError(CoreError::NotFound("route for this method"))
+}

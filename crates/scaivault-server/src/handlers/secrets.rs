@@ -1,0 +1,110 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use scaivault_api::{DestroyRequest, PatchMetadataRequest, WriteSecretRequest};
+use scaivault_core::CoreError;
+use scaivault_domain::Version;
+use serde::Deserialize;
+
+use crate::extract::{ApiJson, ApiQuery, Caller, OptionalJson, SecretTarget};
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReadQuery {
+    version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    prefix: Option<String>,
+    tag: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/secrets/{path}` and `GET /v1/secrets/{path}/versions`.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    target: SecretTarget,
+    ApiQuery(query): ApiQuery<ReadQuery>,
+) -> Result<Response, ApiError> {
+    if let Some(path) = target.before("versions") {
+        return Ok(Json(state.vault.secret_versions(&caller, &path?).await?).into_response());
+    }
+    let path = target.path()?;
+    let version = query
+        .version
+        .map(|v| v.parse::<Version>())
+        .transpose()
+        .map_err(|e| CoreError::InvalidRequest(format!("version: {e}")))?;
+    Ok(Json(state.vault.read_secret(&caller, &path, version).await?).into_response())
+}
+
+/// `PUT /v1/secrets/{path}`: `201` for the first version, `200` after.
+pub(crate) async fn put(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    target: SecretTarget,
+    ApiJson(req): ApiJson<WriteSecretRequest>,
+) -> Result<Response, ApiError> {
+    let path = target.path()?;
+    let (written, created) = state.vault.write_secret(&caller, &path, req).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(written)).into_response())
+}
+
+/// `DELETE /v1/secrets/{path}`
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    target: SecretTarget,
+) -> Result<StatusCode, ApiError> {
+    state.vault.delete_secret(&caller, &target.path()?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PATCH /v1/secrets/{path}/metadata`
+pub(crate) async fn patch(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    target: SecretTarget,
+    ApiJson(req): ApiJson<PatchMetadataRequest>,
+) -> Result<Response, ApiError> {
+    let path = target.before("metadata").ok_or(CoreError::NotFound("route"))??;
+    Ok(Json(state.vault.update_metadata(&caller, &path, req).await?).into_response())
+}
+
+/// `POST /v1/secrets/{path}/undelete|destroy|rotate`
+pub(crate) async fn post(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    target: SecretTarget,
+    OptionalJson(body): OptionalJson<DestroyRequest>,
+) -> Result<Response, ApiError> {
+    if let Some(path) = target.before("undelete") {
+        return Ok(Json(state.vault.undelete_secret(&caller, &path?).await?).into_response());
+    }
+    if let Some(path) = target.before("destroy") {
+        return Ok(Json(state.vault.destroy_versions(&caller, &path?, body).await?).into_response());
+    }
+    if let Some(path) = target.before("rotate") {
+        state.vault.rotate_secret(&caller, &path?).await?;
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
+    Err(CoreError::NotFound("route").into())
+}
+
+/// `GET /v1/secrets?prefix=&tag=&limit=&cursor=`
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    let list = state
+        .vault
+        .list_secrets(&caller, q.prefix.as_deref(), q.tag.as_deref(), q.limit, q.cursor.as_deref())
+        .await?;
+    Ok(Json(list).into_response())
+}

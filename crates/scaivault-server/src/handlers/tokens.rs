@@ -1,0 +1,48 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use scaivault_api::CreateTokenRequest;
+use serde::Deserialize;
+
+use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PageQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `POST /v1/auth/tokens`
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(req): ApiJson<CreateTokenRequest>,
+) -> Result<Response, ApiError> {
+    Ok((StatusCode::CREATED, Json(state.vault.create_token(&caller, req).await?)).into_response())
+}
+
+/// `GET /v1/auth/tokens`
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.list_tokens(&caller, q.limit, q.cursor.as_deref()).await?).into_response())
+}
+
+/// `DELETE /v1/auth/tokens/{id}`
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.vault.revoke_token(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/auth/whoami`
+pub(crate) async fn whoami(State(state): State<AppState>, Caller(caller): Caller) -> Response {
+    Json(state.vault.whoami(&caller)).into_response()
+}

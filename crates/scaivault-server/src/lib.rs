@@ -1,0 +1,68 @@
+//! The HTTP surface of ScaiVault: an axum router whose handlers parse the request, make one call
+//! into `scaivault-core`, and map the result. Errors become HTTP here and nowhere else.
+//!
+//! This crate never authorises (core does, once per call), never touches SQL or ciphers, and never
+//! logs a request body, a secret value or a token.
+
+mod error;
+mod extract;
+mod handlers;
+mod metrics;
+mod middleware;
+mod openapi;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use scaivault_core::Vault;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// Request bodies above this are refused with `413 payload_too_large`.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub vault: Arc<Vault>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(vault: Arc<Vault>) -> AppState {
+        AppState { vault, metrics: Arc::new(Metrics::new()) }
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    use handlers::{secrets, sys, tokens};
+    Router::new()
+        .route("/v1/health", get(sys::health))
+        .route("/v1/health/ready", get(sys::ready))
+        .route("/metrics", get(sys::metrics))
+        .route("/v1/openapi.json", get(sys::openapi))
+        .route("/v1/secrets", get(secrets::list))
+        .route(
+            "/v1/secrets/{*path}",
+            get(secrets::get)
+                .put(secrets::put)
+                .delete(secrets::delete)
+                .patch(secrets::patch)
+                .post(secrets::post),
+        )
+        .route("/v1/auth/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/auth/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/v1/auth/whoami", get(tokens::whoami))
+        .route("/v1/sys/rotate-master-key", post(sys::rotate_master_key))
+        .route("/v1/sys/key-status", get(sys::key_status))
+        .route_layer(axum::middleware::from_fn(middleware::record_route))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), middleware::request_context))
+        .with_state(state)
+}
