@@ -42,6 +42,31 @@ fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     ApiError(CoreError::InvalidRequest(message))
 }
 
+/// Reads the body (refusing more than the limit) and checks it is declared as JSON.
+async fn read_json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let json_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(CoreError::PayloadTooLarge(format!("the request body exceeds {} bytes", crate::MAX_BODY_BYTES)))
+        } else {
+            ApiError(CoreError::InvalidRequest("the request body could not be read".into()))
+        }
+    })?;
+    if !json_type && !bytes.is_empty() {
+        return Err(ApiError(CoreError::InvalidRequest("Content-Type must be application/json".into())));
+    }
+    Ok(bytes)
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(json_error)
+}
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
@@ -50,31 +75,12 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError(CoreError::PayloadTooLarge(format!(
-                    "the request body exceeds {} bytes",
-                    crate::MAX_BODY_BYTES
-                )))
-            } else {
-                ApiError(CoreError::InvalidRequest("the request body could not be read".into()))
-            }
-        })?;
-        if !json_type {
-            return Err(ApiError(CoreError::InvalidRequest("Content-Type must be application/json".into())));
-        }
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(de).map_err(json_error)?;
-        Ok(ApiJson(value))
+        let bytes = read_json_body(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
     }
 }
 
-/// An optional JSON body: empty means `T::default()`.
+/// An optional JSON body: an empty one means `T::default()`.
 #[derive(Debug)]
 pub(crate) struct OptionalJson<T>(pub(crate) T);
 
@@ -86,13 +92,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let empty = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v == "0")
-            || (req.headers().get(header::CONTENT_LENGTH).is_none()
-                && req.headers().get(header::TRANSFER_ENCODING).is_none());
-        if empty {
+        let bytes = read_json_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
-        ApiJson::from_request(req, state).await.map(|ApiJson(v)| OptionalJson(v))
+        parse_json(&bytes).map(OptionalJson)
     }
 }
 

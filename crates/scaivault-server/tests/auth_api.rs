@@ -1,0 +1,141 @@
+//! Tokens over HTTP: missing, malformed, unknown, expired and revoked tokens; scopes on every route.
+
+mod common;
+
+use axum::http::StatusCode;
+use chrono::TimeDelta;
+use common::app;
+use serde_json::json;
+
+#[tokio::test]
+async fn missing_or_malformed_credentials() {
+    let app = app().await;
+    let r = app.send("GET", "/v1/secrets/a/b", None, None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "authentication_required"));
+    let req = axum::http::Request::builder()
+        .uri("/v1/secrets/a/b")
+        .header("authorization", format!("Basic {}", app.root))
+        .body(axum::body::Body::empty())
+        .expect("request");
+    assert_eq!(app.send_request(req).await.code(), "authentication_required");
+    // Adversarial tokens: none is accepted, none is echoed back.
+    let long = "skt_".to_owned() + &"A".repeat(10_000);
+    let near = format!("{}x", &app.root[..app.root.len() - 1]);
+    for bad in [
+        "nope", "skt_", "skt_short", long.as_str(), near.as_str(), "eyJhbGciOiJub25lIn0.e30.", "skt_ä", "' OR 1=1 --",
+    ] {
+        let r = app.send("GET", "/v1/secrets/a/b", Some(bad), None).await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "token_expired"), "{bad}");
+        assert!(!String::from_utf8_lossy(&r.raw).contains(bad), "token echoed: {bad}");
+    }
+    // Health needs no token.
+    assert_eq!(app.send("GET", "/v1/health", None, None).await.status, StatusCode::OK);
+    assert_eq!(app.send("GET", "/v1/health/ready", None, None).await.status, StatusCode::OK);
+    assert_eq!(app.send("GET", "/metrics", None, None).await.code(), "authentication_required");
+}
+
+#[tokio::test]
+async fn scopes_limit_each_route() {
+    let app = app().await;
+    app.put("app/db", json!({"data": {"pw": "x"}})).await;
+    let (_, reader) = app.token(&["secrets:read"], "1h").await;
+    assert_eq!(app.as_token(&reader, "GET", "/v1/secrets/app/db", None).await.status, StatusCode::OK);
+    for (method, uri, body) in [
+        ("PUT", "/v1/secrets/app/db", Some(json!({"data": {"pw": "y"}}))),
+        ("DELETE", "/v1/secrets/app/db", None),
+        ("GET", "/v1/secrets", None),
+        ("GET", "/v1/secrets/app/db/versions", None),
+        ("POST", "/v1/secrets/app/db/rotate", None),
+        ("POST", "/v1/auth/tokens", Some(json!({"scopes": ["admin"]}))),
+        ("GET", "/v1/auth/tokens", None),
+        ("GET", "/v1/sys/key-status", None),
+        ("POST", "/v1/sys/rotate-master-key", None),
+    ] {
+        let r = app.as_token(&reader, method, uri, body).await;
+        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "access_denied"), "{method} {uri}");
+    }
+    assert_eq!(app.root("GET", "/v1/secrets/app/db", None).await.body["data"]["pw"], "x", "nothing changed");
+    let (_, writer) = app.token(&["secrets:write", "secrets:list"], "1h").await;
+    assert_eq!(app.as_token(&writer, "PUT", "/v1/secrets/app/db", Some(json!({"data": {"pw": "y"}}))).await.status, StatusCode::OK);
+    assert_eq!(app.as_token(&writer, "GET", "/v1/secrets/app/db", None).await.code(), "access_denied");
+    assert_eq!(app.as_token(&writer, "GET", "/v1/secrets", None).await.status, StatusCode::OK);
+    let r = app.as_token(&writer, "GET", "/v1/auth/whoami", None).await;
+    assert_eq!(r.body["scopes"], json!(["secrets:write", "secrets:list"]));
+    assert_eq!(r.body["token_type"], "personal_access_token");
+    // A non-root admin may issue tokens but may not rotate master keys.
+    let (_, admin) = app.token(&["admin"], "1h").await;
+    assert_eq!(app.as_token(&admin, "GET", "/v1/auth/tokens", None).await.status, StatusCode::OK);
+    assert_eq!(app.as_token(&admin, "POST", "/v1/sys/rotate-master-key", None).await.code(), "access_denied");
+}
+
+#[tokio::test]
+async fn issue_list_revoke_and_expire() {
+    let app = app().await;
+    let r = app
+        .root(
+            "POST",
+            "/v1/auth/tokens",
+            Some(json!({"name": "ci", "identity_type": "service_account", "identity_id": "sa:ci",
+                "scopes": ["secrets:read"], "groups": ["ops"], "ttl": "1h"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    let token = r.body["token"].as_str().expect("token").to_owned();
+    assert!(id.starts_with("tok_") && token.starts_with("skt_") && token.len() >= 4 + 43);
+    assert_eq!(r.body["identity_id"], "sa:ci");
+    let who = app.as_token(&token, "GET", "/v1/auth/whoami", None).await;
+    assert_eq!(who.status, StatusCode::OK);
+    assert_eq!(who.body["identity_type"], "service_account");
+    assert_eq!(who.body["tenant_id"], "tnt_default");
+    assert_eq!(who.body["groups"], json!(["ops"]));
+    let list = app.root("GET", "/v1/auth/tokens", None).await;
+    let listed = list.body["tokens"].as_array().expect("tokens");
+    assert_eq!(listed.len(), 2, "root and the new one");
+    assert!(!String::from_utf8_lossy(&list.raw).contains(&token), "lists never show tokens");
+    assert!(!String::from_utf8_lossy(&list.raw).contains(&app.root));
+    // Expiry follows the clock.
+    app.clock.advance(TimeDelta::minutes(61));
+    assert_eq!(app.as_token(&token, "GET", "/v1/auth/whoami", None).await.code(), "token_expired");
+    // Revocation is effective on the very next request.
+    let (id2, token2) = app.token(&["secrets:read"], "90d").await;
+    assert_eq!(app.as_token(&token2, "GET", "/v1/auth/whoami", None).await.status, StatusCode::OK);
+    assert_eq!(app.root("DELETE", &format!("/v1/auth/tokens/{id2}"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.as_token(&token2, "GET", "/v1/auth/whoami", None).await.code(), "token_expired");
+    assert_eq!(app.root("DELETE", "/v1/auth/tokens/tok_missing", None).await.code(), "not_found");
+    // Default ttl is 90 days.
+    let r = app.root("POST", "/v1/auth/tokens", Some(json!({"scopes": ["secrets:read"]}))).await;
+    let created = chrono::DateTime::parse_from_rfc3339(r.body["created_at"].as_str().expect("t")).expect("t");
+    let expires = chrono::DateTime::parse_from_rfc3339(r.body["expires_at"].as_str().expect("t")).expect("t");
+    assert_eq!(expires - created, TimeDelta::days(90));
+    let _ = id;
+}
+
+#[tokio::test]
+async fn token_requests_are_validated() {
+    let app = app().await;
+    for body in [
+        json!({"scopes": ["secrets:reed"]}),
+        json!({"scopes": ["admin"], "ttl": "forever"}),
+        json!({"scopes": ["admin"], "ttl": "0s"}),
+        json!({"scopes": ["admin"], "identity_type": "group"}),
+        json!({"scopes": ["admin"], "identity_type": "robot"}),
+        json!({"scopes": ["admin"], "name": ""}),
+        json!({"name": "no scopes"}),
+    ] {
+        let r = app.root("POST", "/v1/auth/tokens", Some(body.clone())).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{body}");
+    }
+    assert_eq!(app.root("GET", "/v1/auth/tokens", None).await.body["tokens"].as_array().expect("t").len(), 1);
+}
+
+#[tokio::test]
+async fn root_whoami() {
+    let app = app().await;
+    let r = app.root("GET", "/v1/auth/whoami", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["token_type"], "root");
+    assert_eq!(r.body["scopes"], json!(["admin"]));
+    assert_eq!(r.body["policies"], json!(["root"]));
+    assert_eq!(r.body["expires_at"], json!(null));
+}

@@ -1,0 +1,218 @@
+//! The secrets routes over HTTP semantics: status codes, error envelope, validation that stores
+//! nothing, versions, check-and-set, delete/undelete/destroy, listing.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::app;
+use serde_json::json;
+
+#[tokio::test]
+async fn first_write_is_201_later_200_and_reads_back() {
+    let app = app().await;
+    let body = json!({"data": {"client_id": "3MVG9", "client_secret": "s3cr3t"}, "secret_type": "json",
+        "metadata": {"description": "Salesforce", "tags": ["salesforce", "oauth"]}, "options": {"max_versions": 10}});
+    let r = app.put("integrations/salesforce/oauth", body.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["version"], 1);
+    assert_eq!(r.body["path"], "integrations/salesforce/oauth");
+    assert_eq!(r.body["metadata"]["tags"], json!(["salesforce", "oauth"]));
+    assert!(r.body.get("data").is_none(), "write responses never echo data");
+    let r = app.put("integrations/salesforce/oauth", body).await;
+    assert_eq!((r.status, r.body["version"].as_u64()), (StatusCode::OK, Some(2)));
+    let r = app.root("GET", "/v1/secrets/integrations/salesforce/oauth", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["data"]["client_secret"], "s3cr3t");
+    assert_eq!(r.body["version"], 2);
+    assert_eq!(r.body["created_by"], "user:root");
+    assert_eq!(r.body["expires_at"], json!(null));
+    let r = app.root("GET", "/v1/secrets/integrations/salesforce/oauth?version=1", None).await;
+    assert_eq!((r.status, r.body["version"].as_u64()), (StatusCode::OK, Some(1)));
+}
+
+#[tokio::test]
+async fn bad_paths_are_invalid_path_and_store_nothing() {
+    let app = app().await;
+    let seg = "s".repeat(128);
+    let long = format!("{seg}/{seg}/{seg}/{}", "t".repeat(126));
+    assert_eq!(long.len(), 513);
+    let bad = [
+        "..", ".", "a/../b", "a/./b", "a//b", "%2Fa", "a%2Fb", "/a", "a/", "caf%C3%A9", "a%20b", "a/b/versions",
+        "x/metadata", "x/rotate", "p/", "x/undelete", "x/destroy", "a\\b", "a~b", "a:b", long.as_str(),
+    ];
+    for raw in bad {
+        let uri = format!("/v1/secrets/{raw}");
+        let r = app.put(raw, json!({"data": {"k": "v"}})).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_path"), "PUT {uri}: {:?}", r.body);
+        assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.contains("path")));
+    }
+    for raw in ["..", "a//b", "a%2Fb", "a/", "caf%C3%A9"] {
+        let r = app.root("GET", &format!("/v1/secrets/{raw}"), None).await;
+        assert_eq!(r.code(), "invalid_path", "GET {raw}");
+        let r = app.root("DELETE", &format!("/v1/secrets/{raw}"), None).await;
+        assert_eq!(r.code(), "invalid_path", "DELETE {raw}");
+    }
+    assert_eq!(app.secret_count().await, 0);
+    // Reserved words are fine inside a path, and exactly 512 bytes is fine.
+    assert_eq!(app.put("versions/a", json!({"data": {"k": "v"}})).await.status, StatusCode::CREATED);
+    let max = format!("{seg}/{seg}/{seg}/{}", "t".repeat(125));
+    assert_eq!(max.len(), 512);
+    assert_eq!(app.put(&max, json!({"data": {"k": "v"}})).await.status, StatusCode::CREATED);
+    let r = app.put(&vec!["a"; 33].join("/"), json!({"data": {"k": "v"}})).await;
+    assert_eq!(r.code(), "invalid_path", "33 segments");
+}
+
+#[tokio::test]
+async fn bad_bodies_are_refused_and_store_nothing() {
+    let app = app().await;
+    let cases: Vec<(Vec<u8>, StatusCode, &str)> = vec![
+        (b"{not json".to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (b"".to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (br#"{"metadata": {}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (br#"{"data": "hunter2"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (br#"{"data": {}, "cas": "hunter2"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (br#"{"data": {"a": 1}, "secret_type": "kv"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (br#"{"data": {"a": "b"}, "secret_type": "nope"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (br#"{"data": {"a": "b"}, "options": {"max_versions": 0}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (br#"{"data": {"a": "b"}, "options": {"max_versions": 1001}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (br#"{"data": {"a": "b"}, "surprise": 1}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+    ];
+    for (body, status, code) in cases {
+        let r = app.send("PUT", "/v1/secrets/app/x", Some(&app.root.clone()), Some(body.clone())).await;
+        assert_eq!((r.status, r.code()), (status, code), "{}", String::from_utf8_lossy(&body));
+        let message = r.body["error"]["message"].as_str().expect("message");
+        assert!(!message.contains("hunter2"), "error echoed a value: {message}");
+    }
+    let missing = app.send("PUT", "/v1/secrets/app/x", Some(&app.root.clone()), Some(b"{}".to_vec())).await;
+    assert!(missing.body["error"]["message"].as_str().is_some_and(|m| m.contains("data")));
+    // Over the 1 MiB body limit.
+    let huge = format!(r#"{{"data": {{"k": "{}"}}}}"#, "x".repeat(2 * 1024 * 1024));
+    let r = app.send("PUT", "/v1/secrets/app/x", Some(&app.root.clone()), Some(huge.into_bytes())).await;
+    assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+    // Under the body limit but over the 512 KiB data limit.
+    let big = json!({"data": {"k": "y".repeat(600 * 1024)}});
+    let r = app.put("app/x", big).await;
+    assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+    assert_eq!(app.secret_count().await, 0);
+    let r = app.root("GET", "/v1/secrets/app/x?version=abc", None).await;
+    assert_eq!(r.code(), "invalid_request");
+    let r = app.root("GET", "/v1/secrets/app/x?version=0", None).await;
+    assert_eq!(r.code(), "invalid_request");
+}
+
+#[tokio::test]
+async fn cas_and_version_errors() {
+    let app = app().await;
+    assert_eq!(app.put("db/pw", json!({"data": {"p": "1"}, "cas": 0})).await.status, StatusCode::CREATED);
+    let r = app.put("db/pw", json!({"data": {"p": "2"}, "cas": 0})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "conflict"));
+    let r = app.put("db/pw", json!({"data": {"p": "2"}, "cas": 5})).await;
+    assert_eq!(r.code(), "conflict");
+    assert_eq!(app.put("db/pw", json!({"data": {"p": "2"}, "cas": 1})).await.status, StatusCode::OK);
+    let r = app.root("GET", "/v1/secrets/db/pw?version=7", None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "version_not_found"));
+    let r = app.root("GET", "/v1/secrets/db/none", None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "secret_not_found"));
+}
+
+#[tokio::test]
+async fn pruning_versions_listing_and_metadata() {
+    let app = app().await;
+    for i in 1..=4 {
+        app.put("p/x", json!({"data": {"v": i.to_string()}, "options": {"max_versions": 2}})).await;
+    }
+    let r = app.root("GET", "/v1/secrets/p/x?version=2", None).await;
+    assert_eq!(r.code(), "version_not_found");
+    let r = app.root("GET", "/v1/secrets/p/x/versions", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["current_version"], 4);
+    let versions: Vec<_> = r.body["versions"].as_array().expect("versions").iter().map(|v| v["version"].clone()).collect();
+    assert_eq!(versions, vec![json!(4), json!(3)]);
+    assert_eq!(r.body["versions"][0]["is_current"], true);
+    assert_eq!(r.body["versions"][0]["state"], "active");
+    let r = app.root("PATCH", "/v1/secrets/p/x/metadata", Some(json!({"tags": ["t1"], "owner": "team:x"}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["metadata"]["tags"], json!(["t1"]));
+    let r = app.root("GET", "/v1/secrets/p/x", None).await;
+    assert_eq!(r.body["metadata"]["owner"], "team:x");
+    let r = app.root("PATCH", "/v1/secrets/p/x", Some(json!({"tags": []}))).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn delete_undelete_destroy() {
+    let app = app().await;
+    app.put("d/x", json!({"data": {"v": "1"}})).await;
+    app.put("d/x", json!({"data": {"v": "2"}})).await;
+    assert_eq!(app.root("DELETE", "/v1/secrets/d/x", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.root("GET", "/v1/secrets/d/x", None).await.code(), "secret_not_found");
+    assert_eq!(app.secret_count().await, 0);
+    assert_eq!(app.root("DELETE", "/v1/secrets/d/x", None).await.code(), "secret_not_found");
+    let r = app.root("POST", "/v1/secrets/d/x/undelete", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(app.root("GET", "/v1/secrets/d/x?version=1", None).await.body["data"]["v"], "1");
+    let r = app.root("POST", "/v1/secrets/d/x/destroy", Some(json!({"versions": [1]}))).await;
+    assert_eq!(r.body["destroyed_versions"], json!([1]));
+    assert_eq!(app.root("GET", "/v1/secrets/d/x?version=1", None).await.code(), "version_not_found");
+    let r = app.root("GET", "/v1/secrets/d/x/versions", None).await;
+    assert_eq!(r.body["versions"][1]["state"], "destroyed");
+    let r = app.root("POST", "/v1/secrets/d/x/destroy", None).await;
+    assert_eq!(r.body["destroyed_versions"], json!([2]));
+    assert_eq!(app.root("GET", "/v1/secrets/d/x", None).await.code(), "version_not_found");
+    let r = app.root("POST", "/v1/secrets/d/x/rotate", None).await;
+    assert_eq!(r.code(), "invalid_request");
+    let r = app.root("POST", "/v1/secrets/d/x/explode", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn list_pages_with_prefix_and_tag() {
+    let app = app().await;
+    for i in 0..7 {
+        let tag = if i % 2 == 0 { "even" } else { "odd" };
+        app.put(&format!("svc/s{i}"), json!({"data": {"v": "x"}, "metadata": {"tags": [tag]}})).await;
+    }
+    app.put("other/x", json!({"data": {"v": "x"}})).await;
+    let mut seen = Vec::new();
+    let mut uri = "/v1/secrets?prefix=svc/&limit=3".to_owned();
+    loop {
+        let r = app.root("GET", &uri, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        for s in r.body["secrets"].as_array().expect("secrets") {
+            assert!(s.get("data").is_none(), "lists never carry values");
+            seen.push(s["path"].as_str().expect("path").to_owned());
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => uri = format!("/v1/secrets?prefix=svc/&limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..7).map(|i| format!("svc/s{i}")).collect::<Vec<_>>());
+    let r = app.root("GET", "/v1/secrets?tag=odd", None).await;
+    assert_eq!(r.body["secrets"].as_array().expect("secrets").len(), 3);
+    assert_eq!(app.root("GET", "/v1/secrets?limit=0", None).await.code(), "invalid_request");
+    assert_eq!(app.root("GET", "/v1/secrets?limit=1001", None).await.code(), "invalid_request");
+    assert_eq!(app.root("GET", "/v1/secrets?cursor=!!!", None).await.code(), "invalid_request");
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_and_in_error_bodies() {
+    let app = app().await;
+    let req = axum::http::Request::builder()
+        .uri("/v1/secrets/none/here")
+        .header("authorization", format!("Bearer {}", app.root))
+        .header("x-request-id", "trace-abc-123")
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let r = app.send_request(req).await;
+    assert_eq!(r.headers["x-request-id"], "trace-abc-123");
+    assert_eq!(r.body["error"]["request_id"], "trace-abc-123");
+    let r = app.root("GET", "/v1/secrets/none/here", None).await;
+    let generated = r.headers["x-request-id"].to_str().expect("ascii").to_owned();
+    assert!(generated.starts_with("req_"));
+    assert_eq!(r.body["error"]["request_id"], generated.as_str());
+    let r = app.send("GET", "/v1/health", None, None).await;
+    assert!(r.headers.contains_key("x-request-id"));
+    let r = app.root("GET", "/v1/nothing", None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+}
