@@ -5,7 +5,6 @@ mod config;
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::ExitCode;
@@ -149,10 +148,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         scheduler_tick = %settings.scheduler_tick,
         "serving"
     );
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    scaivault_server::serve(listener, app, shutdown_signal()).await.context("server failed")?;
     tracing::info!("shut down");
     Ok(())
 }

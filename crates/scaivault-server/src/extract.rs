@@ -51,7 +51,10 @@ async fn read_json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
         .is_none_or(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
     let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError(CoreError::PayloadTooLarge(format!("the request body exceeds {} bytes", crate::MAX_BODY_BYTES)))
+            ApiError(CoreError::PayloadTooLarge(format!(
+                "the request body exceeds {} bytes",
+                crate::MAX_BODY_BYTES
+            )))
         } else {
             ApiError(CoreError::InvalidRequest("the request body could not be read".into()))
         }

@@ -37,6 +37,17 @@ impl AppState {
     }
 }
 
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     use handlers::{secrets, sys, tokens};

@@ -22,7 +22,14 @@ async fn missing_or_malformed_credentials() {
     let long = "skt_".to_owned() + &"A".repeat(10_000);
     let near = format!("{}x", &app.root[..app.root.len() - 1]);
     for bad in [
-        "nope", "skt_", "skt_short", long.as_str(), near.as_str(), "eyJhbGciOiJub25lIn0.e30.", "skt_ä", "' OR 1=1 --",
+        "nope",
+        "skt_",
+        "skt_short",
+        long.as_str(),
+        near.as_str(),
+        "eyJhbGciOiJub25lIn0.e30.",
+        "skt_ä",
+        "' OR 1=1 --",
     ] {
         let r = app.send("GET", "/v1/secrets/a/b", Some(bad), None).await;
         assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "token_expired"), "{bad}");
@@ -56,7 +63,10 @@ async fn scopes_limit_each_route() {
     }
     assert_eq!(app.root("GET", "/v1/secrets/app/db", None).await.body["data"]["pw"], "x", "nothing changed");
     let (_, writer) = app.token(&["secrets:write", "secrets:list"], "1h").await;
-    assert_eq!(app.as_token(&writer, "PUT", "/v1/secrets/app/db", Some(json!({"data": {"pw": "y"}}))).await.status, StatusCode::OK);
+    assert_eq!(
+        app.as_token(&writer, "PUT", "/v1/secrets/app/db", Some(json!({"data": {"pw": "y"}}))).await.status,
+        StatusCode::OK
+    );
     assert_eq!(app.as_token(&writer, "GET", "/v1/secrets/app/db", None).await.code(), "access_denied");
     assert_eq!(app.as_token(&writer, "GET", "/v1/secrets", None).await.status, StatusCode::OK);
     let r = app.as_token(&writer, "GET", "/v1/auth/whoami", None).await;
@@ -100,7 +110,10 @@ async fn issue_list_revoke_and_expire() {
     // Revocation is effective on the very next request.
     let (id2, token2) = app.token(&["secrets:read"], "90d").await;
     assert_eq!(app.as_token(&token2, "GET", "/v1/auth/whoami", None).await.status, StatusCode::OK);
-    assert_eq!(app.root("DELETE", &format!("/v1/auth/tokens/{id2}"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.root("DELETE", &format!("/v1/auth/tokens/{id2}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.as_token(&token2, "GET", "/v1/auth/whoami", None).await.code(), "token_expired");
     assert_eq!(app.root("DELETE", "/v1/auth/tokens/tok_missing", None).await.code(), "not_found");
     // Default ttl is 90 days.

@@ -100,7 +100,11 @@ impl TestApp {
     /// Issues a token with the given scopes and ttl; returns (id, token).
     pub async fn token(&self, scopes: &[&str], ttl: &str) -> (String, String) {
         let r = self
-            .root("POST", "/v1/auth/tokens", Some(serde_json::json!({"name": "t", "scopes": scopes, "ttl": ttl})))
+            .root(
+                "POST",
+                "/v1/auth/tokens",
+                Some(serde_json::json!({"name": "t", "scopes": scopes, "ttl": ttl})),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         (r.body["id"].as_str().expect("id").to_owned(), r.body["token"].as_str().expect("token").to_owned())

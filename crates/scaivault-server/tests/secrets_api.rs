@@ -37,13 +37,37 @@ async fn bad_paths_are_invalid_path_and_store_nothing() {
     let long = format!("{seg}/{seg}/{seg}/{}", "t".repeat(126));
     assert_eq!(long.len(), 513);
     let bad = [
-        "..", ".", "a/../b", "a/./b", "a//b", "%2Fa", "a%2Fb", "/a", "a/", "caf%C3%A9", "a%20b", "a/b/versions",
-        "x/metadata", "x/rotate", "p/", "x/undelete", "x/destroy", "a\\b", "a~b", "a:b", long.as_str(),
+        "..",
+        ".",
+        "a/../b",
+        "a/./b",
+        "a//b",
+        "%2Fa",
+        "a%2Fb",
+        "/a",
+        "a/",
+        "caf%C3%A9",
+        "a%20b",
+        "a/b/versions",
+        "x/metadata",
+        "x/rotate",
+        "p/",
+        "x/undelete",
+        "x/destroy",
+        "a\\b",
+        "a~b",
+        "a:b",
+        long.as_str(),
     ];
     for raw in bad {
         let uri = format!("/v1/secrets/{raw}");
         let r = app.put(raw, json!({"data": {"k": "v"}})).await;
-        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_path"), "PUT {uri}: {:?}", r.body);
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "invalid_path"),
+            "PUT {uri}: {:?}",
+            r.body
+        );
         assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.contains("path")));
     }
     for raw in ["..", "a//b", "a%2Fb", "a/", "caf%C3%A9"] {
@@ -72,9 +96,21 @@ async fn bad_bodies_are_refused_and_store_nothing() {
         (br#"{"data": "hunter2"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
         (br#"{"data": {}, "cas": "hunter2"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
         (br#"{"data": {"a": 1}, "secret_type": "kv"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
-        (br#"{"data": {"a": "b"}, "secret_type": "nope"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
-        (br#"{"data": {"a": "b"}, "options": {"max_versions": 0}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
-        (br#"{"data": {"a": "b"}, "options": {"max_versions": 1001}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (
+            br#"{"data": {"a": "b"}, "secret_type": "nope"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            br#"{"data": {"a": "b"}, "options": {"max_versions": 0}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            br#"{"data": {"a": "b"}, "options": {"max_versions": 1001}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
         (br#"{"data": {"a": "b"}, "surprise": 1}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
     ];
     for (body, status, code) in cases {
@@ -126,11 +162,13 @@ async fn pruning_versions_listing_and_metadata() {
     let r = app.root("GET", "/v1/secrets/p/x/versions", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["current_version"], 4);
-    let versions: Vec<_> = r.body["versions"].as_array().expect("versions").iter().map(|v| v["version"].clone()).collect();
+    let versions: Vec<_> =
+        r.body["versions"].as_array().expect("versions").iter().map(|v| v["version"].clone()).collect();
     assert_eq!(versions, vec![json!(4), json!(3)]);
     assert_eq!(r.body["versions"][0]["is_current"], true);
     assert_eq!(r.body["versions"][0]["state"], "active");
-    let r = app.root("PATCH", "/v1/secrets/p/x/metadata", Some(json!({"tags": ["t1"], "owner": "team:x"}))).await;
+    let r =
+        app.root("PATCH", "/v1/secrets/p/x/metadata", Some(json!({"tags": ["t1"], "owner": "team:x"}))).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["metadata"]["tags"], json!(["t1"]));
     let r = app.root("GET", "/v1/secrets/p/x", None).await;

@@ -19,7 +19,12 @@ async fn health_and_metrics() {
     let r = app.root("GET", "/metrics", None).await;
     assert_eq!(r.status, StatusCode::OK);
     let text = String::from_utf8(r.raw).expect("utf8");
-    assert!(text.contains(r#"scaivault_http_requests_total{method="PUT",route="/v1/secrets/{*path}",status="201"} 1"#), "{text}");
+    assert!(
+        text.contains(
+            r#"scaivault_http_requests_total{method="PUT",route="/v1/secrets/{*path}",status="201"} 1"#
+        ),
+        "{text}"
+    );
     assert!(text.contains(r#"route="/v1/secrets/{*path}",status="404"} 1"#), "{text}");
     assert!(text.contains("scaivault_http_request_duration_seconds_bucket"));
     assert!(!text.contains("m/x"), "metrics are by route template, never by secret path");
@@ -87,12 +92,21 @@ async fn an_interrupted_rotation_can_run_again_and_finishes() {
     assert_eq!(r.body["rewrap_pending"], 7);
     // Everything still reads in between.
     for i in 0..9 {
-        assert_eq!(app.root("GET", &format!("/v1/secrets/r/{i}"), None).await.body["data"]["v"], i.to_string());
+        assert_eq!(
+            app.root("GET", &format!("/v1/secrets/r/{i}"), None).await.body["data"]["v"],
+            i.to_string()
+        );
     }
     let r = app.root("POST", "/v1/sys/rotate-master-key", None).await;
-    assert_eq!((r.body["current_key_version"].as_u64(), r.body["rewrap_pending"].as_u64()), (Some(3), Some(0)));
+    assert_eq!(
+        (r.body["current_key_version"].as_u64(), r.body["rewrap_pending"].as_u64()),
+        (Some(3), Some(0))
+    );
     for i in 0..9 {
-        assert_eq!(app.root("GET", &format!("/v1/secrets/r/{i}"), None).await.body["data"]["v"], i.to_string());
+        assert_eq!(
+            app.root("GET", &format!("/v1/secrets/r/{i}"), None).await.body["data"]["v"],
+            i.to_string()
+        );
     }
 }
 
@@ -112,6 +126,9 @@ async fn a_master_key_is_retired_before_its_wrap_limit() {
         assert!(v["data_keys"].as_u64().expect("keys") <= 10, "{v}");
     }
     for i in 0..30 {
-        assert_eq!(app.root("GET", &format!("/v1/secrets/w/{i}"), None).await.body["data"]["v"], i.to_string());
+        assert_eq!(
+            app.root("GET", &format!("/v1/secrets/w/{i}"), None).await.body["data"]["v"],
+            i.to_string()
+        );
     }
 }

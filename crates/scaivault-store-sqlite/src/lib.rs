@@ -106,6 +106,20 @@ fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Backend("number out of range".into()))
 }
 
+/// Creates the database file readable by its owner only (SQLite gives its -wal and -shm files the
+/// same mode). An existing file is left as it is.
+fn create_private(file: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!("cannot create {}: {e}", file.display()))),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://path`) and runs the migrations.
     pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
@@ -120,6 +134,7 @@ impl SqliteStore {
     }
 
     async fn open(options: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
+        create_private(options.get_filename())?;
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -134,6 +149,18 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         Ok(SqliteStore { pool, write_lock: Mutex::new(()) })
+    }
+
+    /// `(journal_mode, synchronous, foreign_keys)` as the connection sees them, for checks.
+    pub async fn pragmas(&self) -> Result<(String, i64, i64), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        let (journal,): (String,) =
+            sqlx::query_as("PRAGMA journal_mode").fetch_one(&mut *conn).await.map_err(db_err)?;
+        let (sync,): (i64,) =
+            sqlx::query_as("PRAGMA synchronous").fetch_one(&mut *conn).await.map_err(db_err)?;
+        let (fk,): (i64,) =
+            sqlx::query_as("PRAGMA foreign_keys").fetch_one(&mut *conn).await.map_err(db_err)?;
+        Ok((journal, sync, fk))
     }
 
     async fn begin_write(

@@ -450,3 +450,62 @@ pub async fn moved_ciphertext_never_opens(store: Dyn) {
     let ctx_b = SealContext { tenant: DEFAULT_TENANT, path: "move/b", version: 1 };
     assert!(ring.open(&ctx_b, &sa).is_err());
 }
+
+/// Raw edits of stored rows, as an attacker with database access (or a bad disk) would make them.
+/// Each backend implements it with its own SQL, for the tampering case only.
+#[async_trait::async_trait]
+pub trait Tamper: Send + Sync {
+    /// Flips the lowest bit of byte `index` of one version's data ciphertext.
+    async fn flip_ciphertext_bit(&self, tenant: &str, path: &str, version: u64, index: usize);
+    /// Flips the lowest bit of byte `index` of one version's wrapped data key.
+    async fn flip_wrapped_key_bit(&self, tenant: &str, path: &str, version: u64, index: usize);
+    /// Copies the sealed columns (key version, wrapped key, ciphertext) of one version row onto another.
+    async fn copy_sealed(&self, tenant: &str, from: (&str, u64), to: (&str, u64));
+}
+
+async fn opens(store: &Dyn, ring: &KeyRing, p: &str, version: u64) -> Result<String, StoreError> {
+    get(store, ring, p, Some(version)).await
+}
+
+/// Any flipped bit, or a ciphertext moved to another path or version, fails to open: never wrong data.
+pub async fn tampering_is_detected(store: Dyn, tamper: &dyn Tamper) {
+    let ring = setup(&store).await;
+    let (a, b) = (path("t/a"), path("t/b"));
+    for i in 1..=2 {
+        put(&store, &ring, write(DEFAULT_TENANT, &a, i), &format!("value-a{i}")).await.expect("write");
+        put(&store, &ring, write(DEFAULT_TENANT, &b, i), &format!("value-b{i}")).await.expect("write");
+    }
+    let len = store
+        .read_secret(DEFAULT_TENANT, "t/a", Some(1))
+        .await
+        .expect("read")
+        .version
+        .sealed
+        .expect("s")
+        .ciphertext()
+        .len();
+    for index in [0, 5, 12, len / 2, len - 1] {
+        tamper.flip_ciphertext_bit(DEFAULT_TENANT, "t/a", 1, index).await;
+        assert!(
+            opens(&store, &ring, "t/a", 1).await.is_err(),
+            "flipped ciphertext byte {index} still opened"
+        );
+        tamper.flip_ciphertext_bit(DEFAULT_TENANT, "t/a", 1, index).await;
+        assert_eq!(opens(&store, &ring, "t/a", 1).await.expect("restored"), "value-a1");
+    }
+    for index in [0, 20, 40] {
+        tamper.flip_wrapped_key_bit(DEFAULT_TENANT, "t/a", 2, index).await;
+        assert!(
+            opens(&store, &ring, "t/a", 2).await.is_err(),
+            "flipped wrapped key byte {index} still opened"
+        );
+        tamper.flip_wrapped_key_bit(DEFAULT_TENANT, "t/a", 2, index).await;
+    }
+    // Moved to another path, and to another version of the same path.
+    tamper.copy_sealed(DEFAULT_TENANT, ("t/a", 1), ("t/b", 1)).await;
+    assert!(opens(&store, &ring, "t/b", 1).await.is_err(), "ciphertext moved to another path opened");
+    tamper.copy_sealed(DEFAULT_TENANT, ("t/a", 1), ("t/a", 2)).await;
+    assert!(opens(&store, &ring, "t/a", 2).await.is_err(), "ciphertext moved to another version opened");
+    assert_eq!(opens(&store, &ring, "t/a", 1).await.expect("untouched"), "value-a1");
+    assert_eq!(opens(&store, &ring, "t/b", 2).await.expect("untouched"), "value-b2");
+}

@@ -1,0 +1,89 @@
+//! Tampered rows never open (see `scaivault_store::conformance::tampering_is_detected`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use scaivault_store::conformance::{Tamper, tampering_is_detected};
+use scaivault_store_postgres::PostgresStore;
+use sqlx::PgPool;
+
+struct RawPostgres(PgPool);
+
+async fn flip(pool: &PgPool, column: &str, tenant: &str, path: &str, version: u64, index: usize) {
+    let select =
+        format!("SELECT {column} FROM secret_versions WHERE tenant_id = $1 AND path = $2 AND version = $3");
+    let (mut bytes,): (Vec<u8>,) = sqlx::query_as(&select)
+        .bind(tenant)
+        .bind(path)
+        .bind(version as i64)
+        .fetch_one(pool)
+        .await
+        .expect("row");
+    bytes[index] ^= 1;
+    let update = format!(
+        "UPDATE secret_versions SET {column} = $1 WHERE tenant_id = $2 AND path = $3 AND version = $4"
+    );
+    sqlx::query(&update)
+        .bind(bytes)
+        .bind(tenant)
+        .bind(path)
+        .bind(version as i64)
+        .execute(pool)
+        .await
+        .expect("update");
+}
+
+#[async_trait]
+impl Tamper for RawPostgres {
+    async fn flip_ciphertext_bit(&self, tenant: &str, path: &str, version: u64, index: usize) {
+        flip(&self.0, "ciphertext", tenant, path, version, index).await;
+    }
+
+    async fn flip_wrapped_key_bit(&self, tenant: &str, path: &str, version: u64, index: usize) {
+        flip(&self.0, "wrapped_dek", tenant, path, version, index).await;
+    }
+
+    async fn copy_sealed(&self, tenant: &str, from: (&str, u64), to: (&str, u64)) {
+        sqlx::query(
+            "UPDATE secret_versions SET (key_version, wrapped_dek, ciphertext) = \
+             (SELECT key_version, wrapped_dek, ciphertext FROM secret_versions \
+              WHERE tenant_id = $1 AND path = $2 AND version = $3) \
+             WHERE tenant_id = $1 AND path = $4 AND version = $5",
+        )
+        .bind(tenant)
+        .bind(from.0)
+        .bind(from.1 as i64)
+        .bind(to.0)
+        .bind(to.1 as i64)
+        .execute(&self.0)
+        .await
+        .expect("copy");
+    }
+}
+
+#[tokio::test]
+async fn tampered_rows_never_open() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let Ok(url) = std::env::var("SCAIVAULT_TEST_POSTGRES_URL") else {
+        assert!(!ci, "SCAIVAULT_TEST_POSTGRES_URL must be set under CI");
+        eprintln!("notice: SCAIVAULT_TEST_POSTGRES_URL is not set; skipping the PostgreSQL tampering test");
+        return;
+    };
+    let schema = format!("conf_tamper_{}", std::process::id());
+    let store = PostgresStore::connect_in_schema(&url, &schema).await.expect("store");
+    let raw = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect({
+            let schema = schema.clone();
+            move |conn, _| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    sqlx::query(&format!("SET search_path TO {schema}")).execute(conn).await.map(|_| ())
+                })
+            }
+        })
+        .connect(&url)
+        .await
+        .expect("raw pool");
+    tampering_is_detected(Arc::new(store), &RawPostgres(raw)).await;
+}
