@@ -120,3 +120,28 @@ impl TestApp {
         r.body["secrets"].as_array().expect("secrets").len()
     }
 }
+
+/// A router over a fresh PostgreSQL schema, or `None` (with a notice) when no test database is
+/// configured outside CI. Under `CI=true` a missing or unreachable database fails the test.
+pub async fn pg_app() -> Option<TestApp> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let Ok(url) = std::env::var("SCAIVAULT_TEST_POSTGRES_URL") else {
+        assert!(!ci, "SCAIVAULT_TEST_POSTGRES_URL must be set under CI");
+        eprintln!("notice: SCAIVAULT_TEST_POSTGRES_URL is not set; skipping the PostgreSQL variant");
+        return None;
+    };
+    let schema = format!("conf_api_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
+    let store = scaivault_store_postgres::PostgresStore::connect_in_schema(&url, &schema).await.expect("PostgreSQL");
+    Some(app_on(Arc::new(store), KeyConfig::default(), tempfile::tempdir().expect("tempdir")).await)
+}
+
+/// The SQLite app and, when configured, the PostgreSQL one.
+pub async fn both_stores() -> Vec<(&'static str, TestApp)> {
+    let mut apps = vec![("sqlite", app().await)];
+    if let Some(pg) = pg_app().await {
+        apps.push(("postgres", pg));
+    }
+    apps
+}
