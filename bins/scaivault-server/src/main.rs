@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use config::{Cli, Command, LogFormat, Settings};
 use scaivault_core::{SystemClock, Vault, VaultConfig};
@@ -126,11 +126,11 @@ fn announce_root_token(settings: &Settings, token: Option<SecretBytes>) -> anyho
 
 #[allow(clippy::print_stdout)]
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    if settings.tls.is_some() {
-        bail!(
-            "--tls-cert/--tls-key: TLS termination is not built into this version yet; put a TLS proxy in front"
-        );
-    }
+    // Checked before anything is opened, so a bad certificate fails start-up at once.
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(scaivault_server::tls_config(cert, key).context("--tls-cert/--tls-key")?),
+        None => None,
+    };
     let (vault, root_token) = open_vault(&settings).await?;
     announce_root_token(&settings, root_token)?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -138,7 +138,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     let app = router(AppState::new(Arc::new(vault)));
-    println!("listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
     tracing::info!(
         %addr,
         database = %redact_url(&settings.database_url),
@@ -148,7 +149,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         scheduler_tick = %settings.scheduler_tick,
         "serving"
     );
-    scaivault_server::serve(listener, app, shutdown_signal()).await.context("server failed")?;
+    match tls {
+        Some(config) => scaivault_server::serve_tls(listener, app, config, shutdown_signal()).await,
+        None => scaivault_server::serve(listener, app, shutdown_signal()).await,
+    }
+    .context("server failed")?;
     tracing::info!("shut down");
     Ok(())
 }

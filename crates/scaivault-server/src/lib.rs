@@ -10,6 +10,7 @@ mod handlers;
 mod metrics;
 mod middleware;
 mod openapi;
+mod tls;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use scaivault_core::Vault;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use tls::{serve_tls, tls_config};
 
 /// Request bodies above this are refused with `413 payload_too_large`.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -133,7 +133,8 @@ pub async fn pg_app() -> Option<TestApp> {
         return None;
     };
     let schema = format!("conf_api_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
-    let store = scaivault_store_postgres::PostgresStore::connect_in_schema(&url, &schema).await.expect("PostgreSQL");
+    let store =
+        scaivault_store_postgres::PostgresStore::connect_in_schema(&url, &schema).await.expect("PostgreSQL");
     Some(app_on(Arc::new(store), KeyConfig::default(), tempfile::tempdir().expect("tempdir")).await)
 }
 

@@ -16,7 +16,9 @@ async fn thirty_two_writers_get_versions_one_to_n() {
         let tasks: Vec<_> = (0..32)
             .map(|i| {
                 let app = app.clone();
-                tokio::spawn(async move { app.put("hot/secret", json!({"data": {"writer": i.to_string()}})).await })
+                tokio::spawn(async move {
+                    app.put("hot/secret", json!({"data": {"writer": i.to_string()}})).await
+                })
             })
             .collect();
         let mut versions = BTreeSet::new();
@@ -25,7 +27,10 @@ async fn thirty_two_writers_get_versions_one_to_n() {
             let r = t.await.expect("join");
             assert!(r.status.is_success(), "{store}: {:?}", r.body);
             created += usize::from(r.status == StatusCode::CREATED);
-            assert!(versions.insert(r.body["version"].as_u64().expect("version")), "{store}: duplicate version");
+            assert!(
+                versions.insert(r.body["version"].as_u64().expect("version")),
+                "{store}: duplicate version"
+            );
         }
         assert_eq!(versions, (1..=32).collect::<BTreeSet<u64>>(), "{store}");
         assert_eq!(created, 1, "{store}: exactly one write creates the secret");
