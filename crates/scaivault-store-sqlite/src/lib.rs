@@ -47,8 +47,6 @@ fn db_err(e: sqlx::Error) -> StoreError {
 
 const HEAD_COLUMNS: &str =
     "path, secret_type, metadata, current_version, max_versions, created_at, updated_at, deleted_at";
-const VERSION_COLUMNS: &str =
-    "version, created_at, created_by, expires_at, destroyed_at, key_version, wrapped_dek, ciphertext";
 const TOKEN_COLUMNS: &str = "id, tenant_id, name, identity_type, identity_id, scopes, groups_json, is_root, \
      created_by, created_at, expires_at, revoked_at";
 
@@ -67,15 +65,21 @@ fn head_from_row(row: &SqliteRow) -> Result<SecretHead, StoreError> {
 }
 
 fn version_from_row(row: &SqliteRow) -> Result<SecretVersionRow, StoreError> {
+    version_from_prefixed(row, "")
+}
+
+/// Decodes version columns named with `prefix` (joined reads alias them `v_…`).
+fn version_from_prefixed(row: &SqliteRow, prefix: &str) -> Result<SecretVersionRow, StoreError> {
+    let col = |name: &str| format!("{prefix}{name}");
     VersionColumns {
-        version: row.try_get("version").map_err(db_err)?,
-        created_at: row.try_get("created_at").map_err(db_err)?,
-        created_by: row.try_get("created_by").map_err(db_err)?,
-        expires_at: row.try_get("expires_at").map_err(db_err)?,
-        destroyed_at: row.try_get("destroyed_at").map_err(db_err)?,
-        key_version: row.try_get("key_version").map_err(db_err)?,
-        wrapped_dek: row.try_get("wrapped_dek").map_err(db_err)?,
-        ciphertext: row.try_get("ciphertext").map_err(db_err)?,
+        version: row.try_get(col("version").as_str()).map_err(db_err)?,
+        created_at: row.try_get(col("created_at").as_str()).map_err(db_err)?,
+        created_by: row.try_get(col("created_by").as_str()).map_err(db_err)?,
+        expires_at: row.try_get(col("expires_at").as_str()).map_err(db_err)?,
+        destroyed_at: row.try_get(col("destroyed_at").as_str()).map_err(db_err)?,
+        key_version: row.try_get(col("key_version").as_str()).map_err(db_err)?,
+        wrapped_dek: row.try_get(col("wrapped_dek").as_str()).map_err(db_err)?,
+        ciphertext: row.try_get(col("ciphertext").as_str()).map_err(db_err)?,
     }
     .try_into()
 }
@@ -290,22 +294,31 @@ impl SecretStore for SqliteStore {
         path: &str,
         version: Option<u64>,
     ) -> Result<StoredSecret, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let head = Self::live_head_in(&mut tx, tenant, path).await?;
-        let wanted = version.unwrap_or(head.current_version);
-        let sql = format!(
-            "SELECT {VERSION_COLUMNS} FROM secret_versions WHERE tenant_id = ? AND path = ? AND version = ?"
-        );
-        let row = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(path)
-            .bind(to_i64(wanted)?)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .ok_or(StoreError::VersionNotFound(wanted))?;
-        let version = version_from_row(&row)?;
-        tx.commit().await.map_err(db_err)?;
+        // One round trip: the head and the wanted version row, joined.
+        let row = sqlx::query(
+            "SELECT s.path, s.secret_type, s.metadata, s.current_version, s.max_versions, s.created_at, \
+             s.updated_at, s.deleted_at, v.version AS v_version, v.created_at AS v_created_at, \
+             v.created_by AS v_created_by, v.expires_at AS v_expires_at, v.destroyed_at AS v_destroyed_at, \
+             v.key_version AS v_key_version, v.wrapped_dek AS v_wrapped_dek, v.ciphertext AS v_ciphertext \
+             FROM secrets s LEFT JOIN secret_versions v ON v.tenant_id = s.tenant_id AND v.path = s.path \
+             AND v.version = COALESCE(?3, s.current_version) WHERE s.tenant_id = ?1 AND s.path = ?2",
+        )
+        .bind(tenant)
+        .bind(path)
+        .bind(version.map(to_i64).transpose()?)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::SecretNotFound)?;
+        let head = head_from_row(&row)?;
+        if head.deleted_at.is_some() {
+            return Err(StoreError::SecretNotFound);
+        }
+        let found: Option<i64> = row.try_get("v_version").map_err(db_err)?;
+        if found.is_none() {
+            return Err(StoreError::VersionNotFound(version.unwrap_or(head.current_version)));
+        }
+        let version = version_from_prefixed(&row, "v_")?;
         Ok(StoredSecret { head, version })
     }
 
