@@ -52,7 +52,9 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SCAIVAULT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -63,7 +65,8 @@ fn root_key(settings: &Settings) -> anyhow::Result<RootKey> {
     if let Ok(text) = std::env::var("SCAIVAULT_MASTER_KEY") {
         return root_key_from_base64(&text).context("SCAIVAULT_MASTER_KEY");
     }
-    let (key, created) = load_or_create_key_file(&settings.master_key_file)?;
+    let (key, created) = load_or_create_key_file(&settings.master_key_file)
+        .with_context(|| format!("--master-key-file {}", settings.master_key_file.display()))?;
     if created {
         tracing::info!(path = %settings.master_key_file.display(), "created master key file");
     }
@@ -86,8 +89,9 @@ async fn open_vault(settings: &Settings) -> anyhow::Result<(Vault, Option<Secret
         .mode(0o700)
         .create(&settings.data_dir)
         .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
-    let key = root_key(settings)?;
+    // Storage first: a start that cannot reach its database creates no key file.
     let store = open_store(settings).await?;
+    let key = root_key(settings)?;
     let opened = Vault::open(store, key, Arc::new(SystemClock), VaultConfig::default())
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
@@ -167,11 +171,14 @@ async fn rotate_master_key(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A database URL without its password, for the log.
+/// A database URL for the log: no user information and no query string, where passwords can hide.
 fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://…{}", &url[..scheme], &url[at..]),
-        _ => url.to_owned(),
+    let without_query = url.split(['?', '#']).next().unwrap_or_default();
+    match (without_query.find("://"), without_query.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…{}", &without_query[..scheme], &without_query[at..])
+        }
+        _ => without_query.to_owned(),
     }
 }
 
@@ -192,4 +199,22 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn database_urls_lose_credentials_in_logs() {
+        for (url, shown) in [
+            ("postgres://u:pw@db:5432/v", "postgres://…@db:5432/v"),
+            ("postgres://db/v?password=pw&sslmode=require", "postgres://db/v"),
+            ("postgres://u@db/v?options[search_path]=x", "postgres://…@db/v"),
+            ("sqlite://./scaivault-data/scaivault.db", "sqlite://./scaivault-data/scaivault.db"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+            assert!(!redact_url(url).contains("pw"));
+        }
+    }
 }

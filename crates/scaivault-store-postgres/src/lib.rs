@@ -17,8 +17,8 @@ use scaivault_store::{
     SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenColumns,
     TokenRecord, TokenStore, VersionColumns, WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
 };
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Postgres, Row, Transaction};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -137,6 +137,13 @@ impl PostgresStore {
     }
 
     async fn open(options: PgConnectOptions) -> Result<PostgresStore, StoreError> {
+        // One direct connection first, so an unreachable server fails fast with its real cause
+        // ("connection refused") instead of a pool timeout.
+        let probe = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out connecting to PostgreSQL".into()))?
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))

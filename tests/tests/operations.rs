@@ -1,0 +1,206 @@
+//! Operating the binary: refusing bad configuration, and rotating the master key offline.
+
+use scaivault_e2e::{
+    Api, Backend, Finished, Scratch, ServerCommand, assert_clean_exit, base64, http_client, random_alnum,
+    random_bytes,
+};
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------------------------
+// 5. bad_configuration_exits_with_one_line
+
+const PREFIX: &str = "scaivault-server: ";
+
+/// What is wrong with how a start that had to fail failed, if anything.
+fn check_refusal(case: &str, finished: &Finished, mentions: &[&str]) -> Option<String> {
+    let line = finished.last_stderr_line();
+    let mut wrong = Vec::new();
+    if finished.status.success() {
+        wrong.push(format!("exited with {}", finished.status));
+    }
+    if !line.starts_with(PREFIX) {
+        wrong.push(format!("the last stderr line does not start with {PREFIX:?}"));
+    }
+    let reason_lines = finished.stderr.lines().filter(|l| l.starts_with(PREFIX)).count();
+    if reason_lines != 1 {
+        wrong.push(format!("{reason_lines} lines start with {PREFIX:?}, expected one"));
+    }
+    let lower = line.to_lowercase();
+    if !mentions.iter().any(|m| lower.contains(m)) {
+        wrong.push(format!("the reason mentions none of {mentions:?}"));
+    }
+    if finished.stdout.contains("listening on") {
+        wrong.push("it listened".to_owned());
+    }
+    (!wrong.is_empty()).then(|| {
+        format!(
+            "({case}) {}\n  last stderr line: {line:?}\n  stdout: {:?}\n  stderr: {:?}",
+            wrong.join("; "),
+            finished.stdout,
+            finished.stderr
+        )
+    })
+}
+
+#[tokio::test]
+async fn bad_configuration_exits_with_one_line() {
+    let scratch = Scratch::new();
+    let dir = scratch.path();
+    let data = |name: &str| dir.join(format!("data-{name}"));
+    let mut problems = Vec::new();
+
+    // (a) a master key file that is not a key
+    let bad_key = dir.join("bad.key");
+    std::fs::write(&bad_key, "not base64\n").expect("write key file");
+    let cmd = ServerCommand::new(dir)
+        .arg("--data-dir")
+        .arg(data("a"))
+        .arg("--master-key-file")
+        .arg(&bad_key)
+        .arg("--listen")
+        .arg("127.0.0.1:0");
+    problems.extend(check_refusal(
+        "a: --master-key-file with `not base64`",
+        &cmd.run_to_exit().await,
+        &["key"],
+    ));
+
+    // (b) a database nobody answers on
+    let cmd = ServerCommand::new(dir)
+        .arg("--data-dir")
+        .arg(data("b"))
+        .arg("--database-url")
+        .arg("postgres://postgres@127.0.0.1:1/none")
+        .arg("--listen")
+        .arg("127.0.0.1:0");
+    problems.extend(check_refusal("b: unreachable database", &cmd.run_to_exit().await, &["database"]));
+
+    // (c) a listen address that is not one
+    let cmd = ServerCommand::new(dir).arg("--data-dir").arg(data("c")).arg("--listen").arg("nowhere");
+    problems.extend(check_refusal("c: --listen nowhere", &cmd.run_to_exit().await, &["listen"]));
+
+    // (d) an unknown log format
+    let cmd = ServerCommand::new(dir)
+        .arg("--data-dir")
+        .arg(data("d"))
+        .arg("--log-format")
+        .arg("xml")
+        .arg("--listen")
+        .arg("127.0.0.1:0");
+    problems.extend(check_refusal(
+        "d: --log-format xml",
+        &cmd.run_to_exit().await,
+        &["log-format", "log format"],
+    ));
+
+    // (e) a 16-byte key in the environment
+    let cmd = ServerCommand::new(dir)
+        .arg("--data-dir")
+        .arg(data("e"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("SCAIVAULT_MASTER_KEY", base64(&random_bytes(16)));
+    problems.extend(check_refusal("e: 16-byte SCAIVAULT_MASTER_KEY", &cmd.run_to_exit().await, &["key"]));
+
+    // (f) an existing store opened with another root key
+    let storage = Backend::Sqlite.fresh(&dir.join("f")).expect("sqlite");
+    let mut server =
+        ServerCommand::new(dir).storage(&storage).root_token_file(&dir.join("f-token")).start().await;
+    let status = server.sigterm_and_wait().await;
+    assert_clean_exit(status, &server);
+    let cmd = ServerCommand::new(dir)
+        .storage(&storage)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("SCAIVAULT_MASTER_KEY", base64(&random_bytes(32)));
+    problems.extend(check_refusal(
+        "f: existing store, another SCAIVAULT_MASTER_KEY",
+        &cmd.run_to_exit().await,
+        &["root key", "master key"],
+    ));
+
+    assert!(problems.is_empty(), "bad configuration was not refused properly:\n{}", problems.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. offline_master_key_rotation
+
+#[tokio::test]
+async fn offline_master_key_rotation() {
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("sqlite");
+    let client = http_client();
+    let token_file = scratch.path().join("root-token");
+    let mut server =
+        ServerCommand::new(scratch.path()).storage(&storage).root_token_file(&token_file).start().await;
+    let root = server.root_token().expect("root token").to_owned();
+    let api = Api::new(&client, &server, &root);
+
+    let writes: Vec<(&str, Value)> = vec![
+        ("svc/a", json!({"v": random_alnum(32)})),
+        ("svc/b", json!({"v": random_alnum(32), "w": random_alnum(8)})),
+        ("svc/c", json!({"v": random_alnum(32)})),
+        ("svc/c", json!({"v": random_alnum(32)})),
+    ];
+    for (path, data) in &writes {
+        let reply = api.put_secret(path, &json!({ "data": data })).await;
+        assert!(reply.status == 200 || reply.status == 201, "PUT {path}: {} {}", reply.status, reply.text);
+    }
+    let before = api.get("/v1/sys/key-status").await;
+    assert_eq!(before.status, 200, "{}", before.text);
+    assert_eq!(before.body["current_key_version"], json!(1), "{}", before.text);
+    assert_eq!(before.body["rewrap_pending"], json!(0), "{}", before.text);
+    let status = server.sigterm_and_wait().await;
+    assert_clean_exit(status, &server);
+
+    for round in 1..=2 {
+        let finished =
+            ServerCommand::new(scratch.path()).storage(&storage).arg("rotate-master-key").run_to_exit().await;
+        assert!(
+            finished.status.success(),
+            "rotate-master-key #{round} exited with {}\nstdout:\n{}\nstderr:\n{}",
+            finished.status,
+            finished.stdout,
+            finished.stderr
+        );
+        assert!(
+            !finished.stdout.to_lowercase().contains("root token"),
+            "rotate-master-key made a root token"
+        );
+    }
+
+    let second_token_file = scratch.path().join("root-token-second");
+    let server = ServerCommand::new(scratch.path())
+        .storage(&storage)
+        .root_token_file(&second_token_file)
+        .start()
+        .await;
+    assert!(!second_token_file.exists(), "the restart after rotation made a new root token");
+    let api = Api::new(&client, &server, &root);
+    let after = api.get("/v1/sys/key-status").await;
+    assert_eq!(after.status, 200, "{}", after.text);
+    assert_eq!(after.body["current_key_version"], json!(3), "{}", after.text);
+    assert_eq!(after.body["rewrap_pending"], json!(0), "{}", after.text);
+    let versions = after.body["key_versions"].as_array().expect("key_versions");
+    let mut numbers: Vec<u64> = versions.iter().filter_map(|v| v["version"].as_u64()).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, vec![1, 2, 3], "{}", after.text);
+    for v in versions {
+        let expected = if v["version"] == json!(3) { writes.len() } else { 0 };
+        assert_eq!(
+            v["data_keys"],
+            json!(expected),
+            "data keys under master key {}: {}",
+            v["version"],
+            after.text
+        );
+    }
+
+    let mut seen = std::collections::HashMap::new();
+    for (path, data) in &writes {
+        let version = seen.entry(*path).and_modify(|n| *n += 1).or_insert(1u64);
+        let reply = api.get_secret(path, Some(*version)).await;
+        assert_eq!(reply.status, 200, "GET {path}?version={version} after rotation: {}", reply.text);
+        assert_eq!(reply.body["data"], *data, "GET {path}?version={version} after rotation");
+    }
+}
