@@ -158,9 +158,29 @@ async fn logs_never_carry_values_or_tokens() {
         }
     }
 
-    // An issued token, used for what it may and may not do.
-    let reply =
-        api.post("/v1/auth/tokens", &json!({"name": "ci", "scopes": ["secrets:read"], "ttl": "1h"})).await;
+    // An issued token, bound by a policy to what it may read, used for what it may and may not do.
+    let reply = api
+        .post(
+            "/v1/policies",
+            &json!({"name": "ci-deploy-read", "rules": [{"path_pattern": "ci/deploy/*", "permissions": ["read"]}]}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let policy_id = reply.body["id"].as_str().expect("policy id").to_owned();
+    let reply = api
+        .post(
+            &format!("/v1/policies/{policy_id}/bindings"),
+            &json!({"identity_type": "service_account", "identity_id": "sa:ci"}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let reply = api
+        .post(
+            "/v1/auth/tokens",
+            &json!({"name": "ci", "identity_type": "service_account", "identity_id": "sa:ci",
+                "scopes": ["secrets:read"], "ttl": "1h"}),
+        )
+        .await;
     assert_eq!(reply.status, 201, "{}", reply.text);
     let issued = reply.body["token"].as_str().expect("token in the answer").to_owned();
     assert!(issued.starts_with("skt_"), "issued token shape");

@@ -5,11 +5,16 @@
 //! carry them by design (`data`, a newly issued `token`).
 
 mod error;
+mod policies;
 mod secrets;
 mod sys;
 mod tokens;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use policies::{
+    BindingList, BindingRequest, BindingResponse, EvaluatedRule, PolicyList, PolicyRequest, PolicyResponse,
+    PolicyRuleSpec, PolicyTestRequest, PolicyTestResponse, RuleReference,
+};
 pub use secrets::{
     DestroyRequest, DestroyResponse, PatchMetadataRequest, SecretList, SecretListItem, SecretOptions,
     SecretResponse, SecretVersionInfo, SecretVersions, SecretWritten, VersionState, WriteSecretRequest,

@@ -32,6 +32,8 @@ pub struct Principal {
     pub(crate) scopes: Vec<Scope>,
     pub(crate) groups: Vec<String>,
     pub(crate) expires_at: Option<DateTime<Utc>>,
+    /// The tenant's policy epoch seen with the token, so a fresh policy cache needs no extra query.
+    pub(crate) policy_epoch: Option<i64>,
 }
 
 impl Principal {
@@ -68,6 +70,7 @@ impl Principal {
             scopes,
             groups: record.groups,
             expires_at: record.expires_at,
+            policy_epoch: Some(record.policy_epoch),
         }
     }
 }
@@ -111,11 +114,10 @@ impl Vault {
         Ok(Principal::from_record(record))
     }
 
-    /// The one place access is decided: the route's scope, then the policy permission on the path.
-    ///
-    /// Until policies exist (the access-control issue), the root token carries the built-in allow-all
-    /// policy and every other token is limited by its scopes alone.
-    pub(crate) fn authorize(
+    /// The one place access is decided: the route's scope, then (for a path) the policies — the
+    /// root token's built-in allow-all policy, or those bound to the caller's identity and groups,
+    /// where a matching deny wins and nothing matching denies.
+    pub(crate) async fn authorize(
         &self,
         principal: &Principal,
         scope: Scope,
@@ -125,23 +127,16 @@ impl Vault {
             return Err(CoreError::AccessDenied(format!("the token lacks the '{scope}' scope")));
         }
         if let Some((permission, path)) = on_path
-            && !self.policy_allows(principal, permission, path)
+            && !self.access(principal).await?.allows(permission, path)
         {
             return Err(CoreError::AccessDenied(format!("no policy allows '{permission}' on this path")));
         }
         Ok(())
     }
 
-    fn policy_allows(&self, principal: &Principal, _permission: Permission, _path: &SecretPath) -> bool {
-        match principal.kind {
-            TokenKind::Root => true,
-            TokenKind::PersonalAccessToken => true,
-        }
-    }
-
     /// Operations on the whole installation (master keys) need the root identity.
-    pub(crate) fn authorize_system(&self, principal: &Principal) -> Result<(), CoreError> {
-        self.authorize(principal, Scope::Admin, None)?;
+    pub(crate) async fn authorize_system(&self, principal: &Principal) -> Result<(), CoreError> {
+        self.authorize(principal, Scope::Admin, None).await?;
         if principal.kind != TokenKind::Root {
             return Err(CoreError::AccessDenied("this operation needs a system administrator".into()));
         }

@@ -204,7 +204,7 @@ impl Keys {
 impl Vault {
     /// `POST /v1/sys/rotate-master-key`: a new master key version, then every data key re-wrapped.
     pub async fn rotate_master_key(&self, principal: &Principal) -> Result<KeyStatusResponse, CoreError> {
-        self.authorize_system(principal)?;
+        self.authorize_system(principal).await?;
         self.rotate_master_key_unchecked().await
     }
 
@@ -229,7 +229,7 @@ impl Vault {
 
     /// `GET /v1/sys/key-status`
     pub async fn key_status(&self, principal: &Principal) -> Result<KeyStatusResponse, CoreError> {
-        self.authorize_system(principal)?;
+        self.authorize_system(principal).await?;
         self.keys.status().await
     }
 }

@@ -10,6 +10,7 @@ mod clock;
 mod error;
 mod keys;
 mod paging;
+mod policies;
 mod secrets;
 mod tokens;
 mod vault;

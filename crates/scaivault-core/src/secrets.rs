@@ -56,7 +56,7 @@ impl Vault {
         path: &SecretPath,
         req: WriteSecretRequest,
     ) -> Result<(SecretWritten, bool), CoreError> {
-        self.authorize(principal, Scope::SecretsWrite, Some((Permission::Write, path)))?;
+        self.authorize(principal, Scope::SecretsWrite, Some((Permission::Write, path))).await?;
         check_max_versions(req.options.as_ref().and_then(|o| o.max_versions))?;
         let data = serde_json::Value::Object(req.data);
         let plaintext = SecretBytes::new(
@@ -125,7 +125,7 @@ impl Vault {
         path: &SecretPath,
         version: Option<Version>,
     ) -> Result<SecretResponse, CoreError> {
-        self.authorize(principal, Scope::SecretsRead, Some((Permission::Read, path)))?;
+        self.authorize(principal, Scope::SecretsRead, Some((Permission::Read, path))).await?;
         let stored =
             self.store.read_secret(principal.tenant(), path.as_str(), version.map(Version::get)).await?;
         let row = stored.version;
@@ -160,7 +160,7 @@ impl Vault {
         principal: &Principal,
         path: &SecretPath,
     ) -> Result<SecretVersions, CoreError> {
-        self.authorize(principal, Scope::SecretsList, Some((Permission::List, path)))?;
+        self.authorize(principal, Scope::SecretsList, Some((Permission::List, path))).await?;
         let (head, rows) = self.store.list_versions(principal.tenant(), path.as_str()).await?;
         let versions = rows
             .iter()
@@ -187,7 +187,7 @@ impl Vault {
         path: &SecretPath,
         req: PatchMetadataRequest,
     ) -> Result<SecretListItem, CoreError> {
-        self.authorize(principal, Scope::SecretsWrite, Some((Permission::Write, path)))?;
+        self.authorize(principal, Scope::SecretsWrite, Some((Permission::Write, path))).await?;
         check_max_versions(req.max_versions)?;
         let tenant = principal.tenant();
         let touches_metadata =
@@ -219,7 +219,8 @@ impl Vault {
         limit_param: Option<u32>,
         cursor: Option<&str>,
     ) -> Result<SecretList, CoreError> {
-        self.authorize(principal, Scope::SecretsList, None)?;
+        self.authorize(principal, Scope::SecretsList, None).await?;
+        let access = self.access(principal).await?;
         let limit = limit(limit_param)?;
         let mut after = decode_cursor(cursor)?;
         let mut secrets = Vec::new();
@@ -236,9 +237,8 @@ impl Vault {
             let exhausted = (batch.len() as u32) < want;
             after = batch.last().map(|h| h.path.clone()).or(after);
             for head in batch {
-                let allowed = SecretPath::parse(&head.path).is_ok_and(|p| {
-                    self.authorize(principal, Scope::SecretsList, Some((Permission::List, &p))).is_ok()
-                });
+                let allowed =
+                    SecretPath::parse(&head.path).is_ok_and(|p| access.allows(Permission::List, &p));
                 if allowed {
                     secrets.push(list_item(head));
                 }
@@ -254,7 +254,7 @@ impl Vault {
 
     /// `DELETE /v1/secrets/{path}`: soft delete, history kept for `undelete`.
     pub async fn delete_secret(&self, principal: &Principal, path: &SecretPath) -> Result<(), CoreError> {
-        self.authorize(principal, Scope::SecretsDelete, Some((Permission::Delete, path)))?;
+        self.authorize(principal, Scope::SecretsDelete, Some((Permission::Delete, path))).await?;
         self.store.soft_delete(principal.tenant(), path.as_str(), self.clock.now()).await?;
         Ok(())
     }
@@ -265,7 +265,7 @@ impl Vault {
         principal: &Principal,
         path: &SecretPath,
     ) -> Result<SecretListItem, CoreError> {
-        self.authorize(principal, Scope::SecretsDelete, Some((Permission::Delete, path)))?;
+        self.authorize(principal, Scope::SecretsDelete, Some((Permission::Delete, path))).await?;
         let head = self.store.undelete(principal.tenant(), path.as_str(), self.clock.now()).await?;
         Ok(list_item(head))
     }
@@ -277,7 +277,7 @@ impl Vault {
         path: &SecretPath,
         req: DestroyRequest,
     ) -> Result<DestroyResponse, CoreError> {
-        self.authorize(principal, Scope::SecretsDelete, Some((Permission::Delete, path)))?;
+        self.authorize(principal, Scope::SecretsDelete, Some((Permission::Delete, path))).await?;
         if req.versions.as_ref().is_some_and(|v| v.is_empty() || v.contains(&0)) {
             return Err(CoreError::InvalidRequest(
                 "versions must be a non-empty list of version numbers".into(),
@@ -293,7 +293,7 @@ impl Vault {
     /// `POST /v1/secrets/{path}/rotate`. Rotation policies arrive with the rotation engine; until a
     /// policy is assigned there is nothing to make due.
     pub async fn rotate_secret(&self, principal: &Principal, path: &SecretPath) -> Result<(), CoreError> {
-        self.authorize(principal, Scope::SecretsRotate, Some((Permission::Rotate, path)))?;
+        self.authorize(principal, Scope::SecretsRotate, Some((Permission::Rotate, path))).await?;
         self.store.list_versions(principal.tenant(), path.as_str()).await?;
         Err(CoreError::InvalidRequest("no rotation policy is assigned to this secret".into()))
     }

@@ -38,7 +38,7 @@ impl Vault {
         principal: &Principal,
         req: CreateTokenRequest,
     ) -> Result<CreatedToken, CoreError> {
-        self.authorize(principal, Scope::Admin, None)?;
+        self.authorize(principal, Scope::Admin, None).await?;
         let scopes = req
             .scopes
             .iter()
@@ -110,7 +110,7 @@ impl Vault {
         limit_param: Option<u32>,
         cursor: Option<&str>,
     ) -> Result<TokenList, CoreError> {
-        self.authorize(principal, Scope::Admin, None)?;
+        self.authorize(principal, Scope::Admin, None).await?;
         let limit = limit(limit_param)?;
         let after = decode_cursor(cursor)?;
         let records = self.store.list_tokens(principal.tenant(), after.as_deref(), limit).await?;
@@ -121,7 +121,7 @@ impl Vault {
 
     /// `DELETE /v1/auth/tokens/{id}`: effective on the very next request.
     pub async fn revoke_token(&self, principal: &Principal, id: &str) -> Result<(), CoreError> {
-        self.authorize(principal, Scope::Admin, None)?;
+        self.authorize(principal, Scope::Admin, None).await?;
         self.store.revoke_token(principal.tenant(), id, self.clock.now()).await.map_err(|e| match e {
             scaivault_store::StoreError::NotFound => CoreError::NotFound("token"),
             other => other.into(),

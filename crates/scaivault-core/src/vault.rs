@@ -4,6 +4,7 @@ use scaivault_crypto::{RootKey, SecretBytes, generate_token, hash_token, random_
 use scaivault_store::{DEFAULT_TENANT, NewToken, Store};
 
 use crate::keys::{KeyConfig, Keys};
+use crate::policies::PolicyCache;
 use crate::{Clock, CoreError};
 
 #[derive(Debug, Clone, Default)]
@@ -17,6 +18,7 @@ pub struct Vault {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) keys: Keys,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) policies: PolicyCache,
 }
 
 /// What opening storage produced: the vault, and the root token when this start created it (shown
@@ -37,7 +39,7 @@ impl Vault {
         config: VaultConfig,
     ) -> Result<Opened, CoreError> {
         let keys = Keys::load(root_key, store.clone(), clock.clone(), config.keys).await?;
-        let vault = Vault { store, keys, clock };
+        let vault = Vault { store, keys, clock, policies: PolicyCache::default() };
         let root_token = vault.bootstrap().await?;
         Ok(Opened { vault, root_token })
     }

@@ -52,7 +52,7 @@ pub async fn serve(
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use handlers::{secrets, sys, tokens};
+    use handlers::{policies, secrets, sys, tokens};
     Router::new()
         .route("/v1/health", get(sys::health))
         .route("/v1/health/ready", get(sys::ready))
@@ -70,6 +70,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/tokens", post(tokens::create).get(tokens::list))
         .route("/v1/auth/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/v1/auth/whoami", get(tokens::whoami))
+        .route("/v1/policies", post(policies::create).get(policies::list))
+        .route("/v1/policies/test", post(policies::test))
+        .route("/v1/policies/{id}", get(policies::get).put(policies::update).delete(policies::delete))
+        .route("/v1/policies/{id}/bindings", post(policies::bind).get(policies::bindings))
+        .route("/v1/policies/{id}/bindings/{binding_id}", get(policies::binding).delete(policies::unbind))
         .route("/v1/sys/rotate-master-key", post(sys::rotate_master_key))
         .route("/v1/sys/key-status", get(sys::key_status))
         .route_layer(axum::middleware::from_fn(middleware::record_route))

@@ -124,6 +124,68 @@ pub(crate) fn operations() -> Vec<Operation> {
             ..op("get", "/v1/auth/whoami", "The caller", Some("any"))
         },
         Operation {
+            request: Some(schema::<api::PolicyRequest>),
+            response: Some(schema::<api::PolicyResponse>),
+            status: 201,
+            ..op("post", "/v1/policies", "Create a policy", Some("policies:write"))
+        },
+        Operation {
+            response: Some(schema::<api::PolicyList>),
+            query: &[("limit", "1-1000"), ("cursor", "opaque")],
+            ..op("get", "/v1/policies", "List policies by name", Some("policies:read"))
+        },
+        Operation {
+            request: Some(schema::<api::PolicyTestRequest>),
+            response: Some(schema::<api::PolicyTestResponse>),
+            ..op(
+                "post",
+                "/v1/policies/test",
+                "Explain the decision for a path and permission",
+                Some("policies:read"),
+            )
+        },
+        Operation {
+            response: Some(schema::<api::PolicyResponse>),
+            ..op("get", "/v1/policies/{id}", "Read a policy", Some("policies:read"))
+        },
+        Operation {
+            request: Some(schema::<api::PolicyRequest>),
+            response: Some(schema::<api::PolicyResponse>),
+            ..op("put", "/v1/policies/{id}", "Replace a policy", Some("policies:write"))
+        },
+        Operation {
+            status: 204,
+            ..op("delete", "/v1/policies/{id}", "Delete a policy and its bindings", Some("policies:write"))
+        },
+        Operation {
+            request: Some(schema::<api::BindingRequest>),
+            response: Some(schema::<api::BindingResponse>),
+            status: 201,
+            ..op(
+                "post",
+                "/v1/policies/{id}/bindings",
+                "Bind to a service account, user or group",
+                Some("policies:write"),
+            )
+        },
+        Operation {
+            response: Some(schema::<api::BindingList>),
+            ..op("get", "/v1/policies/{id}/bindings", "List a policy's bindings", Some("policies:read"))
+        },
+        Operation {
+            response: Some(schema::<api::BindingResponse>),
+            ..op("get", "/v1/policies/{id}/bindings/{binding_id}", "Read a binding", Some("policies:read"))
+        },
+        Operation {
+            status: 204,
+            ..op(
+                "delete",
+                "/v1/policies/{id}/bindings/{binding_id}",
+                "Remove a binding",
+                Some("policies:write"),
+            )
+        },
+        Operation {
             response: Some(schema::<api::KeyStatusResponse>),
             ..op(
                 "post",

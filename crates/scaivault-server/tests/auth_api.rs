@@ -46,6 +46,13 @@ async fn missing_or_malformed_credentials() {
 async fn scopes_limit_each_route() {
     let app = app().await;
     app.put("app/db", json!({"data": {"pw": "x"}})).await;
+    // Every permission on app/** for the root user: scopes alone now decide.
+    app.policy(
+        "everything-on-app",
+        json!([{"path_pattern": "app/**", "permissions": ["read", "write", "delete", "list", "rotate"]}]),
+        &[("user", "root")],
+    )
+    .await;
     let (_, reader) = app.token(&["secrets:read"], "1h").await;
     assert_eq!(app.as_token(&reader, "GET", "/v1/secrets/app/db", None).await.status, StatusCode::OK);
     for (method, uri, body) in [

@@ -97,6 +97,45 @@ impl TestApp {
         self.send(method, uri, Some(token), body.map(|b| b.to_string().into_bytes())).await
     }
 
+    /// Issues a token for a named identity; returns the token.
+    pub async fn token_for(
+        &self,
+        identity_type: &str,
+        identity_id: &str,
+        groups: &[&str],
+        scopes: &[&str],
+    ) -> String {
+        let r = self
+            .root(
+                "POST",
+                "/v1/auth/tokens",
+                Some(serde_json::json!({"identity_type": identity_type, "identity_id": identity_id,
+                    "groups": groups, "scopes": scopes, "ttl": "1h"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Creates a policy and binds it; returns the policy id.
+    pub async fn policy(&self, name: &str, rules: Value, bind: &[(&str, &str)]) -> String {
+        let r =
+            self.root("POST", "/v1/policies", Some(serde_json::json!({"name": name, "rules": rules}))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let id = r.body["id"].as_str().expect("id").to_owned();
+        for (identity_type, identity_id) in bind {
+            let r = self
+                .root(
+                    "POST",
+                    &format!("/v1/policies/{id}/bindings"),
+                    Some(serde_json::json!({"identity_type": identity_type, "identity_id": identity_id})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        }
+        id
+    }
+
     /// Issues a token with the given scopes and ttl; returns (id, token).
     pub async fn token(&self, scopes: &[&str], ttl: &str) -> (String, String) {
         let r = self

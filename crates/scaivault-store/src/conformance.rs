@@ -8,7 +8,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use scaivault_crypto::{KeyRing, RootKey, SealContext, hash_token};
 use scaivault_domain::{SecretMetadata, SecretPath, SecretType};
 
-use crate::{DEFAULT_TENANT, NewToken, SecretListQuery, Store, StoreError, WriteOutcome, WriteSecret};
+use crate::{
+    BindingRecord, DEFAULT_TENANT, NewToken, PolicyRecord, SecretListQuery, Store, StoreError, WriteOutcome,
+    WriteSecret,
+};
 
 /// Expands to one `#[tokio::test]` per conformance case. `$make` is an async expression giving
 /// `Option<Arc<dyn Store>>` (a fresh, empty store), or `None` to skip (a notice is the factory's job).
@@ -20,7 +23,7 @@ macro_rules! conformance_suite {
             pruning_past_max_versions, metadata_kept_unless_given, shrinking_max_versions_prunes,
             soft_delete_and_undelete, destroy_versions, list_filters_and_pages, tenants_are_isolated,
             bootstrap_happens_once, tokens_find_list_revoke, master_keys_and_wraps, rewrap_flow,
-            moved_ciphertext_never_opens);
+            moved_ciphertext_never_opens, policies_and_bindings, policy_epoch_tracks_every_change);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -508,4 +511,108 @@ pub async fn tampering_is_detected(store: Dyn, tamper: &dyn Tamper) {
     assert!(opens(&store, &ring, "t/a", 2).await.is_err(), "ciphertext moved to another version opened");
     assert_eq!(opens(&store, &ring, "t/a", 1).await.expect("untouched"), "value-a1");
     assert_eq!(opens(&store, &ring, "t/b", 2).await.expect("untouched"), "value-b2");
+}
+
+fn policy(id: &str, name: &str) -> PolicyRecord {
+    PolicyRecord {
+        tenant: DEFAULT_TENANT.into(),
+        id: id.into(),
+        name: name.into(),
+        description: String::new(),
+        rules: r#"[{"path_pattern":"a/**","permissions":["read"],"effect":"allow"}]"#.into(),
+        created_at: at(1),
+        updated_at: at(1),
+    }
+}
+
+fn binding(id: &str, policy_id: &str, identity_type: &str, identity_id: &str) -> BindingRecord {
+    BindingRecord {
+        tenant: DEFAULT_TENANT.into(),
+        id: id.into(),
+        policy_id: policy_id.into(),
+        identity_type: identity_type.into(),
+        identity_id: identity_id.into(),
+        created_at: at(2),
+    }
+}
+
+pub async fn policies_and_bindings(store: Dyn) {
+    setup(&store).await;
+    store.create_policy(&policy("pol_b", "beta")).await.expect("create");
+    store.create_policy(&policy("pol_a", "alpha")).await.expect("create");
+    assert!(matches!(store.create_policy(&policy("pol_c", "alpha")).await, Err(StoreError::AlreadyExists)));
+    // Names are compared byte for byte.
+    store.create_policy(&policy("pol_d", "Alpha")).await.expect("case differs");
+    assert_eq!(store.get_policy(DEFAULT_TENANT, "pol_a").await.expect("get").name, "alpha");
+    assert!(matches!(store.get_policy("tnt_other", "pol_a").await, Err(StoreError::NotFound)));
+    let names = |v: Vec<PolicyRecord>| v.into_iter().map(|p| p.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.list_policies(DEFAULT_TENANT, None, 10).await.expect("list")),
+        ["Alpha", "alpha", "beta"]
+    );
+    assert_eq!(names(store.list_policies(DEFAULT_TENANT, Some("Alpha"), 1).await.expect("list")), ["alpha"]);
+    let mut changed = policy("pol_b", "gamma");
+    changed.description = "d".into();
+    changed.updated_at = at(5);
+    store.update_policy(&changed).await.expect("update");
+    assert_eq!(store.get_policy(DEFAULT_TENANT, "pol_b").await.expect("get"), changed);
+    assert!(matches!(store.update_policy(&policy("pol_b", "alpha")).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(store.update_policy(&policy("pol_zz", "zz")).await, Err(StoreError::NotFound)));
+
+    store.create_binding(&binding("bnd_1", "pol_a", "service_account", "sa:x")).await.expect("bind");
+    store.create_binding(&binding("bnd_2", "pol_a", "group", "ops")).await.expect("bind");
+    assert!(matches!(
+        store.create_binding(&binding("bnd_3", "pol_a", "group", "ops")).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(matches!(
+        store.create_binding(&binding("bnd_4", "pol_none", "group", "ops")).await,
+        Err(StoreError::NotFound)
+    ));
+    let bound = store.list_bindings(DEFAULT_TENANT, "pol_a").await.expect("bindings");
+    assert_eq!(bound.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["bnd_1", "bnd_2"]);
+    assert!(matches!(store.list_bindings(DEFAULT_TENANT, "pol_none").await, Err(StoreError::NotFound)));
+    assert!(matches!(store.list_bindings("tnt_other", "pol_a").await, Err(StoreError::NotFound)));
+    store.delete_binding(DEFAULT_TENANT, "pol_a", "bnd_1").await.expect("unbind");
+    assert!(matches!(
+        store.delete_binding(DEFAULT_TENANT, "pol_a", "bnd_1").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_binding(DEFAULT_TENANT, "pol_b", "bnd_2").await,
+        Err(StoreError::NotFound)
+    ));
+    store.delete_policy(DEFAULT_TENANT, "pol_a").await.expect("delete");
+    assert!(matches!(store.delete_policy(DEFAULT_TENANT, "pol_a").await, Err(StoreError::NotFound)));
+    let snapshot = store.policy_snapshot(DEFAULT_TENANT).await.expect("snapshot");
+    assert!(snapshot.bindings.is_empty(), "bindings go with their policy");
+    assert_eq!(names(snapshot.policies), ["Alpha", "gamma"]);
+}
+
+pub async fn policy_epoch_tracks_every_change(store: Dyn) {
+    setup(&store).await;
+    let mut last = store.policy_epoch(DEFAULT_TENANT).await.expect("epoch");
+    let token_epoch = |store: Dyn| async move {
+        store.find_token(&hash_token(b"root")).await.expect("find").expect("root").policy_epoch
+    };
+    assert_eq!(token_epoch(store.clone()).await, last);
+    let mut epochs = vec![last];
+    store.create_policy(&policy("pol_a", "a")).await.expect("create");
+    epochs.push(store.policy_epoch(DEFAULT_TENANT).await.expect("epoch"));
+    store.update_policy(&policy("pol_a", "a2")).await.expect("update");
+    epochs.push(store.policy_epoch(DEFAULT_TENANT).await.expect("epoch"));
+    store.create_binding(&binding("bnd_1", "pol_a", "user", "u")).await.expect("bind");
+    epochs.push(store.policy_epoch(DEFAULT_TENANT).await.expect("epoch"));
+    assert_eq!(token_epoch(store.clone()).await, epochs[3], "token lookups carry the current epoch");
+    store.delete_binding(DEFAULT_TENANT, "pol_a", "bnd_1").await.expect("unbind");
+    epochs.push(store.policy_epoch(DEFAULT_TENANT).await.expect("epoch"));
+    store.delete_policy(DEFAULT_TENANT, "pol_a").await.expect("delete");
+    epochs.push(store.policy_epoch(DEFAULT_TENANT).await.expect("epoch"));
+    assert!(epochs.windows(2).all(|w| w[1] > w[0]), "every change moves the epoch: {epochs:?}");
+    last = epochs[5];
+    let snapshot = store.policy_snapshot(DEFAULT_TENANT).await.expect("snapshot");
+    assert_eq!(snapshot.epoch, last);
+    // A failed change leaves the epoch alone.
+    assert!(store.delete_policy(DEFAULT_TENANT, "pol_a").await.is_err());
+    assert_eq!(store.policy_epoch(DEFAULT_TENANT).await.expect("epoch"), last);
 }

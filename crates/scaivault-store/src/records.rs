@@ -96,6 +96,8 @@ pub struct TokenRecord {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The tenant's policy epoch when the token was read (see [`crate::PolicyStore`]).
+    pub policy_epoch: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +223,7 @@ pub struct TokenColumns {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    pub policy_epoch: i64,
 }
 
 impl TryFrom<TokenColumns> for TokenRecord {
@@ -237,6 +240,7 @@ impl TryFrom<TokenColumns> for TokenRecord {
             created_at: from_micros(c.created_at)?,
             expires_at: opt_from_micros(c.expires_at)?,
             revoked_at: opt_from_micros(c.revoked_at)?,
+            policy_epoch: c.policy_epoch,
             id: c.id,
             tenant: c.tenant,
             name: c.name,
@@ -256,4 +260,89 @@ pub fn list_json(items: &[String]) -> String {
 /// The oldest version that survives pruning after `current` was written with `max_versions` kept.
 pub fn oldest_kept(current: u64, max_versions: u32) -> u64 {
     current.saturating_sub(u64::from(max_versions)) + 1
+}
+
+/// A policy as stored; `rules` is the JSON array the API accepted (storage does not interpret it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    pub tenant: String,
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub rules: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A binding of a policy to a service account, user or group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingRecord {
+    pub tenant: String,
+    pub id: String,
+    pub policy_id: String,
+    pub identity_type: String,
+    pub identity_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Every policy and binding of a tenant at `epoch` (read epoch first, so the data is never older).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySnapshot {
+    pub epoch: i64,
+    pub policies: Vec<PolicyRecord>,
+    pub bindings: Vec<BindingRecord>,
+}
+
+/// The columns of a `policies` row.
+#[derive(Debug)]
+pub struct PolicyColumns {
+    pub tenant: String,
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub rules: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl TryFrom<PolicyColumns> for PolicyRecord {
+    type Error = crate::StoreError;
+
+    fn try_from(c: PolicyColumns) -> Result<Self, Self::Error> {
+        Ok(PolicyRecord {
+            created_at: from_micros(c.created_at)?,
+            updated_at: from_micros(c.updated_at)?,
+            tenant: c.tenant,
+            id: c.id,
+            name: c.name,
+            description: c.description,
+            rules: c.rules,
+        })
+    }
+}
+
+/// The columns of a `policy_bindings` row.
+#[derive(Debug)]
+pub struct BindingColumns {
+    pub tenant: String,
+    pub id: String,
+    pub policy_id: String,
+    pub identity_type: String,
+    pub identity_id: String,
+    pub created_at: i64,
+}
+
+impl TryFrom<BindingColumns> for BindingRecord {
+    type Error = crate::StoreError;
+
+    fn try_from(c: BindingColumns) -> Result<Self, Self::Error> {
+        Ok(BindingRecord {
+            created_at: from_micros(c.created_at)?,
+            tenant: c.tenant,
+            id: c.id,
+            policy_id: c.policy_id,
+            identity_type: c.identity_type,
+            identity_id: c.identity_id,
+        })
+    }
 }

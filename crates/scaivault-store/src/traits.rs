@@ -6,8 +6,8 @@ use scaivault_crypto::{CryptoError, SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 
 use crate::{
-    KeyStatus, NewToken, RewrapItem, SecretHead, SecretListQuery, SecretVersionRow, StoreError, StoredSecret,
-    TokenRecord, WriteOutcome, WriteSecret,
+    BindingRecord, KeyStatus, NewToken, PolicyRecord, PolicySnapshot, RewrapItem, SecretHead,
+    SecretListQuery, SecretVersionRow, StoreError, StoredSecret, TokenRecord, WriteOutcome, WriteSecret,
 };
 
 /// Seals the plaintext for the version number storage assigned, inside the write's transaction, so
@@ -109,9 +109,45 @@ pub trait KeyStore: Send + Sync + Debug {
     async fn replace_wrap(&self, item: &RewrapItem, sealed: &SealedSecret) -> Result<bool, StoreError>;
 }
 
+/// Policies and bindings. Every change bumps the tenant's policy epoch in the same transaction.
+#[async_trait]
+pub trait PolicyStore: Send + Sync + Debug {
+    /// `AlreadyExists` when the tenant has a policy of that name.
+    async fn create_policy(&self, policy: &PolicyRecord) -> Result<(), StoreError>;
+
+    async fn get_policy(&self, tenant: &str, id: &str) -> Result<PolicyRecord, StoreError>;
+
+    /// In name order, names strictly after `after`.
+    async fn list_policies(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PolicyRecord>, StoreError>;
+
+    /// Replaces name, description and rules of `(tenant, id)`.
+    async fn update_policy(&self, policy: &PolicyRecord) -> Result<(), StoreError>;
+
+    /// Deletes the policy and its bindings.
+    async fn delete_policy(&self, tenant: &str, id: &str) -> Result<(), StoreError>;
+
+    /// `NotFound` when the policy does not exist, `AlreadyExists` for a duplicate binding.
+    async fn create_binding(&self, binding: &BindingRecord) -> Result<(), StoreError>;
+
+    /// `NotFound` when the policy does not exist.
+    async fn list_bindings(&self, tenant: &str, policy_id: &str) -> Result<Vec<BindingRecord>, StoreError>;
+
+    async fn delete_binding(&self, tenant: &str, policy_id: &str, binding_id: &str)
+    -> Result<(), StoreError>;
+
+    async fn policy_epoch(&self, tenant: &str) -> Result<i64, StoreError>;
+
+    async fn policy_snapshot(&self, tenant: &str) -> Result<PolicySnapshot, StoreError>;
+}
+
 /// Everything a backend provides.
 #[async_trait]
-pub trait Store: SecretStore + TokenStore + KeyStore {
+pub trait Store: SecretStore + TokenStore + KeyStore + PolicyStore {
     /// Answers when the database does; used by readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -10,8 +10,8 @@ use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct PageQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
+    pub(crate) limit: Option<u32>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// `POST /v1/auth/tokens`

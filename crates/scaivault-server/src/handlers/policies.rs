@@ -1,0 +1,103 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use scaivault_api::{BindingRequest, PolicyRequest, PolicyTestRequest};
+
+use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::handlers::tokens::PageQuery;
+use crate::{ApiError, AppState};
+
+/// `POST /v1/policies`
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(req): ApiJson<PolicyRequest>,
+) -> Result<Response, ApiError> {
+    Ok((StatusCode::CREATED, Json(state.vault.create_policy(&caller, req).await?)).into_response())
+}
+
+/// `GET /v1/policies`
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.list_policies(&caller, q.limit, q.cursor.as_deref()).await?).into_response())
+}
+
+/// `GET /v1/policies/{id}`
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.get_policy(&caller, &id).await?).into_response())
+}
+
+/// `PUT /v1/policies/{id}`
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PolicyRequest>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.update_policy(&caller, &id, req).await?).into_response())
+}
+
+/// `DELETE /v1/policies/{id}`
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.vault.delete_policy(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/policies/test`
+pub(crate) async fn test(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(req): ApiJson<PolicyTestRequest>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.test_policy(&caller, req).await?).into_response())
+}
+
+/// `POST /v1/policies/{id}/bindings`
+pub(crate) async fn bind(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<BindingRequest>,
+) -> Result<Response, ApiError> {
+    Ok((StatusCode::CREATED, Json(state.vault.create_binding(&caller, &id, req).await?)).into_response())
+}
+
+/// `GET /v1/policies/{id}/bindings`
+pub(crate) async fn bindings(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.list_bindings(&caller, &id).await?).into_response())
+}
+
+/// `GET /v1/policies/{id}/bindings/{binding_id}`
+pub(crate) async fn binding(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((id, binding_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.get_binding(&caller, &id, &binding_id).await?).into_response())
+}
+
+/// `DELETE /v1/policies/{id}/bindings/{binding_id}`
+pub(crate) async fn unbind(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((id, binding_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.vault.delete_binding(&caller, &id, &binding_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

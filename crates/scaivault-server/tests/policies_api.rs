@@ -1,0 +1,312 @@
+//! Policies and bindings over HTTP: the seed flows, deny over allow, `policies/test`, list filtering,
+//! strict names and identities, and changes taking effect at once.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{app, both_stores};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_service_account_bound_to_one_path_reads_it_and_nothing_else() {
+    for (store, app) in both_stores().await {
+        app.put("integrations/salesforce/oauth", json!({"data": {"client_id": "c", "client_secret": "s"}}))
+            .await;
+        app.put("integrations/salesforce/other", json!({"data": {"k": "v"}})).await;
+        app.policy(
+            "reporting-service-salesforce",
+            json!([{"path_pattern": "integrations/salesforce/oauth", "permissions": ["read"]}]),
+            &[("service_account", "sa:reporting-service")],
+        )
+        .await;
+        let sa = app.token_for("service_account", "sa:reporting-service", &[], &["secrets:read"]).await;
+        let r = app.as_token(&sa, "GET", "/v1/secrets/integrations/salesforce/oauth", None).await;
+        assert_eq!(
+            (r.status, r.body["data"]["client_secret"].as_str()),
+            (StatusCode::OK, Some("s")),
+            "{store}"
+        );
+        for neighbour in ["integrations/salesforce/other", "integrations/salesforce/missing", "a/b"] {
+            let r = app.as_token(&sa, "GET", &format!("/v1/secrets/{neighbour}"), None).await;
+            // Existing or not, the answer is the same: no existence leak.
+            assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "access_denied"), "{store} {neighbour}");
+        }
+        let r = app
+            .as_token(&sa, "PUT", "/v1/secrets/integrations/salesforce/oauth", Some(json!({"data": {}})))
+            .await;
+        assert_eq!(r.code(), "access_denied", "{store}: read scope and read policy do not write");
+    }
+}
+
+#[tokio::test]
+async fn a_group_binding_reads_below_billing_and_nothing_in_staging() {
+    let app = app().await;
+    for p in [
+        "environments/production/billing/db",
+        "environments/production/billing/stripe/key",
+        "environments/staging/billing/db",
+    ] {
+        app.put(p, json!({"data": {"v": p}})).await;
+    }
+    app.policy(
+        "billing-prod-reader",
+        json!([{"path_pattern": "environments/production/billing/**", "permissions": ["read", "list"]}]),
+        &[("group", "billing-team")],
+    )
+    .await;
+    let member = app
+        .token_for("service_account", "sa:billing-prod", &["billing-team"], &["secrets:read", "secrets:list"])
+        .await;
+    let outsider = app
+        .token_for("service_account", "sa:other", &["other-team"], &["secrets:read", "secrets:list"])
+        .await;
+    for p in ["environments/production/billing/db", "environments/production/billing/stripe/key"] {
+        assert_eq!(
+            app.as_token(&member, "GET", &format!("/v1/secrets/{p}"), None).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            app.as_token(&outsider, "GET", &format!("/v1/secrets/{p}"), None).await.code(),
+            "access_denied"
+        );
+    }
+    let r = app.as_token(&member, "GET", "/v1/secrets/environments/staging/billing/db", None).await;
+    assert_eq!(r.code(), "access_denied");
+    // Lists show only what the caller may list.
+    let r = app.as_token(&member, "GET", "/v1/secrets?prefix=environments/", None).await;
+    let paths: Vec<_> =
+        r.body["secrets"].as_array().expect("list").iter().map(|s| s["path"].clone()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            json!("environments/production/billing/db"),
+            json!("environments/production/billing/stripe/key")
+        ]
+    );
+    let r = app.as_token(&outsider, "GET", "/v1/secrets", None).await;
+    assert_eq!(r.body["secrets"], json!([]));
+    // A small page still fills from later matches.
+    let r = app.as_token(&member, "GET", "/v1/secrets?limit=1", None).await;
+    assert_eq!(r.body["secrets"][0]["path"], "environments/production/billing/db");
+    let cursor = r.body["next_cursor"].as_str().expect("more").to_owned();
+    let r = app.as_token(&member, "GET", &format!("/v1/secrets?limit=1&cursor={cursor}"), None).await;
+    assert_eq!(r.body["secrets"][0]["path"], "environments/production/billing/stripe/key");
+}
+
+#[tokio::test]
+async fn deny_beats_allow_and_policies_test_explains() {
+    let app = app().await;
+    app.put("app/public", json!({"data": {"v": "1"}})).await;
+    app.put("app/secret/key", json!({"data": {"v": "2"}})).await;
+    let allow = app
+        .policy(
+            "app-reader",
+            json!([{"path_pattern": "app/**", "permissions": ["read"]}]),
+            &[("group", "devs")],
+        )
+        .await;
+    let deny = app
+        .policy(
+            "no-secrets",
+            json!([{"path_pattern": "x/*", "permissions": ["read"]}, {"path_pattern": "app/secret/*", "permissions": ["read"], "effect": "deny"}]),
+            &[("service_account", "sa:app")],
+        )
+        .await;
+    let sa = app.token_for("service_account", "sa:app", &["devs"], &["secrets:read"]).await;
+    assert_eq!(app.as_token(&sa, "GET", "/v1/secrets/app/public", None).await.status, StatusCode::OK);
+    assert_eq!(app.as_token(&sa, "GET", "/v1/secrets/app/secret/key", None).await.code(), "access_denied");
+
+    let test = |path: &str| json!({"path": path, "permission": "read", "identity_type": "service_account", "identity_id": "sa:app", "groups": ["devs"]});
+    let r = app.root("POST", "/v1/policies/test", Some(test("app/secret/key"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["allowed"], false);
+    assert_eq!(r.body["decided_by"]["policy_id"], deny.as_str());
+    assert_eq!(r.body["decided_by"]["policy_name"], "no-secrets");
+    assert_eq!(r.body["decided_by"]["rule_index"], 1);
+    assert_eq!(r.body["decided_by"]["effect"], "deny");
+    assert!(r.body["explanation"].as_str().expect("text").contains("no-secrets"));
+    let evaluated = r.body["evaluated"].as_array().expect("evaluated");
+    assert_eq!(evaluated.len(), 3);
+    assert!(evaluated.iter().any(|e| e["bound_via"] == "group:devs" && e["matched"] == true));
+    let r = app.root("POST", "/v1/policies/test", Some(test("app/public"))).await;
+    assert_eq!(
+        (r.body["allowed"].as_bool(), r.body["decided_by"]["policy_id"].as_str()),
+        (Some(true), Some(allow.as_str()))
+    );
+    let r = app.root("POST", "/v1/policies/test", Some(test("other/thing"))).await;
+    assert_eq!((r.body["allowed"].as_bool(), &r.body["decided_by"]), (Some(false), &json!(null)));
+    assert!(r.body["explanation"].as_str().expect("text").contains("no rule"));
+    // Without the group, the allow never applies.
+    let r = app
+        .root("POST", "/v1/policies/test", Some(json!({"path": "app/public", "permission": "read", "identity_type": "service_account", "identity_id": "sa:app"})))
+        .await;
+    assert_eq!(r.body["allowed"], false);
+    // The caller itself, by default.
+    let r = app
+        .as_token(&sa, "POST", "/v1/policies/test", Some(json!({"path": "app/public", "permission": "read"})))
+        .await;
+    assert_eq!(r.code(), "access_denied", "policies/test needs policies:read");
+    let reader = app.token_for("service_account", "sa:app", &["devs"], &["policies:read"]).await;
+    let r = app
+        .as_token(
+            &reader,
+            "POST",
+            "/v1/policies/test",
+            Some(json!({"path": "app/public", "permission": "read"})),
+        )
+        .await;
+    assert_eq!(r.body["allowed"], true);
+    let r = app
+        .root("POST", "/v1/policies/test", Some(json!({"path": "any/thing", "permission": "delete"})))
+        .await;
+    assert_eq!(
+        (r.body["allowed"].as_bool(), r.body["decided_by"]["policy_name"].as_str()),
+        (Some(true), Some("root"))
+    );
+    for bad in [json!({"path": "../x", "permission": "read"}), json!({"path": "a", "permission": "admin"})] {
+        assert_eq!(app.root("POST", "/v1/policies/test", Some(bad)).await.status, StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test]
+async fn changes_apply_at_once() {
+    let app = app().await;
+    app.put("team/a", json!({"data": {"v": "1"}})).await;
+    let sa = app.token_for("service_account", "sa:t", &[], &["secrets:read"]).await;
+    assert_eq!(app.as_token(&sa, "GET", "/v1/secrets/team/a", None).await.code(), "access_denied");
+    let id = app
+        .policy(
+            "team",
+            json!([{"path_pattern": "team/*", "permissions": ["read"]}]),
+            &[("service_account", "sa:t")],
+        )
+        .await;
+    assert_eq!(app.as_token(&sa, "GET", "/v1/secrets/team/a", None).await.status, StatusCode::OK);
+    let r = app
+        .root(
+            "PUT",
+            &format!("/v1/policies/{id}"),
+            Some(json!({"name": "team", "rules": [{"path_pattern": "team/b", "permissions": ["read"]}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(app.as_token(&sa, "GET", "/v1/secrets/team/a", None).await.code(), "access_denied");
+    let r = app
+        .root(
+            "PUT",
+            &format!("/v1/policies/{id}"),
+            Some(json!({"name": "team", "rules": [{"path_pattern": "team/**", "permissions": ["read"]}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(app.as_token(&sa, "GET", "/v1/secrets/team/a", None).await.status, StatusCode::OK);
+    let bindings = app.root("GET", &format!("/v1/policies/{id}/bindings"), None).await;
+    let bnd = bindings.body["bindings"][0]["id"].as_str().expect("binding").to_owned();
+    let r = app.root("GET", &format!("/v1/policies/{id}/bindings/{bnd}"), None).await;
+    assert_eq!(r.body["identity_id"], "sa:t");
+    assert_eq!(
+        app.root("DELETE", &format!("/v1/policies/{id}/bindings/{bnd}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.as_token(&sa, "GET", "/v1/secrets/team/a", None).await.code(), "access_denied");
+    assert_eq!(app.root("DELETE", &format!("/v1/policies/{id}"), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.root("GET", &format!("/v1/policies/{id}"), None).await.code(), "not_found");
+    assert_eq!(app.root("GET", &format!("/v1/policies/{id}/bindings"), None).await.code(), "not_found");
+}
+
+#[tokio::test]
+async fn names_and_identities_are_exact() {
+    let app = app().await;
+    app.put("x/y", json!({"data": {"v": "1"}})).await;
+    let rules = json!([{"path_pattern": "x/*", "permissions": ["read"]}]);
+    app.policy("reader", rules.clone(), &[("service_account", "sa:svc")]).await;
+    let r = app.root("POST", "/v1/policies", Some(json!({"name": "reader", "rules": rules}))).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "conflict"));
+    // Case is significant; spaces, look-alikes, and the root name are refused.
+    assert_eq!(
+        app.root("POST", "/v1/policies", Some(json!({"name": "Reader", "rules": rules}))).await.status,
+        StatusCode::CREATED
+    );
+    for name in [" reader", "reader ", "rеader", "root", "ROOT", "", "a/b"] {
+        let r = app.root("POST", "/v1/policies", Some(json!({"name": name, "rules": rules}))).await;
+        assert_eq!(r.code(), "invalid_request", "{name:?}");
+    }
+    // Identities that differ by case, spaces or look-alike letters never match.
+    for other in ["SA:svc", "sa:svc ", " sa:svc", "sa:ѕvc", "sa:svc\u{200b}"] {
+        let token = app
+            .root("POST", "/v1/auth/tokens", Some(json!({"identity_type": "service_account", "identity_id": other, "scopes": ["secrets:read"]})))
+            .await;
+        if token.status != StatusCode::CREATED {
+            assert_eq!(token.code(), "invalid_request", "{other:?}");
+            continue;
+        }
+        let t = token.body["token"].as_str().expect("token");
+        assert_eq!(
+            app.as_token(t, "GET", "/v1/secrets/x/y", None).await.code(),
+            "access_denied",
+            "{other:?}"
+        );
+    }
+    let svc = app.token_for("service_account", "sa:svc", &[], &["secrets:read"]).await;
+    assert_eq!(app.as_token(&svc, "GET", "/v1/secrets/x/y", None).await.status, StatusCode::OK);
+    // A user and a service account with the same id are different identities.
+    let user = app.token_for("user", "sa:svc", &[], &["secrets:read"]).await;
+    assert_eq!(app.as_token(&user, "GET", "/v1/secrets/x/y", None).await.code(), "access_denied");
+    // A group named like the service account does not grant it either.
+    let grouped = app.token_for("user", "someone", &["sa:svc"], &["secrets:read"]).await;
+    assert_eq!(app.as_token(&grouped, "GET", "/v1/secrets/x/y", None).await.code(), "access_denied");
+}
+
+#[tokio::test]
+async fn policy_requests_are_validated() {
+    let app = app().await;
+    for body in [
+        json!({"name": "p", "rules": []}),
+        json!({"name": "p", "rules": [{"path_pattern": "a/**b", "permissions": ["read"]}]}),
+        json!({"name": "p", "rules": [{"path_pattern": "a", "permissions": []}]}),
+        json!({"name": "p", "rules": [{"path_pattern": "a", "permissions": ["sudo"]}]}),
+        json!({"name": "p", "rules": [{"path_pattern": "a", "permissions": ["read"], "effect": "maybe"}]}),
+        json!({"name": "p"}),
+        json!({"rules": [{"path_pattern": "a", "permissions": ["read"]}]}),
+    ] {
+        let r = app.root("POST", "/v1/policies", Some(body.clone())).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{body}");
+    }
+    let id =
+        app.policy("p", json!([{"path_pattern": "a", "permissions": ["read", "read", "list"]}]), &[]).await;
+    let r = app.root("GET", &format!("/v1/policies/{id}"), None).await;
+    assert_eq!(
+        r.body["rules"],
+        json!([{"path_pattern": "a", "permissions": ["read", "list"], "effect": "allow"}])
+    );
+    for body in [
+        json!({"identity_type": "robot", "identity_id": "x"}),
+        json!({"identity_type": "user", "identity_id": ""}),
+    ] {
+        let r = app.root("POST", &format!("/v1/policies/{id}/bindings"), Some(body.clone())).await;
+        assert_eq!(r.code(), "invalid_request", "{body}");
+    }
+    let bind = json!({"identity_type": "user", "identity_id": "u"});
+    assert_eq!(
+        app.root("POST", &format!("/v1/policies/{id}/bindings"), Some(bind.clone())).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.root("POST", &format!("/v1/policies/{id}/bindings"), Some(bind.clone())).await.code(),
+        "conflict"
+    );
+    assert_eq!(app.root("POST", "/v1/policies/pol_none/bindings", Some(bind)).await.code(), "not_found");
+    let r = app.root("GET", "/v1/policies?limit=1", None).await;
+    assert_eq!(r.body["policies"][0]["name"], "p");
+    let writer = app.token(&["policies:read"], "1h").await.1;
+    let r = app
+        .as_token(
+            &writer,
+            "POST",
+            "/v1/policies",
+            Some(json!({"name": "q", "rules": [{"path_pattern": "a", "permissions": ["read"]}]})),
+        )
+        .await;
+    assert_eq!(r.code(), "access_denied");
+    assert_eq!(app.as_token(&writer, "GET", "/v1/policies", None).await.status, StatusCode::OK);
+}
