@@ -8,37 +8,9 @@ use scaivault_domain::{
     substitute_captures,
 };
 
-/// A pattern segment as the reference matcher sees it.
-#[derive(Clone, Debug)]
-enum RefSeg {
-    /// `**`
-    Any,
-    /// A segment possibly containing single `*`s.
-    Seg(String),
-}
+mod reference;
 
-/// Plain recursive backtracking over segment lists: obviously correct,
-/// exponential in the worst case, fine for the small inputs generated here.
-fn ref_match(pattern: &[RefSeg], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((RefSeg::Any, [])) => !path.is_empty(),
-        Some((RefSeg::Any, rest)) => (0..=path.len()).any(|k| ref_match(rest, &path[k..])),
-        Some((RefSeg::Seg(seg), rest)) => match path.split_first() {
-            Some((first, others)) => ref_segment(seg.as_bytes(), first.as_bytes()) && ref_match(rest, others),
-            None => false,
-        },
-    }
-}
-
-/// Character-level backtracking for `*` inside one segment.
-fn ref_segment(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|k| ref_segment(rest, &text[k..])),
-        Some((c, rest)) => text.first() == Some(c) && ref_segment(rest, &text[1..]),
-    }
-}
+use reference::{RefSeg, ref_match, ref_segment};
 
 /// A small alphabet so that random patterns and paths actually collide.
 fn small_word() -> impl Strategy<Value = String> {
