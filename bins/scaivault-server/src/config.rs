@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use scaivault_core::{RateLimit, RateLimits};
 use scaivault_domain::{DurationList, DurationSpec};
 use serde::Deserialize;
 
@@ -68,6 +69,12 @@ pub(crate) struct Options {
     /// TLS private key (PEM)
     #[arg(long, env = "SCAIVAULT_TLS_KEY", global = true)]
     pub(crate) tls_key: Option<PathBuf>,
+    /// Requests per token, e.g. 100/s (burst: two seconds' worth) [default: unlimited]
+    #[arg(long, env = "SCAIVAULT_RATE_LIMIT_TOKEN", global = true)]
+    pub(crate) rate_limit_token: Option<String>,
+    /// Requests per tenant, e.g. 1000/s [default: unlimited]
+    #[arg(long, env = "SCAIVAULT_RATE_LIMIT_TENANT", global = true)]
+    pub(crate) rate_limit_tenant: Option<String>,
     /// text or json [default: text]
     #[arg(long, env = "SCAIVAULT_LOG_FORMAT", global = true)]
     pub(crate) log_format: Option<String>,
@@ -100,6 +107,7 @@ pub(crate) struct Settings {
     pub(crate) webhook_retry_schedule: DurationList,
     pub(crate) scheduler_tick: DurationSpec,
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    pub(crate) rate_limits: RateLimits,
     pub(crate) log_format: LogFormat,
 }
 
@@ -130,6 +138,8 @@ impl Options {
             scheduler_tick: self.scheduler_tick.or(file.scheduler_tick),
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
+            rate_limit_token: self.rate_limit_token.or(file.rate_limit_token),
+            rate_limit_tenant: self.rate_limit_tenant.or(file.rate_limit_tenant),
             log_format: self.log_format.or(file.log_format),
         }
     }
@@ -170,6 +180,13 @@ impl Options {
             (None, None) => None,
             _ => bail!("--tls-cert and --tls-key go together"),
         };
+        let rate = |flag: &str, value: Option<String>| -> anyhow::Result<Option<RateLimit>> {
+            value.map(|v| RateLimit::parse(&v).map_err(|e| anyhow::anyhow!("{flag} {v}: {e}"))).transpose()
+        };
+        let rate_limits = RateLimits {
+            per_token: rate("--rate-limit-token", o.rate_limit_token)?,
+            per_tenant: rate("--rate-limit-tenant", o.rate_limit_tenant)?,
+        };
         let log_format = match o.log_format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -186,6 +203,7 @@ impl Options {
             webhook_retry_schedule,
             scheduler_tick,
             tls,
+            rate_limits,
             log_format,
         })
     }
@@ -242,9 +260,14 @@ mod tests {
             &["--jwt-issuer", "no-url"],
             &["--log-format", "xml"],
             &["--tls-cert", "a.pem"],
+            &["--rate-limit-token", "10"],
+            &["--rate-limit-tenant", "0/s"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }
+        let s = parse(&["--rate-limit-token", "10/s"]).expect("rate");
+        assert_eq!(s.rate_limits.per_token.map(|r| r.per_second), Some(10.0));
+        assert_eq!(s.rate_limits.per_tenant, None);
         let s = parse(&["--jwt-issuer", "https://idp=https://idp/jwks,aud=vault"]).expect("issuer");
         assert_eq!(s.jwt_issuers[0].audience.as_deref(), Some("vault"));
     }

@@ -111,7 +111,21 @@ impl Vault {
         if record.expires_at.is_some_and(|exp| exp <= now) {
             return Err(CoreError::TokenExpired("the token has expired"));
         }
-        Ok(Principal::from_record(record))
+        let principal = Principal::from_record(record);
+        self.rate_limit(&principal)?;
+        Ok(principal)
+    }
+
+    /// Per-token and per-tenant buckets, when configured.
+    fn rate_limit(&self, principal: &Principal) -> Result<(), CoreError> {
+        let now = self.clock.now();
+        if let Some(limiter) = &self.tenant_limiter {
+            limiter.take(&principal.tenant, now).map_err(CoreError::RateLimited)?;
+        }
+        if let Some(limiter) = &self.token_limiter {
+            limiter.take(&principal.token_id, now).map_err(CoreError::RateLimited)?;
+        }
+        Ok(())
     }
 
     /// The one place access is decided: the route's scope, then (for a path) the policies — the

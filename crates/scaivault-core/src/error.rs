@@ -29,6 +29,8 @@ pub enum CoreError {
     SecretExpired(u64),
     #[error("{0}")]
     PayloadTooLarge(String),
+    #[error("too many requests: retry after {0} s")]
+    RateLimited(u64),
     #[error("storage is unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -49,8 +51,18 @@ impl CoreError {
             CoreError::Conflict(_) => ErrorCode::Conflict,
             CoreError::SecretExpired(_) => ErrorCode::SecretExpired,
             CoreError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            CoreError::RateLimited(_) => ErrorCode::RateLimited,
             CoreError::Unavailable(_) => ErrorCode::ServiceUnavailable,
             CoreError::Internal(_) => ErrorCode::InternalError,
+        }
+    }
+
+    /// Seconds a client should wait before trying again, for `429` and `503` answers.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            CoreError::RateLimited(secs) => Some(*secs),
+            CoreError::Unavailable(_) => Some(5),
+            _ => None,
         }
     }
 

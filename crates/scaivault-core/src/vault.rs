@@ -5,11 +5,13 @@ use scaivault_store::{DEFAULT_TENANT, NewToken, Store};
 
 use crate::keys::{KeyConfig, Keys};
 use crate::policies::PolicyCache;
+use crate::ratelimit::{Limiter, RateLimits};
 use crate::{Clock, CoreError};
 
 #[derive(Debug, Clone, Default)]
 pub struct VaultConfig {
     pub keys: KeyConfig,
+    pub rate_limits: RateLimits,
 }
 
 /// The application: every use case is a method. Cheap to share behind an `Arc`.
@@ -19,6 +21,8 @@ pub struct Vault {
     pub(crate) keys: Keys,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) policies: PolicyCache,
+    pub(crate) token_limiter: Option<Limiter>,
+    pub(crate) tenant_limiter: Option<Limiter>,
 }
 
 /// What opening storage produced: the vault, and the root token when this start created it (shown
@@ -39,7 +43,14 @@ impl Vault {
         config: VaultConfig,
     ) -> Result<Opened, CoreError> {
         let keys = Keys::load(root_key, store.clone(), clock.clone(), config.keys).await?;
-        let vault = Vault { store, keys, clock, policies: PolicyCache::default() };
+        let vault = Vault {
+            store,
+            keys,
+            clock,
+            policies: PolicyCache::default(),
+            token_limiter: config.rate_limits.per_token.map(Limiter::new),
+            tenant_limiter: config.rate_limits.per_tenant.map(Limiter::new),
+        };
         let root_token = vault.bootstrap().await?;
         Ok(Opened { vault, root_token })
     }

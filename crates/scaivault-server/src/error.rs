@@ -53,8 +53,8 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody { error: ErrorDetail { code, message, request_id } };
         let mut response = (status, axum::Json(body)).into_response();
-        if matches!(code, ErrorCode::ServiceUnavailable | ErrorCode::RateLimited) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        if let Some(secs) = self.0.retry_after() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

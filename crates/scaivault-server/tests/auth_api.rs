@@ -160,3 +160,30 @@ async fn root_whoami() {
     assert_eq!(r.body["policies"], json!(["root"]));
     assert_eq!(r.body["expires_at"], json!(null));
 }
+
+#[tokio::test]
+async fn over_the_rate_limit_answers_429_and_retry_after_works() {
+    use scaivault_core::{RateLimit, RateLimits, VaultConfig};
+    let limits = RateLimits {
+        per_token: Some(RateLimit { per_second: 1.0, burst: 3.0 }),
+        per_tenant: Some(RateLimit { per_second: 100.0, burst: 5.0 }),
+    };
+    let app = common::app_with_config(VaultConfig { rate_limits: limits, ..VaultConfig::default() }).await;
+    let (_, other) = app.token(&["admin"], "1h").await;
+    for _ in 0..2 {
+        assert_eq!(app.root("GET", "/v1/auth/whoami", None).await.status, StatusCode::OK);
+    }
+    let r = app.root("GET", "/v1/auth/whoami", None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    let wait: i64 = r.headers["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!(wait >= 1);
+    // Another token of the tenant has its own bucket, until the tenant's runs dry too.
+    assert_eq!(app.as_token(&other, "GET", "/v1/auth/whoami", None).await.status, StatusCode::OK);
+    let tenant_dry = app.as_token(&other, "GET", "/v1/auth/whoami", None).await;
+    assert_eq!(tenant_dry.code(), "rate_limited", "the tenant bucket (burst 5) is spent");
+    // Honouring Retry-After succeeds.
+    app.clock.advance(TimeDelta::seconds(wait));
+    assert_eq!(app.root("GET", "/v1/auth/whoami", None).await.status, StatusCode::OK);
+    // Unauthenticated health checks are never limited.
+    assert_eq!(app.send("GET", "/v1/health", None, None).await.status, StatusCode::OK);
+}

@@ -47,21 +47,25 @@ pub async fn app() -> TestApp {
 }
 
 pub async fn app_with(keys: KeyConfig) -> TestApp {
+    app_with_config(VaultConfig { keys, ..VaultConfig::default() }).await
+}
+
+pub async fn app_with_config(config: VaultConfig) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = sqlite_store(dir.path()).await;
-    app_on(store, keys, dir).await
+    app_on_config(store, config, dir).await
 }
 
 pub async fn app_on(store: Arc<dyn Store>, keys: KeyConfig, dir: tempfile::TempDir) -> TestApp {
+    app_on_config(store, VaultConfig { keys, ..VaultConfig::default() }, dir).await
+}
+
+pub async fn app_on_config(store: Arc<dyn Store>, config: VaultConfig, dir: tempfile::TempDir) -> TestApp {
     let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("time")));
-    let opened = Vault::open(
-        store.clone(),
-        RootKey::from_bytes(&[3u8; 32]).expect("key"),
-        clock.clone(),
-        VaultConfig { keys },
-    )
-    .await
-    .expect("open");
+    let opened =
+        Vault::open(store.clone(), RootKey::from_bytes(&[3u8; 32]).expect("key"), clock.clone(), config)
+            .await
+            .expect("open");
     let root = String::from_utf8(opened.root_token.expect("root token").expose().to_vec()).expect("utf8");
     let vault = Arc::new(opened.vault);
     TestApp { router: router(AppState::new(vault.clone())), root, clock, vault, store, _dir: dir }
