@@ -5,12 +5,14 @@
 //! carry them by design (`data`, a newly issued `token`).
 
 mod error;
+mod identity;
 mod policies;
 mod secrets;
 mod sys;
 mod tokens;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use identity::{PartnerList, PartnerRequest, PartnerResponse, TenantList, TenantRequest, TenantResponse};
 pub use policies::{
     BindingList, BindingRequest, BindingResponse, EvaluatedRule, PolicyList, PolicyRequest, PolicyResponse,
     PolicyRuleSpec, PolicyTestRequest, PolicyTestResponse, RuleReference,

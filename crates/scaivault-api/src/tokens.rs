@@ -17,6 +17,12 @@ pub struct CreateTokenRequest {
     /// A duration such as `90d` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
+    /// Issue for another tenant (system administrators, or partner administrators for their tenants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// `partner_admin` and/or `system_admin`; only a system administrator may grant them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// The one response that shows a token.
@@ -24,6 +30,8 @@ pub struct CreateTokenRequest {
 pub struct CreatedToken {
     pub id: String,
     pub token: String,
+    pub tenant_id: String,
+    pub roles: Vec<String>,
     pub name: String,
     pub identity_type: String,
     pub identity_id: String,
@@ -37,6 +45,8 @@ pub struct CreatedToken {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TokenInfo {
     pub id: String,
+    pub tenant_id: String,
+    pub roles: Vec<String>,
     pub name: String,
     pub identity_type: String,
     pub identity_id: String,
@@ -65,6 +75,9 @@ pub struct WhoAmI {
     pub token_id: Option<String>,
     pub scopes: Vec<String>,
     pub groups: Vec<String>,
+    pub roles: Vec<String>,
+    /// True when a partner or system administrator acts as this tenant (`/v1/t/{tenant}/…`).
+    pub acting_as_tenant: bool,
     pub policies: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
 }

@@ -34,7 +34,14 @@ pub struct Principal {
     pub(crate) expires_at: Option<DateTime<Utc>>,
     /// The tenant's policy epoch seen with the token, so a fresh policy cache needs no extra query.
     pub(crate) policy_epoch: Option<i64>,
+    pub(crate) partner_id: Option<String>,
+    pub(crate) roles: Vec<String>,
+    /// Acting as another tenant (`/v1/t/{tenant}/…` or `X-Tenant-ID`), as an administrator of it.
+    pub(crate) acting: bool,
 }
+
+pub(crate) const SYSTEM_ADMIN: &str = "system_admin";
+pub(crate) const PARTNER_ADMIN: &str = "partner_admin";
 
 impl Principal {
     pub fn tenant(&self) -> &str {
@@ -51,6 +58,16 @@ impl Principal {
 
     pub fn token_id(&self) -> &str {
         &self.token_id
+    }
+
+    /// The root token, or a token or JWT with the `system_admin` role.
+    pub(crate) fn is_system_admin(&self) -> bool {
+        self.kind == TokenKind::Root || self.roles.iter().any(|r| r == SYSTEM_ADMIN)
+    }
+
+    /// The partner this caller administers, if it is a partner administrator.
+    pub(crate) fn administered_partner(&self) -> Option<&str> {
+        self.roles.iter().any(|r| r == PARTNER_ADMIN).then_some(self.partner_id.as_deref()).flatten()
     }
 
     /// `service_account:sa:x`, as `created_by` records it.
@@ -71,6 +88,9 @@ impl Principal {
             groups: record.groups,
             expires_at: record.expires_at,
             policy_epoch: Some(record.policy_epoch),
+            partner_id: record.partner_id,
+            roles: record.roles,
+            acting: false,
         }
     }
 }
@@ -80,7 +100,35 @@ const MAX_TOKEN_LEN: usize = 8 * 1024;
 impl Vault {
     /// Turns an `Authorization` header value into a caller. Revocation and expiry take effect at
     /// once: every request looks its token up.
-    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Principal, CoreError> {
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        acting_tenant: Option<&str>,
+    ) -> Result<Principal, CoreError> {
+        let principal = self.authenticate_token(authorization).await?;
+        match acting_tenant {
+            Some(tenant) if tenant != principal.tenant => self.act_as(principal, tenant).await,
+            _ => Ok(principal),
+        }
+    }
+
+    /// A partner administrator may act as any tenant of its partner, a system administrator as any
+    /// tenant; anyone else, and any tenant that does not exist, is refused alike.
+    async fn act_as(&self, mut principal: Principal, tenant: &str) -> Result<Principal, CoreError> {
+        let refused = || CoreError::AccessDenied("this token may not act as that tenant".into());
+        let target = self.store.get_tenant(tenant).await?.ok_or_else(refused)?;
+        let allowed = principal.is_system_admin()
+            || principal.administered_partner().is_some_and(|p| target.partner_id.as_deref() == Some(p));
+        if !allowed {
+            return Err(refused());
+        }
+        principal.tenant = target.id;
+        principal.acting = true;
+        principal.policy_epoch = None;
+        Ok(principal)
+    }
+
+    async fn authenticate_token(&self, authorization: Option<&[u8]>) -> Result<Principal, CoreError> {
         let header = authorization.ok_or(CoreError::AuthenticationRequired)?;
         let token = header
             .strip_prefix(b"Bearer ")
@@ -151,7 +199,7 @@ impl Vault {
     /// Operations on the whole installation (master keys) need the root identity.
     pub(crate) async fn authorize_system(&self, principal: &Principal) -> Result<(), CoreError> {
         self.authorize(principal, Scope::Admin, None).await?;
-        if principal.kind != TokenKind::Root {
+        if !principal.is_system_admin() {
             return Err(CoreError::AccessDenied("this operation needs a system administrator".into()));
         }
         Ok(())

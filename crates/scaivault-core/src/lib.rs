@@ -13,6 +13,7 @@ mod paging;
 mod policies;
 mod ratelimit;
 mod secrets;
+mod tenancy;
 mod tokens;
 mod vault;
 

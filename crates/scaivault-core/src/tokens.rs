@@ -1,7 +1,7 @@
 use scaivault_api::{CreateTokenRequest, CreatedToken, TokenInfo, TokenList, WhoAmI};
 use scaivault_crypto::{generate_token, hash_token, random_id};
 use scaivault_domain::{DurationSpec, IdentityType, Scope};
-use scaivault_store::{NewToken, TokenRecord};
+use scaivault_store::{NewToken, TenantRecord, TokenRecord};
 
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, TokenKind, Vault};
@@ -12,6 +12,8 @@ const MAX_NAME: usize = 128;
 fn token_info(r: TokenRecord) -> TokenInfo {
     TokenInfo {
         id: r.id,
+        tenant_id: r.tenant,
+        roles: r.roles,
         name: r.name,
         identity_type: r.identity_type,
         identity_id: r.identity_id,
@@ -32,6 +34,59 @@ fn check_label(what: &str, value: &str) -> Result<(), CoreError> {
 }
 
 impl Vault {
+    /// The tenant a new token belongs to: the caller's, or another one the caller administers.
+    async fn token_tenant(
+        &self,
+        principal: &Principal,
+        wanted: Option<&str>,
+    ) -> Result<TenantRecord, CoreError> {
+        let id = wanted.unwrap_or(principal.tenant());
+        let tenant = self.store.get_tenant(id).await?;
+        let allowed = id == principal.tenant()
+            || principal.is_system_admin()
+            || principal
+                .administered_partner()
+                .is_some_and(|p| tenant.as_ref().is_some_and(|t| t.partner_id.as_deref() == Some(p)));
+        match tenant {
+            Some(t) if allowed => Ok(t),
+            _ => Err(CoreError::AccessDenied(
+                "tokens can be issued only for tenants the caller administers".into(),
+            )),
+        }
+    }
+
+    /// Roles are granted only by a system administrator; `partner_admin` needs a partner's tenant.
+    fn token_roles(
+        &self,
+        principal: &Principal,
+        wanted: &[String],
+        tenant: &TenantRecord,
+    ) -> Result<Vec<String>, CoreError> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !principal.is_system_admin() {
+            return Err(CoreError::AccessDenied("only a system administrator may grant roles".into()));
+        }
+        let mut roles = Vec::new();
+        for role in wanted {
+            match role.as_str() {
+                crate::auth::SYSTEM_ADMIN => {}
+                crate::auth::PARTNER_ADMIN if tenant.partner_id.is_some() => {}
+                crate::auth::PARTNER_ADMIN => {
+                    return Err(CoreError::InvalidRequest(
+                        "partner_admin needs a tenant that belongs to a partner".into(),
+                    ));
+                }
+                other => return Err(CoreError::InvalidRequest(format!("unknown role '{other}'"))),
+            }
+            if !roles.contains(role) {
+                roles.push(role.clone());
+            }
+        }
+        Ok(roles)
+    }
+
     /// `POST /v1/auth/tokens` (scope `admin`): the token is returned this once and kept only as a hash.
     pub async fn create_token(
         &self,
@@ -71,11 +126,13 @@ impl Vault {
         if ttl.as_secs() == 0 {
             return Err(CoreError::InvalidRequest("ttl must be longer than zero".into()));
         }
+        let tenant = self.token_tenant(principal, req.tenant_id.as_deref()).await?;
+        let roles = self.token_roles(principal, &req.roles, &tenant)?;
         let now = self.clock.now();
         let token = generate_token()?;
         let record = NewToken {
             id: random_id("tok_")?,
-            tenant: principal.tenant().to_owned(),
+            tenant: tenant.id,
             hash: hash_token(token.expose()),
             name,
             identity_type,
@@ -83,6 +140,7 @@ impl Vault {
             scopes,
             groups: req.groups,
             is_root: false,
+            roles,
             created_by: principal.actor(),
             created_at: now,
             expires_at: Some(now + ttl.as_chrono()),
@@ -91,6 +149,8 @@ impl Vault {
         tracing::info!(token_id = %record.id, "token issued");
         Ok(CreatedToken {
             id: record.id,
+            tenant_id: record.tenant,
+            roles: record.roles,
             token: String::from_utf8(token.expose().to_vec())
                 .map_err(|_| CoreError::Internal("token is not text".into()))?,
             name: record.name,
@@ -136,11 +196,17 @@ impl Vault {
             identity_type: principal.identity_type.clone(),
             identity_id: principal.identity_id.clone(),
             tenant_id: principal.tenant.clone(),
-            partner_id: None,
+            partner_id: principal.partner_id.clone(),
             token_type: principal.kind.as_str().to_owned(),
             token_id: Some(principal.token_id.clone()),
             scopes: principal.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
             groups: principal.groups.clone(),
+            roles: if principal.kind == TokenKind::Root {
+                vec![crate::auth::SYSTEM_ADMIN.to_owned()]
+            } else {
+                principal.roles.clone()
+            },
+            acting_as_tenant: principal.acting,
             policies: match principal.kind {
                 TokenKind::Root => vec!["root".to_owned()],
                 TokenKind::PersonalAccessToken => Vec::new(),

@@ -67,6 +67,7 @@ impl Vault {
             scopes: vec!["admin".into()],
             groups: Vec::new(),
             is_root: true,
+            roles: Vec::new(),
             created_by: "system".into(),
             created_at: self.clock.now(),
             expires_at: None,

@@ -125,12 +125,34 @@ where
 #[derive(Debug)]
 pub(crate) struct Caller(pub(crate) Principal);
 
+/// The tenant a request asks to act as: from the `/v1/t/{tenant_id}/…` prefix (see
+/// [`crate::tenant_prefix`]) or the `X-Tenant-ID` header.
+#[derive(Debug, Clone)]
+pub(crate) struct ActingTenant(pub(crate) String);
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        Ok(Caller(state.vault.authenticate(header).await?))
+        let from_prefix = parts.extensions.get::<ActingTenant>().map(|t| t.0.clone());
+        let from_header = match parts.headers.get("x-tenant-id") {
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| ApiError(CoreError::InvalidRequest("X-Tenant-ID is not valid text".into())))?
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        if let (Some(a), Some(b)) = (&from_prefix, &from_header)
+            && a != b
+        {
+            return Err(ApiError(CoreError::InvalidRequest(
+                "the tenant prefix and X-Tenant-ID disagree".into(),
+            )));
+        }
+        let acting = from_prefix.or(from_header);
+        Ok(Caller(state.vault.authenticate(header, acting.as_deref()).await?))
     }
 }
 

@@ -52,8 +52,8 @@ pub async fn serve(
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use handlers::{policies, secrets, sys, tokens};
-    Router::new()
+    use handlers::{identity, policies, secrets, sys, tokens};
+    let inner = Router::new()
         .route("/v1/health", get(sys::health))
         .route("/v1/health/ready", get(sys::ready))
         .route("/metrics", get(sys::metrics))
@@ -75,6 +75,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/policies/{id}", get(policies::get).put(policies::update).delete(policies::delete))
         .route("/v1/policies/{id}/bindings", post(policies::bind).get(policies::bindings))
         .route("/v1/policies/{id}/bindings/{binding_id}", get(policies::binding).delete(policies::unbind))
+        .route("/v1/identity/partners", post(identity::create_partner).get(identity::list_partners))
+        .route("/v1/identity/tenants", post(identity::create_tenant).get(identity::list_tenants))
         .route("/v1/sys/rotate-master-key", post(sys::rotate_master_key))
         .route("/v1/sys/key-status", get(sys::key_status))
         .route_layer(axum::middleware::from_fn(middleware::record_route))
@@ -82,5 +84,33 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), middleware::request_context))
-        .with_state(state)
+        .with_state(state);
+    // The tenant prefix is taken off before routing, so `/v1/t/{tenant}/…` reaches the same routes.
+    Router::new().fallback_service(tower::ServiceExt::map_request(inner, tenant_prefix))
+}
+
+const TENANT_PREFIX: &str = "/v1/t/";
+
+/// Rewrites `/v1/t/{tenant_id}/rest` to `/v1/rest`, remembering the tenant for [`extract::Caller`].
+fn tenant_prefix(mut req: axum::extract::Request) -> axum::extract::Request {
+    let Some(rest) = req.uri().path().strip_prefix(TENANT_PREFIX) else { return req };
+    let Some((tenant, tail)) = rest.split_once('/') else { return req };
+    if tenant.is_empty() {
+        return req;
+    }
+    let tenant = tenant.to_owned();
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("/v1/{tail}?{q}"),
+        None => format!("/v1/{tail}"),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    match path_and_query.parse() {
+        Ok(pq) => parts.path_and_query = Some(pq),
+        Err(_) => return req,
+    }
+    if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+        req.extensions_mut().insert(extract::ActingTenant(tenant));
+    }
+    req
 }

@@ -186,6 +186,48 @@ pub(crate) fn operations() -> Vec<Operation> {
             )
         },
         Operation {
+            request: Some(schema::<api::PartnerRequest>),
+            response: Some(schema::<api::PartnerResponse>),
+            status: 201,
+            ..op(
+                "post",
+                "/v1/identity/partners",
+                "Create a partner (system administrators)",
+                Some("identity:admin"),
+            )
+        },
+        Operation {
+            response: Some(schema::<api::PartnerList>),
+            query: &[("limit", "1-1000"), ("cursor", "opaque")],
+            ..op(
+                "get",
+                "/v1/identity/partners",
+                "List partners (system administrators)",
+                Some("identity:read"),
+            )
+        },
+        Operation {
+            request: Some(schema::<api::TenantRequest>),
+            response: Some(schema::<api::TenantResponse>),
+            status: 201,
+            ..op(
+                "post",
+                "/v1/identity/tenants",
+                "Create a tenant (system administrators)",
+                Some("identity:admin"),
+            )
+        },
+        Operation {
+            response: Some(schema::<api::TenantList>),
+            query: &[("limit", "1-1000"), ("cursor", "opaque")],
+            ..op(
+                "get",
+                "/v1/identity/tenants",
+                "List tenants (all, or a partner administrator's)",
+                Some("identity:read"),
+            )
+        },
+        Operation {
             response: Some(schema::<api::KeyStatusResponse>),
             ..op(
                 "post",

@@ -13,10 +13,11 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS, KeyStatus, KeyStore, NewToken, PolicyColumns,
-    PolicyRecord, PolicySnapshot, PolicyStore, RewrapItem, SealFn, SecretHead, SecretHeadColumns,
-    SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenColumns,
-    TokenRecord, TokenStore, VersionColumns, WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
+    BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS, KeyStatus, KeyStore, NewToken, PartnerRecord,
+    PolicyColumns, PolicyRecord, PolicySnapshot, PolicyStore, RewrapItem, SealFn, SecretHead,
+    SecretHeadColumns, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
+    TenantRecord, TenantStore, TokenColumns, TokenRecord, TokenStore, VersionColumns, WriteOutcome,
+    WriteSecret, list_json, oldest_kept, to_micros,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
@@ -45,7 +46,8 @@ fn db_err(e: sqlx::Error) -> StoreError {
 const HEAD_COLUMNS: &str =
     "path, secret_type, metadata, current_version, max_versions, created_at, updated_at, deleted_at";
 const TOKEN_COLUMNS: &str = "t.id, t.tenant_id, t.name, t.identity_type, t.identity_id, t.scopes, \
-     t.groups_json, t.is_root, t.created_by, t.created_at, t.expires_at, t.revoked_at, n.policy_epoch";
+     t.groups_json, t.is_root, t.created_by, t.created_at, t.expires_at, t.revoked_at, t.roles_json, \
+     n.partner_id, n.policy_epoch";
 /// Tokens joined with their tenant, whose policy epoch every authentication needs.
 const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 
@@ -97,6 +99,8 @@ fn token_from_row(row: &PgRow) -> Result<TokenRecord, StoreError> {
         created_at: row.try_get("created_at").map_err(db_err)?,
         expires_at: row.try_get("expires_at").map_err(db_err)?,
         revoked_at: row.try_get("revoked_at").map_err(db_err)?,
+        roles: row.try_get("roles_json").map_err(db_err)?,
+        partner_id: row.try_get("partner_id").map_err(db_err)?,
         policy_epoch: row.try_get("policy_epoch").map_err(db_err)?,
     }
     .try_into()
@@ -457,7 +461,8 @@ impl SecretStore for PostgresStore {
 async fn insert_token(tx: &mut Transaction<'static, Postgres>, t: &NewToken) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO tokens (id, tenant_id, token_hash, name, identity_type, identity_id, scopes, groups_json, \
-         is_root, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         is_root, created_by, created_at, expires_at, roles_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&t.id)
     .bind(&t.tenant)
@@ -471,6 +476,7 @@ async fn insert_token(tx: &mut Transaction<'static, Postgres>, t: &NewToken) -> 
     .bind(&t.created_by)
     .bind(to_micros(t.created_at))
     .bind(t.expires_at.map(to_micros))
+    .bind(list_json(&t.roles))
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;
@@ -881,6 +887,98 @@ impl PolicyStore for PostgresStore {
             policies: policies.iter().map(policy_from_row).collect::<Result<_, _>>()?,
             bindings: bindings.iter().map(binding_from_row).collect::<Result<_, _>>()?,
         })
+    }
+}
+
+fn tenant_from_row(row: &PgRow) -> Result<TenantRecord, StoreError> {
+    let created_at: i64 = row.try_get("created_at").map_err(db_err)?;
+    Ok(TenantRecord {
+        id: row.try_get("id").map_err(db_err)?,
+        name: row.try_get("name").map_err(db_err)?,
+        partner_id: row.try_get("partner_id").map_err(db_err)?,
+        created_at: scaivault_store::from_micros(created_at)?,
+    })
+}
+
+#[async_trait]
+impl TenantStore for PostgresStore {
+    async fn create_partner(&self, partner: &PartnerRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query("INSERT INTO partners (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&partner.id)
+            .bind(&partner.name)
+            .bind(to_micros(partner.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn list_partners(&self, after: Option<&str>, limit: u32) -> Result<Vec<PartnerRecord>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT id, name, created_at FROM partners WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(id, name, created_at)| {
+                Ok(PartnerRecord { id, name, created_at: scaivault_store::from_micros(created_at)? })
+            })
+            .collect()
+    }
+
+    async fn create_tenant(&self, tenant: &TenantRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        if let Some(partner) = &tenant.partner_id {
+            let found: Option<(String,)> = sqlx::query_as("SELECT id FROM partners WHERE id = $1")
+                .bind(partner)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if found.is_none() {
+                return Err(StoreError::NotFound);
+            }
+        }
+        sqlx::query("INSERT INTO tenants (id, name, partner_id, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&tenant.id)
+            .bind(&tenant.name)
+            .bind(&tenant.partner_id)
+            .bind(to_micros(tenant.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, name, partner_id, created_at FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn list_tenants(
+        &self,
+        partner: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TenantRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, partner_id, created_at FROM tenants WHERE ($1::text IS NULL OR partner_id = $1) \
+             AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3",
+        )
+        .bind(partner)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(tenant_from_row).collect()
     }
 }
 

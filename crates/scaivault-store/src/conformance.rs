@@ -9,8 +9,8 @@ use scaivault_crypto::{KeyRing, RootKey, SealContext, hash_token};
 use scaivault_domain::{SecretMetadata, SecretPath, SecretType};
 
 use crate::{
-    BindingRecord, DEFAULT_TENANT, NewToken, PolicyRecord, SecretListQuery, Store, StoreError, WriteOutcome,
-    WriteSecret,
+    BindingRecord, DEFAULT_TENANT, NewToken, PartnerRecord, PolicyRecord, SecretListQuery, Store, StoreError,
+    TenantRecord, WriteOutcome, WriteSecret,
 };
 
 /// Expands to one `#[tokio::test]` per conformance case. `$make` is an async expression giving
@@ -23,7 +23,8 @@ macro_rules! conformance_suite {
             pruning_past_max_versions, metadata_kept_unless_given, shrinking_max_versions_prunes,
             soft_delete_and_undelete, destroy_versions, list_filters_and_pages, tenants_are_isolated,
             bootstrap_happens_once, tokens_find_list_revoke, master_keys_and_wraps, rewrap_flow,
-            moved_ciphertext_never_opens, policies_and_bindings, policy_epoch_tracks_every_change);
+            moved_ciphertext_never_opens, policies_and_bindings, policy_epoch_tracks_every_change,
+            partners_and_tenants);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -67,6 +68,7 @@ fn token(id: &str, secret: &[u8], is_root: bool) -> NewToken {
         scopes: vec!["admin".into()],
         groups: vec!["ops".into()],
         is_root,
+        roles: Vec::new(),
         created_by: "system".into(),
         created_at: at(0),
         expires_at: None,
@@ -615,4 +617,57 @@ pub async fn policy_epoch_tracks_every_change(store: Dyn) {
     // A failed change leaves the epoch alone.
     assert!(store.delete_policy(DEFAULT_TENANT, "pol_a").await.is_err());
     assert_eq!(store.policy_epoch(DEFAULT_TENANT).await.expect("epoch"), last);
+}
+
+pub async fn partners_and_tenants(store: Dyn) {
+    setup(&store).await;
+    let partner =
+        |id: &str, name: &str| PartnerRecord { id: id.into(), name: name.into(), created_at: at(1) };
+    let tenant = |id: &str, partner: Option<&str>| TenantRecord {
+        id: id.into(),
+        name: format!("name of {id}"),
+        partner_id: partner.map(str::to_owned),
+        created_at: at(2),
+    };
+    store.create_partner(&partner("prt_b", "beta")).await.expect("partner");
+    store.create_partner(&partner("prt_a", "acme")).await.expect("partner");
+    assert!(matches!(store.create_partner(&partner("prt_c", "acme")).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(store.create_partner(&partner("prt_a", "other")).await, Err(StoreError::AlreadyExists)));
+    let ids = |v: Vec<PartnerRecord>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.list_partners(None, 10).await.expect("list")), ["prt_a", "prt_b"]);
+    assert_eq!(ids(store.list_partners(Some("prt_a"), 10).await.expect("list")), ["prt_b"]);
+
+    store.create_tenant(&tenant("tnt_acme_dev", Some("prt_a"))).await.expect("tenant");
+    store.create_tenant(&tenant("tnt_acme_prod", Some("prt_a"))).await.expect("tenant");
+    store.create_tenant(&tenant("tnt_solo", None)).await.expect("tenant");
+    assert!(matches!(store.create_tenant(&tenant("tnt_solo", None)).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(
+        store.create_tenant(&tenant("tnt_x", Some("prt_none"))).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.get_tenant("tnt_acme_dev").await.expect("get"),
+        Some(tenant("tnt_acme_dev", Some("prt_a")))
+    );
+    assert_eq!(store.get_tenant("tnt_none").await.expect("get"), None);
+    let tids = |v: Vec<TenantRecord>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(
+        tids(store.list_tenants(Some("prt_a"), None, 10).await.expect("list")),
+        ["tnt_acme_dev", "tnt_acme_prod"]
+    );
+    assert_eq!(
+        tids(store.list_tenants(None, Some("tnt_acme_prod"), 10).await.expect("list")),
+        ["tnt_default", "tnt_solo"]
+    );
+
+    // A token of a partner's tenant carries the partner and its roles.
+    let mut t = token("tok_pa", b"skt_partner_admin", false);
+    t.tenant = "tnt_acme_dev".into();
+    t.roles = vec!["partner_admin".into()];
+    store.create_token(t).await.expect("token");
+    let found = store.find_token(&hash_token(b"skt_partner_admin")).await.expect("find").expect("exists");
+    assert_eq!((found.tenant.as_str(), found.partner_id.as_deref()), ("tnt_acme_dev", Some("prt_a")));
+    assert_eq!(found.roles, vec!["partner_admin".to_string()]);
+    let root = store.find_token(&hash_token(b"root")).await.expect("find").expect("root");
+    assert_eq!((root.partner_id, root.roles), (None, Vec::<String>::new()));
 }

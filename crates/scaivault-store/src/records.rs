@@ -77,6 +77,8 @@ pub struct NewToken {
     pub scopes: Vec<String>,
     pub groups: Vec<String>,
     pub is_root: bool,
+    /// `partner_admin` / `system_admin`, granted by a system administrator.
+    pub roles: Vec<String>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -96,6 +98,9 @@ pub struct TokenRecord {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub roles: Vec<String>,
+    /// The partner of the token's tenant.
+    pub partner_id: Option<String>,
     /// The tenant's policy epoch when the token was read (see [`crate::PolicyStore`]).
     pub policy_epoch: i64,
 }
@@ -223,6 +228,8 @@ pub struct TokenColumns {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    pub roles: String,
+    pub partner_id: Option<String>,
     pub policy_epoch: i64,
 }
 
@@ -241,6 +248,8 @@ impl TryFrom<TokenColumns> for TokenRecord {
             expires_at: opt_from_micros(c.expires_at)?,
             revoked_at: opt_from_micros(c.revoked_at)?,
             policy_epoch: c.policy_epoch,
+            roles: list(&c.roles)?,
+            partner_id: c.partner_id,
             id: c.id,
             tenant: c.tenant,
             name: c.name,
@@ -345,4 +354,19 @@ impl TryFrom<BindingColumns> for BindingRecord {
             identity_id: c.identity_id,
         })
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerRecord {
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub id: String,
+    pub name: String,
+    pub partner_id: Option<String>,
+    pub created_at: DateTime<Utc>,
 }

@@ -6,8 +6,9 @@ use scaivault_crypto::{CryptoError, SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 
 use crate::{
-    BindingRecord, KeyStatus, NewToken, PolicyRecord, PolicySnapshot, RewrapItem, SecretHead,
-    SecretListQuery, SecretVersionRow, StoreError, StoredSecret, TokenRecord, WriteOutcome, WriteSecret,
+    BindingRecord, KeyStatus, NewToken, PartnerRecord, PolicyRecord, PolicySnapshot, RewrapItem, SecretHead,
+    SecretListQuery, SecretVersionRow, StoreError, StoredSecret, TenantRecord, TokenRecord, WriteOutcome,
+    WriteSecret,
 };
 
 /// Seals the plaintext for the version number storage assigned, inside the write's transaction, so
@@ -145,9 +146,31 @@ pub trait PolicyStore: Send + Sync + Debug {
     async fn policy_snapshot(&self, tenant: &str) -> Result<PolicySnapshot, StoreError>;
 }
 
+/// Partners and tenants.
+#[async_trait]
+pub trait TenantStore: Send + Sync + Debug {
+    /// `AlreadyExists` when the id or name is taken.
+    async fn create_partner(&self, partner: &PartnerRecord) -> Result<(), StoreError>;
+
+    async fn list_partners(&self, after: Option<&str>, limit: u32) -> Result<Vec<PartnerRecord>, StoreError>;
+
+    /// `AlreadyExists` when the id is taken; `NotFound` when the partner does not exist.
+    async fn create_tenant(&self, tenant: &TenantRecord) -> Result<(), StoreError>;
+
+    async fn get_tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError>;
+
+    /// In id order; only the partner's when `partner` is given.
+    async fn list_tenants(
+        &self,
+        partner: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<TenantRecord>, StoreError>;
+}
+
 /// Everything a backend provides.
 #[async_trait]
-pub trait Store: SecretStore + TokenStore + KeyStore + PolicyStore {
+pub trait Store: SecretStore + TokenStore + KeyStore + PolicyStore + TenantStore {
     /// Answers when the database does; used by readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 }
