@@ -7,7 +7,7 @@ use scaivault_domain::{Permission, Scope, SecretPath, SecretType, Version, valid
 use scaivault_store::{SecretHead, SecretListQuery, SecretVersionRow, StoreError, WriteSecret};
 
 use crate::paging::{decode_cursor, encode_cursor, limit};
-use crate::{CoreError, Principal, Vault};
+use crate::{CoreError, Principal, Space, Vault};
 
 /// A secret's `data`, serialised, may not exceed this.
 pub const MAX_SECRET_DATA_BYTES: usize = 512 * 1024;
@@ -53,10 +53,12 @@ impl Vault {
     pub async fn write_secret(
         &self,
         principal: &Principal,
+        space: Space,
         path: &SecretPath,
         req: WriteSecretRequest,
     ) -> Result<(SecretWritten, bool), CoreError> {
-        self.authorize(principal, Scope::SecretsWrite, Some((Permission::Write, path))).await?;
+        let ns =
+            self.authorize_secret(principal, space, Scope::SecretsWrite, Permission::Write, path).await?;
         check_max_versions(req.options.as_ref().and_then(|o| o.max_versions))?;
         let data = serde_json::Value::Object(req.data);
         let plaintext = SecretBytes::new(
@@ -72,7 +74,7 @@ impl Vault {
             Some(t) => t,
             // Only a later write without a type and with non-string values needs the stored type.
             None if data.as_object().is_some_and(|o| o.values().any(|v| !v.is_string())) => {
-                match self.store.read_secret(principal.tenant(), path.as_str(), None).await {
+                match self.store.read_secret(ns.as_str(), path.as_str(), None).await {
                     Ok(s) => s.head.secret_type,
                     Err(StoreError::SecretNotFound | StoreError::VersionNotFound(_)) => SecretType::default(),
                     Err(e) => return Err(e.into()),
@@ -83,7 +85,7 @@ impl Vault {
         validate_secret_data(effective_type, &data).map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
         drop(data);
         let actor = principal.actor();
-        let tenant = principal.tenant();
+        let tenant = ns.as_str();
         let outcome = self
             .keys
             .with_budget(|| {
@@ -122,18 +124,18 @@ impl Vault {
     pub async fn read_secret(
         &self,
         principal: &Principal,
+        space: Space,
         path: &SecretPath,
         version: Option<Version>,
     ) -> Result<SecretResponse, CoreError> {
-        self.authorize(principal, Scope::SecretsRead, Some((Permission::Read, path))).await?;
-        let stored =
-            self.store.read_secret(principal.tenant(), path.as_str(), version.map(Version::get)).await?;
+        let ns = self.authorize_secret(principal, space, Scope::SecretsRead, Permission::Read, path).await?;
+        let stored = self.store.read_secret(ns.as_str(), path.as_str(), version.map(Version::get)).await?;
         let row = stored.version;
         if version.is_some() && self.version_state(&row) == VersionState::Expired {
             return Err(CoreError::SecretExpired(row.version));
         }
         let sealed = row.sealed.as_ref().ok_or(CoreError::VersionNotFound(row.version))?;
-        let ctx = SealContext { tenant: principal.tenant(), path: path.as_str(), version: row.version };
+        let ctx = SealContext { tenant: ns.as_str(), path: path.as_str(), version: row.version };
         let plaintext = self.keys.open_sealed(&ctx, sealed).await.inspect_err(|_| {
             tracing::error!(path = %path, version = row.version, "stored secret failed its integrity check");
         })?;
@@ -158,10 +160,11 @@ impl Vault {
     pub async fn secret_versions(
         &self,
         principal: &Principal,
+        space: Space,
         path: &SecretPath,
     ) -> Result<SecretVersions, CoreError> {
-        self.authorize(principal, Scope::SecretsList, Some((Permission::List, path))).await?;
-        let (head, rows) = self.store.list_versions(principal.tenant(), path.as_str()).await?;
+        let ns = self.authorize_secret(principal, space, Scope::SecretsList, Permission::List, path).await?;
+        let (head, rows) = self.store.list_versions(ns.as_str(), path.as_str()).await?;
         let versions = rows
             .iter()
             .map(|v| SecretVersionInfo {
@@ -184,12 +187,14 @@ impl Vault {
     pub async fn update_metadata(
         &self,
         principal: &Principal,
+        space: Space,
         path: &SecretPath,
         req: PatchMetadataRequest,
     ) -> Result<SecretListItem, CoreError> {
-        self.authorize(principal, Scope::SecretsWrite, Some((Permission::Write, path))).await?;
+        let ns =
+            self.authorize_secret(principal, space, Scope::SecretsWrite, Permission::Write, path).await?;
         check_max_versions(req.max_versions)?;
-        let tenant = principal.tenant();
+        let tenant = ns.as_str();
         let touches_metadata =
             req.description.is_some() || req.tags.is_some() || req.owner.is_some() || req.custom.is_some();
         let metadata = if touches_metadata {
@@ -214,13 +219,13 @@ impl Vault {
     pub async fn list_secrets(
         &self,
         principal: &Principal,
+        space: Space,
         prefix: Option<&str>,
         tag: Option<&str>,
         limit_param: Option<u32>,
         cursor: Option<&str>,
     ) -> Result<SecretList, CoreError> {
-        self.authorize(principal, Scope::SecretsList, None).await?;
-        let access = self.access(principal).await?;
+        let (ns, access) = self.list_access(principal, space).await?;
         let limit = limit(limit_param)?;
         let mut after = decode_cursor(cursor)?;
         let mut secrets = Vec::new();
@@ -230,15 +235,14 @@ impl Vault {
             let batch = self
                 .store
                 .list_secrets(
-                    principal.tenant(),
+                    ns.as_str(),
                     SecretListQuery { prefix, tag, after: after.as_deref(), limit: want },
                 )
                 .await?;
             let exhausted = (batch.len() as u32) < want;
             after = batch.last().map(|h| h.path.clone()).or(after);
             for head in batch {
-                let allowed =
-                    SecretPath::parse(&head.path).is_ok_and(|p| access.allows(Permission::List, &p));
+                let allowed = SecretPath::parse(&head.path).is_ok_and(|p| access.allows(&p));
                 if allowed {
                     secrets.push(list_item(head));
                 }
@@ -253,9 +257,15 @@ impl Vault {
     }
 
     /// `DELETE /v1/secrets/{path}`: soft delete, history kept for `undelete`.
-    pub async fn delete_secret(&self, principal: &Principal, path: &SecretPath) -> Result<(), CoreError> {
-        self.authorize(principal, Scope::SecretsDelete, Some((Permission::Delete, path))).await?;
-        self.store.soft_delete(principal.tenant(), path.as_str(), self.clock.now()).await?;
+    pub async fn delete_secret(
+        &self,
+        principal: &Principal,
+        space: Space,
+        path: &SecretPath,
+    ) -> Result<(), CoreError> {
+        let ns =
+            self.authorize_secret(principal, space, Scope::SecretsDelete, Permission::Delete, path).await?;
+        self.store.soft_delete(ns.as_str(), path.as_str(), self.clock.now()).await?;
         Ok(())
     }
 
@@ -263,10 +273,12 @@ impl Vault {
     pub async fn undelete_secret(
         &self,
         principal: &Principal,
+        space: Space,
         path: &SecretPath,
     ) -> Result<SecretListItem, CoreError> {
-        self.authorize(principal, Scope::SecretsDelete, Some((Permission::Delete, path))).await?;
-        let head = self.store.undelete(principal.tenant(), path.as_str(), self.clock.now()).await?;
+        let ns =
+            self.authorize_secret(principal, space, Scope::SecretsDelete, Permission::Delete, path).await?;
+        let head = self.store.undelete(ns.as_str(), path.as_str(), self.clock.now()).await?;
         Ok(list_item(head))
     }
 
@@ -274,10 +286,12 @@ impl Vault {
     pub async fn destroy_versions(
         &self,
         principal: &Principal,
+        space: Space,
         path: &SecretPath,
         req: DestroyRequest,
     ) -> Result<DestroyResponse, CoreError> {
-        self.authorize(principal, Scope::SecretsDelete, Some((Permission::Delete, path))).await?;
+        let ns =
+            self.authorize_secret(principal, space, Scope::SecretsDelete, Permission::Delete, path).await?;
         if req.versions.as_ref().is_some_and(|v| v.is_empty() || v.contains(&0)) {
             return Err(CoreError::InvalidRequest(
                 "versions must be a non-empty list of version numbers".into(),
@@ -285,16 +299,22 @@ impl Vault {
         }
         let destroyed = self
             .store
-            .destroy_versions(principal.tenant(), path.as_str(), req.versions.as_deref(), self.clock.now())
+            .destroy_versions(ns.as_str(), path.as_str(), req.versions.as_deref(), self.clock.now())
             .await?;
         Ok(DestroyResponse { path: path.to_string(), destroyed_versions: destroyed })
     }
 
     /// `POST /v1/secrets/{path}/rotate`. Rotation policies arrive with the rotation engine; until a
     /// policy is assigned there is nothing to make due.
-    pub async fn rotate_secret(&self, principal: &Principal, path: &SecretPath) -> Result<(), CoreError> {
-        self.authorize(principal, Scope::SecretsRotate, Some((Permission::Rotate, path))).await?;
-        self.store.list_versions(principal.tenant(), path.as_str()).await?;
+    pub async fn rotate_secret(
+        &self,
+        principal: &Principal,
+        space: Space,
+        path: &SecretPath,
+    ) -> Result<(), CoreError> {
+        let ns =
+            self.authorize_secret(principal, space, Scope::SecretsRotate, Permission::Rotate, path).await?;
+        self.store.list_versions(ns.as_str(), path.as_str()).await?;
         Err(CoreError::InvalidRequest("no rotation policy is assigned to this secret".into()))
     }
 }

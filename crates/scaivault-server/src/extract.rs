@@ -2,7 +2,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use scaivault_core::{CoreError, Principal};
+use scaivault_core::{CoreError, Principal, Space};
 use scaivault_domain::SecretPath;
 use serde::de::DeserializeOwned;
 
@@ -157,27 +157,36 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 const SECRETS_PREFIX: &str = "/v1/secrets/";
+const PARTNER_SECRETS_PREFIX: &str = "/v1/partner/secrets/";
 
-/// The secret path of a `/v1/secrets/{path}[/suffix]` request, taken from the raw request path:
-/// never percent-decoded, never normalised.
+/// The secret path of a `/v1/secrets/{path}[/suffix]` or `/v1/partner/secrets/{path}[/suffix]`
+/// request, taken from the raw request path: never percent-decoded, never normalised.
 #[derive(Debug)]
-pub(crate) struct SecretTarget(String);
+pub(crate) struct SecretTarget(String, Space);
 
 impl<S: Send + Sync> FromRequestParts<S> for SecretTarget {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let raw = parts.uri.path().strip_prefix(SECRETS_PREFIX).unwrap_or_default();
+        let path = parts.uri.path();
+        let (raw, space) = match path.strip_prefix(PARTNER_SECRETS_PREFIX) {
+            Some(raw) => (raw, Space::Partner),
+            None => (path.strip_prefix(SECRETS_PREFIX).unwrap_or_default(), Space::Tenant),
+        };
         if raw.contains('%') {
             return Err(ApiError(CoreError::InvalidPath(
                 "invalid secret path: percent-encoded characters are never decoded in secret paths".into(),
             )));
         }
-        Ok(SecretTarget(raw.to_owned()))
+        Ok(SecretTarget(raw.to_owned(), space))
     }
 }
 
 impl SecretTarget {
+    pub(crate) fn space(&self) -> Space {
+        self.1
+    }
+
     /// The whole raw path as a secret path.
     pub(crate) fn path(&self) -> Result<SecretPath, ApiError> {
         Ok(SecretPath::parse(&self.0)?)

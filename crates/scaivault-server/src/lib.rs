@@ -67,6 +67,15 @@ pub fn router(state: AppState) -> Router {
                 .patch(secrets::patch)
                 .post(secrets::post),
         )
+        .route("/v1/partner/secrets", get(secrets::list_partner))
+        .route(
+            "/v1/partner/secrets/{*path}",
+            get(secrets::get)
+                .put(secrets::put)
+                .delete(secrets::delete)
+                .patch(secrets::patch)
+                .post(secrets::post),
+        )
         .route("/v1/auth/tokens", post(tokens::create).get(tokens::list))
         .route("/v1/auth/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/v1/auth/whoami", get(tokens::whoami))

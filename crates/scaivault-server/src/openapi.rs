@@ -13,6 +13,7 @@ fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
     g.subschema_for::<T>()
 }
 
+#[derive(Clone, Copy)]
 pub(crate) struct Operation {
     pub(crate) method: &'static str,
     pub(crate) path: &'static str,
@@ -33,7 +34,41 @@ const fn op(
     Operation { method, path, summary, scope, status: 200, request: None, response: None, query: &[] }
 }
 
+/// Every operation; the partner space mirrors the tenant's secrets routes verb for verb.
 pub(crate) fn operations() -> Vec<Operation> {
+    let mut all = tenant_operations();
+    let partner: Vec<Operation> = all
+        .iter()
+        .filter_map(|o| {
+            let path = PARTNER_PATHS.iter().find(|(tenant, _)| *tenant == o.path)?.1;
+            Some(Operation { path, ..*o })
+        })
+        .collect();
+    all.extend(partner);
+    all
+}
+
+/// Tenant secret routes and their partner-space twins (static strings: the document borrows them).
+const PARTNER_PATHS: &[(&str, &str)] = &[
+    ("/v1/secrets", "/v1/partner/secrets"),
+    ("/v1/secrets/{path}", "/v1/partner/secrets/{path}"),
+    ("/v1/secrets/{path}/versions", "/v1/partner/secrets/{path}/versions"),
+    ("/v1/secrets/{path}/metadata", "/v1/partner/secrets/{path}/metadata"),
+    ("/v1/secrets/{path}/undelete", "/v1/partner/secrets/{path}/undelete"),
+    ("/v1/secrets/{path}/destroy", "/v1/partner/secrets/{path}/destroy"),
+    ("/v1/secrets/{path}/rotate", "/v1/partner/secrets/{path}/rotate"),
+];
+
+/// Groups operations in the document by the first path segment after `/v1`.
+fn tag(path: &str) -> &str {
+    match path.strip_prefix("/v1/") {
+        Some(rest) if rest.starts_with("partner/") => "partner secrets",
+        Some(rest) => rest.split('/').next().unwrap_or(rest),
+        None => "operations",
+    }
+}
+
+fn tenant_operations() -> Vec<Operation> {
     vec![
         Operation { response: Some(schema::<api::Health>), ..op("get", "/v1/health", "Liveness", None) },
         Operation {
@@ -261,6 +296,7 @@ pub(crate) fn document() -> Value {
         }));
         let mut operation = json!({
             "summary": o.summary,
+            "tags": [tag(o.path)],
             "parameters": params,
             "responses": {
                 o.status.to_string(): match o.response {

@@ -207,3 +207,88 @@ async fn tenants_are_isolated_for_ordinary_tokens() {
     }
     assert_eq!(app.root("GET", "/v1/secrets/shared/name", None).await.body["data"]["v"], "default");
 }
+
+#[tokio::test]
+async fn partner_secrets_are_shared_by_the_partners_tenants() {
+    let (app, _) = setup().await;
+    let padmin =
+        issue(&app, json!({"tenant_id": "tnt_acme_dev", "roles": ["partner_admin"], "scopes": ["admin"]}))
+            .await;
+    let r = app
+        .as_token(
+            &padmin,
+            "PUT",
+            "/v1/partner/secrets/shared/ca",
+            Some(json!({"data": {"pem": "trust-anchor"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(
+        app.as_token(&padmin, "GET", "/v1/partner/secrets/shared/ca", None).await.body["data"]["pem"],
+        "trust-anchor"
+    );
+    // Partner secrets are not tenant secrets.
+    assert_eq!(
+        app.root("GET", "/v1/t/tnt_acme_prod/secrets/shared/ca", None).await.code(),
+        "secret_not_found"
+    );
+
+    // A tenant of the partner reads under its own policies, which see the path as partner/….
+    let bind = json!({"identity_type": "service_account", "identity_id": "sa:svc"});
+    let mk = |name: &str, pattern: &str, perms: &[&str]| json!({"name": name, "rules": [{"path_pattern": pattern, "permissions": perms}]});
+    let reader = issue(
+        &app,
+        json!({"tenant_id": "tnt_acme_prod", "identity_type": "service_account", "identity_id": "sa:svc",
+            "scopes": ["secrets:read", "secrets:list", "secrets:write"]}),
+    )
+    .await;
+    assert_eq!(
+        app.as_token(&reader, "GET", "/v1/partner/secrets/shared/ca", None).await.code(),
+        "access_denied"
+    );
+    let tenant_only = app
+        .root("POST", "/v1/t/tnt_acme_prod/policies", Some(mk("tenant-shared", "shared/**", &["read"])))
+        .await;
+    let id = tenant_only.body["id"].as_str().expect("id").to_owned();
+    app.root("POST", &format!("/v1/t/tnt_acme_prod/policies/{id}/bindings"), Some(bind.clone())).await;
+    assert_eq!(
+        app.as_token(&reader, "GET", "/v1/partner/secrets/shared/ca", None).await.code(),
+        "access_denied",
+        "a tenant pattern does not reach partner secrets"
+    );
+    let partner_read = app
+        .root(
+            "POST",
+            "/v1/t/tnt_acme_prod/policies",
+            Some(mk("partner-shared", "partner/shared/**", &["read", "list", "write"])),
+        )
+        .await;
+    let id = partner_read.body["id"].as_str().expect("id").to_owned();
+    app.root("POST", &format!("/v1/t/tnt_acme_prod/policies/{id}/bindings"), Some(bind.clone())).await;
+    assert_eq!(
+        app.as_token(&reader, "GET", "/v1/partner/secrets/shared/ca", None).await.body["data"]["pem"],
+        "trust-anchor"
+    );
+    let r = app.as_token(&reader, "GET", "/v1/partner/secrets", None).await;
+    assert_eq!(r.body["secrets"][0]["path"], "shared/ca");
+    // Only partner administrators write, whatever a tenant's policies say.
+    let r = app
+        .as_token(&reader, "PUT", "/v1/partner/secrets/shared/ca", Some(json!({"data": {"pem": "evil"}})))
+        .await;
+    assert_eq!(r.code(), "access_denied");
+    assert_eq!(
+        app.as_token(&reader, "DELETE", "/v1/partner/secrets/shared/ca", None).await.code(),
+        "access_denied"
+    );
+    // A tenant of no partner has no partner space; the root token reaches it by acting as a tenant.
+    assert_eq!(app.root("GET", "/v1/partner/secrets/shared/ca", None).await.code(), "access_denied");
+    let r = app.root("GET", "/v1/t/tnt_acme_dev/partner/secrets/shared/ca", None).await;
+    assert_eq!(r.body["data"]["pem"], "trust-anchor");
+    assert_eq!(
+        app.root("GET", "/v1/t/tnt_other/partner/secrets/shared/ca", None).await.code(),
+        "access_denied"
+    );
+    // Versions and metadata work the same way.
+    let r = app.as_token(&padmin, "GET", "/v1/partner/secrets/shared/ca/versions", None).await;
+    assert_eq!(r.body["current_version"], 1);
+}

@@ -911,6 +911,16 @@ impl TenantStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        // The partner's own secrets live in a namespace row of `tenants` keyed by the partner id
+        // (never listed or usable as a tenant), so they share the secrets tables and their rules.
+        sqlx::query("INSERT INTO tenants (id, name, partner_id, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&partner.id)
+            .bind(format!("partner namespace of {}", partner.id))
+            .bind(&partner.id)
+            .bind(to_micros(partner.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -954,7 +964,7 @@ impl TenantStore for PostgresStore {
     }
 
     async fn get_tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, name, partner_id, created_at FROM tenants WHERE id = $1")
+        let row = sqlx::query("SELECT id, name, partner_id, created_at FROM tenants WHERE id = $1 AND (partner_id IS NULL OR id <> partner_id)")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -970,7 +980,7 @@ impl TenantStore for PostgresStore {
     ) -> Result<Vec<TenantRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, name, partner_id, created_at FROM tenants WHERE ($1::text IS NULL OR partner_id = $1) \
-             AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3",
+             AND ($2::text IS NULL OR id > $2) AND (partner_id IS NULL OR id <> partner_id) ORDER BY id LIMIT $3",
         )
         .bind(partner)
         .bind(after)

@@ -929,6 +929,16 @@ impl TenantStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        // The partner's own secrets live in a namespace row of `tenants` keyed by the partner id
+        // (never listed or usable as a tenant), so they share the secrets tables and their rules.
+        sqlx::query("INSERT INTO tenants (id, name, partner_id, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&partner.id)
+            .bind(format!("partner namespace of {}", partner.id))
+            .bind(&partner.id)
+            .bind(to_micros(partner.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -973,7 +983,7 @@ impl TenantStore for SqliteStore {
     }
 
     async fn get_tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, name, partner_id, created_at FROM tenants WHERE id = ?")
+        let row = sqlx::query("SELECT id, name, partner_id, created_at FROM tenants WHERE id = ? AND (partner_id IS NULL OR id <> partner_id)")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -989,7 +999,7 @@ impl TenantStore for SqliteStore {
     ) -> Result<Vec<TenantRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, name, partner_id, created_at FROM tenants WHERE (? IS NULL OR partner_id = ?) \
-             AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?",
+             AND (? IS NULL OR id > ?) AND (partner_id IS NULL OR id <> partner_id) ORDER BY id LIMIT ?",
         )
         .bind(partner)
         .bind(partner)

@@ -620,7 +620,7 @@ pub async fn policy_epoch_tracks_every_change(store: Dyn) {
 }
 
 pub async fn partners_and_tenants(store: Dyn) {
-    setup(&store).await;
+    let ring = setup(&store).await;
     let partner =
         |id: &str, name: &str| PartnerRecord { id: id.into(), name: name.into(), created_at: at(1) };
     let tenant = |id: &str, partner: Option<&str>| TenantRecord {
@@ -670,4 +670,13 @@ pub async fn partners_and_tenants(store: Dyn) {
     assert_eq!(found.roles, vec!["partner_admin".to_string()]);
     let root = store.find_token(&hash_token(b"root")).await.expect("find").expect("root");
     assert_eq!((root.partner_id, root.roles), (None, Vec::<String>::new()));
+    // A partner's own namespace holds secrets but is never a tenant.
+    assert_eq!(store.get_tenant("prt_a").await.expect("get"), None);
+    let p = path("shared/ca");
+    put(&store, &ring, write("prt_a", &p, 3), "partner-value").await.expect("partner secret");
+    assert!(matches!(
+        store.read_secret(DEFAULT_TENANT, "shared/ca", None).await,
+        Err(StoreError::SecretNotFound)
+    ));
+    assert_eq!(store.read_secret("prt_a", "shared/ca", None).await.expect("read").version.version, 1);
 }

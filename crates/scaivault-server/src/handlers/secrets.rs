@@ -3,7 +3,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scaivault_api::{DestroyRequest, PatchMetadataRequest, WriteSecretRequest};
-use scaivault_core::CoreError;
+use scaivault_core::{CoreError, Principal, Space};
 use scaivault_domain::Version;
 use serde::Deserialize;
 
@@ -31,7 +31,7 @@ pub(crate) async fn get(
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<Response, ApiError> {
     if let Some(path) = target.before("versions") {
-        return Ok(Json(state.vault.secret_versions(&caller, &path?).await?).into_response());
+        return Ok(Json(state.vault.secret_versions(&caller, target.space(), &path?).await?).into_response());
     }
     let path = target.path()?;
     let version = query
@@ -39,7 +39,7 @@ pub(crate) async fn get(
         .map(|v| v.parse::<Version>())
         .transpose()
         .map_err(|e| CoreError::InvalidRequest(format!("version: {e}")))?;
-    Ok(Json(state.vault.read_secret(&caller, &path, version).await?).into_response())
+    Ok(Json(state.vault.read_secret(&caller, target.space(), &path, version).await?).into_response())
 }
 
 /// `PUT /v1/secrets/{path}`: `201` for the first version, `200` after.
@@ -50,7 +50,7 @@ pub(crate) async fn put(
     ApiJson(req): ApiJson<WriteSecretRequest>,
 ) -> Result<Response, ApiError> {
     let path = target.path()?;
-    let (written, created) = state.vault.write_secret(&caller, &path, req).await?;
+    let (written, created) = state.vault.write_secret(&caller, target.space(), &path, req).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(written)).into_response())
 }
@@ -61,7 +61,7 @@ pub(crate) async fn delete(
     Caller(caller): Caller,
     target: SecretTarget,
 ) -> Result<StatusCode, ApiError> {
-    state.vault.delete_secret(&caller, &target.path()?).await?;
+    state.vault.delete_secret(&caller, target.space(), &target.path()?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -73,7 +73,7 @@ pub(crate) async fn patch(
     ApiJson(req): ApiJson<PatchMetadataRequest>,
 ) -> Result<Response, ApiError> {
     let path = target.before("metadata").ok_or(CoreError::NotFound("route"))??;
-    Ok(Json(state.vault.update_metadata(&caller, &path, req).await?).into_response())
+    Ok(Json(state.vault.update_metadata(&caller, target.space(), &path, req).await?).into_response())
 }
 
 /// `POST /v1/secrets/{path}/undelete|destroy|rotate`
@@ -84,13 +84,15 @@ pub(crate) async fn post(
     OptionalJson(body): OptionalJson<DestroyRequest>,
 ) -> Result<Response, ApiError> {
     if let Some(path) = target.before("undelete") {
-        return Ok(Json(state.vault.undelete_secret(&caller, &path?).await?).into_response());
+        return Ok(Json(state.vault.undelete_secret(&caller, target.space(), &path?).await?).into_response());
     }
     if let Some(path) = target.before("destroy") {
-        return Ok(Json(state.vault.destroy_versions(&caller, &path?, body).await?).into_response());
+        return Ok(
+            Json(state.vault.destroy_versions(&caller, target.space(), &path?, body).await?).into_response()
+        );
     }
     if let Some(path) = target.before("rotate") {
-        state.vault.rotate_secret(&caller, &path?).await?;
+        state.vault.rotate_secret(&caller, target.space(), &path?).await?;
         return Ok(StatusCode::ACCEPTED.into_response());
     }
     Err(CoreError::NotFound("route").into())
@@ -102,9 +104,27 @@ pub(crate) async fn list(
     Caller(caller): Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
+    list_in(state, caller, q, Space::Tenant).await
+}
+
+/// `GET /v1/partner/secrets?prefix=&tag=&limit=&cursor=`
+pub(crate) async fn list_partner(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    list_in(state, caller, q, Space::Partner).await
+}
+
+async fn list_in(
+    state: AppState,
+    caller: Principal,
+    q: ListQuery,
+    space: Space,
+) -> Result<Response, ApiError> {
     let list = state
         .vault
-        .list_secrets(&caller, q.prefix.as_deref(), q.tag.as_deref(), q.limit, q.cursor.as_deref())
+        .list_secrets(&caller, space, q.prefix.as_deref(), q.tag.as_deref(), q.limit, q.cursor.as_deref())
         .await?;
     Ok(Json(list).into_response())
 }
