@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use scaivault_core::{RateLimit, RateLimits};
+use scaivault_core::{JwtIssuer, RateLimit, RateLimits};
 use scaivault_domain::{DurationList, DurationSpec};
 use serde::Deserialize;
 
@@ -78,14 +78,6 @@ pub(crate) struct Options {
     /// text or json [default: text]
     #[arg(long, env = "SCAIVAULT_LOG_FORMAT", global = true)]
     pub(crate) log_format: Option<String>,
-}
-
-/// A JWT issuer from `--jwt-issuer ISS=JWKS_URL[,aud=AUD]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct JwtIssuer {
-    pub(crate) issuer: String,
-    pub(crate) jwks_url: String,
-    pub(crate) audience: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -92,7 +92,11 @@ async fn open_vault(settings: &Settings) -> anyhow::Result<(Vault, Option<Secret
     // Storage first: a start that cannot reach its database creates no key file.
     let store = open_store(settings).await?;
     let key = root_key(settings)?;
-    let config = VaultConfig { rate_limits: settings.rate_limits, ..VaultConfig::default() };
+    let config = VaultConfig {
+        rate_limits: settings.rate_limits,
+        jwt_issuers: settings.jwt_issuers.clone(),
+        ..VaultConfig::default()
+    };
     let opened = Vault::open(store, key, Arc::new(SystemClock), config)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;

@@ -1,15 +1,16 @@
 use chrono::{DateTime, Utc};
 use scaivault_crypto::hash_token;
 use scaivault_domain::{Permission, Scope, SecretPath, scopes_allow};
-use scaivault_store::TokenRecord;
+use scaivault_store::{DEFAULT_TENANT, TokenRecord};
 
-use crate::{CoreError, Vault};
+use crate::{CoreError, JwtError, Vault};
 
 /// How the caller proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
     Root,
     PersonalAccessToken,
+    Jwt,
 }
 
 impl TokenKind {
@@ -17,6 +18,7 @@ impl TokenKind {
         match self {
             TokenKind::Root => "root",
             TokenKind::PersonalAccessToken => "personal_access_token",
+            TokenKind::Jwt => "jwt",
         }
     }
 }
@@ -142,7 +144,9 @@ impl Vault {
             return Err(CoreError::TokenExpired("the token is malformed"));
         }
         if token.starts_with(b"eyJ") {
-            return Err(CoreError::TokenExpired("no JWT issuer is configured on this server"));
+            let principal = self.authenticate_jwt(token).await?;
+            self.rate_limit(&principal)?;
+            return Ok(principal);
         }
         if !token.starts_with(scaivault_crypto::TOKEN_PREFIX.as_bytes()) {
             return Err(CoreError::TokenExpired("the token is malformed"));
@@ -162,6 +166,46 @@ impl Vault {
         let principal = Principal::from_record(record);
         self.rate_limit(&principal)?;
         Ok(principal)
+    }
+
+    /// A JWT from a configured issuer: verified (signature, algorithm, `exp`/`nbf`/`iss`/`aud`) by
+    /// the JWT verifier, then mapped to a caller of an existing tenant.
+    async fn authenticate_jwt(&self, token: &[u8]) -> Result<Principal, CoreError> {
+        let Some(verifier) = self.jwt.as_ref().filter(|v| v.is_configured()) else {
+            return Err(CoreError::TokenExpired("no JWT issuer is configured on this server"));
+        };
+        let text =
+            std::str::from_utf8(token).map_err(|_| CoreError::TokenExpired("the token is malformed"))?;
+        let identity = verifier.verify(text).await.map_err(|e| match e {
+            JwtError::Unavailable => {
+                CoreError::Unavailable("the token issuer's keys cannot be fetched".into())
+            }
+            other => CoreError::TokenExpired(other.reason()),
+        })?;
+        let tenant_id = identity.tenant_id.as_deref().unwrap_or(DEFAULT_TENANT);
+        let tenant = self
+            .store
+            .get_tenant(tenant_id)
+            .await?
+            .ok_or(CoreError::TokenExpired("the token names a tenant that does not exist"))?;
+        if identity.partner_id.is_some() && identity.partner_id != tenant.partner_id {
+            return Err(CoreError::TokenExpired("the token's partner is not its tenant's partner"));
+        }
+        let digest: String = identity.token_hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Principal {
+            token_id: format!("jwt_{digest}"),
+            kind: TokenKind::Jwt,
+            tenant: tenant.id,
+            identity_type: identity.identity_type,
+            identity_id: identity.subject,
+            scopes: identity.scopes.iter().filter_map(|s| s.parse().ok()).collect(),
+            groups: identity.groups,
+            expires_at: Some(identity.expires_at),
+            policy_epoch: None,
+            partner_id: tenant.partner_id,
+            roles: identity.roles,
+            acting: false,
+        })
     }
 
     /// Per-token and per-tenant buckets, when configured.

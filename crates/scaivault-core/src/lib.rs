@@ -8,6 +8,7 @@
 mod auth;
 mod clock;
 mod error;
+mod jwt;
 mod keys;
 mod paging;
 mod policies;
@@ -21,6 +22,7 @@ mod vault;
 pub use auth::{Principal, TokenKind};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
+pub use jwt::{JwtError, JwtIdentity, JwtIssuer, JwtVerifier};
 pub use keys::{DEFAULT_WRAP_LIMIT, KeyConfig};
 pub use ratelimit::{RateLimit, RateLimits};
 pub use secrets::MAX_SECRET_DATA_BYTES;

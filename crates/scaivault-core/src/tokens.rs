@@ -198,7 +198,7 @@ impl Vault {
             tenant_id: principal.tenant.clone(),
             partner_id: principal.partner_id.clone(),
             token_type: principal.kind.as_str().to_owned(),
-            token_id: Some(principal.token_id.clone()),
+            token_id: (principal.kind != TokenKind::Jwt).then(|| principal.token_id.clone()),
             scopes: principal.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
             groups: principal.groups.clone(),
             roles: if principal.kind == TokenKind::Root {
@@ -209,7 +209,7 @@ impl Vault {
             acting_as_tenant: principal.acting,
             policies: match principal.kind {
                 TokenKind::Root => vec!["root".to_owned()],
-                TokenKind::PersonalAccessToken => Vec::new(),
+                TokenKind::PersonalAccessToken | TokenKind::Jwt => Vec::new(),
             },
             expires_at: principal.expires_at,
         }

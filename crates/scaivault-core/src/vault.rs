@@ -6,12 +6,14 @@ use scaivault_store::{DEFAULT_TENANT, NewToken, Store};
 use crate::keys::{KeyConfig, Keys};
 use crate::policies::PolicyCache;
 use crate::ratelimit::{Limiter, RateLimits};
-use crate::{Clock, CoreError};
+use crate::{Clock, CoreError, JwtIssuer, JwtVerifier};
 
 #[derive(Debug, Clone, Default)]
 pub struct VaultConfig {
     pub keys: KeyConfig,
     pub rate_limits: RateLimits,
+    /// Trusted JWT issuers; none means JWTs are refused.
+    pub jwt_issuers: Vec<JwtIssuer>,
 }
 
 /// The application: every use case is a method. Cheap to share behind an `Arc`.
@@ -21,6 +23,7 @@ pub struct Vault {
     pub(crate) keys: Keys,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) policies: PolicyCache,
+    pub(crate) jwt: Option<JwtVerifier>,
     pub(crate) token_limiter: Option<Limiter>,
     pub(crate) tenant_limiter: Option<Limiter>,
 }
@@ -42,12 +45,21 @@ impl Vault {
         clock: Arc<dyn Clock>,
         config: VaultConfig,
     ) -> Result<Opened, CoreError> {
+        let jwt = if config.jwt_issuers.is_empty() {
+            None
+        } else {
+            Some(
+                JwtVerifier::new(config.jwt_issuers, clock.clone())
+                    .map_err(|e| CoreError::InvalidRequest(format!("JWT issuers: {e}")))?,
+            )
+        };
         let keys = Keys::load(root_key, store.clone(), clock.clone(), config.keys).await?;
         let vault = Vault {
             store,
             keys,
             clock,
             policies: PolicyCache::default(),
+            jwt,
             token_limiter: config.rate_limits.per_token.map(Limiter::new),
             tenant_limiter: config.rate_limits.per_tenant.map(Limiter::new),
         };

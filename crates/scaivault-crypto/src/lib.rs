@@ -8,6 +8,7 @@
 
 mod envelope;
 mod error;
+mod jwt;
 mod keyfile;
 mod keyring;
 mod secret;
@@ -15,6 +16,7 @@ mod token;
 
 pub use envelope::{SealContext, SealedSecret};
 pub use error::{CryptoError, CryptoErrorKind};
+pub use jwt::{JwtSigningKey, RING_JWT_PROVIDER, install_jwt_crypto_provider};
 pub use keyfile::{load_or_create_key_file, root_key_from_base64};
 pub use keyring::{KeyRing, RootKey, StoredMasterKey};
 pub use secret::SecretBytes;
