@@ -25,6 +25,12 @@ impl RootKey {
     }
 }
 
+impl RootKey {
+    pub(crate) fn expose_bytes(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+}
+
 impl fmt::Debug for RootKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RootKey([redacted])")

@@ -6,6 +6,7 @@
 //! the one exception), never logs, and never lets key or plaintext bytes out except through
 //! [`SecretBytes`], which zeroizes on drop and prints `[redacted]`.
 
+mod audit;
 mod envelope;
 mod error;
 mod jwt;
@@ -14,6 +15,7 @@ mod keyring;
 mod secret;
 mod token;
 
+pub use audit::{AuditKey, GENESIS_HASH, chain_hash};
 pub use envelope::{SealContext, SealedSecret};
 pub use error::{CryptoError, CryptoErrorKind};
 pub use jwt::{JwtSigningKey, RING_JWT_PROVIDER, install_jwt_crypto_provider};

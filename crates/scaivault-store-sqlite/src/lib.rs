@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS, KeyStatus, KeyStore, NewToken, PartnerRecord,
+    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, BindingColumns, BindingRecord, ChainFn,
+    DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewToken, PartnerRecord,
     PolicyColumns, PolicyRecord, PolicySnapshot, PolicyStore, RewrapItem, SealFn, SecretHead,
     SecretHeadColumns, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
     TenantRecord, TenantStore, TokenColumns, TokenRecord, TokenStore, VersionColumns, WriteOutcome,
@@ -1010,6 +1011,146 @@ impl TenantStore for SqliteStore {
         .await
         .map_err(db_err)?;
         rows.iter().map(tenant_from_row).collect()
+    }
+}
+
+fn audit_from_row(row: &SqliteRow) -> Result<AuditRow, StoreError> {
+    let seq: i64 = row.try_get("seq").map_err(db_err)?;
+    let ts: i64 = row.try_get("ts").map_err(db_err)?;
+    Ok(AuditRow {
+        tenant: row.try_get("tenant_id").map_err(db_err)?,
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit seq".into()))?,
+        id: row.try_get("id").map_err(db_err)?,
+        timestamp: scaivault_store::from_micros(ts)?,
+        identity_id: row.try_get("identity_id").map_err(db_err)?,
+        action: row.try_get("action").map_err(db_err)?,
+        secret_path: row.try_get("secret_path").map_err(db_err)?,
+        outcome: row.try_get("outcome").map_err(db_err)?,
+        body: row.try_get("body").map_err(db_err)?,
+        prev_hash: row.try_get("prev_hash").map_err(db_err)?,
+        hash: row.try_get("hash").map_err(db_err)?,
+    })
+}
+
+fn hash_array(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt("audit hash length".into()))
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(
+        &self,
+        entries: &[NewAuditEntry],
+        chain: &ChainFn<'_>,
+        sign: &HeadMacFn<'_>,
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (_guard, mut tx) = self.begin_write().await?;
+        let mut heads: std::collections::BTreeMap<&str, (u64, [u8; 32])> = std::collections::BTreeMap::new();
+        for e in entries {
+            if !heads.contains_key(e.tenant.as_str()) {
+                let head: Option<(i64, Vec<u8>)> =
+                    sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = ?")
+                        .bind(&e.tenant)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                let head = match head {
+                    Some((seq, hash)) => (seq as u64, hash_array(&hash)?),
+                    None => (0, scaivault_crypto::GENESIS_HASH),
+                };
+                heads.insert(&e.tenant, head);
+            }
+            let (prev_seq, prev) = heads[e.tenant.as_str()];
+            let seq = prev_seq + 1;
+            let hash = chain(&e.tenant, seq, &prev, e.body.as_bytes());
+            sqlx::query(
+                "INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
+                 prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&e.tenant)
+            .bind(seq as i64)
+            .bind(&e.id)
+            .bind(to_micros(e.timestamp))
+            .bind(&e.identity_id)
+            .bind(&e.action)
+            .bind(&e.secret_path)
+            .bind(&e.outcome)
+            .bind(&e.body)
+            .bind(&prev[..])
+            .bind(&hash[..])
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            heads.insert(&e.tenant, (seq, hash));
+        }
+        for (tenant, (seq, hash)) in heads {
+            sqlx::query(
+                "INSERT INTO audit_heads (tenant_id, seq, hash, mac) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+            )
+            .bind(tenant)
+            .bind(seq as i64)
+            .bind(&hash[..])
+            .bind(sign(tenant, seq, &hash))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn audit_page(
+        &self,
+        tenant: &str,
+        filter: &AuditFilter<'_>,
+        order: AuditOrder,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, prev_hash, hash \
+             FROM audit_log WHERE tenant_id = ",
+        );
+        q.push_bind(tenant);
+        if let Some(v) = filter.identity_id {
+            q.push(" AND identity_id = ").push_bind(v);
+        }
+        if let Some(v) = filter.secret_path {
+            q.push(" AND secret_path = ").push_bind(v);
+        }
+        if let Some(v) = filter.action {
+            q.push(" AND action = ").push_bind(v);
+        }
+        if let Some(v) = filter.outcome {
+            q.push(" AND outcome = ").push_bind(v);
+        }
+        if let Some(v) = filter.start {
+            q.push(" AND ts >= ").push_bind(to_micros(v));
+        }
+        if let Some(v) = filter.end {
+            q.push(" AND ts <= ").push_bind(to_micros(v));
+        }
+        if let Some(after) = after {
+            q.push(if order == AuditOrder::OldestFirst { " AND seq > " } else { " AND seq < " });
+            q.push_bind(after as i64);
+        }
+        q.push(if order == AuditOrder::OldestFirst { " ORDER BY seq ASC" } else { " ORDER BY seq DESC" });
+        q.push(" LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db_err)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_head(&self, tenant: &str) -> Result<Option<AuditHead>, StoreError> {
+        let head: Option<(i64, Vec<u8>, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash, mac FROM audit_heads WHERE tenant_id = ?")
+                .bind(tenant)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(head.map(|(seq, hash, mac)| AuditHead { seq: seq as u64, hash, mac }))
     }
 }
 

@@ -24,7 +24,7 @@ macro_rules! conformance_suite {
             soft_delete_and_undelete, destroy_versions, list_filters_and_pages, tenants_are_isolated,
             bootstrap_happens_once, tokens_find_list_revoke, master_keys_and_wraps, rewrap_flow,
             moved_ciphertext_never_opens, policies_and_bindings, policy_epoch_tracks_every_change,
-            partners_and_tenants);
+            partners_and_tenants, audit_chains, concurrent_audit_appends_keep_one_chain);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -679,4 +679,144 @@ pub async fn partners_and_tenants(store: Dyn) {
         Err(StoreError::SecretNotFound)
     ));
     assert_eq!(store.read_secret("prt_a", "shared/ca", None).await.expect("read").version.version, 1);
+}
+
+fn audit_entry(tenant: &str, n: u64, action: &str, path: Option<&str>) -> crate::NewAuditEntry {
+    crate::NewAuditEntry {
+        tenant: tenant.into(),
+        id: format!("aud_{tenant}_{n}"),
+        timestamp: at(n as i64),
+        identity_id: if n % 2 == 0 { "even".into() } else { "odd".into() },
+        action: action.into(),
+        secret_path: path.map(str::to_owned),
+        outcome: if n % 3 == 0 { "denied".into() } else { "success".into() },
+        body: format!(r#"{{"n":{n},"tenant":"{tenant}"}}"#),
+    }
+}
+
+async fn append(store: &Dyn, entries: &[crate::NewAuditEntry]) {
+    let key = scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
+    let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
+    store.append_audit(entries, &scaivault_crypto::chain_hash, &sign).await.expect("append");
+}
+
+/// Walks a tenant's chain from the start and checks every link and the signed head.
+async fn check_chain(store: &Dyn, tenant: &str) -> u64 {
+    let key = scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
+    let mut prev = scaivault_crypto::GENESIS_HASH;
+    let mut last = 0;
+    loop {
+        let page = store
+            .audit_page(tenant, &crate::AuditFilter::default(), crate::AuditOrder::OldestFirst, Some(last), 7)
+            .await
+            .expect("page");
+        if page.is_empty() {
+            break;
+        }
+        for row in page {
+            assert_eq!(row.seq, last + 1, "{tenant}: gap or duplicate");
+            assert_eq!(row.prev_hash, prev.to_vec());
+            let hash = scaivault_crypto::chain_hash(tenant, row.seq, &prev, row.body.as_bytes());
+            assert_eq!(row.hash, hash.to_vec(), "{tenant}: link {}", row.seq);
+            prev = hash;
+            last = row.seq;
+        }
+    }
+    let head = store.audit_head(tenant).await.expect("head");
+    match head {
+        Some(h) => {
+            assert_eq!((h.seq, h.hash.clone()), (last, prev.to_vec()));
+            assert!(key.verify_head(tenant, h.seq, &prev, &h.mac));
+        }
+        None => assert_eq!(last, 0),
+    }
+    last
+}
+
+pub async fn audit_chains(store: Dyn) {
+    setup(&store).await;
+    assert_eq!(store.audit_head(DEFAULT_TENANT).await.expect("head"), None);
+    let batch: Vec<_> = (1..=6)
+        .map(|n| {
+            audit_entry(if n % 2 == 0 { DEFAULT_TENANT } else { "tnt_b" }, n, "secret.read", Some("a/b"))
+        })
+        .collect();
+    append(&store, &batch).await;
+    append(
+        &store,
+        &[
+            audit_entry(DEFAULT_TENANT, 7, "secret.write", Some("a/c")),
+            audit_entry(DEFAULT_TENANT, 8, "policy.create", None),
+        ],
+    )
+    .await;
+    assert_eq!(check_chain(&store, DEFAULT_TENANT).await, 5);
+    assert_eq!(check_chain(&store, "tnt_b").await, 3);
+    let page = |filter: crate::AuditFilter<'static>, order, after, limit| {
+        let store = store.clone();
+        async move {
+            store
+                .audit_page(DEFAULT_TENANT, &filter, order, after, limit)
+                .await
+                .expect("page")
+                .into_iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>()
+        }
+    };
+    use crate::{AuditFilter, AuditOrder::*};
+    assert_eq!(page(AuditFilter::default(), NewestFirst, None, 2).await, vec![5, 4]);
+    assert_eq!(page(AuditFilter::default(), NewestFirst, Some(4), 10).await, vec![3, 2, 1]);
+    assert_eq!(
+        page(AuditFilter { secret_path: Some("a/b"), ..Default::default() }, OldestFirst, None, 10).await,
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        page(AuditFilter { action: Some("secret.write"), ..Default::default() }, OldestFirst, None, 10).await,
+        vec![4]
+    );
+    assert_eq!(
+        page(AuditFilter { outcome: Some("denied"), ..Default::default() }, OldestFirst, None, 10).await,
+        vec![3]
+    );
+    assert_eq!(
+        page(AuditFilter { identity_id: Some("odd"), ..Default::default() }, OldestFirst, None, 10).await,
+        vec![4]
+    );
+    assert_eq!(
+        page(
+            AuditFilter { start: Some(at(4)), end: Some(at(7)), ..Default::default() },
+            OldestFirst,
+            None,
+            10
+        )
+        .await,
+        vec![2, 3, 4]
+    );
+}
+
+pub async fn concurrent_audit_appends_keep_one_chain(store: Dyn) {
+    setup(&store).await;
+    let tasks: Vec<_> = (0..16u64)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..10u64 {
+                    append(
+                        &store,
+                        &[
+                            audit_entry(DEFAULT_TENANT, w * 100 + i, "secret.read", None),
+                            audit_entry("tnt_b", w * 100 + i, "secret.read", None),
+                        ],
+                    )
+                    .await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("join");
+    }
+    assert_eq!(check_chain(&store, DEFAULT_TENANT).await, 160);
+    assert_eq!(check_chain(&store, "tnt_b").await, 160);
 }

@@ -14,13 +14,17 @@ pub mod conformance;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use records::{
-    BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS, KeyStatus, NewToken, PartnerRecord, PolicyColumns,
-    PolicyRecord, PolicySnapshot, RewrapItem, SecretHead, SecretHeadColumns, SecretListQuery,
-    SecretVersionRow, StoredSecret, TenantRecord, TokenColumns, TokenRecord, VersionColumns, WriteOutcome,
-    WriteSecret, from_micros, list_json, oldest_kept, to_micros,
+    AuditFilter, AuditHead, AuditOrder, AuditRow, BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS,
+    KeyStatus, NewAuditEntry, NewToken, PartnerRecord, PolicyColumns, PolicyRecord, PolicySnapshot,
+    RewrapItem, SecretHead, SecretHeadColumns, SecretListQuery, SecretVersionRow, StoredSecret, TenantRecord,
+    TokenColumns, TokenRecord, VersionColumns, WriteOutcome, WriteSecret, from_micros, list_json,
+    oldest_kept, to_micros,
 };
 pub use scaivault_crypto::{SealedSecret, StoredMasterKey};
-pub use traits::{KeyStore, PolicyStore, SealFn, SecretStore, Store, TenantStore, TokenStore};
+pub use traits::{
+    AuditStore, ChainFn, HeadMacFn, KeyStore, PolicyStore, SealFn, SecretStore, Store, TenantStore,
+    TokenStore,
+};
 
 /// The tenant every fresh installation starts with.
 pub const DEFAULT_TENANT: &str = "tnt_default";

@@ -370,3 +370,58 @@ pub struct TenantRecord {
     pub partner_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
+
+/// An audit record to append: the canonical `body` plus the fields indexed for queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    pub tenant: String,
+    pub id: String,
+    pub timestamp: DateTime<Utc>,
+    pub identity_id: String,
+    pub action: String,
+    pub secret_path: Option<String>,
+    pub outcome: String,
+    pub body: String,
+}
+
+/// A stored audit record with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub tenant: String,
+    pub seq: u64,
+    pub id: String,
+    pub timestamp: DateTime<Utc>,
+    pub identity_id: String,
+    pub action: String,
+    pub secret_path: Option<String>,
+    pub outcome: String,
+    pub body: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+/// The signed newest record of a tenant's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: Vec<u8>,
+    pub mac: Vec<u8>,
+}
+
+/// Filters of `GET /v1/audit`; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter<'a> {
+    pub identity_id: Option<&'a str>,
+    pub secret_path: Option<&'a str>,
+    pub action: Option<&'a str>,
+    pub outcome: Option<&'a str>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// The order of an audit page; the cursor is the last `seq` seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOrder {
+    OldestFirst,
+    NewestFirst,
+}

@@ -6,9 +6,9 @@ use scaivault_crypto::{CryptoError, SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 
 use crate::{
-    BindingRecord, KeyStatus, NewToken, PartnerRecord, PolicyRecord, PolicySnapshot, RewrapItem, SecretHead,
-    SecretListQuery, SecretVersionRow, StoreError, StoredSecret, TenantRecord, TokenRecord, WriteOutcome,
-    WriteSecret,
+    AuditFilter, AuditHead, AuditOrder, AuditRow, BindingRecord, KeyStatus, NewAuditEntry, NewToken,
+    PartnerRecord, PolicyRecord, PolicySnapshot, RewrapItem, SecretHead, SecretListQuery, SecretVersionRow,
+    StoreError, StoredSecret, TenantRecord, TokenRecord, WriteOutcome, WriteSecret,
 };
 
 /// Seals the plaintext for the version number storage assigned, inside the write's transaction, so
@@ -168,9 +168,40 @@ pub trait TenantStore: Send + Sync + Debug {
     ) -> Result<Vec<TenantRecord>, StoreError>;
 }
 
+/// Chains a record: `(tenant, seq, previous hash, body) -> hash`.
+pub type ChainFn<'a> = dyn Fn(&str, u64, &[u8; 32], &[u8]) -> [u8; 32] + Send + Sync + 'a;
+/// Signs a chain head: `(tenant, seq, hash) -> mac`.
+pub type HeadMacFn<'a> = dyn Fn(&str, u64, &[u8; 32]) -> Vec<u8> + Send + Sync + 'a;
+
+/// The audit log: one hash chain per tenant, appended in batches.
+#[async_trait]
+pub trait AuditStore: Send + Sync + Debug {
+    /// Appends `entries` in order, in one transaction: each gets the next `seq` of its tenant's chain
+    /// and `hash = chain(tenant, seq, prev, body)`; each touched head is re-signed. Concurrent
+    /// appenders (also on other replicas) are serialised per tenant, so every chain stays one line.
+    async fn append_audit(
+        &self,
+        entries: &[NewAuditEntry],
+        chain: &ChainFn<'_>,
+        sign: &HeadMacFn<'_>,
+    ) -> Result<(), StoreError>;
+
+    /// Records matching `filter`, after the `seq` cursor in `order`.
+    async fn audit_page(
+        &self,
+        tenant: &str,
+        filter: &AuditFilter<'_>,
+        order: AuditOrder,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError>;
+
+    async fn audit_head(&self, tenant: &str) -> Result<Option<AuditHead>, StoreError>;
+}
+
 /// Everything a backend provides.
 #[async_trait]
-pub trait Store: SecretStore + TokenStore + KeyStore + PolicyStore + TenantStore {
+pub trait Store: SecretStore + TokenStore + KeyStore + PolicyStore + TenantStore + AuditStore {
     /// Answers when the database does; used by readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 }
