@@ -686,10 +686,10 @@ fn audit_entry(tenant: &str, n: u64, action: &str, path: Option<&str>) -> crate:
         tenant: tenant.into(),
         id: format!("aud_{tenant}_{n}"),
         timestamp: at(n as i64),
-        identity_id: if n % 2 == 0 { "even".into() } else { "odd".into() },
+        identity_id: if n.is_multiple_of(2) { "even".into() } else { "odd".into() },
         action: action.into(),
         secret_path: path.map(str::to_owned),
-        outcome: if n % 3 == 0 { "denied".into() } else { "success".into() },
+        outcome: if n.is_multiple_of(3) { "denied".into() } else { "success".into() },
         body: format!(r#"{{"n":{n},"tenant":"{tenant}"}}"#),
     }
 }
