@@ -4,6 +4,7 @@
 //! [`ErrorCode`] to a status). Secret values appear only in the request and response bodies that
 //! carry them by design (`data`, a newly issued `token`).
 
+mod audit;
 mod error;
 mod identity;
 mod policies;
@@ -11,6 +12,7 @@ mod secrets;
 mod sys;
 mod tokens;
 
+pub use audit::{AuditList, AuditRecord, AuditVerification};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use identity::{PartnerList, PartnerRequest, PartnerResponse, TenantList, TenantRequest, TenantResponse};
 pub use policies::{

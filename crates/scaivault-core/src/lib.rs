@@ -5,6 +5,7 @@
 //! This crate knows nothing of HTTP (no status codes, no routing) and nothing of SQL; it never logs a
 //! secret value or token, and no error it returns carries one.
 
+mod audit;
 mod auth;
 mod clock;
 mod error;
@@ -19,6 +20,7 @@ mod tenancy;
 mod tokens;
 mod vault;
 
+pub use audit::{AuditEvent, AuditQuery, RequestInfo};
 pub use auth::{Principal, TokenKind};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;

@@ -1,8 +1,9 @@
 use std::sync::Arc;
 
-use scaivault_crypto::{RootKey, SecretBytes, generate_token, hash_token, random_id};
+use scaivault_crypto::{AuditKey, RootKey, SecretBytes, generate_token, hash_token, random_id};
 use scaivault_store::{DEFAULT_TENANT, NewToken, Store};
 
+use crate::audit::AuditWriter;
 use crate::keys::{KeyConfig, Keys};
 use crate::policies::PolicyCache;
 use crate::ratelimit::{Limiter, RateLimits};
@@ -24,6 +25,8 @@ pub struct Vault {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) policies: PolicyCache,
     pub(crate) jwt: Option<JwtVerifier>,
+    pub(crate) audit: AuditWriter,
+    pub(crate) audit_key: Arc<AuditKey>,
     pub(crate) token_limiter: Option<Limiter>,
     pub(crate) tenant_limiter: Option<Limiter>,
 }
@@ -53,13 +56,17 @@ impl Vault {
                     .map_err(|e| CoreError::InvalidRequest(format!("JWT issuers: {e}")))?,
             )
         };
+        let audit_key = Arc::new(AuditKey::derive(&root_key));
         let keys = Keys::load(root_key, store.clone(), clock.clone(), config.keys).await?;
+        let audit = AuditWriter::start(store.clone(), audit_key.clone());
         let vault = Vault {
             store,
             keys,
             clock,
             policies: PolicyCache::default(),
             jwt,
+            audit,
+            audit_key,
             token_limiter: config.rate_limits.per_token.map(Limiter::new),
             tenant_limiter: config.rate_limits.per_tenant.map(Limiter::new),
         };

@@ -152,12 +152,17 @@ impl FromRequestParts<AppState> for Caller {
             )));
         }
         let acting = from_prefix.or(from_header);
-        Ok(Caller(state.vault.authenticate(header, acting.as_deref()).await?))
+        let principal = state.vault.authenticate(header, acting.as_deref()).await?;
+        if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {
+            slot.principal(&principal);
+        }
+        Ok(Caller(principal))
     }
 }
 
 const SECRETS_PREFIX: &str = "/v1/secrets/";
 const PARTNER_SECRETS_PREFIX: &str = "/v1/partner/secrets/";
+const AUDIT_SECRETS_PREFIX: &str = "/v1/audit/secrets/";
 
 /// The secret path of a `/v1/secrets/{path}[/suffix]` or `/v1/partner/secrets/{path}[/suffix]`
 /// request, taken from the raw request path: never percent-decoded, never normalised.
@@ -169,9 +174,12 @@ impl<S: Send + Sync> FromRequestParts<S> for SecretTarget {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let path = parts.uri.path();
-        let (raw, space) = match path.strip_prefix(PARTNER_SECRETS_PREFIX) {
-            Some(raw) => (raw, Space::Partner),
-            None => (path.strip_prefix(SECRETS_PREFIX).unwrap_or_default(), Space::Tenant),
+        let (raw, space) = if let Some(raw) = path.strip_prefix(PARTNER_SECRETS_PREFIX) {
+            (raw, Space::Partner)
+        } else if let Some(raw) = path.strip_prefix(AUDIT_SECRETS_PREFIX) {
+            (raw, Space::Tenant)
+        } else {
+            (path.strip_prefix(SECRETS_PREFIX).unwrap_or_default(), Space::Tenant)
         };
         if raw.contains('%') {
             return Err(ApiError(CoreError::InvalidPath(

@@ -4,6 +4,7 @@
 //! This crate never authorises (core does, once per call), never touches SQL or ciphers, and never
 //! logs a request body, a secret value or a token.
 
+mod audit;
 mod error;
 mod extract;
 mod handlers;
@@ -52,7 +53,7 @@ pub async fn serve(
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use handlers::{identity, policies, secrets, sys, tokens};
+    use handlers::{audit as audit_routes, identity, policies, secrets, sys, tokens};
     let inner = Router::new()
         .route("/v1/health", get(sys::health))
         .route("/v1/health/ready", get(sys::ready))
@@ -86,8 +87,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/policies/{id}/bindings/{binding_id}", get(policies::binding).delete(policies::unbind))
         .route("/v1/identity/partners", post(identity::create_partner).get(identity::list_partners))
         .route("/v1/identity/tenants", post(identity::create_tenant).get(identity::list_tenants))
+        .route("/v1/audit", get(audit_routes::query))
+        .route("/v1/audit/secrets/{*path}", get(audit_routes::secret))
+        .route("/v1/audit/export", get(audit_routes::export))
+        .route("/v1/audit/verify", get(audit_routes::verify))
         .route("/v1/sys/rotate-master-key", post(sys::rotate_master_key))
         .route("/v1/sys/key-status", get(sys::key_status))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit_layer))
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)

@@ -221,6 +221,43 @@ fn tenant_operations() -> Vec<Operation> {
             )
         },
         Operation {
+            response: Some(schema::<api::AuditList>),
+            query: &[
+                ("identity_id", "exact identity id"),
+                ("path", "exact secret path"),
+                ("action", "dotted action, e.g. secret.read"),
+                ("outcome", "success, denied or error"),
+                ("start", "RFC 3339"),
+                ("end", "RFC 3339"),
+                ("limit", "1-1000"),
+                ("cursor", "opaque"),
+            ],
+            ..op("get", "/v1/audit", "Audit records, newest first", Some("audit:read"))
+        },
+        Operation {
+            response: Some(schema::<api::AuditList>),
+            query: &[("limit", "1-1000"), ("cursor", "opaque")],
+            ..op(
+                "get",
+                "/v1/audit/secrets/{path}",
+                "One secret's audit history, oldest first",
+                Some("audit:read"),
+            )
+        },
+        Operation {
+            query: &[("start", "RFC 3339"), ("end", "RFC 3339")],
+            ..op("get", "/v1/audit/export", "Every record as JSON lines, streamed", Some("audit:export"))
+        },
+        Operation {
+            response: Some(schema::<api::AuditVerification>),
+            ..op(
+                "get",
+                "/v1/audit/verify",
+                "Check the tenant's hash chain and its signed head",
+                Some("audit:read"),
+            )
+        },
+        Operation {
             request: Some(schema::<api::PartnerRequest>),
             response: Some(schema::<api::PartnerResponse>),
             status: 201,

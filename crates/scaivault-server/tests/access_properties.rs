@@ -172,14 +172,18 @@ async fn check(worlds: [TenantWorld; 2], probe: Vec<String>, write_path: String)
                 &token,
                 "PUT",
                 &format!("/v1/secrets/{write_path}"),
-                Some(json!({"data": {"owner": "writer"}})),
+                Some(json!({"data": {"owner": format!("writer-{t}")}})),
             )
             .await;
         if reference(world, &caller, "write", &write_path) {
             assert!(r.status.is_success(), "{t} write {write_path}: {:?}", r.body);
             let other_tenant = TENANTS[usize::from(*t == TENANTS[0])];
             let seen = app.root("GET", &format!("/v1/t/{other_tenant}/secrets/{write_path}"), None).await;
-            assert_ne!(seen.body["data"]["owner"], "writer", "a write crossed from {t} to {other_tenant}");
+            assert_ne!(
+                seen.body["data"]["owner"],
+                format!("writer-{t}"),
+                "a write crossed from {t} to {other_tenant}"
+            );
         } else {
             assert_eq!(r.code(), "access_denied", "{t} write {write_path}");
         }

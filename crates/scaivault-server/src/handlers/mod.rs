@@ -1,3 +1,4 @@
+pub(crate) mod audit;
 pub(crate) mod identity;
 pub(crate) mod policies;
 pub(crate) mod secrets;

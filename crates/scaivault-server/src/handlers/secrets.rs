@@ -1,12 +1,13 @@
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use scaivault_api::{DestroyRequest, PatchMetadataRequest, WriteSecretRequest};
 use scaivault_core::{CoreError, Principal, Space};
 use scaivault_domain::Version;
 use serde::Deserialize;
 
+use crate::audit::AuditSlot;
 use crate::extract::{ApiJson, ApiQuery, Caller, OptionalJson, SecretTarget};
 use crate::{ApiError, AppState};
 
@@ -29,6 +30,7 @@ pub(crate) async fn get(
     Caller(caller): Caller,
     target: SecretTarget,
     ApiQuery(query): ApiQuery<ReadQuery>,
+    audit: Option<Extension<AuditSlot>>,
 ) -> Result<Response, ApiError> {
     if let Some(path) = target.before("versions") {
         return Ok(Json(state.vault.secret_versions(&caller, target.space(), &path?).await?).into_response());
@@ -39,7 +41,11 @@ pub(crate) async fn get(
         .map(|v| v.parse::<Version>())
         .transpose()
         .map_err(|e| CoreError::InvalidRequest(format!("version: {e}")))?;
-    Ok(Json(state.vault.read_secret(&caller, target.space(), &path, version).await?).into_response())
+    let secret = state.vault.read_secret(&caller, target.space(), &path, version).await?;
+    if let Some(Extension(slot)) = audit {
+        slot.version(secret.version);
+    }
+    Ok(Json(secret).into_response())
 }
 
 /// `PUT /v1/secrets/{path}`: `201` for the first version, `200` after.
@@ -47,10 +53,14 @@ pub(crate) async fn put(
     State(state): State<AppState>,
     Caller(caller): Caller,
     target: SecretTarget,
+    audit: Option<Extension<AuditSlot>>,
     ApiJson(req): ApiJson<WriteSecretRequest>,
 ) -> Result<Response, ApiError> {
     let path = target.path()?;
     let (written, created) = state.vault.write_secret(&caller, target.space(), &path, req).await?;
+    if let Some(Extension(slot)) = audit {
+        slot.version(written.version);
+    }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(written)).into_response())
 }

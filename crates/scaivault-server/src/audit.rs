@@ -1,0 +1,186 @@
+//! The audit layer: every authenticated request to an audited route leaves a record in its tenant's
+//! chain before the answer leaves the server. If the record cannot be written, the answer is replaced
+//! by `503 service_unavailable` and whatever the handler produced (a secret value, say) is dropped.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use scaivault_core::{AuditEvent, Principal, RequestInfo};
+use scaivault_domain::SecretPath;
+
+use crate::middleware::current_request_id;
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Default)]
+struct Note {
+    principal: Option<Principal>,
+    version: Option<u64>,
+}
+
+/// Shared between the audit layer and the extractors and handlers of one request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AuditSlot(Arc<Mutex<Note>>);
+
+impl AuditSlot {
+    fn note(&self) -> std::sync::MutexGuard<'_, Note> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn principal(&self, principal: &Principal) {
+        self.note().principal = Some(principal.clone());
+    }
+
+    pub(crate) fn version(&self, version: u64) {
+        self.note().version = Some(version);
+    }
+}
+
+const SECRET_SUFFIXES: [&str; 5] = ["versions", "metadata", "undelete", "destroy", "rotate"];
+
+/// The dotted action of a request, or `None` for routes that touch nothing audited.
+fn action_for(method: &Method, route: &str, path: &str) -> Option<String> {
+    let suffix = || SECRET_SUFFIXES.iter().find(|s| path.ends_with(&format!("/{s}"))).copied();
+    let secret = |base: &str| {
+        let op = match (method.as_str(), suffix()) {
+            ("GET", Some("versions")) => "versions",
+            ("GET", _) => "read",
+            ("PUT", _) => "write",
+            ("DELETE", _) => "delete",
+            ("PATCH", _) => "metadata",
+            ("POST", Some(s)) => s,
+            _ => "unknown",
+        };
+        format!("{base}.{op}")
+    };
+    let m = method.as_str();
+    let action = match (route, m) {
+        ("/v1/secrets/{*path}", _) => return Some(secret("secret")),
+        ("/v1/partner/secrets/{*path}", _) => return Some(secret("partner_secret")),
+        ("/v1/secrets", _) => "secret.list",
+        ("/v1/partner/secrets", _) => "partner_secret.list",
+        ("/v1/policies", "POST") => "policy.create",
+        ("/v1/policies", _) => "policy.list",
+        ("/v1/policies/test", _) => "policy.test",
+        ("/v1/policies/{id}", "PUT") => "policy.update",
+        ("/v1/policies/{id}", "DELETE") => "policy.delete",
+        ("/v1/policies/{id}", _) => "policy.read",
+        ("/v1/policies/{id}/bindings", "POST") => "policy.bind",
+        ("/v1/policies/{id}/bindings", _) => "policy.bindings",
+        ("/v1/policies/{id}/bindings/{binding_id}", "DELETE") => "policy.unbind",
+        ("/v1/policies/{id}/bindings/{binding_id}", _) => "policy.binding",
+        ("/v1/auth/tokens", "POST") => "token.create",
+        ("/v1/auth/tokens", _) => "token.list",
+        ("/v1/auth/tokens/{id}", _) => "token.revoke",
+        ("/v1/sys/rotate-master-key", _) => "key.rotate",
+        ("/v1/sys/key-status", _) => "key.status",
+        ("/v1/identity/partners", "POST") => "partner.create",
+        ("/v1/identity/partners", _) => "partner.list",
+        ("/v1/identity/tenants", "POST") => "tenant.create",
+        ("/v1/identity/tenants", _) => "tenant.list",
+        ("/v1/audit", _) => "audit.query",
+        ("/v1/audit/secrets/{*path}", _) => "audit.secret",
+        ("/v1/audit/export", _) => "audit.export",
+        ("/v1/audit/verify", _) => "audit.verify",
+        _ => return None,
+    };
+    Some(action.to_owned())
+}
+
+/// The secret a request is about, when its path parses (a refused path is recorded without one).
+fn secret_path_of(route: &str, path: &str) -> Option<String> {
+    let raw = match route {
+        "/v1/secrets/{*path}" => path.strip_prefix("/v1/secrets/")?,
+        "/v1/partner/secrets/{*path}" => path.strip_prefix("/v1/partner/secrets/")?,
+        "/v1/audit/secrets/{*path}" => path.strip_prefix("/v1/audit/secrets/")?,
+        _ => return None,
+    };
+    if let Ok(p) = SecretPath::parse(raw) {
+        return Some(p.to_string());
+    }
+    let head = SECRET_SUFFIXES.iter().find_map(|s| raw.strip_suffix(s)?.strip_suffix('/'))?;
+    SecretPath::parse(head).ok().map(|p| p.to_string())
+}
+
+fn outcome(status: axum::http::StatusCode) -> &'static str {
+    if status.is_success() {
+        "success"
+    } else if status == axum::http::StatusCode::FORBIDDEN {
+        "denied"
+    } else {
+        "error"
+    }
+}
+
+pub(crate) async fn audit_layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
+    let path = req.uri().path().to_owned();
+    let Some(action) = action_for(req.method(), &route, &path) else {
+        return next.run(req).await;
+    };
+    let slot = AuditSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let info = RequestInfo {
+        request_id: current_request_id(),
+        client_ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+    };
+    let response = next.run(req).await;
+    let (principal, version) = {
+        let mut note = slot.note();
+        (note.principal.take(), note.version.take())
+    };
+    // Requests that never authenticated are not audited (the contract audits authenticated ones).
+    let Some(principal) = principal else { return response };
+    let status = response.status();
+    let event = AuditEvent {
+        action,
+        secret_path: secret_path_of(&route, &path),
+        version,
+        outcome: outcome(status),
+        status_code: status.as_u16(),
+    };
+    match state.vault.record_audit(&principal, &info, event).await {
+        Ok(()) => response,
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_and_paths() {
+        let check = |m: Method, route: &str, path: &str, action: Option<&str>, secret: Option<&str>| {
+            assert_eq!(action_for(&m, route, path).as_deref(), action, "{m} {path}");
+            assert_eq!(secret_path_of(route, path).as_deref(), secret, "{m} {path}");
+        };
+        let s = "/v1/secrets/{*path}";
+        check(Method::GET, s, "/v1/secrets/a/b", Some("secret.read"), Some("a/b"));
+        check(Method::GET, s, "/v1/secrets/a/b/versions", Some("secret.versions"), Some("a/b"));
+        check(Method::PUT, s, "/v1/secrets/a/b", Some("secret.write"), Some("a/b"));
+        check(Method::PATCH, s, "/v1/secrets/a/metadata", Some("secret.metadata"), Some("a"));
+        check(Method::POST, s, "/v1/secrets/a/rotate", Some("secret.rotate"), Some("a"));
+        check(Method::POST, s, "/v1/secrets/a/destroy", Some("secret.destroy"), Some("a"));
+        check(Method::DELETE, s, "/v1/secrets/a/../b", Some("secret.delete"), None);
+        check(
+            Method::GET,
+            "/v1/partner/secrets/{*path}",
+            "/v1/partner/secrets/x",
+            Some("partner_secret.read"),
+            Some("x"),
+        );
+        check(Method::POST, "/v1/policies", "/v1/policies", Some("policy.create"), None);
+        check(Method::DELETE, "/v1/auth/tokens/{id}", "/v1/auth/tokens/tok_1", Some("token.revoke"), None);
+        check(Method::GET, "/v1/auth/whoami", "/v1/auth/whoami", None, None);
+        check(Method::GET, "/v1/health", "/v1/health", None, None);
+    }
+}
