@@ -18,7 +18,7 @@ if [ "$backend" = postgres ]; then
     psql -q -h 127.0.0.1 -U postgres -d postgres -c "create schema $schema"
     args+=(--database-url "postgres://postgres@127.0.0.1:5432/postgres?options[search_path]=$schema")
 fi
-"$bin" "${args[@]}" >"$dir/out" 2>"$dir/err" &
+"$bin" "${args[@]}" >"$dir/out" 2>"$dir/err" &   # SCAIVAULT_BENCHMARK_SKIP_AUDIT=1 in the environment skips auditing
 pid=$!
 cleanup() {
     kill "$pid" 2>/dev/null || true

@@ -146,7 +146,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let app = router(AppState::new(Arc::new(vault)));
+    let mut state = AppState::new(Arc::new(vault));
+    // Only the benchmark of audit overhead sets this; it is deliberately not a flag.
+    if std::env::var("SCAIVAULT_BENCHMARK_SKIP_AUDIT").is_ok_and(|v| v == "1") {
+        tracing::warn!("audit records are NOT written (benchmark-only setting)");
+        state.skip_audit_for_benchmark = true;
+    }
+    let app = router(state);
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{addr}");
     tracing::info!(

@@ -32,11 +32,13 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub vault: Arc<Vault>,
     pub metrics: Arc<Metrics>,
+    /// Benchmark-only: skip the audit write, to measure what auditing costs. Never in production.
+    pub skip_audit_for_benchmark: bool,
 }
 
 impl AppState {
     pub fn new(vault: Arc<Vault>) -> AppState {
-        AppState { vault, metrics: Arc::new(Metrics::new()) }
+        AppState { vault, metrics: Arc::new(Metrics::new()), skip_audit_for_benchmark: false }
     }
 }
 
