@@ -1011,6 +1011,9 @@ fn audit_from_row(row: &PgRow) -> Result<AuditRow, StoreError> {
     })
 }
 
+/// Rows per multi-row insert: 11 parameters each stays far below every parameter limit.
+const AUDIT_ROWS_PER_INSERT: usize = 500;
+
 fn hash_array(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
     bytes.try_into().map_err(|_| StoreError::Corrupt("audit hash length".into()))
 }
@@ -1027,59 +1030,56 @@ impl AuditStore for PostgresStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // Lock every touched chain head in a fixed order (creating missing ones), so concurrent
-        // appenders on any replica queue per tenant and never deadlock.
+        // Lock every touched chain head in a fixed order, creating missing ones, in one statement
+        // per tenant (an upsert locks the row it returns), so concurrent appenders on any replica
+        // queue per tenant and never deadlock.
         let mut tenants: Vec<&str> = entries.iter().map(|e| e.tenant.as_str()).collect();
         tenants.sort_unstable();
         tenants.dedup();
-        for tenant in &tenants {
-            sqlx::query(
-                "INSERT INTO audit_heads (tenant_id, seq, hash, mac) VALUES ($1, 0, $2, $3) ON CONFLICT DO NOTHING",
+        let mut heads: std::collections::BTreeMap<&str, (u64, [u8; 32])> = std::collections::BTreeMap::new();
+        for tenant in tenants {
+            let (seq, hash): (i64, Vec<u8>) = sqlx::query_as(
+                "INSERT INTO audit_heads (tenant_id, seq, hash, mac) VALUES ($1, 0, $2, $3) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id RETURNING seq, hash",
             )
             .bind(tenant)
             .bind(&scaivault_crypto::GENESIS_HASH[..])
             .bind(&[][..] as &[u8])
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db_err)?;
+            let head =
+                if seq > 0 { (seq as u64, hash_array(&hash)?) } else { (0, scaivault_crypto::GENESIS_HASH) };
+            heads.insert(tenant, head);
         }
-        let mut heads: std::collections::BTreeMap<&str, (u64, [u8; 32])> = std::collections::BTreeMap::new();
+        let mut rows = Vec::with_capacity(entries.len());
         for e in entries {
-            if !heads.contains_key(e.tenant.as_str()) {
-                let head: Option<(i64, Vec<u8>)> =
-                    sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE")
-                        .bind(&e.tenant)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                let head = match head {
-                    Some((seq, hash)) if seq > 0 => (seq as u64, hash_array(&hash)?),
-                    _ => (0, scaivault_crypto::GENESIS_HASH),
-                };
-                heads.insert(&e.tenant, head);
-            }
             let (prev_seq, prev) = heads[e.tenant.as_str()];
             let seq = prev_seq + 1;
             let hash = chain(&e.tenant, seq, &prev, e.body.as_bytes());
-            sqlx::query(
-                "INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
-                 prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&e.tenant)
-            .bind(seq as i64)
-            .bind(&e.id)
-            .bind(to_micros(e.timestamp))
-            .bind(&e.identity_id)
-            .bind(&e.action)
-            .bind(&e.secret_path)
-            .bind(&e.outcome)
-            .bind(&e.body)
-            .bind(&prev[..])
-            .bind(&hash[..])
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            rows.push((e, seq, prev, hash));
             heads.insert(&e.tenant, (seq, hash));
+        }
+        // One multi-row insert per batch: a round trip per record would cost more than the commit.
+        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            let mut q = sqlx::QueryBuilder::<Postgres>::new(
+                "INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
+                 prev_hash, hash) ",
+            );
+            q.push_values(chunk, |mut row, (e, seq, prev, hash)| {
+                row.push_bind(&e.tenant)
+                    .push_bind(*seq as i64)
+                    .push_bind(&e.id)
+                    .push_bind(to_micros(e.timestamp))
+                    .push_bind(&e.identity_id)
+                    .push_bind(&e.action)
+                    .push_bind(&e.secret_path)
+                    .push_bind(&e.outcome)
+                    .push_bind(&e.body)
+                    .push_bind(prev.to_vec())
+                    .push_bind(hash.to_vec());
+            });
+            q.build().execute(&mut *tx).await.map_err(db_err)?;
         }
         for (tenant, (seq, hash)) in heads {
             sqlx::query(

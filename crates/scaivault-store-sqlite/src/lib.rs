@@ -1032,6 +1032,9 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditRow, StoreError> {
     })
 }
 
+/// Rows per multi-row insert: 11 parameters each stays far below every parameter limit.
+const AUDIT_ROWS_PER_INSERT: usize = 500;
+
 fn hash_array(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
     bytes.try_into().map_err(|_| StoreError::Corrupt("audit hash length".into()))
 }
@@ -1049,6 +1052,7 @@ impl AuditStore for SqliteStore {
         }
         let (_guard, mut tx) = self.begin_write().await?;
         let mut heads: std::collections::BTreeMap<&str, (u64, [u8; 32])> = std::collections::BTreeMap::new();
+        let mut rows = Vec::with_capacity(entries.len());
         for e in entries {
             if !heads.contains_key(e.tenant.as_str()) {
                 let head: Option<(i64, Vec<u8>)> =
@@ -1066,25 +1070,29 @@ impl AuditStore for SqliteStore {
             let (prev_seq, prev) = heads[e.tenant.as_str()];
             let seq = prev_seq + 1;
             let hash = chain(&e.tenant, seq, &prev, e.body.as_bytes());
-            sqlx::query(
-                "INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
-                 prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&e.tenant)
-            .bind(seq as i64)
-            .bind(&e.id)
-            .bind(to_micros(e.timestamp))
-            .bind(&e.identity_id)
-            .bind(&e.action)
-            .bind(&e.secret_path)
-            .bind(&e.outcome)
-            .bind(&e.body)
-            .bind(&prev[..])
-            .bind(&hash[..])
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            rows.push((e, seq, prev, hash));
             heads.insert(&e.tenant, (seq, hash));
+        }
+        // One multi-row insert per batch: a round trip per record would cost more than the commit.
+        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
+                 prev_hash, hash) ",
+            );
+            q.push_values(chunk, |mut row, (e, seq, prev, hash)| {
+                row.push_bind(&e.tenant)
+                    .push_bind(*seq as i64)
+                    .push_bind(&e.id)
+                    .push_bind(to_micros(e.timestamp))
+                    .push_bind(&e.identity_id)
+                    .push_bind(&e.action)
+                    .push_bind(&e.secret_path)
+                    .push_bind(&e.outcome)
+                    .push_bind(&e.body)
+                    .push_bind(prev.to_vec())
+                    .push_bind(hash.to_vec());
+            });
+            q.build().execute(&mut *tx).await.map_err(db_err)?;
         }
         for (tenant, (seq, hash)) in heads {
             sqlx::query(
