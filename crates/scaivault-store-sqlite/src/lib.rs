@@ -14,12 +14,11 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, BindingColumns, BindingRecord, ChainFn,
-    DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewToken, PartnerRecord,
-    PolicyColumns, PolicyRecord, PolicySnapshot, PolicyStore, RewrapItem, SealFn, SecretHead,
-    SecretHeadColumns, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
-    TenantRecord, TenantStore, TokenColumns, TokenRecord, TokenStore, VersionColumns, WriteOutcome,
-    WriteSecret, list_json, oldest_kept, to_micros,
+    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, BindingRecord, ChainFn, DEFAULT_MAX_VERSIONS,
+    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewToken, PartnerRecord, PolicyRecord, PolicySnapshot,
+    PolicyStore, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store,
+    StoreError, StoredSecret, TenantRecord, TenantStore, TokenRecord, TokenStore, WriteOutcome, WriteSecret,
+    list_json, oldest_kept, to_micros,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -56,60 +55,7 @@ const TOKEN_COLUMNS: &str = "t.id, t.tenant_id, t.name, t.identity_type, t.ident
 /// Tokens joined with their tenant, whose policy epoch every authentication needs.
 const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 
-fn head_from_row(row: &SqliteRow) -> Result<SecretHead, StoreError> {
-    SecretHeadColumns {
-        path: row.try_get("path").map_err(db_err)?,
-        secret_type: row.try_get("secret_type").map_err(db_err)?,
-        metadata: row.try_get("metadata").map_err(db_err)?,
-        current_version: row.try_get("current_version").map_err(db_err)?,
-        max_versions: row.try_get("max_versions").map_err(db_err)?,
-        created_at: row.try_get("created_at").map_err(db_err)?,
-        updated_at: row.try_get("updated_at").map_err(db_err)?,
-        deleted_at: row.try_get("deleted_at").map_err(db_err)?,
-    }
-    .try_into()
-}
-
-fn version_from_row(row: &SqliteRow) -> Result<SecretVersionRow, StoreError> {
-    version_from_prefixed(row, "")
-}
-
-/// Decodes version columns named with `prefix` (joined reads alias them `v_…`).
-fn version_from_prefixed(row: &SqliteRow, prefix: &str) -> Result<SecretVersionRow, StoreError> {
-    let col = |name: &str| format!("{prefix}{name}");
-    VersionColumns {
-        version: row.try_get(col("version").as_str()).map_err(db_err)?,
-        created_at: row.try_get(col("created_at").as_str()).map_err(db_err)?,
-        created_by: row.try_get(col("created_by").as_str()).map_err(db_err)?,
-        expires_at: row.try_get(col("expires_at").as_str()).map_err(db_err)?,
-        destroyed_at: row.try_get(col("destroyed_at").as_str()).map_err(db_err)?,
-        key_version: row.try_get(col("key_version").as_str()).map_err(db_err)?,
-        wrapped_dek: row.try_get(col("wrapped_dek").as_str()).map_err(db_err)?,
-        ciphertext: row.try_get(col("ciphertext").as_str()).map_err(db_err)?,
-    }
-    .try_into()
-}
-
-fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
-    TokenColumns {
-        id: row.try_get("id").map_err(db_err)?,
-        tenant: row.try_get("tenant_id").map_err(db_err)?,
-        name: row.try_get("name").map_err(db_err)?,
-        identity_type: row.try_get("identity_type").map_err(db_err)?,
-        identity_id: row.try_get("identity_id").map_err(db_err)?,
-        scopes: row.try_get("scopes").map_err(db_err)?,
-        groups: row.try_get("groups_json").map_err(db_err)?,
-        is_root: row.try_get("is_root").map_err(db_err)?,
-        created_by: row.try_get("created_by").map_err(db_err)?,
-        created_at: row.try_get("created_at").map_err(db_err)?,
-        expires_at: row.try_get("expires_at").map_err(db_err)?,
-        revoked_at: row.try_get("revoked_at").map_err(db_err)?,
-        roles: row.try_get("roles_json").map_err(db_err)?,
-        partner_id: row.try_get("partner_id").map_err(db_err)?,
-        policy_epoch: row.try_get("policy_epoch").map_err(db_err)?,
-    }
-    .try_into()
-}
+scaivault_store::row_decoders!(SqliteRow);
 
 fn metadata_json(metadata: &SecretMetadata) -> Result<String, StoreError> {
     serde_json::to_string(metadata).map_err(|e| StoreError::Backend(e.to_string()))
@@ -686,31 +632,6 @@ impl KeyStore for SqliteStore {
 const POLICY_COLUMNS: &str = "tenant_id, id, name, description, rules, created_at, updated_at";
 const BINDING_COLUMNS: &str = "tenant_id, id, policy_id, identity_type, identity_id, created_at";
 
-fn policy_from_row(row: &SqliteRow) -> Result<PolicyRecord, StoreError> {
-    PolicyColumns {
-        tenant: row.try_get("tenant_id").map_err(db_err)?,
-        id: row.try_get("id").map_err(db_err)?,
-        name: row.try_get("name").map_err(db_err)?,
-        description: row.try_get("description").map_err(db_err)?,
-        rules: row.try_get("rules").map_err(db_err)?,
-        created_at: row.try_get("created_at").map_err(db_err)?,
-        updated_at: row.try_get("updated_at").map_err(db_err)?,
-    }
-    .try_into()
-}
-
-fn binding_from_row(row: &SqliteRow) -> Result<BindingRecord, StoreError> {
-    BindingColumns {
-        tenant: row.try_get("tenant_id").map_err(db_err)?,
-        id: row.try_get("id").map_err(db_err)?,
-        policy_id: row.try_get("policy_id").map_err(db_err)?,
-        identity_type: row.try_get("identity_type").map_err(db_err)?,
-        identity_id: row.try_get("identity_id").map_err(db_err)?,
-        created_at: row.try_get("created_at").map_err(db_err)?,
-    }
-    .try_into()
-}
-
 /// Marks the tenant's policies changed; `NotFound` when the tenant does not exist.
 async fn bump_policy_epoch(tx: &mut Transaction<'static, Sqlite>, tenant: &str) -> Result<(), StoreError> {
     let done = sqlx::query("UPDATE tenants SET policy_epoch = policy_epoch + 1 WHERE id = ?")
@@ -909,16 +830,6 @@ impl PolicyStore for SqliteStore {
     }
 }
 
-fn tenant_from_row(row: &SqliteRow) -> Result<TenantRecord, StoreError> {
-    let created_at: i64 = row.try_get("created_at").map_err(db_err)?;
-    Ok(TenantRecord {
-        id: row.try_get("id").map_err(db_err)?,
-        name: row.try_get("name").map_err(db_err)?,
-        partner_id: row.try_get("partner_id").map_err(db_err)?,
-        created_at: scaivault_store::from_micros(created_at)?,
-    })
-}
-
 #[async_trait]
 impl TenantStore for SqliteStore {
     async fn create_partner(&self, partner: &PartnerRecord) -> Result<(), StoreError> {
@@ -1012,24 +923,6 @@ impl TenantStore for SqliteStore {
         .map_err(db_err)?;
         rows.iter().map(tenant_from_row).collect()
     }
-}
-
-fn audit_from_row(row: &SqliteRow) -> Result<AuditRow, StoreError> {
-    let seq: i64 = row.try_get("seq").map_err(db_err)?;
-    let ts: i64 = row.try_get("ts").map_err(db_err)?;
-    Ok(AuditRow {
-        tenant: row.try_get("tenant_id").map_err(db_err)?,
-        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit seq".into()))?,
-        id: row.try_get("id").map_err(db_err)?,
-        timestamp: scaivault_store::from_micros(ts)?,
-        identity_id: row.try_get("identity_id").map_err(db_err)?,
-        action: row.try_get("action").map_err(db_err)?,
-        secret_path: row.try_get("secret_path").map_err(db_err)?,
-        outcome: row.try_get("outcome").map_err(db_err)?,
-        body: row.try_get("body").map_err(db_err)?,
-        prev_hash: row.try_get("prev_hash").map_err(db_err)?,
-        hash: row.try_get("hash").map_err(db_err)?,
-    })
 }
 
 /// Rows per multi-row insert: 11 parameters each stays far below every parameter limit.

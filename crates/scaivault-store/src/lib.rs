@@ -7,6 +7,7 @@
 
 mod error;
 mod records;
+mod rows;
 mod traits;
 
 #[cfg(feature = "conformance")]

@@ -1,0 +1,122 @@
+//! Row decoding shared by the SQL backends. Each backend expands [`row_decoders!`] with its own
+//! row type, so the mapping from columns to records is written once while this crate stays free of
+//! any database driver.
+
+/// Expands to `head_from_row`, `version_from_row`, `version_from_prefixed`, `token_from_row`,
+/// `policy_from_row`, `binding_from_row`, `tenant_from_row` and `audit_from_row` for `$row`. The
+/// expansion site must have `sqlx::Row` in scope and a `db_err(sqlx::Error) -> StoreError`.
+#[macro_export]
+macro_rules! row_decoders {
+    ($row:ty) => {
+        fn head_from_row(row: &$row) -> Result<$crate::SecretHead, $crate::StoreError> {
+            $crate::SecretHeadColumns {
+                path: row.try_get("path").map_err(db_err)?,
+                secret_type: row.try_get("secret_type").map_err(db_err)?,
+                metadata: row.try_get("metadata").map_err(db_err)?,
+                current_version: row.try_get("current_version").map_err(db_err)?,
+                max_versions: row.try_get("max_versions").map_err(db_err)?,
+                created_at: row.try_get("created_at").map_err(db_err)?,
+                updated_at: row.try_get("updated_at").map_err(db_err)?,
+                deleted_at: row.try_get("deleted_at").map_err(db_err)?,
+            }
+            .try_into()
+        }
+
+        fn version_from_row(row: &$row) -> Result<$crate::SecretVersionRow, $crate::StoreError> {
+            version_from_prefixed(row, "")
+        }
+
+        /// Decodes version columns named with `prefix` (joined reads alias them `v_…`).
+        fn version_from_prefixed(
+            row: &$row,
+            prefix: &str,
+        ) -> Result<$crate::SecretVersionRow, $crate::StoreError> {
+            let col = |name: &str| format!("{prefix}{name}");
+            $crate::VersionColumns {
+                version: row.try_get(col("version").as_str()).map_err(db_err)?,
+                created_at: row.try_get(col("created_at").as_str()).map_err(db_err)?,
+                created_by: row.try_get(col("created_by").as_str()).map_err(db_err)?,
+                expires_at: row.try_get(col("expires_at").as_str()).map_err(db_err)?,
+                destroyed_at: row.try_get(col("destroyed_at").as_str()).map_err(db_err)?,
+                key_version: row.try_get(col("key_version").as_str()).map_err(db_err)?,
+                wrapped_dek: row.try_get(col("wrapped_dek").as_str()).map_err(db_err)?,
+                ciphertext: row.try_get(col("ciphertext").as_str()).map_err(db_err)?,
+            }
+            .try_into()
+        }
+
+        fn token_from_row(row: &$row) -> Result<$crate::TokenRecord, $crate::StoreError> {
+            $crate::TokenColumns {
+                id: row.try_get("id").map_err(db_err)?,
+                tenant: row.try_get("tenant_id").map_err(db_err)?,
+                name: row.try_get("name").map_err(db_err)?,
+                identity_type: row.try_get("identity_type").map_err(db_err)?,
+                identity_id: row.try_get("identity_id").map_err(db_err)?,
+                scopes: row.try_get("scopes").map_err(db_err)?,
+                groups: row.try_get("groups_json").map_err(db_err)?,
+                is_root: row.try_get("is_root").map_err(db_err)?,
+                created_by: row.try_get("created_by").map_err(db_err)?,
+                created_at: row.try_get("created_at").map_err(db_err)?,
+                expires_at: row.try_get("expires_at").map_err(db_err)?,
+                revoked_at: row.try_get("revoked_at").map_err(db_err)?,
+                roles: row.try_get("roles_json").map_err(db_err)?,
+                partner_id: row.try_get("partner_id").map_err(db_err)?,
+                policy_epoch: row.try_get("policy_epoch").map_err(db_err)?,
+            }
+            .try_into()
+        }
+
+        fn policy_from_row(row: &$row) -> Result<$crate::PolicyRecord, $crate::StoreError> {
+            $crate::PolicyColumns {
+                tenant: row.try_get("tenant_id").map_err(db_err)?,
+                id: row.try_get("id").map_err(db_err)?,
+                name: row.try_get("name").map_err(db_err)?,
+                description: row.try_get("description").map_err(db_err)?,
+                rules: row.try_get("rules").map_err(db_err)?,
+                created_at: row.try_get("created_at").map_err(db_err)?,
+                updated_at: row.try_get("updated_at").map_err(db_err)?,
+            }
+            .try_into()
+        }
+
+        fn binding_from_row(row: &$row) -> Result<$crate::BindingRecord, $crate::StoreError> {
+            $crate::BindingColumns {
+                tenant: row.try_get("tenant_id").map_err(db_err)?,
+                id: row.try_get("id").map_err(db_err)?,
+                policy_id: row.try_get("policy_id").map_err(db_err)?,
+                identity_type: row.try_get("identity_type").map_err(db_err)?,
+                identity_id: row.try_get("identity_id").map_err(db_err)?,
+                created_at: row.try_get("created_at").map_err(db_err)?,
+            }
+            .try_into()
+        }
+
+        fn tenant_from_row(row: &$row) -> Result<$crate::TenantRecord, $crate::StoreError> {
+            let created_at: i64 = row.try_get("created_at").map_err(db_err)?;
+            Ok($crate::TenantRecord {
+                id: row.try_get("id").map_err(db_err)?,
+                name: row.try_get("name").map_err(db_err)?,
+                partner_id: row.try_get("partner_id").map_err(db_err)?,
+                created_at: $crate::from_micros(created_at)?,
+            })
+        }
+
+        fn audit_from_row(row: &$row) -> Result<$crate::AuditRow, $crate::StoreError> {
+            let seq: i64 = row.try_get("seq").map_err(db_err)?;
+            let ts: i64 = row.try_get("ts").map_err(db_err)?;
+            Ok($crate::AuditRow {
+                tenant: row.try_get("tenant_id").map_err(db_err)?,
+                seq: u64::try_from(seq).map_err(|_| $crate::StoreError::Corrupt("audit seq".into()))?,
+                id: row.try_get("id").map_err(db_err)?,
+                timestamp: $crate::from_micros(ts)?,
+                identity_id: row.try_get("identity_id").map_err(db_err)?,
+                action: row.try_get("action").map_err(db_err)?,
+                secret_path: row.try_get("secret_path").map_err(db_err)?,
+                outcome: row.try_get("outcome").map_err(db_err)?,
+                body: row.try_get("body").map_err(db_err)?,
+                prev_hash: row.try_get("prev_hash").map_err(db_err)?,
+                hash: row.try_get("hash").map_err(db_err)?,
+            })
+        }
+    };
+}
