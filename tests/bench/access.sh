@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-10}
 bin=target/release/scaivault-server
-cargo build -q --release -p scaivault-server-bin
+cargo build -q --release -p scaivault-server-bin --features benchmark
 cargo build -q -p scaivault-e2e --example mint-jwt
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 

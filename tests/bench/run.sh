@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 backend=${1:-sqlite}
 seconds=${2:-20}
 bin=target/release/scaivault-server
-cargo build -q --release -p scaivault-server-bin
+cargo build -q --release -p scaivault-server-bin --features benchmark
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
 dir=$(mktemp -d)

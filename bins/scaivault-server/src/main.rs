@@ -146,10 +146,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    #[allow(unused_mut)]
     let mut state = AppState::new(Arc::new(vault));
-    // Only the benchmark of audit overhead sets this; it is deliberately not a flag.
+    // Only a build with the `benchmark` feature can skip auditing; release builds cannot.
+    #[cfg(feature = "benchmark")]
     if std::env::var("SCAIVAULT_BENCHMARK_SKIP_AUDIT").is_ok_and(|v| v == "1") {
-        tracing::warn!("audit records are NOT written (benchmark-only setting)");
+        tracing::warn!("audit records are NOT written (benchmark build)");
         state.skip_audit_for_benchmark = true;
     }
     let app = router(state);

@@ -108,6 +108,17 @@ impl Vault {
         acting_tenant: Option<&str>,
     ) -> Result<Principal, CoreError> {
         let principal = self.authenticate_token(authorization).await?;
+        self.admit(principal, acting_tenant).await
+    }
+
+    /// The second half of [`Vault::authenticate`]: rate limits, then acting as another tenant. Split
+    /// out so the HTTP layer can note who the caller is before a refusal here (which is audited).
+    pub async fn admit(
+        &self,
+        principal: Principal,
+        acting_tenant: Option<&str>,
+    ) -> Result<Principal, CoreError> {
+        self.rate_limit(&principal)?;
         match acting_tenant {
             Some(tenant) if tenant != principal.tenant => self.act_as(principal, tenant).await,
             _ => Ok(principal),
@@ -130,7 +141,8 @@ impl Vault {
         Ok(principal)
     }
 
-    async fn authenticate_token(&self, authorization: Option<&[u8]>) -> Result<Principal, CoreError> {
+    /// Who the bearer token says the caller is, in its own tenant (no rate limit, no acting yet).
+    pub async fn authenticate_token(&self, authorization: Option<&[u8]>) -> Result<Principal, CoreError> {
         let header = authorization.ok_or(CoreError::AuthenticationRequired)?;
         let token = header
             .strip_prefix(b"Bearer ")
@@ -144,9 +156,7 @@ impl Vault {
             return Err(CoreError::TokenExpired("the token is malformed"));
         }
         if token.starts_with(b"eyJ") {
-            let principal = self.authenticate_jwt(token).await?;
-            self.rate_limit(&principal)?;
-            return Ok(principal);
+            return self.authenticate_jwt(token).await;
         }
         if !token.starts_with(scaivault_crypto::TOKEN_PREFIX.as_bytes()) {
             return Err(CoreError::TokenExpired("the token is malformed"));
@@ -163,9 +173,7 @@ impl Vault {
         if record.expires_at.is_some_and(|exp| exp <= now) {
             return Err(CoreError::TokenExpired("the token has expired"));
         }
-        let principal = Principal::from_record(record);
-        self.rate_limit(&principal)?;
-        Ok(principal)
+        Ok(Principal::from_record(record))
     }
 
     /// A JWT from a configured issuer: verified (signature, algorithm, `exp`/`nbf`/`iss`/`aud`) by
@@ -182,6 +190,15 @@ impl Vault {
             }
             other => CoreError::TokenExpired(other.reason()),
         })?;
+        // Identities are used as given, so refuse what no store keeps alike (control characters) and
+        // group lists large enough to weigh on every policy decision.
+        let printable = |v: &str| !v.is_empty() && v.len() <= 256 && !v.chars().any(char::is_control);
+        if !printable(&identity.subject)
+            || identity.groups.len() > crate::tokens::MAX_GROUPS
+            || !identity.groups.iter().all(|g| printable(g))
+        {
+            return Err(CoreError::TokenExpired("the token's subject or groups are not acceptable"));
+        }
         let tenant_id = identity.tenant_id.as_deref().unwrap_or(DEFAULT_TENANT);
         let tenant = self
             .store

@@ -96,6 +96,12 @@ impl Keys {
             if self.read().wrap_budget(current) > 0 {
                 return Ok(());
             }
+            // Before reserving more, pick up versions other replicas made (a rotation elsewhere), so
+            // no replica keeps sealing under a retired key for longer than one block.
+            self.reload().await?;
+            if self.read().current_version() != Some(current) {
+                continue;
+            }
             let total = self.store.reserve_wraps(current, self.config.reserve_block).await?;
             if total > self.config.wrap_limit {
                 tracing::info!(

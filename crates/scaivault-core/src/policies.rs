@@ -330,6 +330,9 @@ impl Vault {
         req: &PolicyRequest,
     ) -> Result<PolicyRecord, CoreError> {
         check_policy_name(&req.name)?;
+        if req.description.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(CoreError::InvalidRequest("description may not contain control characters".into()));
+        }
         if req.description.len() > MAX_DESCRIPTION {
             return Err(CoreError::InvalidRequest(format!(
                 "description is longer than {MAX_DESCRIPTION} bytes"

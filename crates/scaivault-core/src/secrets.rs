@@ -129,6 +129,9 @@ impl Vault {
         version: Option<Version>,
     ) -> Result<SecretResponse, CoreError> {
         let ns = self.authorize_secret(principal, space, Scope::SecretsRead, Permission::Read, path).await?;
+        if let Some(v) = version.filter(|v| i64::try_from(v.get()).is_err()) {
+            return Err(CoreError::VersionNotFound(v.get()));
+        }
         let stored = self.store.read_secret(ns.as_str(), path.as_str(), version.map(Version::get)).await?;
         let row = stored.version;
         if version.is_some() && self.version_state(&row) == VersionState::Expired {
@@ -231,7 +234,7 @@ impl Vault {
         let mut secrets = Vec::new();
         // Pages are filled after the per-path permission filter, so a page may take several reads.
         loop {
-            let want = limit - secrets.len() as u32;
+            let want = limit;
             let batch = self
                 .store
                 .list_secrets(

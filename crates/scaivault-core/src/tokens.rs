@@ -8,6 +8,7 @@ use crate::{CoreError, Principal, TokenKind, Vault};
 
 const DEFAULT_TTL: &str = "90d";
 const MAX_NAME: usize = 128;
+pub(crate) const MAX_GROUPS: usize = 256;
 
 fn token_info(r: TokenRecord) -> TokenInfo {
     TokenInfo {
@@ -100,6 +101,9 @@ impl Vault {
             .map(|s| s.parse::<Scope>().map(|s| s.as_str().to_owned()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
+        let mut scopes = scopes;
+        let mut seen = std::collections::HashSet::new();
+        scopes.retain(|s| seen.insert(s.clone()));
         let identity_type = match req.identity_type.as_deref() {
             Some(t) => {
                 let t: IdentityType = t.parse().map_err(|e: scaivault_domain::IdentityTypeError| {
@@ -118,6 +122,9 @@ impl Vault {
         check_label("identity_id", &identity_id)?;
         let name = req.name.unwrap_or_else(|| "token".to_owned());
         check_label("name", &name)?;
+        if req.groups.len() > MAX_GROUPS {
+            return Err(CoreError::InvalidRequest(format!("a token carries at most {MAX_GROUPS} groups")));
+        }
         for g in &req.groups {
             check_label("each group", g)?;
         }
@@ -129,6 +136,11 @@ impl Vault {
         let tenant = self.token_tenant(principal, req.tenant_id.as_deref()).await?;
         let roles = self.token_roles(principal, &req.roles, &tenant)?;
         let now = self.clock.now();
+        // A token never outlives the credential that issued it (unless a system administrator issues it).
+        let mut expires_at = now + ttl.as_chrono();
+        if let Some(limit) = principal.expires_at.filter(|_| !principal.is_system_admin()) {
+            expires_at = expires_at.min(limit);
+        }
         let token = generate_token()?;
         let record = NewToken {
             id: random_id("tok_")?,
@@ -143,7 +155,7 @@ impl Vault {
             roles,
             created_by: principal.actor(),
             created_at: now,
-            expires_at: Some(now + ttl.as_chrono()),
+            expires_at: Some(expires_at),
         };
         self.store.create_token(record.clone()).await?;
         tracing::info!(token_id = %record.id, "token issued");
@@ -182,6 +194,13 @@ impl Vault {
     /// `DELETE /v1/auth/tokens/{id}`: effective on the very next request.
     pub async fn revoke_token(&self, principal: &Principal, id: &str) -> Result<(), CoreError> {
         self.authorize(principal, Scope::Admin, None).await?;
+        let target =
+            self.store.get_token(principal.tenant(), id).await?.ok_or(CoreError::NotFound("token"))?;
+        // The root token and tokens carrying roles are administrators' keys: only a system
+        // administrator may take them away, so a tenant admin cannot lock everyone out.
+        if (target.is_root || !target.roles.is_empty()) && !principal.is_system_admin() {
+            return Err(CoreError::AccessDenied("only a system administrator may revoke this token".into()));
+        }
         self.store.revoke_token(principal.tenant(), id, self.clock.now()).await.map_err(|e| match e {
             scaivault_store::StoreError::NotFound => CoreError::NotFound("token"),
             other => other.into(),

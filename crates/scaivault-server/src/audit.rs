@@ -46,8 +46,8 @@ fn action_for(method: &Method, route: &str, path: &str) -> Option<String> {
     let suffix = || SECRET_SUFFIXES.iter().find(|s| path.ends_with(&format!("/{s}"))).copied();
     let secret = |base: &str| {
         let op = match (method.as_str(), suffix()) {
-            ("GET", Some("versions")) => "versions",
-            ("GET", _) => "read",
+            ("GET" | "HEAD", Some("versions")) => "versions",
+            ("GET" | "HEAD", _) => "read",
             ("PUT", _) => "write",
             ("DELETE", _) => "delete",
             ("PATCH", _) => "metadata",
@@ -98,11 +98,13 @@ fn secret_path_of(route: &str, path: &str) -> Option<String> {
         "/v1/audit/secrets/{*path}" => path.strip_prefix("/v1/audit/secrets/")?,
         _ => return None,
     };
-    if let Ok(p) = SecretPath::parse(raw) {
-        return Some(p.to_string());
-    }
-    let head = SECRET_SUFFIXES.iter().find_map(|s| raw.strip_suffix(s)?.strip_suffix('/'))?;
-    SecretPath::parse(head).ok().map(|p| p.to_string())
+    let parsed = SecretPath::parse(raw).ok().or_else(|| {
+        let head = SECRET_SUFFIXES.iter().find_map(|s| raw.strip_suffix(s)?.strip_suffix('/'))?;
+        SecretPath::parse(head).ok()
+    })?;
+    // Partner secrets are recorded as `partner/…`, as tenant policies see them, so a tenant secret
+    // and a partner secret of the same name never share a history.
+    Some(if route.starts_with("/v1/partner/") { format!("partner/{parsed}") } else { parsed.to_string() })
 }
 
 fn outcome(status: axum::http::StatusCode) -> &'static str {
@@ -179,8 +181,9 @@ mod tests {
             "/v1/partner/secrets/{*path}",
             "/v1/partner/secrets/x",
             Some("partner_secret.read"),
-            Some("x"),
+            Some("partner/x"),
         );
+        check(Method::HEAD, s, "/v1/secrets/a/b", Some("secret.read"), Some("a/b"));
         check(Method::POST, "/v1/policies", "/v1/policies", Some("policy.create"), None);
         check(Method::DELETE, "/v1/auth/tokens/{id}", "/v1/auth/tokens/tok_1", Some("token.revoke"), None);
         check(Method::GET, "/v1/auth/whoami", "/v1/auth/whoami", None, None);

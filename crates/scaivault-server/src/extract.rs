@@ -152,8 +152,15 @@ impl FromRequestParts<AppState> for Caller {
             )));
         }
         let acting = from_prefix.or(from_header);
-        let principal = state.vault.authenticate(header, acting.as_deref()).await?;
-        if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {
+        let slot = parts.extensions.get::<crate::audit::AuditSlot>().cloned();
+        let principal = state.vault.authenticate_token(header).await?;
+        // Noted before admission, so a refused tenant switch or a rate-limited request is audited
+        // in the caller's own tenant; replaced by the acting principal once admitted.
+        if let Some(slot) = &slot {
+            slot.principal(&principal);
+        }
+        let principal = state.vault.admit(principal, acting.as_deref()).await?;
+        if let Some(slot) = &slot {
             slot.principal(&principal);
         }
         Ok(Caller(principal))

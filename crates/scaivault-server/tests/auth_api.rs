@@ -187,3 +187,32 @@ async fn over_the_rate_limit_answers_429_and_retry_after_works() {
     // Unauthenticated health checks are never limited.
     assert_eq!(app.send("GET", "/v1/health", None, None).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn administrators_keys_are_kept_from_tenant_admins() {
+    let app = app().await;
+    let who = app.root("GET", "/v1/auth/whoami", None).await;
+    let root_id = who.body["token_id"].as_str().expect("root token id").to_owned();
+    let (_, admin) = app.token(&["admin"], "1h").await;
+    let r = app.as_token(&admin, "DELETE", &format!("/v1/auth/tokens/{root_id}"), None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "access_denied"));
+    assert_eq!(app.root("GET", "/v1/auth/whoami", None).await.status, StatusCode::OK, "root still works");
+    // A token issued by a short-lived credential does not outlive it.
+    let r = app
+        .as_token(
+            &admin,
+            "POST",
+            "/v1/auth/tokens",
+            Some(json!({"scopes": ["secrets:read"], "ttl": "36500d"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let issued =
+        chrono::DateTime::parse_from_rfc3339(r.body["expires_at"].as_str().expect("expiry")).expect("t");
+    let created = chrono::DateTime::parse_from_rfc3339(r.body["created_at"].as_str().expect("t")).expect("t");
+    assert!(issued - created <= TimeDelta::hours(1), "{issued} vs {created}");
+    // Other tokens of the tenant it may revoke.
+    let (plain_id, _) = app.token(&["secrets:read"], "1h").await;
+    let r = app.as_token(&admin, "DELETE", &format!("/v1/auth/tokens/{plain_id}"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+}

@@ -149,6 +149,10 @@ async fn cas_and_version_errors() {
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "version_not_found"));
     let r = app.root("GET", "/v1/secrets/db/none", None).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "secret_not_found"));
+    for huge in ["9223372036854775807", "9223372036854775808", "18446744073709551615"] {
+        let r = app.root("GET", &format!("/v1/secrets/db/pw?version={huge}"), None).await;
+        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "version_not_found"), "{huge}");
+    }
 }
 
 #[tokio::test]

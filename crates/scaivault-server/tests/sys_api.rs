@@ -135,3 +135,15 @@ async fn a_master_key_is_retired_before_its_wrap_limit() {
         );
     }
 }
+
+#[tokio::test]
+async fn odd_methods_do_not_become_metric_labels() {
+    let app = app().await;
+    for m in ["FOO", "BAR1", "BAZ2"] {
+        let r = app.send(m, "/v1/health", None, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+    let text = String::from_utf8(app.root("GET", "/metrics", None).await.raw).expect("utf8");
+    assert!(!text.contains("FOO") && !text.contains("BAR1"), "{text}");
+    assert!(text.contains(r#"method="other""#), "{text}");
+}

@@ -122,6 +122,11 @@ async fn a_partner_admin_acts_as_its_tenants_and_no_others() {
         assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "access_denied"), "{tenant}");
         assert_eq!(r.body["error"]["message"], "this token may not act as that tenant", "{tenant}");
     }
+    // The refusals are in the partner admin's own tenant's audit trail, as denied.
+    let r = app.root("GET", "/v1/t/tnt_acme_dev/audit?outcome=denied", None).await;
+    let denied = r.body["logs"].as_array().expect("logs");
+    assert!(denied.len() >= 3, "{:?}", r.body);
+    assert!(denied.iter().all(|l| l["identity_id"] == "alice@acme" && l["status_code"] == 403));
     // Listing tenants shows the partner's own only.
     let r = app.as_token(&padmin, "GET", "/v1/identity/tenants", None).await;
     let ids: Vec<_> =

@@ -489,6 +489,12 @@ impl TokenStore for PostgresStore {
         rows.iter().map(token_from_row).collect()
     }
 
+    async fn get_token(&self, tenant: &str, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM {TOKEN_FROM} WHERE t.tenant_id = $1 AND t.id = $2");
+        let row = sqlx::query(&sql).bind(tenant).bind(id).fetch_optional(&self.pool).await.map_err(db_err)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
     async fn revoke_token(&self, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
@@ -691,6 +697,8 @@ impl PolicyStore for PostgresStore {
 
     async fn update_policy(&self, p: &PolicyRecord) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // The tenant row first, as in every policy change, so concurrent changes never deadlock.
+        bump_policy_epoch(&mut tx, &p.tenant).await?;
         let done = sqlx::query(
             "UPDATE policies SET name = $1, description = $2, rules = $3, updated_at = $4 WHERE tenant_id = $5 AND id = $6",
         )
@@ -706,12 +714,13 @@ impl PolicyStore for PostgresStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        bump_policy_epoch(&mut tx, &p.tenant).await?;
         tx.commit().await.map_err(db_err)
     }
 
     async fn delete_policy(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // The tenant row first, as in every policy change, so concurrent changes never deadlock.
+        bump_policy_epoch(&mut tx, tenant).await?;
         let done = sqlx::query("DELETE FROM policies WHERE tenant_id = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
@@ -721,12 +730,13 @@ impl PolicyStore for PostgresStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        bump_policy_epoch(&mut tx, tenant).await?;
         tx.commit().await.map_err(db_err)
     }
 
     async fn create_binding(&self, b: &BindingRecord) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // The tenant row first, as in every policy change, so concurrent changes never deadlock.
+        bump_policy_epoch(&mut tx, &b.tenant).await?;
         if !policy_exists(&mut tx, &b.tenant, &b.policy_id).await? {
             return Err(StoreError::NotFound);
         }
@@ -743,7 +753,6 @@ impl PolicyStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        bump_policy_epoch(&mut tx, &b.tenant).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -768,6 +777,8 @@ impl PolicyStore for PostgresStore {
         binding_id: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // The tenant row first, as in every policy change, so concurrent changes never deadlock.
+        bump_policy_epoch(&mut tx, tenant).await?;
         let done =
             sqlx::query("DELETE FROM policy_bindings WHERE tenant_id = $1 AND policy_id = $2 AND id = $3")
                 .bind(tenant)
@@ -779,7 +790,6 @@ impl PolicyStore for PostgresStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        bump_policy_epoch(&mut tx, tenant).await?;
         tx.commit().await.map_err(db_err)
     }
 

@@ -506,6 +506,12 @@ impl TokenStore for SqliteStore {
         rows.iter().map(token_from_row).collect()
     }
 
+    async fn get_token(&self, tenant: &str, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM {TOKEN_FROM} WHERE t.tenant_id = ? AND t.id = ?");
+        let row = sqlx::query(&sql).bind(tenant).bind(id).fetch_optional(&self.pool).await.map_err(db_err)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
     async fn revoke_token(&self, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let done = sqlx::query(

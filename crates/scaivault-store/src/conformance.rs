@@ -392,6 +392,11 @@ pub async fn tokens_find_list_revoke(store: Dyn) {
     assert_eq!(page.len(), 1);
     let rest = store.list_tokens(DEFAULT_TENANT, Some(&page[0].id), 10).await.expect("list");
     assert_eq!(rest.len(), 1);
+    assert_eq!(
+        store.get_token(DEFAULT_TENANT, "tok_2").await.expect("get").map(|t| t.id),
+        Some("tok_2".into())
+    );
+    assert_eq!(store.get_token("tnt_other", "tok_2").await.expect("get"), None);
     store.revoke_token(DEFAULT_TENANT, "tok_2", at(5)).await.expect("revoke");
     store.revoke_token(DEFAULT_TENANT, "tok_2", at(9)).await.expect("revoke again is fine");
     let found = store.find_token(&hash_token(b"skt_two")).await.expect("find").expect("exists");

@@ -88,6 +88,8 @@ pub trait TokenStore: Send + Sync + Debug {
         limit: u32,
     ) -> Result<Vec<TokenRecord>, StoreError>;
 
+    async fn get_token(&self, tenant: &str, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+
     async fn revoke_token(&self, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
 }
 

@@ -72,12 +72,17 @@ pub(crate) async fn export(
 ) -> Result<Response, ApiError> {
     // The first page is fetched here so that a refusal is an ordinary error answer.
     let first = state.vault.export_audit_page(&caller, p.start, p.end, None).await?;
-    let seed = (state, caller, p.start, p.end, Some(first));
+    let seed = (state, caller, p.start, p.end, Ok(first));
     let stream = futures_util::stream::unfold(Some(seed), |seed| async move {
         let (state, caller, start, end, page) = seed?;
         let (records, last) = match page {
-            Some(page) => page,
-            None => return None,
+            Ok(page) => page,
+            Err(e) => {
+                // Ending with an error breaks the transfer, so a client never mistakes a cut-off
+                // export for a complete one.
+                tracing::error!(error = %CoreError::detail(&e), "audit export stopped");
+                return Some((Err(std::io::Error::other("the audit export stopped")), None));
+            }
         };
         if records.is_empty() {
             return None;
@@ -89,15 +94,8 @@ pub(crate) async fn export(
             }
             chunk.push(b'\n');
         }
-        let next: Result<_, CoreError> = state.vault.export_audit_page(&caller, start, end, last).await;
-        let seed = match next {
-            Ok(page) => Some((state, caller, start, end, Some(page))),
-            Err(e) => {
-                tracing::error!(error = %e.detail(), "audit export stopped");
-                None
-            }
-        };
-        Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), seed))
+        let next = state.vault.export_audit_page(&caller, start, end, last).await;
+        Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), Some((state, caller, start, end, next))))
     });
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
 }
