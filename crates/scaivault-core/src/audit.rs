@@ -97,6 +97,54 @@ fn parse_cursor(cursor: Option<&str>) -> Result<Option<u64>, CoreError> {
         .transpose()
 }
 
+/// The record of one request, as hashed into its tenant's chain.
+pub(crate) fn audit_entry(
+    principal: &Principal,
+    request: &RequestInfo,
+    event: AuditEvent,
+    id: String,
+    timestamp: DateTime<Utc>,
+) -> NewAuditEntry {
+    let record = AuditRecord {
+        id,
+        timestamp,
+        tenant_id: principal.tenant.clone(),
+        identity_type: principal.identity_type.clone(),
+        identity_id: principal.identity_id.clone(),
+        action: event.action,
+        secret_path: event.secret_path,
+        version: event.version,
+        outcome: event.outcome.to_owned(),
+        status_code: event.status_code,
+        request_id: request.request_id.clone(),
+        client_ip: request.client_ip.clone(),
+        user_agent: request.user_agent.clone(),
+    };
+    // Strings, numbers and options only: serialising cannot fail.
+    let body = serde_json::to_string(&record).expect("an audit record always serialises");
+    NewAuditEntry {
+        tenant: record.tenant_id,
+        id: record.id,
+        timestamp: record.timestamp,
+        identity_id: record.identity_id,
+        action: record.action,
+        secret_path: record.secret_path,
+        outcome: record.outcome,
+        body,
+    }
+}
+
+/// A write's audit record, written by the write's own transaction: what the HTTP layer knows
+/// about the request, and the answers it gives for a created and an updated secret.
+#[derive(Debug, Clone)]
+pub struct WriteAudit {
+    pub request: RequestInfo,
+    pub action: String,
+    pub secret_path: String,
+    pub status_created: u16,
+    pub status_updated: u16,
+}
+
 /// Filters of `GET /v1/audit`.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
@@ -119,34 +167,13 @@ impl Vault {
         request: &RequestInfo,
         event: AuditEvent,
     ) -> Result<(), CoreError> {
-        let record = AuditRecord {
-            id: random_id("aud_")?,
-            timestamp: self.clock.now(),
-            tenant_id: principal.tenant.clone(),
-            identity_type: principal.identity_type.clone(),
-            identity_id: principal.identity_id.clone(),
-            action: event.action,
-            secret_path: event.secret_path,
-            version: event.version,
-            outcome: event.outcome.to_owned(),
-            status_code: event.status_code,
-            request_id: request.request_id.clone(),
-            client_ip: request.client_ip.clone(),
-            user_agent: request.user_agent.clone(),
-        };
-        let body =
-            serde_json::to_string(&record).map_err(|e| CoreError::Internal(format!("audit record: {e}")))?;
-        let entry = NewAuditEntry {
-            tenant: record.tenant_id,
-            id: record.id,
-            timestamp: record.timestamp,
-            identity_id: record.identity_id,
-            action: record.action,
-            secret_path: record.secret_path,
-            outcome: record.outcome,
-            body,
-        };
+        let entry = audit_entry(principal, request, event, random_id("aud_")?, self.clock.now());
         self.audit.write(entry).await
+    }
+
+    /// The audit key and chain function a store needs to append inside a change's transaction.
+    pub(crate) fn audit_signer(&self) -> impl Fn(&str, u64, &[u8; 32]) -> Vec<u8> + Send + Sync + '_ {
+        |tenant: &str, seq: u64, hash: &[u8; 32]| self.audit_key.sign_head(tenant, seq, hash)
     }
 
     /// Records waiting to be committed.

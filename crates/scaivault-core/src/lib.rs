@@ -20,7 +20,7 @@ mod tenancy;
 mod tokens;
 mod vault;
 
-pub use audit::{AuditEvent, AuditQuery, RequestInfo};
+pub use audit::{AuditEvent, AuditQuery, RequestInfo, WriteAudit};
 pub use auth::{Principal, TokenKind};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;

@@ -2,10 +2,11 @@ use scaivault_api::{
     DestroyRequest, DestroyResponse, PatchMetadataRequest, SecretList, SecretListItem, SecretResponse,
     SecretVersionInfo, SecretVersions, SecretWritten, VersionState, WriteSecretRequest,
 };
-use scaivault_crypto::{SealContext, SecretBytes};
+use scaivault_crypto::{SealContext, SecretBytes, chain_hash, random_id};
 use scaivault_domain::{Permission, Scope, SecretPath, SecretType, Version, validate_secret_data};
-use scaivault_store::{SecretHead, SecretListQuery, SecretVersionRow, StoreError, WriteSecret};
+use scaivault_store::{AuditAppend, SecretHead, SecretListQuery, SecretVersionRow, StoreError, WriteSecret};
 
+use crate::audit::{AuditEvent, WriteAudit, audit_entry};
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, Space, Vault};
 
@@ -56,6 +57,7 @@ impl Vault {
         space: Space,
         path: &SecretPath,
         req: WriteSecretRequest,
+        audit: Option<WriteAudit>,
     ) -> Result<(SecretWritten, bool), CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsWrite, Permission::Write, path).await?;
@@ -86,6 +88,24 @@ impl Vault {
         drop(data);
         let actor = principal.actor();
         let tenant = ns.as_str();
+        // The write and its audit record commit in one transaction, or neither does.
+        let audit_id = random_id("aud_")?;
+        let audit_time = self.clock.now();
+        let build = |version: u64, created: bool| {
+            let a = audit.as_ref().expect("only called with an audit context");
+            let event = AuditEvent {
+                action: a.action.clone(),
+                secret_path: Some(a.secret_path.clone()),
+                version: Some(version),
+                outcome: "success",
+                status_code: if created { a.status_created } else { a.status_updated },
+            };
+            audit_entry(principal, &a.request, event, audit_id.clone(), audit_time)
+        };
+        let sign = self.audit_signer();
+        let audit_append =
+            audit.is_some().then_some(AuditAppend { build: &build, chain: &chain_hash, sign: &sign });
+        let audit_append = audit_append.as_ref();
         let outcome = self
             .keys
             .with_budget(|| {
@@ -105,7 +125,7 @@ impl Vault {
                         self.keys
                             .seal(&SealContext { tenant, path: path.as_str(), version }, plaintext.expose())
                     };
-                    self.store.write_secret(write, &seal).await
+                    self.store.write_secret(write, &seal, audit_append).await
                 }
             })
             .await?;

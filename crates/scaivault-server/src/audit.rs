@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{Method, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use scaivault_core::{AuditEvent, Principal, RequestInfo};
+use scaivault_core::{AuditEvent, Principal, RequestInfo, WriteAudit};
 use scaivault_domain::SecretPath;
 
 use crate::middleware::current_request_id;
@@ -19,6 +19,11 @@ use crate::{ApiError, AppState};
 struct Note {
     principal: Option<Principal>,
     version: Option<u64>,
+    action: String,
+    secret_path: Option<String>,
+    request: RequestInfo,
+    /// The handler's core call already wrote the record, in its own transaction.
+    recorded: bool,
 }
 
 /// Shared between the audit layer and the extractors and handlers of one request.
@@ -36,6 +41,23 @@ impl AuditSlot {
 
     pub(crate) fn version(&self, version: u64) {
         self.note().version = Some(version);
+    }
+
+    /// What core needs to write a secret write's record inside the write's transaction.
+    pub(crate) fn write_audit(&self) -> Option<WriteAudit> {
+        let note = self.note();
+        Some(WriteAudit {
+            request: note.request.clone(),
+            action: note.action.clone(),
+            secret_path: note.secret_path.clone()?,
+            status_created: StatusCode::CREATED.as_u16(),
+            status_updated: StatusCode::OK.as_u16(),
+        })
+    }
+
+    /// The record was committed with the change; the layer must not write a second one.
+    pub(crate) fn recorded(&self) {
+        self.note().recorded = true;
     }
 }
 
@@ -127,7 +149,6 @@ pub(crate) async fn audit_layer(State(state): State<AppState>, mut req: Request,
         return next.run(req).await;
     }
     let slot = AuditSlot::default();
-    req.extensions_mut().insert(slot.clone());
     let info = RequestInfo {
         request_id: current_request_id(),
         client_ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
@@ -137,21 +158,27 @@ pub(crate) async fn audit_layer(State(state): State<AppState>, mut req: Request,
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect()),
     };
-    let response = next.run(req).await;
-    let (principal, version) = {
+    let secret_path = secret_path_of(&route, &path);
+    {
         let mut note = slot.note();
-        (note.principal.take(), note.version.take())
+        note.action = action.clone();
+        note.secret_path = secret_path.clone();
+        note.request = info.clone();
+    }
+    req.extensions_mut().insert(slot.clone());
+    let response = next.run(req).await;
+    let (principal, version, recorded) = {
+        let mut note = slot.note();
+        (note.principal.take(), note.version.take(), note.recorded)
     };
+    if recorded {
+        return response;
+    }
     // Requests that never authenticated are not audited (the contract audits authenticated ones).
     let Some(principal) = principal else { return response };
     let status = response.status();
-    let event = AuditEvent {
-        action,
-        secret_path: secret_path_of(&route, &path),
-        version,
-        outcome: outcome(status),
-        status_code: status.as_u16(),
-    };
+    let event =
+        AuditEvent { action, secret_path, version, outcome: outcome(status), status_code: status.as_u16() };
     match state.vault.record_audit(&principal, &info, event).await {
         Ok(()) => response,
         Err(e) => ApiError(e).into_response(),

@@ -14,11 +14,11 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, BindingRecord, ChainFn, DEFAULT_MAX_VERSIONS,
-    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewToken, PartnerRecord, PolicyRecord, PolicySnapshot,
-    PolicyStore, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store,
-    StoreError, StoredSecret, TenantRecord, TenantStore, TokenRecord, TokenStore, WriteOutcome, WriteSecret,
-    list_json, oldest_kept, to_micros,
+    AuditAppend, AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, BindingRecord, ChainFn,
+    DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewToken, PartnerRecord,
+    PolicyRecord, PolicySnapshot, PolicyStore, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore,
+    SecretVersionRow, Store, StoreError, StoredSecret, TenantRecord, TenantStore, TokenRecord, TokenStore,
+    WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -172,7 +172,12 @@ impl SqliteStore {
 
 #[async_trait]
 impl SecretStore for SqliteStore {
-    async fn write_secret(&self, w: WriteSecret<'_>, seal: &SealFn<'_>) -> Result<WriteOutcome, StoreError> {
+    async fn write_secret(
+        &self,
+        w: WriteSecret<'_>,
+        seal: &SealFn<'_>,
+        audit: Option<&AuditAppend<'_>>,
+    ) -> Result<WriteOutcome, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let path = w.path.as_str();
         let existing = Self::head_in(&mut tx, w.tenant, path).await?;
@@ -238,6 +243,12 @@ impl SecretStore for SqliteStore {
         .await
         .map_err(db_err)?;
         Self::prune(&mut tx, w.tenant, path, version, max_versions).await?;
+        if let Some(audit) = audit {
+            let entry = (audit.build)(version, current == 0);
+            append_audit_in(&mut tx, std::slice::from_ref(&entry), audit.chain, audit.sign)
+                .await
+                .map_err(|e| StoreError::AuditUnavailable(e.to_string()))?;
+        }
         let head = Self::live_head_in(&mut tx, w.tenant, path).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(WriteOutcome { created_at: head.updated_at, head, version, created: current == 0 })
@@ -938,6 +949,72 @@ fn hash_array(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
     bytes.try_into().map_err(|_| StoreError::Corrupt("audit hash length".into()))
 }
 
+/// Appends to the tenants' chains inside `tx`, so a change and its audit record commit together.
+async fn append_audit_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    entries: &[NewAuditEntry],
+    chain: &ChainFn<'_>,
+    sign: &HeadMacFn<'_>,
+) -> Result<(), StoreError> {
+    let mut heads: std::collections::BTreeMap<&str, (u64, [u8; 32])> = std::collections::BTreeMap::new();
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        if !heads.contains_key(e.tenant.as_str()) {
+            let head: Option<(i64, Vec<u8>)> =
+                sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = ?")
+                    .bind(&e.tenant)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db_err)?;
+            let head = match head {
+                Some((seq, hash)) => (seq as u64, hash_array(&hash)?),
+                None => (0, scaivault_crypto::GENESIS_HASH),
+            };
+            heads.insert(&e.tenant, head);
+        }
+        let (prev_seq, prev) = heads[e.tenant.as_str()];
+        let seq = prev_seq + 1;
+        let hash = chain(&e.tenant, seq, &prev, e.body.as_bytes());
+        rows.push((e, seq, prev, hash));
+        heads.insert(&e.tenant, (seq, hash));
+    }
+    // One multi-row insert per batch: a round trip per record would cost more than the commit.
+    for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
+                 prev_hash, hash) ",
+        );
+        q.push_values(chunk, |mut row, (e, seq, prev, hash)| {
+            row.push_bind(&e.tenant)
+                .push_bind(*seq as i64)
+                .push_bind(&e.id)
+                .push_bind(to_micros(e.timestamp))
+                .push_bind(&e.identity_id)
+                .push_bind(&e.action)
+                .push_bind(&e.secret_path)
+                .push_bind(&e.outcome)
+                .push_bind(&e.body)
+                .push_bind(prev.to_vec())
+                .push_bind(hash.to_vec());
+        });
+        q.build().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    for (tenant, (seq, hash)) in heads {
+        sqlx::query(
+                "INSERT INTO audit_heads (tenant_id, seq, hash, mac) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+            )
+            .bind(tenant)
+            .bind(seq as i64)
+            .bind(&hash[..])
+            .bind(sign(tenant, seq, &hash))
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn append_audit(
@@ -950,62 +1027,7 @@ impl AuditStore for SqliteStore {
             return Ok(());
         }
         let (_guard, mut tx) = self.begin_write().await?;
-        let mut heads: std::collections::BTreeMap<&str, (u64, [u8; 32])> = std::collections::BTreeMap::new();
-        let mut rows = Vec::with_capacity(entries.len());
-        for e in entries {
-            if !heads.contains_key(e.tenant.as_str()) {
-                let head: Option<(i64, Vec<u8>)> =
-                    sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = ?")
-                        .bind(&e.tenant)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                let head = match head {
-                    Some((seq, hash)) => (seq as u64, hash_array(&hash)?),
-                    None => (0, scaivault_crypto::GENESIS_HASH),
-                };
-                heads.insert(&e.tenant, head);
-            }
-            let (prev_seq, prev) = heads[e.tenant.as_str()];
-            let seq = prev_seq + 1;
-            let hash = chain(&e.tenant, seq, &prev, e.body.as_bytes());
-            rows.push((e, seq, prev, hash));
-            heads.insert(&e.tenant, (seq, hash));
-        }
-        // One multi-row insert per batch: a round trip per record would cost more than the commit.
-        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
-            let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-                "INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
-                 prev_hash, hash) ",
-            );
-            q.push_values(chunk, |mut row, (e, seq, prev, hash)| {
-                row.push_bind(&e.tenant)
-                    .push_bind(*seq as i64)
-                    .push_bind(&e.id)
-                    .push_bind(to_micros(e.timestamp))
-                    .push_bind(&e.identity_id)
-                    .push_bind(&e.action)
-                    .push_bind(&e.secret_path)
-                    .push_bind(&e.outcome)
-                    .push_bind(&e.body)
-                    .push_bind(prev.to_vec())
-                    .push_bind(hash.to_vec());
-            });
-            q.build().execute(&mut *tx).await.map_err(db_err)?;
-        }
-        for (tenant, (seq, hash)) in heads {
-            sqlx::query(
-                "INSERT INTO audit_heads (tenant_id, seq, hash, mac) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
-            )
-            .bind(tenant)
-            .bind(seq as i64)
-            .bind(&hash[..])
-            .bind(sign(tenant, seq, &hash))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
+        append_audit_in(&mut tx, entries, chain, sign).await?;
         tx.commit().await.map_err(db_err)
     }
 

@@ -24,7 +24,8 @@ macro_rules! conformance_suite {
             soft_delete_and_undelete, destroy_versions, list_filters_and_pages, tenants_are_isolated,
             bootstrap_happens_once, tokens_find_list_revoke, master_keys_and_wraps, rewrap_flow,
             moved_ciphertext_never_opens, policies_and_bindings, policy_epoch_tracks_every_change,
-            partners_and_tenants, audit_chains, concurrent_audit_appends_keep_one_chain);
+            partners_and_tenants, audit_chains, concurrent_audit_appends_keep_one_chain,
+            a_write_and_its_audit_record_commit_together);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -98,7 +99,7 @@ async fn put(
     let p = w.path.as_str().to_owned();
     let seal =
         move |version: u64| ring.seal(&SealContext { tenant: &tenant, path: &p, version }, value.as_bytes());
-    store.write_secret(w, &seal).await
+    store.write_secret(w, &seal, None).await
 }
 
 async fn get(store: &Dyn, ring: &KeyRing, p: &str, version: Option<u64>) -> Result<String, StoreError> {
@@ -824,4 +825,37 @@ pub async fn concurrent_audit_appends_keep_one_chain(store: Dyn) {
     }
     assert_eq!(check_chain(&store, DEFAULT_TENANT).await, 160);
     assert_eq!(check_chain(&store, "tnt_b").await, 160);
+}
+
+pub async fn a_write_and_its_audit_record_commit_together(store: Dyn) {
+    let ring = setup(&store).await;
+    let key = scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
+    let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
+    let build = |version: u64, created: bool| {
+        let mut e = audit_entry(DEFAULT_TENANT, version, "secret.write", Some("w/x"));
+        e.body = format!(r#"{{"version":{version},"created":{created}}}"#);
+        e
+    };
+    let append = crate::AuditAppend { build: &build, chain: &scaivault_crypto::chain_hash, sign: &sign };
+    for i in 1..=2 {
+        let p = path("w/x");
+        let w = write(DEFAULT_TENANT, &p, i);
+        let tenant = w.tenant.to_owned();
+        let seal = |version: u64| ring.seal(&SealContext { tenant: &tenant, path: "w/x", version }, b"v");
+        store.write_secret(w, &seal, Some(&append)).await.expect("write");
+    }
+    assert_eq!(check_chain(&store, DEFAULT_TENANT).await, 2);
+    let rows = store
+        .audit_page(DEFAULT_TENANT, &crate::AuditFilter::default(), crate::AuditOrder::OldestFirst, None, 10)
+        .await
+        .expect("page");
+    assert_eq!(rows[0].body, r#"{"version":1,"created":true}"#);
+    assert_eq!(rows[1].body, r#"{"version":2,"created":false}"#);
+    // A write refused by check-and-set leaves no record.
+    let p = path("w/x");
+    let mut w = write(DEFAULT_TENANT, &p, 3);
+    w.cas = Some(0);
+    let seal = |version: u64| ring.seal(&SealContext { tenant: DEFAULT_TENANT, path: "w/x", version }, b"v");
+    assert!(store.write_secret(w, &seal, Some(&append)).await.is_err());
+    assert_eq!(check_chain(&store, DEFAULT_TENANT).await, 2);
 }

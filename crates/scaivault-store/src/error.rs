@@ -19,6 +19,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    #[error("the audit record cannot be written: {0}")]
+    AuditUnavailable(String),
     #[error("storage error: {0}")]
     Backend(String),
 }
@@ -40,7 +42,7 @@ impl StoreError {
             }
             StoreError::CasMismatch { .. } | StoreError::AlreadyExists => StoreErrorKind::Conflict,
             StoreError::Corrupt(_) => StoreErrorKind::Corrupt,
-            StoreError::Unavailable(_) => StoreErrorKind::Unavailable,
+            StoreError::Unavailable(_) | StoreError::AuditUnavailable(_) => StoreErrorKind::Unavailable,
             StoreError::Seal(_) | StoreError::Backend(_) => StoreErrorKind::Internal,
         }
     }

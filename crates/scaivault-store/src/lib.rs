@@ -23,8 +23,8 @@ pub use records::{
 };
 pub use scaivault_crypto::{SealedSecret, StoredMasterKey};
 pub use traits::{
-    AuditStore, ChainFn, HeadMacFn, KeyStore, PolicyStore, SealFn, SecretStore, Store, TenantStore,
-    TokenStore,
+    AuditAppend, AuditStore, ChainFn, HeadMacFn, KeyStore, PolicyStore, SealFn, SecretStore, Store,
+    TenantStore, TokenStore,
 };
 
 /// The tenant every fresh installation starts with.

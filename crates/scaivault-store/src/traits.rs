@@ -19,10 +19,14 @@ pub type SealFn<'a> = dyn Fn(u64) -> Result<SealedSecret, CryptoError> + Send + 
 pub trait SecretStore: Send + Sync + Debug {
     /// Assigns the next version, stores the sealed data and prunes past `max_versions`, all in one
     /// transaction. Concurrent writers to one path get consecutive versions with no gap.
+    ///
+    /// With `audit`, the write's audit record is appended in the same transaction: both commit or
+    /// neither does (`AuditUnavailable` when the record cannot be written).
     async fn write_secret(
         &self,
         write: WriteSecret<'_>,
         seal: &SealFn<'_>,
+        audit: Option<&AuditAppend<'_>>,
     ) -> Result<WriteOutcome, StoreError>;
 
     /// The current version (or `version`) of a live secret.
@@ -174,6 +178,20 @@ pub trait TenantStore: Send + Sync + Debug {
 pub type ChainFn<'a> = dyn Fn(&str, u64, &[u8; 32], &[u8]) -> [u8; 32] + Send + Sync + 'a;
 /// Signs a chain head: `(tenant, seq, hash) -> mac`.
 pub type HeadMacFn<'a> = dyn Fn(&str, u64, &[u8; 32]) -> Vec<u8> + Send + Sync + 'a;
+
+/// The audit record of a change, appended in the change's own transaction.
+pub struct AuditAppend<'a> {
+    /// Builds the record once storage knows the version written and whether it created the secret.
+    pub build: &'a (dyn Fn(u64, bool) -> NewAuditEntry + Send + Sync + 'a),
+    pub chain: &'a ChainFn<'a>,
+    pub sign: &'a HeadMacFn<'a>,
+}
+
+impl Debug for AuditAppend<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditAppend")
+    }
+}
 
 /// The audit log: one hash chain per tenant, appended in batches.
 #[async_trait]

@@ -57,9 +57,12 @@ pub(crate) async fn put(
     ApiJson(req): ApiJson<WriteSecretRequest>,
 ) -> Result<Response, ApiError> {
     let path = target.path()?;
-    let (written, created) = state.vault.write_secret(&caller, target.space(), &path, req).await?;
+    let write_audit = audit.as_ref().and_then(|Extension(slot)| slot.write_audit());
+    let (written, created) =
+        state.vault.write_secret(&caller, target.space(), &path, req, write_audit).await?;
     if let Some(Extension(slot)) = audit {
         slot.version(written.version);
+        slot.recorded();
     }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(written)).into_response())
