@@ -56,6 +56,7 @@ const TOKEN_COLUMNS: &str = "t.id, t.tenant_id, t.name, t.identity_type, t.ident
 const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 
 scaivault_store::row_decoders!(SqliteRow);
+scaivault_store::audit_query!(Sqlite);
 
 fn metadata_json(metadata: &SecretMetadata) -> Result<String, StoreError> {
     serde_json::to_string(metadata).map_err(|e| StoreError::Backend(e.to_string()))
@@ -1039,35 +1040,7 @@ impl AuditStore for SqliteStore {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-            "SELECT tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, prev_hash, hash \
-             FROM audit_log WHERE tenant_id = ",
-        );
-        q.push_bind(tenant);
-        if let Some(v) = filter.identity_id {
-            q.push(" AND identity_id = ").push_bind(v);
-        }
-        if let Some(v) = filter.secret_path {
-            q.push(" AND secret_path = ").push_bind(v);
-        }
-        if let Some(v) = filter.action {
-            q.push(" AND action = ").push_bind(v);
-        }
-        if let Some(v) = filter.outcome {
-            q.push(" AND outcome = ").push_bind(v);
-        }
-        if let Some(v) = filter.start {
-            q.push(" AND ts >= ").push_bind(to_micros(v));
-        }
-        if let Some(v) = filter.end {
-            q.push(" AND ts <= ").push_bind(to_micros(v));
-        }
-        if let Some(after) = after {
-            q.push(if order == AuditOrder::OldestFirst { " AND seq > " } else { " AND seq < " });
-            q.push_bind(after as i64);
-        }
-        q.push(if order == AuditOrder::OldestFirst { " ORDER BY seq ASC" } else { " ORDER BY seq DESC" });
-        q.push(" LIMIT ").push_bind(i64::from(limit));
+        let mut q = audit_query(tenant, filter, order, after, limit);
         let rows = q.build().fetch_all(&self.pool).await.map_err(db_err)?;
         rows.iter().map(audit_from_row).collect()
     }

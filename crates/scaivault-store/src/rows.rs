@@ -120,3 +120,49 @@ macro_rules! row_decoders {
         }
     };
 }
+
+/// Expands to `audit_query(tenant, filter, order, after, limit)`, the query builder of
+/// `AuditStore::audit_page` for database `$db`. The expansion site must depend on sqlx.
+#[macro_export]
+macro_rules! audit_query {
+    ($db:ty) => {
+        fn audit_query<'q>(
+            tenant: &'q str,
+            filter: &'q $crate::AuditFilter<'q>,
+            order: $crate::AuditOrder,
+            after: Option<u64>,
+            limit: u32,
+        ) -> sqlx::QueryBuilder<'q, $db> {
+            let mut q: sqlx::QueryBuilder<'q, $db> = sqlx::QueryBuilder::<$db>::new(
+                "SELECT tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, prev_hash, hash \
+                 FROM audit_log WHERE tenant_id = ",
+            );
+            q.push_bind(tenant);
+            if let Some(v) = filter.identity_id {
+                q.push(" AND identity_id = ").push_bind(v);
+            }
+            if let Some(v) = filter.secret_path {
+                q.push(" AND secret_path = ").push_bind(v);
+            }
+            if let Some(v) = filter.action {
+                q.push(" AND action = ").push_bind(v);
+            }
+            if let Some(v) = filter.outcome {
+                q.push(" AND outcome = ").push_bind(v);
+            }
+            if let Some(v) = filter.start {
+                q.push(" AND ts >= ").push_bind($crate::to_micros(v));
+            }
+            if let Some(v) = filter.end {
+                q.push(" AND ts <= ").push_bind($crate::to_micros(v));
+            }
+            if let Some(after) = after {
+                q.push(if order == $crate::AuditOrder::OldestFirst { " AND seq > " } else { " AND seq < " });
+                q.push_bind(after as i64);
+            }
+            q.push(if order == $crate::AuditOrder::OldestFirst { " ORDER BY seq ASC" } else { " ORDER BY seq DESC" });
+            q.push(" LIMIT ").push_bind(i64::from(limit));
+            q
+        }
+    };
+}
