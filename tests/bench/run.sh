@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Throughput and latency of authenticated reads and of writes against a release build.
-#   tests/bench/run.sh [sqlite|postgres] [seconds]
+#   tests/bench/run.sh [sqlite|postgres] [seconds] [connections]
 # Needs wrk (Debian package `wrk`). Loopback only; runs for a bounded time and stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 backend=${1:-sqlite}
 seconds=${2:-20}
+connections=${3:-16}
 bin=target/release/scaivault-server
 cargo build -q --release -p scaivault-server-bin --features benchmark
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
@@ -46,7 +47,7 @@ request = function()
 end
 LUA
 
-echo "== $backend: authenticated reads, 16 connections, ${seconds}s"
-wrk -t2 -c16 -d"${seconds}s" --latency -H "Authorization: Bearer $token" "$url/v1/secrets/bench/read"
-echo "== $backend: writes (256 paths), 16 connections, ${seconds}s"
-wrk -t2 -c16 -d"${seconds}s" --latency -s "$dir/put.lua" "$url"
+echo "== $backend: authenticated reads, $connections connections, ${seconds}s"
+wrk -t2 -c"$connections" -d"${seconds}s" --latency -H "Authorization: Bearer $token" "$url/v1/secrets/bench/read"
+echo "== $backend: writes (256 paths), $connections connections, ${seconds}s"
+wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$dir/put.lua" "$url"
