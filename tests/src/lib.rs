@@ -525,6 +525,15 @@ async fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<ExitSt
     }
 }
 
+/// Starts a server on `storage` that writes its root token to `<dir>/root-token`, and returns it
+/// with that token: the start almost every test begins with.
+pub async fn start_with_root(dir: &Path, storage: &Storage) -> (ServerProcess, String) {
+    let server =
+        ServerCommand::new(dir).storage(storage).root_token_file(&dir.join("root-token")).start().await;
+    let root = server.root_token().expect("root token").to_owned();
+    (server, root)
+}
+
 /// A running (or stopped) server started by [`ServerCommand::start`]. Dropping it kills the child.
 #[derive(Debug)]
 pub struct ServerProcess {

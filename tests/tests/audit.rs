@@ -3,9 +3,7 @@
 
 use std::process::Command;
 
-use scaivault_e2e::{
-    Api, Backend, Scratch, ServerCommand, ServerProcess, Storage, http_client, random_alnum,
-};
+use scaivault_e2e::{Api, Backend, Scratch, Storage, http_client, random_alnum, start_with_root};
 use serde_json::{Value, json};
 
 /// Runs one SQL statement against the server's storage, outside the server, as an attacker would.
@@ -26,14 +24,6 @@ fn sql(storage: &Storage, statement: &str) {
     }
     .expect("run sql");
     assert!(output.status.success(), "{statement}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-async fn start(scratch: &Scratch, storage: &Storage) -> (ServerProcess, String) {
-    let token_file = scratch.path().join("root-token");
-    let server =
-        ServerCommand::new(scratch.path()).storage(storage).root_token_file(&token_file).start().await;
-    let root = server.root_token().expect("root token").to_owned();
-    (server, root)
 }
 
 /// Writes, writes again, reads; returns the values written.
@@ -68,7 +58,7 @@ async fn the_trail_shows_writes_reads_and_denials_in_order() {
     for backend in backends() {
         let scratch = Scratch::new();
         let storage = backend.fresh(scratch.path()).expect("storage");
-        let (_server, root) = start(&scratch, &storage).await;
+        let (_server, root) = start_with_root(scratch.path(), &storage).await;
         let client = http_client();
         let api = Api::new(&client, &_server, &root);
         let values = activity(&api).await;
@@ -154,7 +144,7 @@ async fn verify_catches_edits_deletions_swaps_and_truncation() {
         for (what, statement) in edits {
             let scratch = Scratch::new();
             let storage = backend.fresh(scratch.path()).expect("storage");
-            let (server, root) = start(&scratch, &storage).await;
+            let (server, root) = start_with_root(scratch.path(), &storage).await;
             let client = http_client();
             let api = Api::new(&client, &server, &root);
             activity(&api).await;
@@ -175,7 +165,7 @@ async fn an_unwritable_audit_log_fails_reads_closed() {
     for backend in backends() {
         let scratch = Scratch::new();
         let storage = backend.fresh(scratch.path()).expect("storage");
-        let (server, root) = start(&scratch, &storage).await;
+        let (server, root) = start_with_root(scratch.path(), &storage).await;
         let client = http_client();
         let api = Api::new(&client, &server, &root);
         let values = activity(&api).await;

@@ -3,6 +3,7 @@
 use reqwest::Method;
 use scaivault_e2e::{
     Api, Backend, LeakScanner, Scratch, ServerCommand, assert_clean_exit, http_client, random_alnum,
+    start_with_root,
 };
 use serde_json::{Value, json};
 
@@ -31,10 +32,7 @@ async fn storage_holds_no_plaintext(backend: Backend) {
     let scratch = Scratch::new();
     let Some(storage) = backend.fresh(scratch.path()) else { return };
     let client = http_client();
-    let token_file = scratch.path().join("root-token");
-    let mut server =
-        ServerCommand::new(scratch.path()).storage(&storage).root_token_file(&token_file).start().await;
-    let root = server.root_token().expect("root token").to_owned();
+    let (mut server, root) = start_with_root(scratch.path(), &storage).await;
     let api = Api::new(&client, &server, &root);
 
     let old_password = random_alnum(40);

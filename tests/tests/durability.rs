@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use scaivault_e2e::{Api, Backend, Scratch, ServerCommand, assert_clean_exit, http_client, random_alnum};
+use scaivault_e2e::{
+    Api, Backend, Scratch, ServerCommand, assert_clean_exit, http_client, random_alnum, start_with_root,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -173,10 +175,7 @@ async fn sigkill_keeps_every_acknowledged_write(backend: Backend) {
     let scratch = Scratch::new();
     let Some(storage) = backend.fresh(scratch.path()) else { return };
     let client = http_client();
-    let token_file = scratch.path().join("root-token");
-    let mut server =
-        ServerCommand::new(scratch.path()).storage(&storage).root_token_file(&token_file).start().await;
-    let root = server.root_token().expect("root token").to_owned();
+    let (mut server, root) = start_with_root(scratch.path(), &storage).await;
     let api = Api::new(&client, &server, &root);
 
     let acks = Arc::new(AtomicUsize::new(0));
@@ -386,10 +385,7 @@ async fn graceful_shutdown_finishes_in_flight() {
     let scratch = Scratch::new();
     let storage = Backend::Sqlite.fresh(scratch.path()).expect("sqlite");
     let client = http_client();
-    let token_file = scratch.path().join("root-token");
-    let mut server =
-        ServerCommand::new(scratch.path()).storage(&storage).root_token_file(&token_file).start().await;
-    let root = server.root_token().expect("root token").to_owned();
+    let (mut server, root) = start_with_root(scratch.path(), &storage).await;
     let addr = server.addr();
 
     let mut held = Vec::new();

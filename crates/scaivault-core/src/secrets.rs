@@ -91,20 +91,21 @@ impl Vault {
         // The write and its audit record commit in one transaction, or neither does.
         let audit_id = random_id("aud_")?;
         let audit_time = self.clock.now();
-        let build = |version: u64, created: bool| {
-            let a = audit.as_ref().expect("only called with an audit context");
-            let event = AuditEvent {
-                action: a.action.clone(),
-                secret_path: Some(a.secret_path.clone()),
-                version: Some(version),
-                outcome: "success",
-                status_code: if created { a.status_created } else { a.status_updated },
-            };
-            audit_entry(principal, &a.request, event, audit_id.clone(), audit_time)
-        };
+        let build = audit.as_ref().map(|a| {
+            let audit_id = &audit_id;
+            move |version: u64, created: bool| {
+                let event = AuditEvent {
+                    action: a.action.clone(),
+                    secret_path: Some(a.secret_path.clone()),
+                    version: Some(version),
+                    outcome: "success",
+                    status_code: if created { a.status_created } else { a.status_updated },
+                };
+                audit_entry(principal, &a.request, event, audit_id.clone(), audit_time)
+            }
+        });
         let sign = self.audit_signer();
-        let audit_append =
-            audit.is_some().then_some(AuditAppend { build: &build, chain: &chain_hash, sign: &sign });
+        let audit_append = build.as_ref().map(|build| AuditAppend { build, chain: &chain_hash, sign: &sign });
         let audit_append = audit_append.as_ref();
         let outcome = self
             .keys
