@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use config::{Cli, Command, LogFormat, Settings};
-use scaivault_core::{SystemClock, Vault, VaultConfig};
+use scaivault_core::{EventConfig, SystemClock, Vault, VaultConfig};
 use scaivault_crypto::{RootKey, SecretBytes, load_or_create_key_file, root_key_from_base64};
 use scaivault_server::{AppState, router};
 use scaivault_store::Store;
@@ -95,6 +95,11 @@ async fn open_vault(settings: &Settings) -> anyhow::Result<(Vault, Option<Secret
     let config = VaultConfig {
         rate_limits: settings.rate_limits,
         jwt_issuers: settings.jwt_issuers.clone(),
+        events: EventConfig {
+            allow_private: settings.webhook_allow_private,
+            retry_schedule: settings.webhook_retry_schedule.as_slice().iter().map(|d| d.as_std()).collect(),
+            ..EventConfig::default()
+        },
         ..VaultConfig::default()
     };
     let opened = Vault::open(store, key, Arc::new(SystemClock), config)
@@ -146,8 +151,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let vault = Arc::new(vault);
+    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(vault.clone().run_delivery_worker(worker_stopped));
     #[allow(unused_mut)]
-    let mut state = AppState::new(Arc::new(vault));
+    let mut state = AppState::new(vault);
     // Only a build with the `benchmark` feature can skip auditing; release builds cannot.
     #[cfg(feature = "benchmark")]
     if std::env::var("SCAIVAULT_BENCHMARK_SKIP_AUDIT").is_ok_and(|v| v == "1") {
@@ -171,6 +179,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         None => scaivault_server::serve(listener, app, shutdown_signal()).await,
     }
     .context("server failed")?;
+    // Deliveries in flight are left to their lease: another replica, or the next start, sends them.
+    let _ = stop_worker.send(true);
+    let _ = worker.await;
     tracing::info!("shut down");
     Ok(())
 }

@@ -11,6 +11,7 @@ mod policies;
 mod secrets;
 mod sys;
 mod tokens;
+mod webhooks;
 
 pub use audit::{AuditList, AuditRecord, AuditVerification};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
@@ -25,3 +26,8 @@ pub use secrets::{
 };
 pub use sys::{Health, KeyStatusResponse, KeyVersionStatus};
 pub use tokens::{CreateTokenRequest, CreatedToken, TokenInfo, TokenList, WhoAmI};
+pub use webhooks::{
+    CreateSubscriptionRequest, CreateWebhookRequest, DeliveryAttempt, DeliveryInfo, DeliveryList,
+    RotateWebhookSecretRequest, SubscriptionDelivery, SubscriptionList, SubscriptionResponse,
+    UpdateWebhookRequest, WebhookFilters, WebhookList, WebhookResponse, WebhookTestResult,
+};

@@ -8,7 +8,9 @@
 mod audit;
 mod auth;
 mod clock;
+mod delivery;
 mod error;
+mod events;
 mod jwt;
 mod keys;
 mod paging;
@@ -19,11 +21,13 @@ mod space;
 mod tenancy;
 mod tokens;
 mod vault;
+mod webhooks;
 
 pub use audit::{AuditEvent, AuditQuery, RequestInfo, WriteAudit};
 pub use auth::{Principal, TokenKind};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
+pub use events::{DEFAULT_RETRY_SCHEDULE, EventConfig, EventStream, LiveEvent};
 pub use jwt::{JwtError, JwtIdentity, JwtIssuer, JwtVerifier};
 pub use keys::{DEFAULT_WRAP_LIMIT, KeyConfig};
 pub use ratelimit::{RateLimit, RateLimits};

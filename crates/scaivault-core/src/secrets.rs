@@ -4,7 +4,11 @@ use scaivault_api::{
 };
 use scaivault_crypto::{SealContext, SecretBytes, chain_hash, random_id};
 use scaivault_domain::{Permission, Scope, SecretPath, SecretType, Version, validate_secret_data};
-use scaivault_store::{AuditAppend, SecretHead, SecretListQuery, SecretVersionRow, StoreError, WriteSecret};
+use scaivault_events::EventType;
+use scaivault_store::{
+    AuditAppend, EventsFnRef, NewEvent, SecretHead, SecretListQuery, SecretVersionRow, StoreError,
+    WriteEffects, WriteSecret,
+};
 
 use crate::audit::{AuditEvent, WriteAudit, audit_entry};
 use crate::paging::{decode_cursor, encode_cursor, limit};
@@ -106,7 +110,23 @@ impl Vault {
         });
         let sign = self.audit_signer();
         let audit_append = build.as_ref().map(|build| AuditAppend { build, chain: &chain_hash, sign: &sign });
-        let audit_append = audit_append.as_ref();
+        // The events (and their deliveries) commit with the write too; kept to publish afterwards.
+        let emitter = self.emitter(tenant).await?;
+        let emitted = std::sync::Mutex::new(Vec::<NewEvent>::new());
+        let event_time = self.clock.now();
+        let build_events = |version: u64, created: bool| {
+            let event_type = if created { EventType::SecretCreated } else { EventType::SecretUpdated };
+            let event = emitter
+                .event(event_type, Some(path.as_str()), serde_json::json!({ "version": version }), event_time)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            let events = vec![event];
+            if let Ok(mut slot) = emitted.lock() {
+                slot.clone_from(&events);
+            }
+            Ok(events)
+        };
+        let events_fn = EventsFnRef(&build_events);
+        let effects = WriteEffects { audit: audit_append.as_ref(), events: Some(&events_fn) };
         let outcome = self
             .keys
             .with_budget(|| {
@@ -126,11 +146,12 @@ impl Vault {
                         self.keys
                             .seal(&SealContext { tenant, path: path.as_str(), version }, plaintext.expose())
                     };
-                    self.store.write_secret(write, &seal, audit_append).await
+                    self.store.write_secret(write, &seal, effects).await
                 }
             })
             .await?;
         tracing::debug!(path = %path, version = outcome.version, "secret written");
+        self.published(&emitted.into_inner().unwrap_or_default());
         let written = SecretWritten {
             path: outcome.head.path,
             version: outcome.version,
@@ -232,9 +253,22 @@ impl Vault {
         } else {
             None
         };
+        let data = serde_json::json!({ "metadata_only": true });
         let head = self
-            .store
-            .update_metadata(tenant, path.as_str(), metadata, req.max_versions, self.clock.now())
+            .with_events(tenant, EventType::SecretUpdated, path, data, |events| async move {
+                let head = self
+                    .store
+                    .update_metadata(
+                        tenant,
+                        path.as_str(),
+                        metadata,
+                        req.max_versions,
+                        self.clock.now(),
+                        &events,
+                    )
+                    .await?;
+                Ok((head, events))
+            })
             .await?;
         Ok(list_item(head))
     }
@@ -289,8 +323,12 @@ impl Vault {
     ) -> Result<(), CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsDelete, Permission::Delete, path).await?;
-        self.store.soft_delete(ns.as_str(), path.as_str(), self.clock.now()).await?;
-        Ok(())
+        let tenant = ns.as_str();
+        self.with_events(tenant, EventType::SecretDeleted, path, serde_json::json!({}), |events| async move {
+            self.store.soft_delete(tenant, path.as_str(), self.clock.now(), &events).await?;
+            Ok(((), events))
+        })
+        .await
     }
 
     /// `POST /v1/secrets/{path}/undelete`
@@ -302,7 +340,14 @@ impl Vault {
     ) -> Result<SecretListItem, CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsDelete, Permission::Delete, path).await?;
-        let head = self.store.undelete(ns.as_str(), path.as_str(), self.clock.now()).await?;
+        let tenant = ns.as_str();
+        let data = serde_json::json!({ "undeleted": true });
+        let head = self
+            .with_events(tenant, EventType::SecretUpdated, path, data, |events| async move {
+                let head = self.store.undelete(tenant, path.as_str(), self.clock.now(), &events).await?;
+                Ok((head, events))
+            })
+            .await?;
         Ok(list_item(head))
     }
 
@@ -321,9 +366,22 @@ impl Vault {
                 "versions must be a non-empty list of version numbers".into(),
             ));
         }
+        let tenant = ns.as_str();
+        let data = serde_json::json!({ "destroyed_versions": req.versions });
         let destroyed = self
-            .store
-            .destroy_versions(ns.as_str(), path.as_str(), req.versions.as_deref(), self.clock.now())
+            .with_events(tenant, EventType::SecretDeleted, path, data, |events| async move {
+                let destroyed = self
+                    .store
+                    .destroy_versions(
+                        tenant,
+                        path.as_str(),
+                        req.versions.as_deref(),
+                        self.clock.now(),
+                        &events,
+                    )
+                    .await?;
+                Ok((destroyed, events))
+            })
             .await?;
         Ok(DestroyResponse { path: path.to_string(), destroyed_versions: destroyed })
     }

@@ -4,6 +4,7 @@ use scaivault_crypto::{AuditKey, RootKey, SecretBytes, generate_token, hash_toke
 use scaivault_store::{DEFAULT_TENANT, NewToken, Store};
 
 use crate::audit::AuditWriter;
+use crate::events::{EventConfig, Events};
 use crate::keys::{KeyConfig, Keys};
 use crate::policies::PolicyCache;
 use crate::ratelimit::{Limiter, RateLimits};
@@ -15,6 +16,7 @@ pub struct VaultConfig {
     pub rate_limits: RateLimits,
     /// Trusted JWT issuers; none means JWTs are refused.
     pub jwt_issuers: Vec<JwtIssuer>,
+    pub events: EventConfig,
 }
 
 /// The application: every use case is a method. Cheap to share behind an `Arc`.
@@ -29,6 +31,7 @@ pub struct Vault {
     pub(crate) audit_key: Arc<AuditKey>,
     pub(crate) token_limiter: Option<Limiter>,
     pub(crate) tenant_limiter: Option<Limiter>,
+    pub(crate) events: Events,
 }
 
 /// What opening storage produced: the vault, and the root token when this start created it (shown
@@ -69,6 +72,7 @@ impl Vault {
             audit_key,
             token_limiter: config.rate_limits.per_token.map(Limiter::new),
             tenant_limiter: config.rate_limits.per_tenant.map(Limiter::new),
+            events: Events::new(config.events)?,
         };
         let root_token = vault.bootstrap().await?;
         Ok(Opened { vault, root_token })

@@ -55,7 +55,7 @@ pub async fn serve(
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use handlers::{audit as audit_routes, identity, policies, secrets, sys, tokens};
+    use handlers::{audit as audit_routes, identity, policies, secrets, sys, tokens, webhooks};
     let inner = Router::new()
         .route("/v1/health", get(sys::health))
         .route("/v1/health/ready", get(sys::ready))
@@ -95,6 +95,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/verify", get(audit_routes::verify))
         .route("/v1/sys/rotate-master-key", post(sys::rotate_master_key))
         .route("/v1/sys/key-status", get(sys::key_status))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/v1/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/test", post(webhooks::test))
+        .route("/v1/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", post(webhooks::redeliver))
+        .route("/v1/subscriptions", post(webhooks::create_subscription).get(webhooks::list_subscriptions))
+        .route(
+            "/v1/subscriptions/{id}",
+            get(webhooks::get_subscription).delete(webhooks::delete_subscription),
+        )
+        .route("/v1/events/stream", get(webhooks::stream))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit_layer))
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(handlers::not_found)

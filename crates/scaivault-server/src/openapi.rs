@@ -68,6 +68,11 @@ fn tag(path: &str) -> &str {
     }
 }
 
+const W: Option<&str> = Some("subscriptions:write");
+const R: Option<&str> = Some("subscriptions:read");
+const WH: &str = "/v1/webhooks/{id}";
+const PAGE: &[(&str, &str)] = &[("limit", "1-1000"), ("cursor", "opaque")];
+
 fn tenant_operations() -> Vec<Operation> {
     vec![
         Operation { response: Some(schema::<api::Health>), ..op("get", "/v1/health", "Liveness", None) },
@@ -255,6 +260,72 @@ fn tenant_operations() -> Vec<Operation> {
                 "/v1/audit/verify",
                 "Check the tenant's hash chain and its signed head",
                 Some("audit:read"),
+            )
+        },
+        Operation {
+            request: Some(schema::<api::CreateWebhookRequest>),
+            response: Some(schema::<api::WebhookResponse>),
+            status: 201,
+            ..op("post", "/v1/webhooks", "Register a webhook (its generated secret is shown once)", W)
+        },
+        Operation {
+            response: Some(schema::<api::WebhookList>),
+            query: PAGE,
+            ..op("get", "/v1/webhooks", "List webhooks", R)
+        },
+        Operation { response: Some(schema::<api::WebhookResponse>), ..op("get", WH, "A webhook", R) },
+        Operation {
+            request: Some(schema::<api::UpdateWebhookRequest>),
+            response: Some(schema::<api::WebhookResponse>),
+            ..op("patch", WH, "Change a webhook; a new secret is rolled in with an overlap", W)
+        },
+        Operation { status: 204, ..op("delete", WH, "Delete a webhook and its delivery log", W) },
+        Operation {
+            response: Some(schema::<api::WebhookTestResult>),
+            ..op("post", "/v1/webhooks/{id}/test", "Deliver a webhook.test event now", W)
+        },
+        Operation {
+            request: Some(schema::<api::RotateWebhookSecretRequest>),
+            response: Some(schema::<api::WebhookResponse>),
+            ..op("post", "/v1/webhooks/{id}/rotate-secret", "Roll the signing secret with an overlap", W)
+        },
+        Operation {
+            response: Some(schema::<api::DeliveryList>),
+            query: PAGE,
+            ..op("get", "/v1/webhooks/{id}/deliveries", "Deliveries, newest first, with attempts", R)
+        },
+        Operation {
+            status: 202,
+            ..op(
+                "post",
+                "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+                "Send a delivery again now, with a fresh retry schedule",
+                W,
+            )
+        },
+        Operation {
+            request: Some(schema::<api::CreateSubscriptionRequest>),
+            response: Some(schema::<api::SubscriptionResponse>),
+            status: 201,
+            ..op("post", "/v1/subscriptions", "Subscribe a webhook to paths (globs)", W)
+        },
+        Operation {
+            response: Some(schema::<api::SubscriptionList>),
+            query: PAGE,
+            ..op("get", "/v1/subscriptions", "List subscriptions", R)
+        },
+        Operation {
+            response: Some(schema::<api::SubscriptionResponse>),
+            ..op("get", "/v1/subscriptions/{id}", "A subscription", R)
+        },
+        Operation { status: 204, ..op("delete", "/v1/subscriptions/{id}", "Delete a subscription", W) },
+        Operation {
+            query: &[("paths", "comma-separated globs"), ("events", "comma-separated event types")],
+            ..op(
+                "get",
+                "/v1/events/stream",
+                "Server-Sent Events of the tenant's changes on paths the caller may list",
+                R,
             )
         },
         Operation {

@@ -13,11 +13,11 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    AuditAppend, AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, BindingRecord, ChainFn,
-    DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewToken, PartnerRecord,
-    PolicyRecord, PolicySnapshot, PolicyStore, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore,
+    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, BindingRecord, ChainFn, DEFAULT_MAX_VERSIONS,
+    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, PartnerRecord, PolicyRecord,
+    PolicySnapshot, PolicyStore, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore,
     SecretVersionRow, Store, StoreError, StoredSecret, TenantRecord, TenantStore, TokenRecord, TokenStore,
-    WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
+    WriteEffects, WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
@@ -53,6 +53,7 @@ const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 
 scaivault_store::row_decoders!(PgRow);
 scaivault_store::audit_query!(Postgres);
+scaivault_store::event_store_impl!(PostgresStore, Postgres, PgRow, lock = "FOR UPDATE OF d SKIP LOCKED");
 
 fn metadata_json(metadata: &SecretMetadata) -> Result<String, StoreError> {
     serde_json::to_string(metadata).map_err(|e| StoreError::Backend(e.to_string()))
@@ -164,7 +165,7 @@ impl SecretStore for PostgresStore {
         &self,
         w: WriteSecret<'_>,
         seal: &SealFn<'_>,
-        audit: Option<&AuditAppend<'_>>,
+        effects: WriteEffects<'_>,
     ) -> Result<WriteOutcome, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let path = w.path.as_str();
@@ -225,7 +226,10 @@ impl SecretStore for PostgresStore {
         .await
         .map_err(db_err)?;
         Self::prune(&mut tx, w.tenant, path, version, max_versions).await?;
-        if let Some(audit) = audit {
+        if let Some(events) = effects.events {
+            insert_events_in(&mut tx, &(events.0)(version, current == 0)?).await?;
+        }
+        if let Some(audit) = effects.audit {
             let entry = (audit.build)(version, current == 0);
             append_audit_in(&mut tx, std::slice::from_ref(&entry), audit.chain, audit.sign)
                 .await
@@ -293,6 +297,7 @@ impl SecretStore for PostgresStore {
         metadata: Option<SecretMetadata>,
         max_versions: Option<u32>,
         now: DateTime<Utc>,
+        events: &[NewEvent],
     ) -> Result<SecretHead, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let head = Self::live_head_in(&mut tx, tenant, path, true).await?;
@@ -309,6 +314,7 @@ impl SecretStore for PostgresStore {
             .map_err(db_err)?;
         Self::prune(&mut tx, tenant, path, head.current_version, max_versions).await?;
         let head = Self::live_head_in(&mut tx, tenant, path, true).await?;
+        insert_events_in(&mut tx, events).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(head)
     }
@@ -338,7 +344,13 @@ impl SecretStore for PostgresStore {
         rows.iter().map(head_from_row).collect()
     }
 
-    async fn soft_delete(&self, tenant: &str, path: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn soft_delete(
+        &self,
+        tenant: &str,
+        path: &str,
+        now: DateTime<Utc>,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE secrets SET deleted_at = $1, updated_at = $2 WHERE tenant_id = $3 AND path = $4 AND deleted_at IS NULL",
@@ -353,10 +365,17 @@ impl SecretStore for PostgresStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::SecretNotFound);
         }
+        insert_events_in(&mut tx, events).await?;
         tx.commit().await.map_err(db_err)
     }
 
-    async fn undelete(&self, tenant: &str, path: &str, now: DateTime<Utc>) -> Result<SecretHead, StoreError> {
+    async fn undelete(
+        &self,
+        tenant: &str,
+        path: &str,
+        now: DateTime<Utc>,
+        events: &[NewEvent],
+    ) -> Result<SecretHead, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let head = Self::head_in(&mut tx, tenant, path, true).await?.ok_or(StoreError::SecretNotFound)?;
         if head.deleted_at.is_some() {
@@ -371,6 +390,7 @@ impl SecretStore for PostgresStore {
             .map_err(db_err)?;
         }
         let head = Self::live_head_in(&mut tx, tenant, path, true).await?;
+        insert_events_in(&mut tx, events).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(head)
     }
@@ -381,6 +401,7 @@ impl SecretStore for PostgresStore {
         path: &str,
         versions: Option<&[u64]>,
         now: DateTime<Utc>,
+        events: &[NewEvent],
     ) -> Result<Vec<u64>, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         Self::head_in(&mut tx, tenant, path, true).await?.ok_or(StoreError::SecretNotFound)?;
@@ -412,6 +433,7 @@ impl SecretStore for PostgresStore {
             .map_err(db_err)?;
             destroyed.push(v);
         }
+        insert_events_in(&mut tx, events).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(destroyed)
     }

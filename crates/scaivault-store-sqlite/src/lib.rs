@@ -14,11 +14,11 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    AuditAppend, AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, BindingRecord, ChainFn,
-    DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewToken, PartnerRecord,
-    PolicyRecord, PolicySnapshot, PolicyStore, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore,
+    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, BindingRecord, ChainFn, DEFAULT_MAX_VERSIONS,
+    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, PartnerRecord, PolicyRecord,
+    PolicySnapshot, PolicyStore, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore,
     SecretVersionRow, Store, StoreError, StoredSecret, TenantRecord, TenantStore, TokenRecord, TokenStore,
-    WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
+    WriteEffects, WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -57,6 +57,7 @@ const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 
 scaivault_store::row_decoders!(SqliteRow);
 scaivault_store::audit_query!(Sqlite);
+scaivault_store::event_store_impl!(SqliteStore, Sqlite, SqliteRow, lock = "");
 
 fn metadata_json(metadata: &SecretMetadata) -> Result<String, StoreError> {
     serde_json::to_string(metadata).map_err(|e| StoreError::Backend(e.to_string()))
@@ -177,7 +178,7 @@ impl SecretStore for SqliteStore {
         &self,
         w: WriteSecret<'_>,
         seal: &SealFn<'_>,
-        audit: Option<&AuditAppend<'_>>,
+        effects: WriteEffects<'_>,
     ) -> Result<WriteOutcome, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let path = w.path.as_str();
@@ -244,7 +245,10 @@ impl SecretStore for SqliteStore {
         .await
         .map_err(db_err)?;
         Self::prune(&mut tx, w.tenant, path, version, max_versions).await?;
-        if let Some(audit) = audit {
+        if let Some(events) = effects.events {
+            insert_events_in(&mut tx, &(events.0)(version, current == 0)?).await?;
+        }
+        if let Some(audit) = effects.audit {
             let entry = (audit.build)(version, current == 0);
             append_audit_in(&mut tx, std::slice::from_ref(&entry), audit.chain, audit.sign)
                 .await
@@ -312,6 +316,7 @@ impl SecretStore for SqliteStore {
         metadata: Option<SecretMetadata>,
         max_versions: Option<u32>,
         now: DateTime<Utc>,
+        events: &[NewEvent],
     ) -> Result<SecretHead, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let head = Self::live_head_in(&mut tx, tenant, path).await?;
@@ -328,6 +333,7 @@ impl SecretStore for SqliteStore {
             .map_err(db_err)?;
         Self::prune(&mut tx, tenant, path, head.current_version, max_versions).await?;
         let head = Self::live_head_in(&mut tx, tenant, path).await?;
+        insert_events_in(&mut tx, events).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(head)
     }
@@ -360,7 +366,13 @@ impl SecretStore for SqliteStore {
         rows.iter().map(head_from_row).collect()
     }
 
-    async fn soft_delete(&self, tenant: &str, path: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn soft_delete(
+        &self,
+        tenant: &str,
+        path: &str,
+        now: DateTime<Utc>,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE secrets SET deleted_at = ?, updated_at = ? WHERE tenant_id = ? AND path = ? AND deleted_at IS NULL",
@@ -375,10 +387,17 @@ impl SecretStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::SecretNotFound);
         }
+        insert_events_in(&mut tx, events).await?;
         tx.commit().await.map_err(db_err)
     }
 
-    async fn undelete(&self, tenant: &str, path: &str, now: DateTime<Utc>) -> Result<SecretHead, StoreError> {
+    async fn undelete(
+        &self,
+        tenant: &str,
+        path: &str,
+        now: DateTime<Utc>,
+        events: &[NewEvent],
+    ) -> Result<SecretHead, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let head = Self::head_in(&mut tx, tenant, path).await?.ok_or(StoreError::SecretNotFound)?;
         if head.deleted_at.is_some() {
@@ -393,6 +412,7 @@ impl SecretStore for SqliteStore {
             .map_err(db_err)?;
         }
         let head = Self::live_head_in(&mut tx, tenant, path).await?;
+        insert_events_in(&mut tx, events).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(head)
     }
@@ -403,6 +423,7 @@ impl SecretStore for SqliteStore {
         path: &str,
         versions: Option<&[u64]>,
         now: DateTime<Utc>,
+        events: &[NewEvent],
     ) -> Result<Vec<u64>, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         Self::head_in(&mut tx, tenant, path).await?.ok_or(StoreError::SecretNotFound)?;
@@ -434,6 +455,7 @@ impl SecretStore for SqliteStore {
             .map_err(db_err)?;
             destroyed.push(v);
         }
+        insert_events_in(&mut tx, events).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(destroyed)
     }

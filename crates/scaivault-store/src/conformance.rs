@@ -25,7 +25,8 @@ macro_rules! conformance_suite {
             bootstrap_happens_once, tokens_find_list_revoke, master_keys_and_wraps, rewrap_flow,
             moved_ciphertext_never_opens, policies_and_bindings, policy_epoch_tracks_every_change,
             partners_and_tenants, audit_chains, concurrent_audit_appends_keep_one_chain,
-            a_write_and_its_audit_record_commit_together);
+            a_write_and_its_audit_record_commit_together, webhooks_round_trip,
+            events_commit_with_their_write, claims_lease_and_order_deliveries, retries_log_and_redelivery);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -38,6 +39,13 @@ macro_rules! conformance_suite {
         )*
     };
 }
+
+#[path = "conformance_events.rs"]
+mod events;
+pub use events::{
+    claims_lease_and_order_deliveries, events_commit_with_their_write, retries_log_and_redelivery,
+    webhooks_round_trip,
+};
 
 type Dyn = Arc<dyn Store>;
 
@@ -99,7 +107,7 @@ async fn put(
     let p = w.path.as_str().to_owned();
     let seal =
         move |version: u64| ring.seal(&SealContext { tenant: &tenant, path: &p, version }, value.as_bytes());
-    store.write_secret(w, &seal, None).await
+    store.write_secret(w, &seal, crate::WriteEffects::default()).await
 }
 
 async fn get(store: &Dyn, ring: &KeyRing, p: &str, version: Option<u64>) -> Result<String, StoreError> {
@@ -230,6 +238,7 @@ pub async fn metadata_kept_unless_given(store: Dyn) {
             Some(SecretMetadata { tags: vec!["t".into()], ..Default::default() }),
             None,
             at(3),
+            &[],
         )
         .await
         .expect("patch");
@@ -237,7 +246,7 @@ pub async fn metadata_kept_unless_given(store: Dyn) {
     assert_eq!(head.metadata.owner, None);
     assert_eq!(head.current_version, 2);
     assert!(matches!(
-        store.update_metadata(DEFAULT_TENANT, "meta/none", None, Some(3), at(3)).await,
+        store.update_metadata(DEFAULT_TENANT, "meta/none", None, Some(3), at(3), &[]).await,
         Err(StoreError::SecretNotFound)
     ));
 }
@@ -248,7 +257,7 @@ pub async fn shrinking_max_versions_prunes(store: Dyn) {
     for i in 1..=6 {
         put(&store, &ring, write(DEFAULT_TENANT, &p, i), &format!("v{i}")).await.expect("write");
     }
-    store.update_metadata(DEFAULT_TENANT, "shrink/x", None, Some(2), at(7)).await.expect("patch");
+    store.update_metadata(DEFAULT_TENANT, "shrink/x", None, Some(2), at(7), &[]).await.expect("patch");
     let (_, versions) = store.list_versions(DEFAULT_TENANT, "shrink/x").await.expect("versions");
     assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), vec![6, 5]);
 }
@@ -258,13 +267,13 @@ pub async fn soft_delete_and_undelete(store: Dyn) {
     let p = path("del/x");
     put(&store, &ring, write(DEFAULT_TENANT, &p, 1), "a").await.expect("write");
     put(&store, &ring, write(DEFAULT_TENANT, &p, 2), "b").await.expect("write");
-    store.soft_delete(DEFAULT_TENANT, "del/x", at(3)).await.expect("delete");
+    store.soft_delete(DEFAULT_TENANT, "del/x", at(3), &[]).await.expect("delete");
     assert!(matches!(
         store.read_secret(DEFAULT_TENANT, "del/x", None).await,
         Err(StoreError::SecretNotFound)
     ));
     assert!(matches!(
-        store.soft_delete(DEFAULT_TENANT, "del/x", at(3)).await,
+        store.soft_delete(DEFAULT_TENANT, "del/x", at(3), &[]).await,
         Err(StoreError::SecretNotFound)
     ));
     let listed = store
@@ -272,15 +281,15 @@ pub async fn soft_delete_and_undelete(store: Dyn) {
         .await
         .expect("list");
     assert!(listed.is_empty());
-    let head = store.undelete(DEFAULT_TENANT, "del/x", at(4)).await.expect("undelete");
+    let head = store.undelete(DEFAULT_TENANT, "del/x", at(4), &[]).await.expect("undelete");
     assert_eq!(head.current_version, 2);
     assert_eq!(get(&store, &ring, "del/x", Some(1)).await.expect("history kept"), "a");
     assert!(matches!(
-        store.undelete(DEFAULT_TENANT, "del/none", at(4)).await,
+        store.undelete(DEFAULT_TENANT, "del/none", at(4), &[]).await,
         Err(StoreError::SecretNotFound)
     ));
     // A write to a deleted secret revives it with the next version.
-    store.soft_delete(DEFAULT_TENANT, "del/x", at(5)).await.expect("delete");
+    store.soft_delete(DEFAULT_TENANT, "del/x", at(5), &[]).await.expect("delete");
     let out = put(&store, &ring, write(DEFAULT_TENANT, &p, 6), "c").await.expect("write");
     assert_eq!((out.version, out.created), (3, false));
     assert_eq!(get(&store, &ring, "del/x", None).await.expect("read"), "c");
@@ -292,13 +301,16 @@ pub async fn destroy_versions(store: Dyn) {
     for i in 1..=3 {
         put(&store, &ring, write(DEFAULT_TENANT, &p, i), &format!("v{i}")).await.expect("write");
     }
-    let gone =
-        store.destroy_versions(DEFAULT_TENANT, "destroy/x", Some(&[1, 3, 9]), at(4)).await.expect("destroy");
+    let gone = store
+        .destroy_versions(DEFAULT_TENANT, "destroy/x", Some(&[1, 3, 9]), at(4), &[])
+        .await
+        .expect("destroy");
     assert_eq!(gone, vec![1, 3]);
     let s = store.read_secret(DEFAULT_TENANT, "destroy/x", Some(1)).await.expect("row stays");
     assert!(s.version.sealed.is_none() && s.version.destroyed_at.is_some());
     assert_eq!(get(&store, &ring, "destroy/x", Some(2)).await.expect("kept"), "v2");
-    let gone = store.destroy_versions(DEFAULT_TENANT, "destroy/x", None, at(5)).await.expect("destroy all");
+    let gone =
+        store.destroy_versions(DEFAULT_TENANT, "destroy/x", None, at(5), &[]).await.expect("destroy all");
     assert_eq!(gone, vec![2]);
     let status = store.key_status().await.expect("status");
     assert_eq!(status[0].data_keys, 0, "destroyed versions keep no data key");
@@ -362,7 +374,7 @@ pub async fn tenants_are_isolated(store: Dyn) {
         .expect("list");
     assert!(listed.is_empty());
     assert!(matches!(
-        store.soft_delete("tnt_other", "shared/name", at(2)).await,
+        store.soft_delete("tnt_other", "shared/name", at(2), &[]).await,
         Err(StoreError::SecretNotFound)
     ));
     assert!(store.list_tokens("tnt_other", None, 100).await.expect("tokens").is_empty());
@@ -842,7 +854,10 @@ pub async fn a_write_and_its_audit_record_commit_together(store: Dyn) {
         let w = write(DEFAULT_TENANT, &p, i);
         let tenant = w.tenant.to_owned();
         let seal = |version: u64| ring.seal(&SealContext { tenant: &tenant, path: "w/x", version }, b"v");
-        store.write_secret(w, &seal, Some(&append)).await.expect("write");
+        store
+            .write_secret(w, &seal, crate::WriteEffects { audit: Some(&append), events: None })
+            .await
+            .expect("write");
     }
     assert_eq!(check_chain(&store, DEFAULT_TENANT).await, 2);
     let rows = store
@@ -856,6 +871,11 @@ pub async fn a_write_and_its_audit_record_commit_together(store: Dyn) {
     let mut w = write(DEFAULT_TENANT, &p, 3);
     w.cas = Some(0);
     let seal = |version: u64| ring.seal(&SealContext { tenant: DEFAULT_TENANT, path: "w/x", version }, b"v");
-    assert!(store.write_secret(w, &seal, Some(&append)).await.is_err());
+    assert!(
+        store
+            .write_secret(w, &seal, crate::WriteEffects { audit: Some(&append), events: None })
+            .await
+            .is_err()
+    );
     assert_eq!(check_chain(&store, DEFAULT_TENANT).await, 2);
 }

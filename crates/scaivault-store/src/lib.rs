@@ -6,6 +6,8 @@
 //! cryptography, and `scaivault-core` decides who may do what.
 
 mod error;
+mod event_sql;
+mod events;
 mod records;
 mod rows;
 mod traits;
@@ -14,6 +16,11 @@ mod traits;
 pub mod conformance;
 
 pub use error::{StoreError, StoreErrorKind};
+pub use events::{
+    AttemptOutcome, AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, DeliveryStatus, FinishAttempt,
+    NewDelivery, NewEvent, SealedWebhookSecret, StoredEvent, WebhookFilter, WebhookKind, WebhookRecord,
+    micros_opt, order_key,
+};
 pub use records::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS,
     KeyStatus, NewAuditEntry, NewToken, PartnerRecord, PolicyColumns, PolicyRecord, PolicySnapshot,
@@ -23,8 +30,8 @@ pub use records::{
 };
 pub use scaivault_crypto::{SealedSecret, StoredMasterKey};
 pub use traits::{
-    AuditAppend, AuditStore, ChainFn, HeadMacFn, KeyStore, PolicyStore, SealFn, SecretStore, Store,
-    TenantStore, TokenStore,
+    AuditAppend, AuditStore, ChainFn, EventStore, EventsFn, EventsFnRef, HeadMacFn, KeyStore, PolicyStore,
+    SealFn, SecretStore, Store, TenantStore, TokenStore, WriteEffects,
 };
 
 /// The tenant every fresh installation starts with.

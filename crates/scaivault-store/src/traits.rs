@@ -10,6 +10,10 @@ use crate::{
     PartnerRecord, PolicyRecord, PolicySnapshot, RewrapItem, SecretHead, SecretListQuery, SecretVersionRow,
     StoreError, StoredSecret, TenantRecord, TokenRecord, WriteOutcome, WriteSecret,
 };
+use crate::{
+    Claim, ClaimedDelivery, DeliveryRecord, FinishAttempt, NewEvent, StoredEvent, WebhookFilter, WebhookKind,
+    WebhookRecord,
+};
 
 /// Seals the plaintext for the version number storage assigned, inside the write's transaction, so
 /// the ciphertext is bound to the version it is stored as.
@@ -20,13 +24,14 @@ pub trait SecretStore: Send + Sync + Debug {
     /// Assigns the next version, stores the sealed data and prunes past `max_versions`, all in one
     /// transaction. Concurrent writers to one path get consecutive versions with no gap.
     ///
-    /// With `audit`, the write's audit record is appended in the same transaction: both commit or
-    /// neither does (`AuditUnavailable` when the record cannot be written).
+    /// The `effects` (the write's audit record, its events and their deliveries) are appended in the
+    /// same transaction: all commit or none does (`AuditUnavailable` when the record cannot be
+    /// written).
     async fn write_secret(
         &self,
         write: WriteSecret<'_>,
         seal: &SealFn<'_>,
-        audit: Option<&AuditAppend<'_>>,
+        effects: WriteEffects<'_>,
     ) -> Result<WriteOutcome, StoreError>;
 
     /// The current version (or `version`) of a live secret.
@@ -44,7 +49,8 @@ pub trait SecretStore: Send + Sync + Debug {
         path: &str,
     ) -> Result<(SecretHead, Vec<SecretVersionRow>), StoreError>;
 
-    /// Replaces metadata and/or `max_versions` (pruning at once if it shrank).
+    /// Replaces metadata and/or `max_versions` (pruning at once if it shrank). `events` are appended
+    /// to the outbox in the same transaction, as for every change below.
     async fn update_metadata(
         &self,
         tenant: &str,
@@ -52,6 +58,7 @@ pub trait SecretStore: Send + Sync + Debug {
         metadata: Option<SecretMetadata>,
         max_versions: Option<u32>,
         now: DateTime<Utc>,
+        events: &[NewEvent],
     ) -> Result<SecretHead, StoreError>;
 
     /// Live secrets in path order.
@@ -61,9 +68,21 @@ pub trait SecretStore: Send + Sync + Debug {
         query: SecretListQuery<'_>,
     ) -> Result<Vec<SecretHead>, StoreError>;
 
-    async fn soft_delete(&self, tenant: &str, path: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn soft_delete(
+        &self,
+        tenant: &str,
+        path: &str,
+        now: DateTime<Utc>,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError>;
 
-    async fn undelete(&self, tenant: &str, path: &str, now: DateTime<Utc>) -> Result<SecretHead, StoreError>;
+    async fn undelete(
+        &self,
+        tenant: &str,
+        path: &str,
+        now: DateTime<Utc>,
+        events: &[NewEvent],
+    ) -> Result<SecretHead, StoreError>;
 
     /// Erases the ciphertext of the named versions (all when `None`); returns the versions destroyed.
     async fn destroy_versions(
@@ -72,6 +91,7 @@ pub trait SecretStore: Send + Sync + Debug {
         path: &str,
         versions: Option<&[u64]>,
         now: DateTime<Utc>,
+        events: &[NewEvent],
     ) -> Result<Vec<u64>, StoreError>;
 }
 
@@ -221,7 +241,106 @@ pub trait AuditStore: Send + Sync + Debug {
 
 /// Everything a backend provides.
 #[async_trait]
-pub trait Store: SecretStore + TokenStore + KeyStore + PolicyStore + TenantStore + AuditStore {
+pub trait Store:
+    SecretStore + TokenStore + KeyStore + PolicyStore + TenantStore + AuditStore + EventStore
+{
     /// Answers when the database does; used by readiness.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Builds the events of a secret write once storage knows the version and whether it created the
+/// secret; they are appended to the outbox in the write's transaction.
+pub type EventsFn<'a> = dyn Fn(u64, bool) -> Result<Vec<NewEvent>, StoreError> + Send + Sync + 'a;
+
+/// What a change writes beside itself, in its own transaction.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WriteEffects<'a> {
+    pub audit: Option<&'a AuditAppend<'a>>,
+    pub events: Option<&'a EventsFnRef<'a>>,
+}
+
+/// A [`EventsFn`] that can be printed.
+pub struct EventsFnRef<'a>(pub &'a EventsFn<'a>);
+
+impl Debug for EventsFnRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventsFn")
+    }
+}
+
+/// Webhooks, the event outbox and deliveries.
+#[async_trait]
+pub trait EventStore: Send + Sync + Debug {
+    /// `AlreadyExists` when the tenant has a webhook (or subscription) of that name.
+    async fn create_webhook(&self, webhook: &WebhookRecord) -> Result<(), StoreError>;
+
+    /// `NotFound` when there is no such webhook of that kind.
+    async fn get_webhook(
+        &self,
+        tenant: &str,
+        kind: WebhookKind,
+        id: &str,
+    ) -> Result<WebhookRecord, StoreError>;
+
+    /// In id order, ids strictly after `after`.
+    async fn list_webhooks(
+        &self,
+        tenant: &str,
+        kind: WebhookKind,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WebhookRecord>, StoreError>;
+
+    /// Replaces name, url, filters, secrets and state of `(tenant, id)`; `NotFound` when missing.
+    async fn update_webhook(&self, webhook: &WebhookRecord) -> Result<(), StoreError>;
+
+    /// Deletes the webhook with its deliveries and their attempts.
+    async fn delete_webhook(&self, tenant: &str, kind: WebhookKind, id: &str) -> Result<(), StoreError>;
+
+    /// The filters of the tenant's active webhooks and subscriptions, to match events against.
+    async fn active_webhooks(&self, tenant: &str) -> Result<Vec<WebhookFilter>, StoreError>;
+
+    /// Appends events and their deliveries in one transaction of their own.
+    async fn append_events(&self, events: &[NewEvent]) -> Result<(), StoreError>;
+
+    /// Leases up to `limit` due deliveries to `claim` (on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so
+    /// replicas never claim the same one). Only the oldest pending delivery of each webhook and
+    /// order key is due, so one receiver gets one secret's events in order.
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        claim: &Claim,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// The deliveries claimed under `claim`, for a claim made at creation.
+    async fn claimed_deliveries(&self, claim_id: &str) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records an attempt and its outcome if `claim_id` still holds the delivery; false otherwise
+    /// (the lease ran out and another worker took it).
+    async fn finish_attempt(&self, finish: &FinishAttempt<'_>) -> Result<bool, StoreError>;
+
+    /// The webhook's deliveries, newest first, with their attempts; `before` is a `seq` cursor.
+    async fn list_deliveries(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<(u64, DeliveryRecord)>, StoreError>;
+
+    /// Makes a delivery due again now, with a fresh retry schedule; `NotFound` when missing.
+    async fn redeliver(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        delivery_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Events of every tenant after `seq`, oldest first (the live stream of other replicas' changes).
+    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The newest event `seq`, 0 when none.
+    async fn last_event_seq(&self) -> Result<u64, StoreError>;
 }

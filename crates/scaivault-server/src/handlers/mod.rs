@@ -4,6 +4,7 @@ pub(crate) mod policies;
 pub(crate) mod secrets;
 pub(crate) mod sys;
 pub(crate) mod tokens;
+pub(crate) mod webhooks;
 
 use scaivault_core::CoreError;
 

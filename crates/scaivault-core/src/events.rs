@@ -1,0 +1,313 @@
+//! Events: what a change emits, which webhooks get it, and the live stream.
+//!
+//! A change builds its events (and one delivery per matching active webhook) before it commits, and
+//! storage appends them to the outbox in the change's own transaction. After the commit the events
+//! go to this process's live stream and the delivery worker is woken; other replicas find them in
+//! the outbox (deliveries when their worker polls, the live stream by tailing the `events` table).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use scaivault_crypto::random_id;
+use scaivault_domain::{GlobPattern, SecretPath};
+use scaivault_events::{Event, EventType, Sender};
+use scaivault_store::{NewDelivery, NewEvent, StoredEvent, WebhookFilter};
+use tokio::sync::{Notify, broadcast};
+
+use crate::{CoreError, Vault};
+
+/// How events leave the server.
+#[derive(Debug, Clone)]
+pub struct EventConfig {
+    /// Lets webhooks target loopback, private, link-local and metadata addresses.
+    pub allow_private: bool,
+    /// Delays before the retries of a failed delivery; after the last one the delivery has failed.
+    pub retry_schedule: Vec<Duration>,
+    /// How long one attempt may take.
+    pub delivery_timeout: Duration,
+    /// How long a rolled webhook secret keeps signing beside its successor by default.
+    pub secret_overlap: Duration,
+    /// How often the delivery worker looks for due deliveries when nothing woke it.
+    pub poll_interval: Duration,
+}
+
+/// The contract's default retry schedule: 30 s, 5 min, 30 min, 2 h, 8 h, 24 h.
+pub const DEFAULT_RETRY_SCHEDULE: [u64; 6] = [30, 300, 1800, 7200, 28_800, 86_400];
+
+impl Default for EventConfig {
+    fn default() -> Self {
+        EventConfig {
+            allow_private: false,
+            retry_schedule: DEFAULT_RETRY_SCHEDULE.iter().map(|s| Duration::from_secs(*s)).collect(),
+            delivery_timeout: scaivault_events::DELIVERY_TIMEOUT,
+            secret_overlap: Duration::from_secs(24 * 3600),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One event on the live stream (`GET /v1/events/stream`).
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    pub seq: Option<u64>,
+    pub id: String,
+    pub tenant: String,
+    pub event_type: String,
+    pub path: Option<String>,
+    /// The JSON envelope, as webhooks get it.
+    pub body: String,
+}
+
+impl From<StoredEvent> for LiveEvent {
+    fn from(e: StoredEvent) -> Self {
+        LiveEvent {
+            seq: Some(e.seq),
+            id: e.id,
+            tenant: e.tenant,
+            event_type: e.event_type,
+            path: e.path,
+            body: e.body,
+        }
+    }
+}
+
+const LIVE_CAPACITY: usize = 4096;
+
+#[derive(Debug)]
+pub(crate) struct Events {
+    pub(crate) config: EventConfig,
+    pub(crate) sender: Sender,
+    pub(crate) live: broadcast::Sender<Arc<LiveEvent>>,
+    pub(crate) wake: Notify,
+}
+
+impl Events {
+    pub(crate) fn new(config: EventConfig) -> Result<Events, CoreError> {
+        let sender = Sender::new(config.allow_private, config.delivery_timeout)
+            .map_err(|e| CoreError::Internal(format!("webhook client: {e}")))?;
+        Ok(Events { config, sender, live: broadcast::channel(LIVE_CAPACITY).0, wake: Notify::new() })
+    }
+}
+
+/// Whether `filter` wants an event of `event_type` on `path`.
+pub(crate) fn filter_matches(filter: &WebhookFilter, event_type: &str, path: Option<&str>) -> bool {
+    if !filter.events.is_empty() && !filter.events.iter().any(|e| e == event_type) {
+        return false;
+    }
+    let Some(path) = path else {
+        return filter.path_prefix.is_none() && filter.paths.is_empty();
+    };
+    if filter.path_prefix.as_deref().is_some_and(|p| !path.starts_with(p)) {
+        return false;
+    }
+    filter.paths.is_empty()
+        || SecretPath::parse(path)
+            .is_ok_and(|p| filter.paths.iter().any(|g| GlobPattern::parse(g).is_ok_and(|g| g.matches(&p))))
+}
+
+/// The events one change emits, with the webhooks of its tenant loaded once.
+pub(crate) struct Emitter {
+    tenant: String,
+    filters: Vec<WebhookFilter>,
+}
+
+impl Emitter {
+    /// An emitter that delivers to no webhook (the caller adds the deliveries it wants).
+    pub(crate) fn without_webhooks(tenant: &str) -> Emitter {
+        Emitter { tenant: tenant.to_owned(), filters: Vec::new() }
+    }
+
+    /// An event and a delivery for each matching webhook.
+    pub(crate) fn event(
+        &self,
+        event_type: EventType,
+        path: Option<&str>,
+        data: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<NewEvent, CoreError> {
+        let event = Event::new(event_type, &self.tenant, path.map(str::to_owned), data, now)?;
+        let deliveries = self
+            .filters
+            .iter()
+            .filter(|f| filter_matches(f, event_type.as_str(), path))
+            .map(|f| Ok(NewDelivery { id: random_id("dlv_")?, webhook_id: f.id.clone(), claim: None }))
+            .collect::<Result<Vec<_>, CoreError>>()?;
+        let body = String::from_utf8(event.to_body())
+            .map_err(|_| CoreError::Internal("event body is not UTF-8".into()))?;
+        Ok(NewEvent {
+            id: event.event_id,
+            tenant: event.tenant_id,
+            event_type: event_type.as_str().to_owned(),
+            path: event.path,
+            created_at: event.timestamp,
+            body,
+            deliveries,
+        })
+    }
+}
+
+impl Vault {
+    /// Loads the tenant's active webhooks for the events of one change.
+    pub(crate) async fn emitter(&self, tenant: &str) -> Result<Emitter, CoreError> {
+        Ok(Emitter { tenant: tenant.to_owned(), filters: self.store.active_webhooks(tenant).await? })
+    }
+
+    /// After the change committed: the live stream gets the events, the worker their deliveries.
+    pub(crate) fn published(&self, events: &[NewEvent]) {
+        let mut deliveries = false;
+        for e in events {
+            deliveries |= !e.deliveries.is_empty();
+            // No receiver is not an error: nobody is watching the stream.
+            let _ = self.events.live.send(Arc::new(LiveEvent {
+                seq: None,
+                id: e.id.clone(),
+                tenant: e.tenant.clone(),
+                event_type: e.event_type.clone(),
+                path: e.path.clone(),
+                body: e.body.clone(),
+            }));
+        }
+        if deliveries {
+            self.events.wake.notify_one();
+        }
+    }
+
+    /// Builds the events of a change on one secret, commits it with `change`, then publishes them.
+    pub(crate) async fn with_events<T, F, Fut>(
+        &self,
+        tenant: &str,
+        event_type: EventType,
+        path: &SecretPath,
+        data: serde_json::Value,
+        change: F,
+    ) -> Result<T, CoreError>
+    where
+        F: FnOnce(Vec<NewEvent>) -> Fut,
+        Fut: Future<Output = Result<(T, Vec<NewEvent>), CoreError>>,
+    {
+        let emitter = self.emitter(tenant).await?;
+        let events = vec![emitter.event(event_type, Some(path.as_str()), data, self.clock.now())?];
+        let (out, events) = change(events).await?;
+        self.published(&events);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(events: &[&str], prefix: Option<&str>, paths: &[&str]) -> WebhookFilter {
+        WebhookFilter {
+            id: "wh_x".into(),
+            events: events.iter().map(|s| s.to_string()).collect(),
+            path_prefix: prefix.map(str::to_owned),
+            paths: paths.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn filters_match_type_prefix_and_globs() {
+        let f = filter(&["secret.rotated"], Some("integrations/salesforce/"), &[]);
+        assert!(filter_matches(&f, "secret.rotated", Some("integrations/salesforce/oauth")));
+        assert!(!filter_matches(&f, "secret.updated", Some("integrations/salesforce/oauth")));
+        assert!(!filter_matches(&f, "secret.rotated", Some("integrations/stripe/key")));
+        assert!(!filter_matches(&f, "secret.rotated", None));
+
+        let g = filter(&[], None, &["db/*/password", "app/**"]);
+        assert!(filter_matches(&g, "secret.created", Some("db/main/password")));
+        assert!(filter_matches(&g, "secret.deleted", Some("app/a/b/c")));
+        assert!(!filter_matches(&g, "secret.created", Some("db/main/user")));
+        assert!(filter_matches(&filter(&[], None, &[]), "federation.sync.failed", None));
+    }
+}
+
+/// A caller's view of the live stream: its tenant's events on paths it may list, narrowed by the
+/// `paths` and `events` it asked for. Ends when the caller's token expires.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: broadcast::Receiver<Arc<LiveEvent>>,
+    tenant: String,
+    access: crate::policies::Access,
+    paths: Vec<GlobPattern>,
+    types: Vec<String>,
+    expires_at: Option<DateTime<Utc>>,
+    clock: Arc<dyn crate::Clock>,
+}
+
+impl EventStream {
+    fn wants(&self, e: &LiveEvent) -> bool {
+        if e.tenant != self.tenant || (!self.types.is_empty() && !self.types.contains(&e.event_type)) {
+            return false;
+        }
+        match e.path.as_deref() {
+            // Tenant-wide events go to those who did not narrow the stream to paths.
+            None => self.paths.is_empty(),
+            Some(p) => SecretPath::parse(p).is_ok_and(|p| {
+                self.access.allows(scaivault_domain::Permission::List, &p)
+                    && (self.paths.is_empty() || self.paths.iter().any(|g| g.matches(&p)))
+            }),
+        }
+    }
+
+    /// The next event for this caller; `None` when the token expired or the server shuts down.
+    pub async fn next(&mut self) -> Option<Arc<LiveEvent>> {
+        loop {
+            let left = match self.expires_at {
+                Some(at) => (at - self.clock.now()).to_std().ok()?,
+                None => Duration::from_secs(3600),
+            };
+            let received = match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(r) => r,
+                Err(_) if self.expires_at.is_some() => return None,
+                Err(_) => continue,
+            };
+            match received {
+                Ok(e) if self.wants(&e) => return Some(e),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "an event stream client fell behind; events skipped");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn split_list(raw: Option<&str>) -> impl Iterator<Item = &str> {
+    raw.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl Vault {
+    /// `GET /v1/events/stream?paths=&events=`: comma-separated globs and event types.
+    pub async fn event_stream(
+        &self,
+        principal: &crate::Principal,
+        paths: Option<&str>,
+        events: Option<&str>,
+    ) -> Result<EventStream, CoreError> {
+        self.authorize(principal, scaivault_domain::Scope::SubscriptionsRead, None).await?;
+        let paths = split_list(paths)
+            .map(|g| {
+                GlobPattern::parse(g).map_err(|e| CoreError::InvalidRequest(format!("paths: {g:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let types = split_list(events)
+            .map(|t| {
+                t.parse::<EventType>()
+                    .map(|t| t.as_str().to_owned())
+                    .map_err(|e| CoreError::InvalidRequest(format!("events: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EventStream {
+            rx: self.events.live.subscribe(),
+            tenant: principal.tenant.clone(),
+            access: self.access(principal).await?,
+            paths,
+            types,
+            expires_at: principal.expires_at,
+            clock: self.clock.clone(),
+        })
+    }
+}
