@@ -340,6 +340,22 @@ async fn a_receiver_failing_twice_gets_the_event_on_the_third_attempt() {
         .filter_map(|a| a["response_code"].as_u64())
         .collect();
     assert_eq!(codes, [500, 500, 200]);
+    let metrics = api.get("/metrics").await.text;
+    for line in [
+        "scaivault_webhook_deliveries_total{outcome=\"retried\"} 2",
+        "scaivault_webhook_deliveries_total{outcome=\"delivered\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+
+    // Redelivery sends the same event again, signed anew.
+    let dlv = delivery["id"].as_str().expect("delivery id");
+    let r = api.post(&format!("/v1/webhooks/{id}/deliveries/{dlv}/redeliver"), &json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let got = wait_for_requests(&receiver, 4, 10).await;
+    assert_eq!(got.len(), 4);
+    assert_eq!(header(&got[3], "webhook-id"), header(&got[0], "webhook-id"));
+    assert_both_verifiers_accept(secret, &got[3]);
 }
 
 #[tokio::test]

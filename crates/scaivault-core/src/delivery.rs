@@ -87,6 +87,12 @@ impl Vault {
             outcome,
             disable_webhook: attempt.gone.then_some("the receiver answered 410 Gone"),
         };
+        let counter = match outcome {
+            AttemptOutcome::Delivered => &self.events.outcomes.delivered,
+            AttemptOutcome::RetryAt(_) => &self.events.outcomes.retried,
+            AttemptOutcome::Failed => &self.events.outcomes.failed,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !self.store.finish_attempt(&finish).await? {
             tracing::warn!(delivery = %d.id, "delivery lease expired before its attempt was recorded");
         }

@@ -6,6 +6,7 @@
 //! the outbox (deliveries when their worker polls, the live stream by tailing the `events` table).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -80,13 +81,28 @@ pub(crate) struct Events {
     pub(crate) sender: Sender,
     pub(crate) live: broadcast::Sender<Arc<LiveEvent>>,
     pub(crate) wake: Notify,
+    pub(crate) outcomes: DeliveryOutcomes,
+}
+
+/// Delivery attempts made by this process, by outcome, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct DeliveryOutcomes {
+    pub delivered: AtomicU64,
+    pub retried: AtomicU64,
+    pub failed: AtomicU64,
 }
 
 impl Events {
     pub(crate) fn new(config: EventConfig) -> Result<Events, CoreError> {
         let sender = Sender::new(config.allow_private, config.delivery_timeout)
             .map_err(|e| CoreError::Internal(format!("webhook client: {e}")))?;
-        Ok(Events { config, sender, live: broadcast::channel(LIVE_CAPACITY).0, wake: Notify::new() })
+        Ok(Events {
+            config,
+            sender,
+            live: broadcast::channel(LIVE_CAPACITY).0,
+            wake: Notify::new(),
+            outcomes: DeliveryOutcomes::default(),
+        })
     }
 }
 
@@ -148,6 +164,11 @@ impl Emitter {
 }
 
 impl Vault {
+    /// Webhook delivery attempts made by this process, by outcome.
+    pub fn delivery_outcomes(&self) -> &DeliveryOutcomes {
+        &self.events.outcomes
+    }
+
     /// Loads the tenant's active webhooks for the events of one change.
     pub(crate) async fn emitter(&self, tenant: &str) -> Result<Emitter, CoreError> {
         Ok(Emitter { tenant: tenant.to_owned(), filters: self.store.active_webhooks(tenant).await? })

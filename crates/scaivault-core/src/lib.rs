@@ -27,7 +27,7 @@ pub use audit::{AuditEvent, AuditQuery, RequestInfo, WriteAudit};
 pub use auth::{Principal, TokenKind};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
-pub use events::{DEFAULT_RETRY_SCHEDULE, EventConfig, EventStream, LiveEvent};
+pub use events::{DEFAULT_RETRY_SCHEDULE, DeliveryOutcomes, EventConfig, EventStream, LiveEvent};
 pub use jwt::{JwtError, JwtIdentity, JwtIssuer, JwtVerifier};
 pub use keys::{DEFAULT_WRAP_LIMIT, KeyConfig};
 pub use ratelimit::{RateLimit, RateLimits};

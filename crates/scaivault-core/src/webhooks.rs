@@ -14,7 +14,8 @@ use scaivault_crypto::{SealContext, SealedSecret, SecretBytes, random_id};
 use scaivault_domain::{DurationSpec, GlobPattern, Scope};
 use scaivault_events::{EventType, check_webhook_url, generate_webhook_secret, parse_webhook_url};
 use scaivault_store::{
-    Claim, DeliveryRecord, NewDelivery, SealedWebhookSecret, StoreError, WebhookKind, WebhookRecord,
+    Claim, DeliveryRecord, NewDelivery, SealedWebhookSecret, StoreError, WEBHOOK_SEAL_PREFIX, WebhookKind,
+    WebhookRecord,
 };
 
 use crate::paging::{decode_cursor, encode_cursor, limit};
@@ -25,10 +26,9 @@ const MAX_SECRET: usize = 1024;
 const MIN_SECRET: usize = 8;
 const MAX_FILTERS: usize = 100;
 
-/// The seal context path of a webhook's secret: no secret path starts with a NUL byte, so no secret
-/// ciphertext ever opens as a webhook secret or the other way round.
+/// The seal context path of a webhook's secret (see [`WEBHOOK_SEAL_PREFIX`]).
 fn seal_path(id: &str) -> String {
-    format!("\0webhook/{id}")
+    format!("{WEBHOOK_SEAL_PREFIX}{id}")
 }
 
 fn not_found(kind: WebhookKind) -> CoreError {

@@ -155,13 +155,37 @@ pub async fn check_webhook_url(url: &Url, allow_private: bool) -> Result<(), Url
         .map_err(|_| unresolvable())?
         .map_err(|_| unresolvable())?
         .collect();
+    judge_resolved(url, &addrs)
+}
+
+/// A name is refused at creation when it does not resolve, or when any of its addresses is
+/// forbidden (a later answer could pick that one).
+fn judge_resolved(url: &Url, addrs: &[SocketAddr]) -> Result<(), UrlError> {
     if addrs.is_empty() {
-        return Err(unresolvable());
+        return Err(UrlError::Unresolvable(url.host_str().unwrap_or_default().to_owned()));
     }
     if addrs.iter().any(|a| is_forbidden_ip(a.ip())) {
         return Err(forbidden(url));
     }
     Ok(())
+}
+
+/// The addresses a connection may use: at connection time, forbidden ones are dropped whatever the
+/// name resolves to now (DNS rebinding).
+fn connectable(resolved: Vec<SocketAddr>, allow_private: bool) -> Vec<SocketAddr> {
+    if allow_private {
+        return resolved;
+    }
+    resolved
+        .into_iter()
+        .filter(|a| {
+            let ok = !is_forbidden_ip(a.ip());
+            if !ok {
+                tracing::warn!(address = %a.ip(), "webhook host resolved to a forbidden address; skipped");
+            }
+            ok
+        })
+        .collect()
 }
 
 /// The DNS resolver of the webhook client: resolves with the system resolver and, unless private
@@ -194,16 +218,7 @@ impl Resolve for GuardedResolver {
             }
             // Port 0: reqwest puts the URL's port (or the scheme's) in its place.
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = if allow_private {
-                resolved
-            } else {
-                let (allowed, dropped): (Vec<_>, Vec<_>) =
-                    resolved.into_iter().partition(|a| !is_forbidden_ip(a.ip()));
-                for addr in &dropped {
-                    tracing::warn!(host = %host, address = %addr.ip(), "webhook host resolved to a forbidden address; skipped");
-                }
-                allowed
-            };
+            let allowed = connectable(resolved, allow_private);
             if allowed.is_empty() {
                 return Err(refused().into());
             }
@@ -223,6 +238,31 @@ mod tests {
 
     fn forbidden(s: &str) -> bool {
         is_forbidden_ip(s.parse().unwrap())
+    }
+
+    fn addrs(ips: &[&str]) -> Vec<SocketAddr> {
+        ips.iter().map(|ip| SocketAddr::new(ip.parse().unwrap(), 443)).collect()
+    }
+
+    /// A name that resolves to loopback (or to a public and a private address) is refused at
+    /// creation; at connection time only public addresses are dialled.
+    #[test]
+    fn names_are_judged_by_every_address_they_resolve_to() {
+        let url = parse_webhook_url("https://rebind.example/hook").unwrap();
+        assert!(matches!(
+            judge_resolved(&url, &addrs(&["127.0.0.1"])),
+            Err(UrlError::ForbiddenAddress { .. })
+        ));
+        assert!(matches!(
+            judge_resolved(&url, &addrs(&["93.184.216.34", "::ffff:10.0.0.1"])),
+            Err(UrlError::ForbiddenAddress { .. })
+        ));
+        assert!(matches!(judge_resolved(&url, &[]), Err(UrlError::Unresolvable(_))));
+        assert!(judge_resolved(&url, &addrs(&["93.184.216.34", "2606:4700::1"])).is_ok());
+        let mixed = addrs(&["169.254.169.254", "93.184.216.34", "::1"]);
+        assert_eq!(connectable(mixed.clone(), false), addrs(&["93.184.216.34"]));
+        assert_eq!(connectable(mixed.clone(), true), mixed);
+        assert!(connectable(addrs(&["127.0.0.1", "fd00::1"]), false).is_empty());
     }
 
     #[test]

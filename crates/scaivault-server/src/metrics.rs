@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -27,6 +28,13 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily,
+    audit_queue: Gauge,
+    deliveries: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 impl fmt::Debug for Metrics {
@@ -52,13 +60,35 @@ impl Metrics {
             "HTTP request latency by route and status",
             latency.clone(),
         );
-        Metrics { registry: Mutex::new(registry), requests, latency }
+        let audit_queue = Gauge::default();
+        registry.register(
+            "audit_queue_depth",
+            "Audit records waiting for their group commit",
+            audit_queue.clone(),
+        );
+        let deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, retried, failed)",
+            deliveries.clone(),
+        );
+        Metrics { registry: Mutex::new(registry), requests, latency, audit_queue, deliveries }
     }
 
     pub(crate) fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let labels = RequestLabels { method: method.to_owned(), route: route.to_owned(), status };
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// Copies the vault's own counters in, just before a scrape.
+    pub(crate) fn sample(&self, vault: &scaivault_core::Vault) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.audit_queue.set(i64::try_from(vault.audit_queue_depth()).unwrap_or(i64::MAX));
+        let o = vault.delivery_outcomes();
+        for (outcome, n) in [("delivered", &o.delivered), ("retried", &o.retried), ("failed", &o.failed)] {
+            self.deliveries.get_or_create(&OutcomeLabels { outcome }).inner().store(n.load(Relaxed), Relaxed);
+        }
     }
 
     /// The Prometheus text exposition.

@@ -587,6 +587,8 @@ impl KeyStore for PostgresStore {
         let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
             "SELECT k.version, k.created_at, k.wraps, \
              (SELECT COUNT(*) FROM secret_versions v WHERE v.key_version = k.version) \
+             + (SELECT COUNT(*) FROM webhooks w WHERE w.secret_key_version = k.version) \
+             + (SELECT COUNT(*) FROM webhooks w WHERE w.prev_key_version = k.version) \
              FROM master_keys k ORDER BY k.version",
         )
         .fetch_all(&self.pool)
@@ -614,7 +616,8 @@ impl KeyStore for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.iter()
+        let mut items = rows
+            .iter()
             .map(|row| {
                 let version: i64 = row.try_get("version").map_err(db_err)?;
                 let key_version: i64 = row.try_get("key_version").map_err(db_err)?;
@@ -629,11 +632,21 @@ impl KeyStore for PostgresStore {
                     ),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let left = limit.saturating_sub(items.len() as u32);
+        if left > 0 {
+            items.extend(pending_webhook_rewraps(&self.pool, current, left).await?);
+        }
+        Ok(items)
     }
 
     async fn replace_wrap(&self, item: &RewrapItem, sealed: &SealedSecret) -> Result<bool, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
+        if item.path.starts_with(scaivault_store::WEBHOOK_SEAL_PREFIX) {
+            let done = replace_webhook_wrap(&mut tx, item, sealed).await?;
+            tx.commit().await.map_err(db_err)?;
+            return Ok(done);
+        }
         let done = sqlx::query(
             "UPDATE secret_versions SET key_version = $1, wrapped_dek = $2 \
              WHERE tenant_id = $3 AND path = $4 AND version = $5 AND key_version = $6",

@@ -182,6 +182,73 @@ macro_rules! event_store_impl {
                 .bind($crate::to_micros(w.updated_at)))
         }
 
+        /// Webhook secrets whose data key is not wrapped by `current`, as rewrap items named by their
+        /// seal context (`WEBHOOK_SEAL_PREFIX` + id, generation).
+        async fn pending_webhook_rewraps(
+            pool: &sqlx::Pool<$db>,
+            current: u32,
+            limit: u32,
+        ) -> Result<Vec<$crate::RewrapItem>, $crate::StoreError> {
+            let rows = sqlx::query(
+                "SELECT tenant_id, id, secret_generation AS generation, secret_key_version AS key_version, \
+                 secret_wrapped_dek AS wrapped_dek, secret_ciphertext AS ciphertext FROM webhooks \
+                 WHERE secret_key_version <> $1 UNION ALL \
+                 SELECT tenant_id, id, prev_generation, prev_key_version, prev_wrapped_dek, prev_ciphertext \
+                 FROM webhooks WHERE prev_key_version IS NOT NULL AND prev_key_version <> $1 LIMIT $2",
+            )
+            .bind(i64::from(current))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
+            rows.iter()
+                .map(|row| {
+                    let id: String = row.try_get("id").map_err(db_err)?;
+                    let secret = sealed_webhook_secret(row, "")?
+                        .ok_or_else(|| $crate::StoreError::Corrupt("webhook secret".into()))?;
+                    Ok($crate::RewrapItem {
+                        tenant: row.try_get("tenant_id").map_err(db_err)?,
+                        path: format!("{}{id}", $crate::WEBHOOK_SEAL_PREFIX),
+                        version: secret.generation,
+                        sealed: secret.sealed,
+                    })
+                })
+                .collect()
+        }
+
+        /// Swaps the wrap of a webhook secret named by a rewrap item, if it is still under the key it
+        /// was read with.
+        async fn replace_webhook_wrap(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            item: &$crate::RewrapItem,
+            sealed: &$crate::SealedSecret,
+        ) -> Result<bool, $crate::StoreError> {
+            let Some(id) = item.path.strip_prefix($crate::WEBHOOK_SEAL_PREFIX) else { return Ok(false) };
+            for (generation, key_version, wrapped) in [
+                ("secret_generation", "secret_key_version", "secret_wrapped_dek"),
+                ("prev_generation", "prev_key_version", "prev_wrapped_dek"),
+            ] {
+                let sql = format!(
+                    "UPDATE webhooks SET {key_version} = $1, {wrapped} = $2 WHERE tenant_id = $3 AND id = $4 \
+                     AND {generation} = $5 AND {key_version} = $6"
+                );
+                let done = sqlx::query(&sql)
+                    .bind(i64::from(sealed.key_version()))
+                    .bind(sealed.wrapped_dek())
+                    .bind(&item.tenant)
+                    .bind(id)
+                    .bind(to_i64(item.version)?)
+                    .bind(i64::from(item.sealed.key_version()))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_err)?;
+                if done.rows_affected() == 1 {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+
         #[async_trait::async_trait]
         impl $crate::EventStore for $store {
             async fn create_webhook(&self, w: &$crate::WebhookRecord) -> Result<(), $crate::StoreError> {

@@ -197,6 +197,10 @@ pub struct StoredEvent {
     pub body: String,
 }
 
+/// The seal context path of a webhook secret is this prefix and the webhook id: no secret path
+/// starts with a NUL byte, so no secret ciphertext ever opens as a webhook secret or the reverse.
+pub const WEBHOOK_SEAL_PREFIX: &str = "\0webhook/";
+
 /// Converts stored microseconds, for the backends.
 pub fn micros_opt(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     v.map(from_micros).transpose()

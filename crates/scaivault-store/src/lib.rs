@@ -18,8 +18,8 @@ pub mod conformance;
 pub use error::{StoreError, StoreErrorKind};
 pub use events::{
     AttemptOutcome, AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, DeliveryStatus, FinishAttempt,
-    NewDelivery, NewEvent, SealedWebhookSecret, StoredEvent, WebhookFilter, WebhookKind, WebhookRecord,
-    micros_opt, order_key,
+    NewDelivery, NewEvent, SealedWebhookSecret, StoredEvent, WEBHOOK_SEAL_PREFIX, WebhookFilter, WebhookKind,
+    WebhookRecord, micros_opt, order_key,
 };
 pub use records::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS,
