@@ -27,7 +27,7 @@ run() {
     for _ in $(seq 1 100); do grep -q "listening on" "$dir/out" 2>/dev/null && break; sleep 0.1; done
     target/release/examples/webhook-bench "http://127.0.0.1:$port" "$(cat "$dir/root")" "$hooks" "$n" || true
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    [ -n "$schema" ] && psql -q -h 127.0.0.1 -U postgres -d postgres -c "drop schema $schema cascade" >/dev/null
+    [ -n "$schema" ] && psql -q -h 127.0.0.1 -U postgres -d postgres -c "drop schema $schema cascade" >/dev/null 2>&1
     rm -rf "$dir"
 }
 

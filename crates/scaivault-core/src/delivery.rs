@@ -115,26 +115,39 @@ impl Vault {
             if *shutdown.borrow() {
                 return;
             }
-            let free = slots.available_permits().min(CLAIM_BATCH as usize) as u32;
+            // A free slot first: with every slot busy, the next claim waits for an attempt to end.
+            let first = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = shutdown.changed() => continue,
+            };
+            let want = (1 + slots.available_permits()).min(CLAIM_BATCH as usize) as u32;
             let mut claimed_all = false;
-            if free > 0 {
-                match self.claim_batch(free).await {
-                    Ok((claim_id, batch)) => {
-                        claimed_all = batch.len() as u32 == free;
-                        for d in batch {
-                            let Ok(permit) = slots.clone().acquire_owned().await else { return };
-                            let vault = self.clone();
-                            let claim_id = claim_id.clone();
-                            tokio::spawn(async move {
-                                if let Err(e) = vault.attempt_delivery(&d, &claim_id, true).await {
-                                    tracing::warn!(delivery = %d.id, error = %e, "webhook delivery not recorded");
-                                }
-                                drop(permit);
-                            });
-                        }
+            match self.claim_batch(want).await {
+                Ok((claim_id, batch)) => {
+                    claimed_all = batch.len() as u32 == want;
+                    let mut first = Some(first);
+                    for d in batch {
+                        let permit = match first.take() {
+                            Some(p) => p,
+                            None => match slots.clone().acquire_owned().await {
+                                Ok(p) => p,
+                                Err(_) => return,
+                            },
+                        };
+                        let vault = self.clone();
+                        let claim_id = claim_id.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = vault.attempt_delivery(&d, &claim_id, true).await {
+                                tracing::warn!(delivery = %d.id, error = %e, "webhook delivery not recorded");
+                            }
+                            drop(permit);
+                        });
                     }
-                    Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
                 }
+                Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
             }
             if claimed_all {
                 continue;
