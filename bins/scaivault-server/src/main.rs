@@ -153,7 +153,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let vault = Arc::new(vault);
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(vault.clone().run_delivery_worker(worker_stopped));
+    let worker = tokio::spawn(vault.clone().run_delivery_worker(worker_stopped.clone()));
+    let scheduler =
+        tokio::spawn(vault.clone().run_scheduler(settings.scheduler_tick.as_std(), worker_stopped));
     #[allow(unused_mut)]
     let mut state = AppState::new(vault);
     // Only a build with the `benchmark` feature can skip auditing; release builds cannot.
@@ -182,6 +184,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Deliveries in flight are left to their lease: another replica, or the next start, sends them.
     let _ = stop_worker.send(true);
     let _ = worker.await;
+    let _ = scheduler.await;
     tracing::info!("shut down");
     Ok(())
 }

@@ -8,6 +8,7 @@ mod audit;
 mod error;
 mod identity;
 mod policies;
+mod rotation;
 mod secrets;
 mod sys;
 mod tokens;
@@ -19,6 +20,11 @@ pub use identity::{PartnerList, PartnerRequest, PartnerResponse, TenantList, Ten
 pub use policies::{
     BindingList, BindingRequest, BindingResponse, EvaluatedRule, PolicyList, PolicyRequest, PolicyResponse,
     PolicyRuleSpec, PolicyTestRequest, PolicyTestResponse, RuleReference,
+};
+pub use rotation::{
+    AssignRotationRequest, ForceRotationRequest, ForceRotationResponse, RotationAssignment,
+    RotationAssignmentList, RotationPolicyList, RotationPolicyRequest, RotationPolicyResponse, StaleReader,
+    StaleReaders, UpdateRotationPolicyRequest,
 };
 pub use secrets::{
     DestroyRequest, DestroyResponse, PatchMetadataRequest, SecretList, SecretListItem, SecretOptions,

@@ -81,7 +81,7 @@ impl AuditWriter {
     }
 }
 
-fn record_of(row: &AuditRow) -> Result<AuditRecord, CoreError> {
+pub(crate) fn record_of(row: &AuditRow) -> Result<AuditRecord, CoreError> {
     serde_json::from_str(&row.body)
         .map_err(|_| CoreError::Internal(format!("audit record {} does not parse", row.seq)))
 }

@@ -72,6 +72,24 @@ impl Principal {
         self.roles.iter().any(|r| r == PARTNER_ADMIN).then_some(self.partner_id.as_deref()).flatten()
     }
 
+    /// The server itself (automatic rotation), acting in `tenant`; never the result of authentication.
+    pub(crate) fn system(tenant: &str) -> Principal {
+        Principal {
+            token_id: "system".into(),
+            kind: TokenKind::Root,
+            tenant: tenant.to_owned(),
+            identity_type: "system".into(),
+            identity_id: "rotation".into(),
+            scopes: Vec::new(),
+            groups: Vec::new(),
+            expires_at: None,
+            policy_epoch: None,
+            partner_id: None,
+            roles: Vec::new(),
+            acting: false,
+        }
+    }
+
     /// `service_account:sa:x`, as `created_by` records it.
     pub(crate) fn actor(&self) -> String {
         format!("{}:{}", self.identity_type, self.identity_id)

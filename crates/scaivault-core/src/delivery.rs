@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use scaivault_crypto::{SecretBytes, random_id};
-use scaivault_events::{Attempt, sign_delivery};
+use scaivault_events::{Attempt, EventType, sign_delivery};
 use scaivault_store::{AttemptOutcome, AttemptRecord, Claim, ClaimedDelivery, FinishAttempt};
 use tokio::sync::{Semaphore, watch};
 
@@ -95,6 +95,15 @@ impl Vault {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !self.store.finish_attempt(&finish).await? {
             tracing::warn!(delivery = %d.id, "delivery lease expired before its attempt was recorded");
+        } else if outcome == AttemptOutcome::Failed
+            && retry
+            && d.event_type == EventType::RotationDue.as_str()
+        {
+            // A due rotation nobody could be told about has failed.
+            let event: serde_json::Value = serde_json::from_str(&d.body).unwrap_or_default();
+            if let (Some(path), Some(true)) = (event["path"].as_str(), event["data"]["due_now"].as_bool()) {
+                self.rotation_undelivered(&d.tenant, path).await?;
+            }
         }
         tracing::debug!(
             delivery = %d.id,

@@ -142,11 +142,24 @@ impl Emitter {
         data: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<NewEvent, CoreError> {
+        self.event_to(event_type, path, data, now, &[])
+    }
+
+    /// As [`Emitter::event`], also delivered to the active webhooks named in `also` (a rotation
+    /// policy's `webhook_ids`) whatever their filters say.
+    pub(crate) fn event_to(
+        &self,
+        event_type: EventType,
+        path: Option<&str>,
+        data: serde_json::Value,
+        now: DateTime<Utc>,
+        also: &[String],
+    ) -> Result<NewEvent, CoreError> {
         let event = Event::new(event_type, &self.tenant, path.map(str::to_owned), data, now)?;
         let deliveries = self
             .filters
             .iter()
-            .filter(|f| filter_matches(f, event_type.as_str(), path))
+            .filter(|f| also.contains(&f.id) || filter_matches(f, event_type.as_str(), path))
             .map(|f| Ok(NewDelivery { id: random_id("dlv_")?, webhook_id: f.id.clone(), claim: None }))
             .collect::<Result<Vec<_>, CoreError>>()?;
         let body = String::from_utf8(event.to_body())

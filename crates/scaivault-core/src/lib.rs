@@ -16,6 +16,7 @@ mod keys;
 mod paging;
 mod policies;
 mod ratelimit;
+mod rotation;
 mod secrets;
 mod space;
 mod tenancy;

@@ -65,6 +65,19 @@ impl Vault {
     ) -> Result<(SecretWritten, bool), CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsWrite, Permission::Write, path).await?;
+        self.write_version(principal, &ns, path, req, audit).await
+    }
+
+    /// A new version in namespace `ns`, already authorised (or written by the system). Completes a
+    /// rotation that was waiting for it.
+    pub(crate) async fn write_version(
+        &self,
+        principal: &Principal,
+        ns: &str,
+        path: &SecretPath,
+        req: WriteSecretRequest,
+        audit: Option<WriteAudit>,
+    ) -> Result<(SecretWritten, bool), CoreError> {
         check_max_versions(req.options.as_ref().and_then(|o| o.max_versions))?;
         let data = serde_json::Value::Object(req.data);
         let plaintext = SecretBytes::new(
@@ -80,7 +93,7 @@ impl Vault {
             Some(t) => t,
             // Only a later write without a type and with non-string values needs the stored type.
             None if data.as_object().is_some_and(|o| o.values().any(|v| !v.is_string())) => {
-                match self.store.read_secret(ns.as_str(), path.as_str(), None).await {
+                match self.store.read_secret(ns, path.as_str(), None).await {
                     Ok(s) => s.head.secret_type,
                     Err(StoreError::SecretNotFound | StoreError::VersionNotFound(_)) => SecretType::default(),
                     Err(e) => return Err(e.into()),
@@ -91,7 +104,7 @@ impl Vault {
         validate_secret_data(effective_type, &data).map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
         drop(data);
         let actor = principal.actor();
-        let tenant = ns.as_str();
+        let tenant = ns;
         // The write and its audit record commit in one transaction, or neither does.
         let audit_id = random_id("aud_")?;
         let audit_time = self.clock.now();
@@ -114,19 +127,45 @@ impl Vault {
         let emitter = self.emitter(tenant).await?;
         let emitted = std::sync::Mutex::new(Vec::<NewEvent>::new());
         let event_time = self.clock.now();
-        let build_events = |version: u64, created: bool| {
+        let rotation = self.rotation_completion(tenant, path).await?;
+        let build_events = |version: u64, created: bool, rotated: bool| {
             let event_type = if created { EventType::SecretCreated } else { EventType::SecretUpdated };
-            let event = emitter
-                .event(event_type, Some(path.as_str()), serde_json::json!({ "version": version }), event_time)
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            let events = vec![event];
+            let to_store = |e: CoreError| StoreError::Backend(e.to_string());
+            let mut events = vec![
+                emitter
+                    .event(
+                        event_type,
+                        Some(path.as_str()),
+                        serde_json::json!({ "version": version }),
+                        event_time,
+                    )
+                    .map_err(to_store)?,
+            ];
+            if let (true, Some((completion, policy))) = (rotated, &rotation) {
+                let data = crate::rotation::rotated_event_data(version, completion, policy);
+                events.push(
+                    emitter
+                        .event_to(
+                            EventType::SecretRotated,
+                            Some(path.as_str()),
+                            data,
+                            event_time,
+                            &policy.webhook_ids,
+                        )
+                        .map_err(to_store)?,
+                );
+            }
             if let Ok(mut slot) = emitted.lock() {
                 slot.clone_from(&events);
             }
             Ok(events)
         };
         let events_fn = EventsFnRef(&build_events);
-        let effects = WriteEffects { audit: audit_append.as_ref(), events: Some(&events_fn) };
+        let effects = WriteEffects {
+            audit: audit_append.as_ref(),
+            events: Some(&events_fn),
+            rotation: rotation.as_ref().map(|(c, _)| c),
+        };
         let outcome = self
             .keys
             .with_budget(|| {
@@ -171,16 +210,34 @@ impl Vault {
         version: Option<Version>,
     ) -> Result<SecretResponse, CoreError> {
         let ns = self.authorize_secret(principal, space, Scope::SecretsRead, Permission::Read, path).await?;
+        self.read_version(&ns, path, version).await
+    }
+
+    /// The current data of a secret, for the system's own use (automatic rotation).
+    pub(crate) async fn read_secret_unchecked(
+        &self,
+        ns: &str,
+        path: &SecretPath,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, CoreError> {
+        Ok(self.read_version(ns, path, None).await?.data)
+    }
+
+    async fn read_version(
+        &self,
+        ns: &str,
+        path: &SecretPath,
+        version: Option<Version>,
+    ) -> Result<SecretResponse, CoreError> {
         if let Some(v) = version.filter(|v| i64::try_from(v.get()).is_err()) {
             return Err(CoreError::VersionNotFound(v.get()));
         }
-        let stored = self.store.read_secret(ns.as_str(), path.as_str(), version.map(Version::get)).await?;
+        let stored = self.store.read_secret(ns, path.as_str(), version.map(Version::get)).await?;
         let row = stored.version;
         if version.is_some() && self.version_state(&row) == VersionState::Expired {
             return Err(CoreError::SecretExpired(row.version));
         }
         let sealed = row.sealed.as_ref().ok_or(CoreError::VersionNotFound(row.version))?;
-        let ctx = SealContext { tenant: ns.as_str(), path: path.as_str(), version: row.version };
+        let ctx = SealContext { tenant: ns, path: path.as_str(), version: row.version };
         let plaintext = self.keys.open_sealed(&ctx, sealed).await.inspect_err(|_| {
             tracing::error!(path = %path, version = row.version, "stored secret failed its integrity check");
         })?;
@@ -384,19 +441,5 @@ impl Vault {
             })
             .await?;
         Ok(DestroyResponse { path: path.to_string(), destroyed_versions: destroyed })
-    }
-
-    /// `POST /v1/secrets/{path}/rotate`. Rotation policies arrive with the rotation engine; until a
-    /// policy is assigned there is nothing to make due.
-    pub async fn rotate_secret(
-        &self,
-        principal: &Principal,
-        space: Space,
-        path: &SecretPath,
-    ) -> Result<(), CoreError> {
-        let ns =
-            self.authorize_secret(principal, space, Scope::SecretsRotate, Permission::Rotate, path).await?;
-        self.store.list_versions(ns.as_str(), path.as_str()).await?;
-        Err(CoreError::InvalidRequest("no rotation policy is assigned to this secret".into()))
     }
 }

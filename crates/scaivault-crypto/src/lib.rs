@@ -25,4 +25,6 @@ pub use jwt::{JwtSigningKey, RING_JWT_PROVIDER, install_jwt_crypto_provider};
 pub use keyfile::{load_or_create_key_file, root_key_from_base64};
 pub use keyring::{KeyRing, RootKey, StoredMasterKey};
 pub use secret::SecretBytes;
-pub use token::{TOKEN_PREFIX, TokenHash, generate_token, hash_token, random_id, random_string};
+pub use token::{
+    TOKEN_PREFIX, TokenHash, generate_token, hash_token, random_from_alphabet, random_id, random_string,
+};

@@ -12,15 +12,26 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 
 /// A random base62 string of `len` characters from the system CSPRNG (rejection sampling, no bias).
 pub fn random_string(len: usize) -> Result<String, CryptoError> {
+    random_from_alphabet(BASE62, len)
+}
+
+/// `len` characters drawn uniformly from `alphabet` (1 to 256 distinct ASCII bytes) with the system
+/// CSPRNG: bytes at or above the largest multiple of the alphabet's size are rejected, so no
+/// character is favoured.
+pub fn random_from_alphabet(alphabet: &[u8], len: usize) -> Result<String, CryptoError> {
+    if alphabet.is_empty() || alphabet.len() > 256 || !alphabet.is_ascii() {
+        return Err(CryptoError::Random);
+    }
+    let n = alphabet.len();
+    let limit = 256 - 256 % n;
     let rng = SystemRandom::new();
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
     while out.len() < len {
         rng.fill(&mut buf).map_err(|_| CryptoError::Random)?;
         for &b in &buf {
-            // 248 = 4 * 62: values above it would favour the first characters.
-            if b < 248 && out.len() < len {
-                out.push(BASE62[(b % 62) as usize] as char);
+            if usize::from(b) < limit && out.len() < len {
+                out.push(alphabet[usize::from(b) % n] as char);
             }
         }
     }
@@ -66,6 +77,17 @@ mod tests {
         assert_eq!(a.len(), 4 + 43);
         assert!(a.expose()[4..].iter().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(hash_token(a.expose()), hash_token(b.expose()));
+    }
+
+    #[test]
+    fn alphabets_are_used_evenly() {
+        let s = random_from_alphabet(b"abc", 30_000).unwrap();
+        for c in ['a', 'b', 'c'] {
+            let n = s.chars().filter(|x| *x == c).count();
+            assert!((9_000..11_000).contains(&n), "{c}: {n}");
+        }
+        assert!(random_from_alphabet(b"", 3).is_err());
+        assert_eq!(random_from_alphabet(b"x", 5).unwrap(), "xxxxx");
     }
 
     #[test]

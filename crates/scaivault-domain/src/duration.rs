@@ -295,6 +295,33 @@ impl DurationError {
     }
 }
 
+impl schemars::JsonSchema for DurationSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(0|[1-9][0-9]*)[smhdw]$",
+            "description": "An integer and a unit: s, m, h, d or w (\"90d\", \"48h\")."
+        })
+    }
+}
+
+impl schemars::JsonSchema for DurationList {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DurationList".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Durations, comma-separated (\"7d,1d\") or as an array of strings.",
+            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

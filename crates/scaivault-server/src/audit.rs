@@ -121,6 +121,16 @@ fn action_for(method: &Method, route: &str, path: &str) -> Option<String> {
         ("/v1/subscriptions/{id}", "DELETE") => "subscription.delete",
         ("/v1/subscriptions/{id}", _) => "subscription.read",
         ("/v1/events/stream", _) => "event.stream",
+        ("/v1/rotation/policies", "POST") => "rotation.policy.create",
+        ("/v1/rotation/policies", _) => "rotation.policy.list",
+        ("/v1/rotation/policies/{id}", "PATCH") => "rotation.policy.update",
+        ("/v1/rotation/policies/{id}", "DELETE") => "rotation.policy.delete",
+        ("/v1/rotation/policies/{id}", _) => "rotation.policy.read",
+        ("/v1/rotation/policies/{id}/secrets", "POST") => "rotation.assign",
+        ("/v1/rotation/policies/{id}/secrets", _) => "rotation.assignments",
+        ("/v1/rotation/policies/{id}/secrets/{*path}", "DELETE") => "rotation.unassign",
+        ("/v1/rotation/policies/{id}/secrets/{*path}", _) => "rotation.readers",
+        ("/v1/rotation/policies/{id}/rotate", _) => "rotation.force",
         _ => return None,
     };
     Some(action.to_owned())
@@ -132,6 +142,10 @@ fn secret_path_of(route: &str, path: &str) -> Option<String> {
         "/v1/secrets/{*path}" => path.strip_prefix("/v1/secrets/")?,
         "/v1/partner/secrets/{*path}" => path.strip_prefix("/v1/partner/secrets/")?,
         "/v1/audit/secrets/{*path}" => path.strip_prefix("/v1/audit/secrets/")?,
+        "/v1/rotation/policies/{id}/secrets/{*path}" => {
+            let (_, p) = path.strip_prefix("/v1/rotation/policies/")?.split_once("/secrets/")?;
+            p.strip_suffix("/readers").unwrap_or(p)
+        }
         _ => return None,
     };
     let parsed = SecretPath::parse(raw).ok().or_else(|| {

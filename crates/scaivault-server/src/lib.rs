@@ -55,7 +55,7 @@ pub async fn serve(
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use handlers::{audit as audit_routes, identity, policies, secrets, sys, tokens, webhooks};
+    use handlers::{audit as audit_routes, identity, policies, rotation, secrets, sys, tokens, webhooks};
     let inner = Router::new()
         .route("/v1/health", get(sys::health))
         .route("/v1/health/ready", get(sys::ready))
@@ -107,6 +107,17 @@ pub fn router(state: AppState) -> Router {
             get(webhooks::get_subscription).delete(webhooks::delete_subscription),
         )
         .route("/v1/events/stream", get(webhooks::stream))
+        .route("/v1/rotation/policies", post(rotation::create).get(rotation::list))
+        .route(
+            "/v1/rotation/policies/{id}",
+            get(rotation::get).patch(rotation::update).delete(rotation::delete),
+        )
+        .route("/v1/rotation/policies/{id}/secrets", post(rotation::assign).get(rotation::assignments))
+        .route(
+            "/v1/rotation/policies/{id}/secrets/{*path}",
+            get(rotation::assignment).delete(rotation::assignment),
+        )
+        .route("/v1/rotation/policies/{id}/rotate", post(rotation::rotate))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit_layer))
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(handlers::not_found)

@@ -71,6 +71,8 @@ fn tag(path: &str) -> &str {
 const W: Option<&str> = Some("subscriptions:write");
 const R: Option<&str> = Some("subscriptions:read");
 const WH: &str = "/v1/webhooks/{id}";
+const A: Option<&str> = Some("admin");
+const ROT: &str = "/v1/rotation/policies/{id}";
 const PAGE: &[(&str, &str)] = &[("limit", "1-1000"), ("cursor", "opaque")];
 
 fn tenant_operations() -> Vec<Operation> {
@@ -142,6 +144,7 @@ fn tenant_operations() -> Vec<Operation> {
         },
         Operation {
             status: 202,
+            response: Some(schema::<api::RotationAssignment>),
             ..op("post", "/v1/secrets/{path}/rotate", "Make rotation due now", Some("secrets:rotate"))
         },
         Operation {
@@ -326,6 +329,67 @@ fn tenant_operations() -> Vec<Operation> {
                 "/v1/events/stream",
                 "Server-Sent Events of the tenant's changes on paths the caller may list",
                 R,
+            )
+        },
+        Operation {
+            request: Some(schema::<api::RotationPolicyRequest>),
+            response: Some(schema::<api::RotationPolicyResponse>),
+            status: 201,
+            ..op("post", "/v1/rotation/policies", "Create a rotation policy (id rot_<name>)", A)
+        },
+        Operation {
+            response: Some(schema::<api::RotationPolicyList>),
+            query: PAGE,
+            ..op("get", "/v1/rotation/policies", "List rotation policies", A)
+        },
+        Operation {
+            response: Some(schema::<api::RotationPolicyResponse>),
+            ..op("get", ROT, "A rotation policy", A)
+        },
+        Operation {
+            request: Some(schema::<api::UpdateRotationPolicyRequest>),
+            response: Some(schema::<api::RotationPolicyResponse>),
+            ..op("patch", ROT, "Change a rotation policy", A)
+        },
+        Operation { status: 204, ..op("delete", ROT, "Delete a rotation policy and its assignments", A) },
+        Operation {
+            request: Some(schema::<api::AssignRotationRequest>),
+            response: Some(schema::<api::RotationAssignment>),
+            status: 201,
+            ..op(
+                "post",
+                "/v1/rotation/policies/{id}/secrets",
+                "Assign a secret (due one interval from now)",
+                A,
+            )
+        },
+        Operation {
+            response: Some(schema::<api::RotationAssignmentList>),
+            query: PAGE,
+            ..op("get", "/v1/rotation/policies/{id}/secrets", "Assigned secrets and their state", A)
+        },
+        Operation {
+            status: 204,
+            ..op("delete", "/v1/rotation/policies/{id}/secrets/{path}", "Unassign a secret", A)
+        },
+        Operation {
+            response: Some(schema::<api::StaleReaders>),
+            ..op(
+                "get",
+                "/v1/rotation/policies/{id}/secrets/{path}/readers",
+                "Identities still reading a superseded version",
+                Some("audit:read"),
+            )
+        },
+        Operation {
+            request: Some(schema::<api::ForceRotationRequest>),
+            response: Some(schema::<api::ForceRotationResponse>),
+            status: 202,
+            ..op(
+                "post",
+                "/v1/rotation/policies/{id}/rotate",
+                "Make rotation due now (all, or the named secrets)",
+                A,
             )
         },
         Operation {

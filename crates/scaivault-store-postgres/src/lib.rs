@@ -53,6 +53,7 @@ const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 
 scaivault_store::row_decoders!(PgRow);
 scaivault_store::audit_query!(Postgres);
+scaivault_store::rotation_store_impl!(PostgresStore, Postgres, PgRow);
 scaivault_store::event_store_impl!(PostgresStore, Postgres, PgRow, lock = "FOR UPDATE OF d SKIP LOCKED");
 
 fn metadata_json(metadata: &SecretMetadata) -> Result<String, StoreError> {
@@ -226,8 +227,12 @@ impl SecretStore for PostgresStore {
         .await
         .map_err(db_err)?;
         Self::prune(&mut tx, w.tenant, path, version, max_versions).await?;
+        let rotated = match effects.rotation {
+            Some(completion) => complete_rotation_in(&mut tx, completion, version).await?,
+            None => false,
+        };
         if let Some(events) = effects.events {
-            insert_events_in(&mut tx, &(events.0)(version, current == 0)?).await?;
+            insert_events_in(&mut tx, &(events.0)(version, current == 0, rotated)?).await?;
         }
         if let Some(audit) = effects.audit {
             let entry = (audit.build)(version, current == 0);

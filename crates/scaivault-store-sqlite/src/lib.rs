@@ -57,6 +57,7 @@ const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 
 scaivault_store::row_decoders!(SqliteRow);
 scaivault_store::audit_query!(Sqlite);
+scaivault_store::rotation_store_impl!(SqliteStore, Sqlite, SqliteRow);
 scaivault_store::event_store_impl!(SqliteStore, Sqlite, SqliteRow, lock = "");
 
 fn metadata_json(metadata: &SecretMetadata) -> Result<String, StoreError> {
@@ -245,8 +246,12 @@ impl SecretStore for SqliteStore {
         .await
         .map_err(db_err)?;
         Self::prune(&mut tx, w.tenant, path, version, max_versions).await?;
+        let rotated = match effects.rotation {
+            Some(completion) => complete_rotation_in(&mut tx, completion, version).await?,
+            None => false,
+        };
         if let Some(events) = effects.events {
-            insert_events_in(&mut tx, &(events.0)(version, current == 0)?).await?;
+            insert_events_in(&mut tx, &(events.0)(version, current == 0, rotated)?).await?;
         }
         if let Some(audit) = effects.audit {
             let entry = (audit.build)(version, current == 0);

@@ -855,7 +855,7 @@ pub async fn a_write_and_its_audit_record_commit_together(store: Dyn) {
         let tenant = w.tenant.to_owned();
         let seal = |version: u64| ring.seal(&SealContext { tenant: &tenant, path: "w/x", version }, b"v");
         store
-            .write_secret(w, &seal, crate::WriteEffects { audit: Some(&append), events: None })
+            .write_secret(w, &seal, crate::WriteEffects { audit: Some(&append), ..Default::default() })
             .await
             .expect("write");
     }
@@ -873,7 +873,7 @@ pub async fn a_write_and_its_audit_record_commit_together(store: Dyn) {
     let seal = |version: u64| ring.seal(&SealContext { tenant: DEFAULT_TENANT, path: "w/x", version }, b"v");
     assert!(
         store
-            .write_secret(w, &seal, crate::WriteEffects { audit: Some(&append), events: None })
+            .write_secret(w, &seal, crate::WriteEffects { audit: Some(&append), ..Default::default() })
             .await
             .is_err()
     );

@@ -125,13 +125,13 @@ pub async fn events_commit_with_their_write(store: Dyn) {
     let ring = setup(&store).await;
     store.create_webhook(&webhook(&ring, "wh_a", "a", b"k")).await.expect("create");
     let p = path("app/db");
-    let build = |version: u64, created: bool| {
+    let build = |version: u64, created: bool, _rotated: bool| {
         let mut e = event(&format!("evt_v{version}"), Some("app/db"), &["wh_a"], 2);
         e.event_type = if created { "secret.created" } else { "secret.updated" }.into();
         Ok(vec![e])
     };
     let events = EventsFnRef(&build);
-    let effects = WriteEffects { audit: None, events: Some(&events) };
+    let effects = WriteEffects { events: Some(&events), ..WriteEffects::default() };
     let seal = |v: u64| ring.seal(&SealContext { tenant: DEFAULT_TENANT, path: "app/db", version: v }, b"{}");
     store.write_secret(write(DEFAULT_TENANT, &p, 2), &seal, effects).await.expect("write");
     // A check-and-set that fails writes no event either.

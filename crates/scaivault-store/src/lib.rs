@@ -9,6 +9,8 @@ mod error;
 mod event_sql;
 mod events;
 mod records;
+mod rotation;
+mod rotation_sql;
 mod rows;
 mod traits;
 
@@ -28,10 +30,11 @@ pub use records::{
     TokenColumns, TokenRecord, VersionColumns, WriteOutcome, WriteSecret, from_micros, list_json,
     oldest_kept, to_micros,
 };
+pub use rotation::{AssignmentRecord, RotationCompletion, RotationPolicyRecord};
 pub use scaivault_crypto::{SealedSecret, StoredMasterKey};
 pub use traits::{
     AuditAppend, AuditStore, ChainFn, EventStore, EventsFn, EventsFnRef, HeadMacFn, KeyStore, PolicyStore,
-    SealFn, SecretStore, Store, TenantStore, TokenStore, WriteEffects,
+    RotationStore, SealFn, SecretStore, Store, TenantStore, TokenStore, WriteEffects,
 };
 
 /// The tenant every fresh installation starts with.

@@ -6,13 +6,13 @@ use scaivault_crypto::{CryptoError, SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 
 use crate::{
+    AssignmentRecord, Claim, ClaimedDelivery, DeliveryRecord, FinishAttempt, NewEvent, RotationCompletion,
+    RotationPolicyRecord, StoredEvent, WebhookFilter, WebhookKind, WebhookRecord,
+};
+use crate::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingRecord, KeyStatus, NewAuditEntry, NewToken,
     PartnerRecord, PolicyRecord, PolicySnapshot, RewrapItem, SecretHead, SecretListQuery, SecretVersionRow,
     StoreError, StoredSecret, TenantRecord, TokenRecord, WriteOutcome, WriteSecret,
-};
-use crate::{
-    Claim, ClaimedDelivery, DeliveryRecord, FinishAttempt, NewEvent, StoredEvent, WebhookFilter, WebhookKind,
-    WebhookRecord,
 };
 
 /// Seals the plaintext for the version number storage assigned, inside the write's transaction, so
@@ -242,21 +242,24 @@ pub trait AuditStore: Send + Sync + Debug {
 /// Everything a backend provides.
 #[async_trait]
 pub trait Store:
-    SecretStore + TokenStore + KeyStore + PolicyStore + TenantStore + AuditStore + EventStore
+    SecretStore + TokenStore + KeyStore + PolicyStore + TenantStore + AuditStore + EventStore + RotationStore
 {
     /// Answers when the database does; used by readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Builds the events of a secret write once storage knows the version and whether it created the
-/// secret; they are appended to the outbox in the write's transaction.
-pub type EventsFn<'a> = dyn Fn(u64, bool) -> Result<Vec<NewEvent>, StoreError> + Send + Sync + 'a;
+/// Builds the events of a secret write once storage knows the version, whether it created the
+/// secret, and whether it completed a rotation; they are appended to the outbox in the write's
+/// transaction.
+pub type EventsFn<'a> = dyn Fn(u64, bool, bool) -> Result<Vec<NewEvent>, StoreError> + Send + Sync + 'a;
 
 /// What a change writes beside itself, in its own transaction.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WriteEffects<'a> {
     pub audit: Option<&'a AuditAppend<'a>>,
     pub events: Option<&'a EventsFnRef<'a>>,
+    /// Completes a waiting rotation (only if its schedule did not change meanwhile).
+    pub rotation: Option<&'a RotationCompletion>,
 }
 
 /// A [`EventsFn`] that can be printed.
@@ -343,4 +346,63 @@ pub trait EventStore: Send + Sync + Debug {
 
     /// The newest event `seq`, 0 when none.
     async fn last_event_seq(&self) -> Result<u64, StoreError>;
+}
+
+/// Rotation policies and schedules. Every schedule change is conditional on the revision read.
+#[async_trait]
+pub trait RotationStore: Send + Sync + Debug {
+    /// `AlreadyExists` when the tenant has a policy of that id.
+    async fn create_rotation_policy(&self, policy: &RotationPolicyRecord) -> Result<(), StoreError>;
+
+    async fn get_rotation_policy(&self, tenant: &str, id: &str) -> Result<RotationPolicyRecord, StoreError>;
+
+    /// In id order, ids strictly after `after`.
+    async fn list_rotation_policies(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RotationPolicyRecord>, StoreError>;
+
+    /// `NotFound` when missing.
+    async fn update_rotation_policy(&self, policy: &RotationPolicyRecord) -> Result<(), StoreError>;
+
+    /// Deletes the policy and its assignments.
+    async fn delete_rotation_policy(&self, tenant: &str, id: &str) -> Result<(), StoreError>;
+
+    /// `AlreadyExists` when the secret already has a policy.
+    async fn assign_rotation(&self, assignment: &AssignmentRecord) -> Result<(), StoreError>;
+
+    async fn get_assignment(
+        &self,
+        tenant: &str,
+        path: &str,
+    ) -> Result<Option<(AssignmentRecord, RotationPolicyRecord)>, StoreError>;
+
+    /// The policy's assignments in path order, paths strictly after `after`.
+    async fn list_assignments(
+        &self,
+        tenant: &str,
+        policy_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AssignmentRecord>, StoreError>;
+
+    /// `NotFound` when the secret is not assigned to that policy.
+    async fn unassign_rotation(&self, tenant: &str, policy_id: &str, path: &str) -> Result<(), StoreError>;
+
+    /// Schedules with work due at `now`, earliest first, through the `wake_at` index.
+    async fn due_assignments(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(AssignmentRecord, RotationPolicyRecord)>, StoreError>;
+
+    /// Replaces the schedule if it is still at `next.revision`, appending `events` in the same
+    /// transaction; false (and nothing written) when another change came first.
+    async fn transition_assignment(
+        &self,
+        next: &AssignmentRecord,
+        events: &[NewEvent],
+    ) -> Result<bool, StoreError>;
 }

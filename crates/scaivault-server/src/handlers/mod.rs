@@ -1,6 +1,7 @@
 pub(crate) mod audit;
 pub(crate) mod identity;
 pub(crate) mod policies;
+pub(crate) mod rotation;
 pub(crate) mod secrets;
 pub(crate) mod sys;
 pub(crate) mod tokens;

@@ -105,8 +105,8 @@ pub(crate) async fn post(
         );
     }
     if let Some(path) = target.before("rotate") {
-        state.vault.rotate_secret(&caller, target.space(), &path?).await?;
-        return Ok(StatusCode::ACCEPTED.into_response());
+        let due = state.vault.rotate_secret(&caller, target.space(), &path?).await?;
+        return Ok((StatusCode::ACCEPTED, Json(due)).into_response());
     }
     Err(CoreError::NotFound("route").into())
 }
