@@ -55,6 +55,11 @@ impl AuditSlot {
         })
     }
 
+    /// What the layer knows of the request, for records core writes beside the request's own.
+    pub(crate) fn request(&self) -> RequestInfo {
+        self.note().request.clone()
+    }
+
     /// The record was committed with the change; the layer must not write a second one.
     pub(crate) fn recorded(&self) {
         self.note().recorded = true;

@@ -110,7 +110,7 @@ pub(crate) async fn rotate(
     audit: Option<Extension<AuditSlot>>,
     OptionalJson(req): OptionalJson<ForceRotationRequest>,
 ) -> Result<Response, ApiError> {
-    let request = audit.as_ref().and_then(|Extension(slot)| slot.write_audit()).map(|w| w.request);
+    let request = audit.as_ref().map(|Extension(slot)| slot.request());
     let done = state.vault.force_rotation(&caller, &id, req.secret_paths, request.as_ref()).await?;
     Ok((StatusCode::ACCEPTED, Json(done)).into_response())
 }
