@@ -253,10 +253,18 @@ async fn deliveries_verify_with_the_seed_receiver_and_standard_webhooks_and_leak
         assert!(!seed_receiver_accepts(&secret, &ts, &sig, &r.body, now_unix() + 301));
         assert!(!seed_receiver_accepts("another-secret", &ts, &sig, &r.body, now_unix()));
 
-        // The delivery log shows every delivery with its attempt.
-        let r = api.get(&format!("/v1/webhooks/{id}/deliveries")).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let deliveries = r.body["deliveries"].as_array().expect("deliveries").clone();
+        // The delivery log shows every delivery with its attempt (recorded just after the receiver
+        // answered).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let deliveries = loop {
+            let r = api.get(&format!("/v1/webhooks/{id}/deliveries")).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            let all = r.body["deliveries"].as_array().expect("deliveries").clone();
+            if all.iter().all(|d| d["status"] == "success") || Instant::now() > deadline {
+                break all;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         assert_eq!(deliveries.len(), 4);
         for d in &deliveries {
             assert_eq!(d["status"], "success", "{d}");

@@ -112,6 +112,13 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
+    /// The plan PostgreSQL chooses for the rotation scheduler's query (for the benchmark's report).
+    pub async fn due_query_plan(&self) -> Result<Vec<String>, StoreError> {
+        let sql = format!("EXPLAIN {}", due_assignments_sql());
+        let rows = sqlx::query(&sql).bind(0i64).bind(1000i64).fetch_all(&self.pool).await.map_err(db_err)?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db_err)).collect()
+    }
+
     async fn begin_write(&self) -> Result<((), Transaction<'static, Postgres>), StoreError> {
         let tx = self.pool.begin().await.map_err(db_err)?;
         Ok(((), tx))

@@ -26,7 +26,9 @@ macro_rules! conformance_suite {
             moved_ciphertext_never_opens, policies_and_bindings, policy_epoch_tracks_every_change,
             partners_and_tenants, audit_chains, concurrent_audit_appends_keep_one_chain,
             a_write_and_its_audit_record_commit_together, webhooks_round_trip,
-            events_commit_with_their_write, claims_lease_and_order_deliveries, retries_log_and_redelivery);
+            events_commit_with_their_write, claims_lease_and_order_deliveries, retries_log_and_redelivery,
+            rotation_policies_round_trip, schedules_move_only_from_the_revision_they_read,
+            a_write_completes_a_waiting_rotation);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -45,6 +47,13 @@ mod events;
 pub use events::{
     claims_lease_and_order_deliveries, events_commit_with_their_write, retries_log_and_redelivery,
     webhooks_round_trip,
+};
+
+#[path = "conformance_rotation.rs"]
+mod rotation;
+pub use rotation::{
+    a_write_completes_a_waiting_rotation, rotation_policies_round_trip,
+    schedules_move_only_from_the_revision_they_read,
 };
 
 type Dyn = Arc<dyn Store>;

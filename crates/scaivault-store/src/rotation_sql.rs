@@ -64,6 +64,11 @@ macro_rules! rotation_store_impl {
             )
         }
 
+        /// The scheduler's query: schedules whose wake time has passed, earliest first.
+        fn due_assignments_sql() -> String {
+            assignment_join_sql("a.wake_at IS NOT NULL AND a.wake_at <= $1", "ORDER BY a.wake_at LIMIT $2")
+        }
+
         /// Replaces a schedule if it is still at `next.revision`; true when it was.
         async fn update_assignment_in(
             tx: &mut sqlx::Transaction<'static, $db>,
@@ -306,7 +311,7 @@ macro_rules! rotation_store_impl {
                 now: chrono::DateTime<chrono::Utc>,
                 limit: u32,
             ) -> Result<Vec<($crate::AssignmentRecord, $crate::RotationPolicyRecord)>, $crate::StoreError> {
-                let sql = assignment_join_sql("a.wake_at IS NOT NULL AND a.wake_at <= $1", "ORDER BY a.wake_at LIMIT $2");
+                let sql = due_assignments_sql();
                 let rows = sqlx::query(&sql)
                     .bind($crate::to_micros(now))
                     .bind(i64::from(limit))
