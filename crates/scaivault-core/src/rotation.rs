@@ -569,7 +569,16 @@ impl Vault {
             let mut moved = 0;
             for (a, policy) in due {
                 let timing = timing(&policy)?;
-                let Some((next, fire)) = state_of(&a)?.tick(&timing, now) else { continue };
+                let current = state_of(&a)?;
+                let Some((next, fire)) = current.tick(&timing, now) else {
+                    // The policy changed since this wake time was set (a warning removed, say):
+                    // store the right one, or the schedule would be read again on every pass.
+                    let fixed = record_of(&a, &current, &timing, now);
+                    if fixed.wake_at != a.wake_at && self.store.transition_assignment(&fixed, &[]).await? {
+                        moved += 1;
+                    }
+                    continue;
+                };
                 let record = record_of(&a, &next, &timing, now);
                 if self.apply(&record, &policy, fire).await? {
                     applied += 1;

@@ -319,3 +319,23 @@ async fn policies_are_validated() {
         StatusCode::NO_CONTENT
     );
 }
+
+#[tokio::test]
+async fn a_policy_change_moves_waiting_schedules_to_their_new_wake_time() {
+    let app = app().await;
+    write_db(&app).await;
+    let id = policy(&app, json!({"name": "changing", "interval": "30d", "warn_before": "7d"})).await;
+    assign(&app, &id, DB).await;
+    let start = app.clock.now();
+    let r = app.root("PATCH", &format!("/v1/rotation/policies/{id}"), Some(json!({"warn_before": []}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    app.clock.advance(TimeDelta::days(24));
+    app.vault.rotation_tick().await.expect("tick");
+    let (a, _) = app.store.get_assignment("tnt_default", DB).await.expect("get").expect("assigned");
+    assert_eq!(a.wake_at, Some(start + TimeDelta::days(30)), "the removed warning no longer wakes it");
+    app.clock.advance(TimeDelta::days(6));
+    app.vault.rotation_tick().await.expect("tick");
+    let events: Vec<(String, Option<bool>)> =
+        rotation_events(&app, DB, start).await.into_iter().map(|(t, now, _)| (t, now)).collect();
+    assert_eq!(events, [("rotation.due".to_owned(), Some(true))]);
+}
