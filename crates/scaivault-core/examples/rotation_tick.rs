@@ -113,8 +113,8 @@ async fn main() -> anyhow::Result<()> {
     let moved = vault.rotation_tick().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("scheduler pass: {moved} transitions in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
     let plan = match (sqlite, postgres) {
-        (Some(s), _) => s.due_query_plan().await?,
-        (_, Some(p)) => p.due_query_plan().await?,
+        (Some(s), _) => s.due_query_plan(t0 + TimeDelta::hours(2)).await?,
+        (_, Some(p)) => p.due_query_plan(t0 + TimeDelta::hours(2)).await?,
         _ => Vec::new(),
     };
     println!("plan of the due query:");

@@ -4,7 +4,7 @@
 //! The schedule logic is `scaivault_rotation`'s; here each transition is stored with a conditional
 //! update together with the event it fires, so with several replicas every event fires once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use scaivault_store::{
 use tokio::sync::watch;
 
 use crate::audit::{AuditEvent, RequestInfo, WriteAudit};
+use crate::events::Emitter;
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, Space, Vault};
 
@@ -466,6 +467,19 @@ impl Vault {
         policy: &RotationPolicyRecord,
         fire: Fire,
     ) -> Result<bool, CoreError> {
+        let emitter = self.emitter(&record.tenant).await?;
+        self.apply_with(&emitter, record, policy, fire).await
+    }
+
+    /// As [`Vault::apply`], with the tenant's webhooks already loaded (a scheduler pass loads them
+    /// once per tenant).
+    async fn apply_with(
+        &self,
+        emitter: &Emitter,
+        record: &AssignmentRecord,
+        policy: &RotationPolicyRecord,
+        fire: Fire,
+    ) -> Result<bool, CoreError> {
         let now = self.clock.now();
         let current_version = match self.store.list_versions(&record.tenant, &record.path).await {
             Ok((head, _)) => Some(head.current_version),
@@ -492,7 +506,6 @@ impl Vault {
                 }),
             ),
         };
-        let emitter = self.emitter(&record.tenant).await?;
         let event = emitter.event_to(event_type, Some(&record.path), data, now, &policy.webhook_ids)?;
         let events = vec![event];
         let applied = self.store.transition_assignment(record, &events).await?;
@@ -567,6 +580,7 @@ impl Vault {
             let due = self.store.due_assignments(now, TICK_BATCH).await?;
             let full = due.len() as u32 == TICK_BATCH;
             let mut moved = 0;
+            let mut emitters: HashMap<String, Emitter> = HashMap::new();
             for (a, policy) in due {
                 let timing = timing(&policy)?;
                 let current = state_of(&a)?;
@@ -580,7 +594,11 @@ impl Vault {
                     continue;
                 };
                 let record = record_of(&a, &next, &timing, now);
-                if self.apply(&record, &policy, fire).await? {
+                if !emitters.contains_key(&a.tenant) {
+                    emitters.insert(a.tenant.clone(), self.emitter(&a.tenant).await?);
+                }
+                let Some(emitter) = emitters.get(&a.tenant) else { continue };
+                if self.apply_with(emitter, &record, &policy, fire).await? {
                     applied += 1;
                     moved += 1;
                     if fire == Fire::Due && policy.auto_generate {

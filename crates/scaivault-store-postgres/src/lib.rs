@@ -113,9 +113,14 @@ impl PostgresStore {
     }
 
     /// The plan PostgreSQL chooses for the rotation scheduler's query (for the benchmark's report).
-    pub async fn due_query_plan(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn due_query_plan(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         let sql = format!("EXPLAIN {}", due_assignments_sql());
-        let rows = sqlx::query(&sql).bind(0i64).bind(1000i64).fetch_all(&self.pool).await.map_err(db_err)?;
+        let rows = sqlx::query(&sql)
+            .bind(to_micros(now))
+            .bind(1000i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db_err)).collect()
     }
 

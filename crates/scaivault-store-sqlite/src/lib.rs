@@ -126,9 +126,14 @@ impl SqliteStore {
     }
 
     /// The plan SQLite chooses for the rotation scheduler's query (for the benchmark's report).
-    pub async fn due_query_plan(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn due_query_plan(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         let sql = format!("EXPLAIN QUERY PLAN {}", due_assignments_sql());
-        let rows = sqlx::query(&sql).bind(0i64).bind(1000i64).fetch_all(&self.pool).await.map_err(db_err)?;
+        let rows = sqlx::query(&sql)
+            .bind(to_micros(now))
+            .bind(1000i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(|r| r.try_get::<String, _>("detail").map_err(db_err)).collect()
     }
 

@@ -64,9 +64,19 @@ macro_rules! rotation_store_impl {
             )
         }
 
-        /// The scheduler's query: schedules whose wake time has passed, earliest first.
+        /// The scheduler's query: schedules whose wake time has passed, earliest first. The limit is
+        /// taken inside, on the `wake_at` index, before the join, so the cost follows the number due,
+        /// not the number assigned.
         fn due_assignments_sql() -> String {
-            assignment_join_sql("a.wake_at IS NOT NULL AND a.wake_at <= $1", "ORDER BY a.wake_at LIMIT $2")
+            let a: Vec<String> = ASSIGNMENT_COLUMNS.split(", ").map(|c| format!("a.{c} AS a_{c}")).collect();
+            let p: Vec<String> = ROTATION_POLICY_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect();
+            format!(
+                "SELECT {}, {} FROM (SELECT * FROM rotation_assignments WHERE wake_at IS NOT NULL AND wake_at <= $1 \
+                 ORDER BY wake_at LIMIT $2) a JOIN rotation_policies p ON p.tenant_id = a.tenant_id \
+                 AND p.id = a.policy_id ORDER BY a.wake_at",
+                a.join(", "),
+                p.join(", ")
+            )
         }
 
         /// Replaces a schedule if it is still at `next.revision`; true when it was.
