@@ -108,17 +108,15 @@ async fn the_seed_001_rotation_walkthrough() {
         assert_eq!(due["path"], OAUTH);
         assert_eq!(due["data"]["policy_id"], "rot_oauth-90d");
         assert_eq!(due["data"]["current_version"], 1);
-        // 2-3. It mints new credentials and PUTs them: version 2.
+        // 2-3. It mints new credentials and PUTs them: version 2. v1 stays readable until the grace
+        // period (3 s from now) closes.
         let r = api
             .put_secret(OAUTH, &json!({"data": {"client_id": "3MVG9-v2", "client_secret": "second"}}))
             .await;
+        let grace_ends = Instant::now() + Duration::from_secs(3);
         assert_eq!((r.status, r.body["version"].as_u64()), (200, Some(2)), "{}", r.text);
-        // 4. secret.rotated confirms.
-        let rotated = wait_for_event(&receiver, 15, |e| e["event_type"] == "secret.rotated")
-            .await
-            .expect("secret.rotated");
-        assert_eq!((rotated["data"]["version"].as_u64(), rotated["path"].as_str()), (Some(2), Some(OAUTH)));
-        // Versions: v2 current, v1 readable until the grace period closes.
+        let r = api.get_secret(OAUTH, Some(1)).await;
+        assert_eq!((r.status, r.body["data"]["client_secret"].as_str()), (200, Some("first")), "{}", r.text);
         let r = api.get(&format!("/v1/secrets/{OAUTH}/versions")).await;
         let versions: Vec<(u64, bool)> = r.body["versions"]
             .as_array()
@@ -127,9 +125,12 @@ async fn the_seed_001_rotation_walkthrough() {
             .map(|v| (v["version"].as_u64().unwrap_or(0), v["is_current"].as_bool().unwrap_or(false)))
             .collect();
         assert_eq!(versions, [(2, true), (1, false)]);
-        let r = api.get_secret(OAUTH, Some(1)).await;
-        assert_eq!((r.status, r.body["data"]["client_secret"].as_str()), (200, Some("first")), "{}", r.text);
-        tokio::time::sleep(Duration::from_millis(3500)).await;
+        // 4. secret.rotated confirms.
+        let rotated = wait_for_event(&receiver, 15, |e| e["event_type"] == "secret.rotated")
+            .await
+            .expect("secret.rotated");
+        assert_eq!((rotated["data"]["version"].as_u64(), rotated["path"].as_str()), (Some(2), Some(OAUTH)));
+        tokio::time::sleep_until((grace_ends + Duration::from_millis(500)).into()).await;
         let r = api.get_secret(OAUTH, Some(1)).await;
         assert_eq!((r.status, r.code()), (410, "secret_expired"), "{}", r.text);
         let r = api.get_secret(OAUTH, None).await;
@@ -149,8 +150,8 @@ async fn the_seed_001_rotation_walkthrough() {
             ("secret.write".to_owned(), Some(1)),
             ("secret.rotate".to_owned(), None),
             ("secret.write".to_owned(), Some(2)),
-            ("secret.versions".to_owned(), None),
             ("secret.read".to_owned(), Some(1)),
+            ("secret.versions".to_owned(), None),
         ];
         assert_eq!(trail[..5], expected, "{backend:?}: {trail:?}");
         drop(server);
