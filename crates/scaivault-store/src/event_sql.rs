@@ -51,6 +51,19 @@ macro_rules! event_store_impl {
             Ok(())
         }
 
+        /// Runs one statement in a write transaction of its own; `NotFound` when it touched no row.
+        async fn change_exactly_one<'q>(
+            store: &$store,
+            q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+        ) -> Result<(), $crate::StoreError> {
+            let (_guard, mut tx) = store.begin_write().await?;
+            let done = q.execute(&mut *tx).await.map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Err($crate::StoreError::NotFound);
+            }
+            tx.commit().await.map_err(db_err)
+        }
+
         fn sealed_webhook_secret(
             row: &$row,
             prefix: &str,
@@ -310,7 +323,6 @@ macro_rules! event_store_impl {
             }
 
             async fn update_webhook(&self, w: &$crate::WebhookRecord) -> Result<(), $crate::StoreError> {
-                let (_guard, mut tx) = self.begin_write().await?;
                 let q = sqlx::query(
                     "UPDATE webhooks SET kind = $3, name = $4, url = $5, events = $6, path_prefix = $7, \
                      paths = $8, secret_generation = $9, secret_key_version = $10, secret_wrapped_dek = $11, \
@@ -320,11 +332,7 @@ macro_rules! event_store_impl {
                 )
                 .bind(&w.tenant)
                 .bind(&w.id);
-                let done = bind_webhook(q, w)?.execute(&mut *tx).await.map_err(db_err)?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::StoreError::NotFound);
-                }
-                tx.commit().await.map_err(db_err)
+                change_exactly_one(self, bind_webhook(q, w)?).await
             }
 
             async fn delete_webhook(
@@ -567,8 +575,7 @@ macro_rules! event_store_impl {
                 delivery_id: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<(), $crate::StoreError> {
-                let (_guard, mut tx) = self.begin_write().await?;
-                let done = sqlx::query(
+                let q = sqlx::query(
                     "UPDATE deliveries SET status = 'pending', retry_step = 0, next_attempt_at = $4, \
                      claim_id = NULL, claimed_until = NULL, updated_at = $4 \
                      WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3",
@@ -576,14 +583,8 @@ macro_rules! event_store_impl {
                 .bind(tenant)
                 .bind(webhook_id)
                 .bind(delivery_id)
-                .bind($crate::to_micros(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::StoreError::NotFound);
-                }
-                tx.commit().await.map_err(db_err)
+                .bind($crate::to_micros(now));
+                change_exactly_one(self, q).await
             }
 
             async fn events_after(

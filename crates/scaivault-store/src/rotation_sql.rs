@@ -203,17 +203,12 @@ macro_rules! rotation_store_impl {
                 &self,
                 p: &$crate::RotationPolicyRecord,
             ) -> Result<(), $crate::StoreError> {
-                let (_guard, mut tx) = self.begin_write().await?;
                 let q = sqlx::query(
                     "UPDATE rotation_policies SET name = $3, description = $4, interval_spec = $5, grace_period = $6, \
                      warn_before = $7, rotation_timeout = $8, auto_generate = $9, generator = $10, webhook_ids = $11, \
                      created_at = $12, updated_at = $13 WHERE tenant_id = $1 AND id = $2",
                 );
-                let done = bind_rotation_policy(q, p).execute(&mut *tx).await.map_err(db_err)?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::StoreError::NotFound);
-                }
-                tx.commit().await.map_err(db_err)
+                change_exactly_one(self, bind_rotation_policy(q, p)).await
             }
 
             async fn delete_rotation_policy(&self, tenant: &str, id: &str) -> Result<(), $crate::StoreError> {
@@ -300,20 +295,13 @@ macro_rules! rotation_store_impl {
                 policy_id: &str,
                 path: &str,
             ) -> Result<(), $crate::StoreError> {
-                let (_guard, mut tx) = self.begin_write().await?;
-                let done = sqlx::query(
+                let q = sqlx::query(
                     "DELETE FROM rotation_assignments WHERE tenant_id = $1 AND policy_id = $2 AND path = $3",
                 )
                 .bind(tenant)
                 .bind(policy_id)
-                .bind(path)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::StoreError::NotFound);
-                }
-                tx.commit().await.map_err(db_err)
+                .bind(path);
+                change_exactly_one(self, q).await
             }
 
             async fn due_assignments(
