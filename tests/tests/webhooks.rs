@@ -628,3 +628,30 @@ async fn the_live_stream_shows_only_the_callers_tenant_and_listable_paths() {
     let lister = api.with_token(r.body["token"].as_str().expect("token"));
     assert_eq!(lister.get("/v1/events/stream").await.status, 403);
 }
+
+#[tokio::test]
+async fn the_live_stream_shows_changes_made_through_another_replica() {
+    let Some(_) = scaivault_e2e::postgres_url() else { return };
+    let scratch = Scratch::new();
+    let storage = Backend::Postgres.fresh(scratch.path()).expect("storage");
+    let (a, root) = start_root(scratch.path(), &storage, "1s").await;
+    let b_logs = scratch.path().join("b");
+    std::fs::create_dir_all(&b_logs).expect("log dir");
+    let b = events_server(&b_logs, &storage, "1s").start().await;
+    let client = http_client();
+    let mut stream = client
+        .get(format!("{}/v1/events/stream?paths=apps/**", b.base_url()))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), 200);
+    let api_a = Api::new(&client, &a, &root);
+    api_a.put_secret("apps/one", &json!({"data": {"k": "v"}})).await;
+    api_a.put_secret("apps/two", &json!({"data": {"k": "v"}})).await;
+    assert_eq!(read_stream(&mut stream, "apps/two").await, ["apps/one", "apps/two"]);
+    // A change made through the stream's own replica is not repeated by the tail.
+    Api::new(&client, &b, &root).put_secret("apps/three", &json!({"data": {"k": "v"}})).await;
+    api_a.put_secret("apps/four", &json!({"data": {"k": "v"}})).await;
+    assert_eq!(read_stream(&mut stream, "apps/four").await, ["apps/three", "apps/four"]);
+}

@@ -98,6 +98,8 @@ async fn open_vault(settings: &Settings) -> anyhow::Result<(Vault, Option<Secret
         events: EventConfig {
             allow_private: settings.webhook_allow_private,
             retry_schedule: settings.webhook_retry_schedule.as_slice().iter().map(|d| d.as_std()).collect(),
+            // Several replicas share a PostgreSQL database; a SQLite file has one server.
+            tail_outbox: !settings.database_url.starts_with("sqlite:"),
             ..EventConfig::default()
         },
         ..VaultConfig::default()
@@ -154,6 +156,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let vault = Arc::new(vault);
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(vault.clone().run_delivery_worker(worker_stopped.clone()));
+    let tail =
+        vault.tails_outbox().then(|| tokio::spawn(vault.clone().run_event_tail(worker_stopped.clone())));
     let scheduler =
         tokio::spawn(vault.clone().run_scheduler(settings.scheduler_tick.as_std(), worker_stopped));
     #[allow(unused_mut)]
@@ -185,6 +189,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let _ = stop_worker.send(true);
     let _ = worker.await;
     let _ = scheduler.await;
+    if let Some(tail) = tail {
+        let _ = tail.await;
+    }
     tracing::info!("shut down");
     Ok(())
 }

@@ -15,6 +15,8 @@ use crate::{CoreError, Vault};
 const MAX_IN_FLIGHT: usize = 64;
 /// Deliveries claimed per round trip.
 const CLAIM_BATCH: u32 = 32;
+/// How often a worker prunes the outbox.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Vault {
     /// How long a claim holds a delivery: longer than any attempt can take, so an attempt in flight is
@@ -120,9 +122,16 @@ impl Vault {
     /// for retries and for other replicas' changes.
     pub async fn run_delivery_worker(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let mut pruned_at: Option<std::time::Instant> = None;
         loop {
             if *shutdown.borrow() {
                 return;
+            }
+            if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(std::time::Instant::now());
+                if let Err(e) = self.prune_outbox().await {
+                    tracing::warn!(error = %e.detail(), "pruning the event outbox failed");
+                }
             }
             // A free slot first: with every slot busy, the next claim waits for an attempt to end.
             let first = tokio::select! {
@@ -167,6 +176,16 @@ impl Vault {
                 _ = shutdown.changed() => {}
             }
         }
+    }
+
+    /// Drops finished deliveries and delivered events older than the retention.
+    pub async fn prune_outbox(&self) -> Result<u64, CoreError> {
+        let keep = TimeDelta::from_std(self.events.config.retention).unwrap_or(TimeDelta::days(30));
+        let pruned = self.store.prune_outbox(self.clock.now() - keep).await?;
+        if pruned > 0 {
+            tracing::info!(events = pruned, "pruned the event outbox");
+        }
+        Ok(pruned)
     }
 
     async fn claim_batch(&self, limit: u32) -> Result<(String, Vec<ClaimedDelivery>), CoreError> {

@@ -5,8 +5,9 @@
 //! go to this process's live stream and the delivery worker is woken; other replicas find them in
 //! the outbox (deliveries when their worker polls, the live stream by tailing the `events` table).
 
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,7 +15,7 @@ use scaivault_crypto::random_id;
 use scaivault_domain::{GlobPattern, SecretPath};
 use scaivault_events::{Event, EventType, Sender};
 use scaivault_store::{NewDelivery, NewEvent, StoredEvent, WebhookFilter};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::{CoreError, Vault};
 
@@ -31,6 +32,11 @@ pub struct EventConfig {
     pub secret_overlap: Duration,
     /// How often the delivery worker looks for due deliveries when nothing woke it.
     pub poll_interval: Duration,
+    /// How long finished deliveries and delivered events are kept (the delivery log's reach).
+    pub retention: Duration,
+    /// Feed the live stream from the outbox too, so it shows changes made through other replicas
+    /// (PostgreSQL); a single SQLite process sees every change itself.
+    pub tail_outbox: bool,
 }
 
 /// The contract's default retry schedule: 30 s, 5 min, 30 min, 2 h, 8 h, 24 h.
@@ -44,6 +50,8 @@ impl Default for EventConfig {
             delivery_timeout: scaivault_events::DELIVERY_TIMEOUT,
             secret_overlap: Duration::from_secs(24 * 3600),
             poll_interval: Duration::from_secs(1),
+            retention: Duration::from_secs(30 * 86_400),
+            tail_outbox: false,
         }
     }
 }
@@ -82,6 +90,45 @@ pub(crate) struct Events {
     pub(crate) live: broadcast::Sender<Arc<LiveEvent>>,
     pub(crate) wake: Notify,
     pub(crate) outcomes: DeliveryOutcomes,
+    /// Ids already on the live stream, so the outbox tail does not repeat them.
+    streamed: Mutex<RecentIds>,
+}
+
+/// The newest ids seen, up to a bound.
+#[derive(Debug, Default)]
+struct RecentIds {
+    order: VecDeque<String>,
+    ids: HashSet<String>,
+}
+
+const RECENT_IDS: usize = 20_000;
+
+impl RecentIds {
+    /// True when `id` is new.
+    fn insert(&mut self, id: &str) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        if self.order.len() == RECENT_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        self.order.push_back(id.to_owned());
+        self.ids.insert(id.to_owned());
+        true
+    }
+}
+
+impl Events {
+    /// Puts an event on the live stream unless it is already there.
+    fn stream(&self, event: LiveEvent) {
+        let fresh = self.streamed.lock().map(|mut r| r.insert(&event.id)).unwrap_or(true);
+        if fresh {
+            // No receiver is not an error: nobody is watching the stream.
+            let _ = self.live.send(Arc::new(event));
+        }
+    }
 }
 
 /// Delivery attempts made by this process, by outcome, for `/metrics`.
@@ -102,6 +149,7 @@ impl Events {
             live: broadcast::channel(LIVE_CAPACITY).0,
             wake: Notify::new(),
             outcomes: DeliveryOutcomes::default(),
+            streamed: Mutex::new(RecentIds::default()),
         })
     }
 }
@@ -177,6 +225,11 @@ impl Emitter {
 }
 
 impl Vault {
+    /// Whether this server feeds its live stream from the outbox ([`Vault::run_event_tail`]).
+    pub fn tails_outbox(&self) -> bool {
+        self.events.config.tail_outbox
+    }
+
     /// Webhook delivery attempts made by this process, by outcome.
     pub fn delivery_outcomes(&self) -> &DeliveryOutcomes {
         &self.events.outcomes
@@ -192,15 +245,14 @@ impl Vault {
         let mut deliveries = false;
         for e in events {
             deliveries |= !e.deliveries.is_empty();
-            // No receiver is not an error: nobody is watching the stream.
-            let _ = self.events.live.send(Arc::new(LiveEvent {
+            self.events.stream(LiveEvent {
                 seq: None,
                 id: e.id.clone(),
                 tenant: e.tenant.clone(),
                 event_type: e.event_type.clone(),
                 path: e.path.clone(),
                 body: e.body.clone(),
-            }));
+            });
         }
         if deliveries {
             self.events.wake.notify_one();
@@ -304,6 +356,41 @@ impl EventStream {
                     tracing::warn!(skipped = n, "an event stream client fell behind; events skipped");
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// How far behind its newest `seq` the tail looks again: on PostgreSQL a transaction may commit an
+/// event with a lower `seq` after a higher one was read.
+const TAIL_WINDOW: u64 = 512;
+const TAIL_EVERY: Duration = Duration::from_millis(500);
+
+impl Vault {
+    /// Feeds the live stream with events other replicas wrote to the outbox, until `shutdown`.
+    pub async fn run_event_tail(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut last = self.store.last_event_seq().await.unwrap_or(0);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(TAIL_EVERY) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            // Without watchers the tail only keeps up (marking what it passes as streamed), so a
+            // client that connects later is not sent older events; with watchers it also looks back
+            // for events committed late.
+            let from =
+                if self.events.live.receiver_count() == 0 { last } else { last.saturating_sub(TAIL_WINDOW) };
+            match self.store.events_after(from, 1000).await {
+                Ok(rows) => {
+                    for e in rows {
+                        last = last.max(e.seq);
+                        self.events.stream(LiveEvent::from(e));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the event outbox for the live stream failed"),
             }
         }
     }

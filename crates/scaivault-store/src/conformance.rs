@@ -28,7 +28,7 @@ macro_rules! conformance_suite {
             a_write_and_its_audit_record_commit_together, webhooks_round_trip,
             events_commit_with_their_write, claims_lease_and_order_deliveries, retries_log_and_redelivery,
             rotation_policies_round_trip, schedules_move_only_from_the_revision_they_read,
-            a_write_completes_a_waiting_rotation);
+            a_write_completes_a_waiting_rotation, the_outbox_is_pruned_by_age);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -46,7 +46,7 @@ macro_rules! conformance_suite {
 mod events;
 pub use events::{
     claims_lease_and_order_deliveries, events_commit_with_their_write, retries_log_and_redelivery,
-    webhooks_round_trip,
+    the_outbox_is_pruned_by_age, webhooks_round_trip,
 };
 
 #[path = "conformance_rotation.rs"]

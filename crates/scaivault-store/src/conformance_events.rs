@@ -253,3 +253,34 @@ pub async fn retries_log_and_redelivery(store: Dyn) {
     store.delete_webhook(DEFAULT_TENANT, WebhookKind::Webhook, "wh_a").await.expect("delete");
     assert!(store.list_deliveries(DEFAULT_TENANT, "wh_a", None, 10).await.expect("log").is_empty());
 }
+
+/// Pruning keeps pending deliveries and their events, and drops what finished before the cut.
+pub async fn the_outbox_is_pruned_by_age(store: Dyn) {
+    let ring = setup(&store).await;
+    store.create_webhook(&webhook(&ring, "wh_a", "a", b"k")).await.expect("create");
+    store
+        .append_events(&[
+            event("evt_done", Some("app/x"), &["wh_a"], 1),
+            event("evt_waiting", Some("app/y"), &["wh_a"], 1),
+            event("evt_none", Some("app/z"), &[], 1),
+            event("evt_new", Some("app/w"), &[], 500),
+        ])
+        .await
+        .expect("append");
+    let claimed = store.claim_deliveries(at(2), &claim("clm_1", 60), 10).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    store
+        .finish_attempt(&finish("dlv_evt_done_wh_a", "clm_1", AttemptOutcome::Delivered, 3))
+        .await
+        .expect("done");
+    store
+        .finish_attempt(&finish("dlv_evt_waiting_wh_a", "clm_1", AttemptOutcome::RetryAt(at(900)), 3))
+        .await
+        .expect("retry");
+    assert_eq!(store.prune_outbox(at(100)).await.expect("prune"), 2);
+    let left: Vec<String> =
+        store.events_after(0, 10).await.expect("events").into_iter().map(|e| e.id).collect();
+    assert_eq!(left, ["evt_waiting", "evt_new"]);
+    let log = store.list_deliveries(DEFAULT_TENANT, "wh_a", None, 10).await.expect("log");
+    assert_eq!(log.iter().map(|(_, d)| d.id.as_str()).collect::<Vec<_>>(), ["dlv_evt_waiting_wh_a"]);
+}

@@ -617,6 +617,34 @@ macro_rules! event_store_impl {
                     .collect()
             }
 
+            async fn prune_outbox(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64, $crate::StoreError> {
+                let (_guard, mut tx) = self.begin_write().await?;
+                let before = $crate::to_micros(before);
+                sqlx::query(
+                    "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries \
+                     WHERE status <> 'pending' AND updated_at < $1)",
+                )
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                sqlx::query("DELETE FROM deliveries WHERE status <> 'pending' AND updated_at < $1")
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                let done = sqlx::query(
+                    "DELETE FROM events WHERE created_at < $1 AND NOT EXISTS \
+                     (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+                )
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                tx.commit().await.map_err(db_err)?;
+                Ok(done.rows_affected())
+            }
+
             async fn last_event_seq(&self) -> Result<u64, $crate::StoreError> {
                 let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM events")
                     .fetch_one(&self.pool)

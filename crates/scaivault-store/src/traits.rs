@@ -346,6 +346,10 @@ pub trait EventStore: Send + Sync + Debug {
 
     /// The newest event `seq`, 0 when none.
     async fn last_event_seq(&self) -> Result<u64, StoreError>;
+
+    /// Deletes finished deliveries (and their attempts) last changed before `before`, and events
+    /// older than that with no pending delivery; returns the events deleted.
+    async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// Rotation policies and schedules. Every schedule change is conditional on the revision read.
