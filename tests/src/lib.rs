@@ -72,17 +72,34 @@ static SCHEMA_COUNTER: AtomicU32 = AtomicU32::new(0);
 /// When the build fails or the binary cannot be found.
 pub fn server_binary() -> &'static Path {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BINARY.get_or_init(|| build_server().map_err(|e| format!("{e:#}"))) {
+    match BINARY.get_or_init(|| {
+        build_binary("scaivault-server-bin", "scaivault-server", "SCAIVAULT_E2E_SERVER_BIN")
+            .map_err(|e| format!("{e:#}"))
+    }) {
         Ok(path) => path,
         Err(e) => panic!("cannot provide the scaivault-server binary: {e}"),
     }
 }
 
-fn build_server() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("SCAIVAULT_E2E_SERVER_BIN") {
+/// The `scaivault` command line binary, built (once per test process) if needed.
+///
+/// # Panics
+/// When the build fails or the binary cannot be found.
+pub fn cli_binary() -> &'static Path {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BINARY.get_or_init(|| {
+        build_binary("scaivault", "scaivault", "SCAIVAULT_E2E_CLI_BIN").map_err(|e| format!("{e:#}"))
+    }) {
+        Ok(path) => path,
+        Err(e) => panic!("cannot provide the scaivault binary: {e}"),
+    }
+}
+
+fn build_binary(package: &str, bin: &str, override_var: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(override_var) {
         let path = PathBuf::from(path);
         if !path.is_file() {
-            bail!("SCAIVAULT_E2E_SERVER_BIN={} is not a file", path.display());
+            bail!("{override_var}={} is not a file", path.display());
         }
         return Ok(path);
     }
@@ -103,7 +120,7 @@ fn build_server() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build
-        .args(["build", "--quiet", "--package", "scaivault-server-bin", "--bin", "scaivault-server"])
+        .args(["build", "--quiet", "--package", package, "--bin", bin])
         .arg("--profile")
         .arg(profile)
         .arg("--manifest-path")
@@ -124,12 +141,12 @@ fn build_server() -> anyhow::Result<PathBuf> {
     let output = build.output().context("cannot run cargo build")?;
     if !output.status.success() {
         bail!(
-            "cargo build -p scaivault-server-bin failed ({}):\n{}",
+            "cargo build -p {package} failed ({}):\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let binary = profile_dir.join("scaivault-server");
+    let binary = profile_dir.join(bin);
     if !binary.is_file() {
         bail!("cargo build succeeded but {} does not exist", binary.display());
     }
