@@ -166,3 +166,36 @@ async fn every_method_reaches_its_route() {
     vault.invalidate("app/db");
     assert!(vault.read_secret_cached("app/db").await.is_err(), "nothing cached and nothing to ask");
 }
+
+#[tokio::test]
+async fn the_live_stream_keeps_the_cache_in_step() {
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let vault = Client::builder(server.base_url())
+        .token(&root)
+        .cache(CacheConfig::default())
+        .build()
+        .expect("client");
+    vault.write_secret("app/api", &write(json!({"key": "one"}))).await.expect("write");
+    assert_eq!(vault.read_secret_cached("app/api").await.expect("read").data["key"], "one");
+    let stream = vault.events(Some("app/**"), None).await.expect("stream");
+    let watcher = vault.invalidate_on(stream);
+    // Another writer changes it; the 5-minute TTL alone would keep serving "one".
+    let other = Client::builder(server.base_url()).token(&root).build().expect("client");
+    other.write_secret("app/api", &write(json!({"key": "two"}))).await.expect("write 2");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = String::new();
+    while std::time::Instant::now() < deadline {
+        seen = vault.read_secret_cached("app/api").await.expect("read").data["key"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if seen == "two" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, "two", "the event dropped the cached value");
+    watcher.abort();
+}

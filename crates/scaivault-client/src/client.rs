@@ -138,7 +138,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<u64> {
 }
 
 /// The contract's error of a failed answer (or a decode error naming the status).
-async fn api_error(resp: reqwest::Response) -> Error {
+pub(crate) async fn api_error(resp: reqwest::Response) -> Error {
     let status = resp.status().as_u16();
     let wait = retry_after(&resp);
     let header_id = resp
@@ -214,6 +214,15 @@ impl Client {
         url
     }
 
+    /// A request with the token.
+    pub(crate) fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        let req = self.inner.http.request(method, url);
+        match &self.inner.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
     /// Sends a request, retrying transient failures; answers the successful response.
     pub(crate) async fn send<B: Serialize + ?Sized>(
         &self,
@@ -223,10 +232,7 @@ impl Client {
     ) -> Result<reqwest::Response, Error> {
         let mut attempt = 0;
         loop {
-            let mut req = self.inner.http.request(method.clone(), url.clone());
-            if let Some(t) = &self.inner.token {
-                req = req.bearer_auth(t);
-            }
+            let mut req = self.request(method.clone(), url.clone());
             if let Some(b) = body {
                 req = req.json(b);
             }

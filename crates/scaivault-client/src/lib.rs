@@ -16,6 +16,7 @@ mod cache;
 mod client;
 mod endpoints;
 mod error;
+mod stream;
 
 pub use cache::CacheConfig;
 pub use client::{Client, ClientBuilder};
@@ -27,3 +28,4 @@ pub use scaivault_api as api;
 pub use scaivault_events::{
     DEFAULT_TOLERANCE_SECS, Event, EventType, VerifyError, verify_scaivault, verify_standard,
 };
+pub use stream::EventStream;
