@@ -121,14 +121,15 @@ async fn the_seed_002_command_lines_run_as_printed() {
         .await;
     let billing = api.with_token(r.body["token"].as_str().expect("token"));
     assert_eq!(billing.get_secret("environments/production/billing/stripe", None).await.status, 200);
-    let out = shell.ok(r#"scaivault audit query \
+    let out = shell.ok(r#"# Verify the service is actually reading from ScaiVault
+scaivault audit query \
   --identity-id sa:billing-prod \
   --start "1 hour ago" \
-  --json"#);
-    let logs: Value = serde_json::from_str(&out).expect("json");
-    let reads: Vec<&str> =
-        logs["logs"].as_array().expect("logs").iter().filter_map(|l| l["action"].as_str()).collect();
-    assert_eq!(reads, ["secret.read"]);
+  --json \
+  | jq -r '.logs[] | "\(.timestamp) \(.action) \(.secret_path)"'"#);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].ends_with(" secret.read environments/production/billing/stripe"), "{out}");
 
     // Step 8: rotation policies.
     shell.ok(r#"# Stripe — quarterly rotation; you'll trigger it via Stripe admin then PUT back

@@ -199,3 +199,37 @@ async fn the_live_stream_keeps_the_cache_in_step() {
     assert_eq!(seen, "two", "the event dropped the cached value");
     watcher.abort();
 }
+
+#[tokio::test]
+async fn acting_as_a_tenant_and_the_partner_space() {
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let admin = Client::builder(server.base_url()).token(&root).build().expect("client");
+    let partner: scaivault_client::api::PartnerRequest =
+        serde_json::from_value(json!({"name": "acme-group"})).expect("partner");
+    let partner = admin.create_partner(&partner).await.expect("partner");
+    let tenant: scaivault_client::api::TenantRequest =
+        serde_json::from_value(json!({"name": "acme", "id": "tnt_acme", "partner_id": partner.id}))
+            .expect("tenant");
+    admin.create_tenant(&tenant).await.expect("tenant");
+    assert!(
+        admin
+            .list_tenants(&Page::default())
+            .await
+            .expect("tenants")
+            .tenants
+            .iter()
+            .any(|t| t.id == "tnt_acme")
+    );
+    let acme = Client::builder(server.base_url()).token(&root).acting_as("tnt_acme").build().expect("client");
+    acme.write_secret("app/key", &write(json!({"k": "acme"}))).await.expect("tenant write");
+    assert!(admin.read_secret("app/key", None).await.expect_err("not in the default tenant").is_not_found());
+    assert_eq!(acme.whoami().await.expect("whoami").tenant_id, "tnt_acme");
+    acme.write_partner_secret("shared/ca", &write(json!({"pem": "x"}))).await.expect("partner write");
+    assert_eq!(acme.read_partner_secret("shared/ca", None).await.expect("partner read").data["pem"], "x");
+    assert_eq!(acme.list_partner_secrets(None, &Page::default()).await.expect("list").secrets.len(), 1);
+    assert_eq!(acme.partner_secret_versions("shared/ca").await.expect("versions").current_version, 1);
+    acme.delete_partner_secret("shared/ca").await.expect("delete");
+    assert!(!admin.list_partners(&Page::default()).await.expect("partners").partners.is_empty());
+}

@@ -24,6 +24,7 @@ pub struct ClientBuilder {
     timeout: Duration,
     cache: Option<CacheConfig>,
     user_agent: String,
+    tenant: Option<String>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -65,6 +66,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Acts as this tenant (`X-Tenant-ID`): for partner and system administrators.
+    pub fn acting_as(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
     pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
         self.user_agent = user_agent.into();
         self
@@ -92,6 +99,7 @@ impl ClientBuilder {
                 http,
                 base,
                 token: self.token,
+                tenant: self.tenant,
                 retries: self.retries,
                 backoff: self.backoff,
                 cache: self.cache.map(Cache::new),
@@ -118,6 +126,7 @@ pub(crate) struct Inner {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    tenant: Option<String>,
     retries: u32,
     backoff: Duration,
     pub(crate) cache: Option<Cache>,
@@ -193,6 +202,7 @@ impl Client {
             timeout: Duration::from_secs(30),
             cache: None,
             user_agent: concat!("scaivault-client/", env!("CARGO_PKG_VERSION")).to_owned(),
+            tenant: None,
         }
     }
 
@@ -216,7 +226,10 @@ impl Client {
 
     /// A request with the token.
     pub(crate) fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
-        let req = self.inner.http.request(method, url);
+        let mut req = self.inner.http.request(method, url);
+        if let Some(t) = &self.inner.tenant {
+            req = req.header("x-tenant-id", t);
+        }
         match &self.inner.token {
             Some(t) => req.bearer_auth(t),
             None => req,

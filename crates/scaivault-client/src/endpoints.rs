@@ -119,6 +119,42 @@ impl Client {
         self.call(Method::POST, self.url(&["v1", "secrets", path, "rotate"]), NO_BODY).await
     }
 
+    // ---- the partner's shared secrets (`/v1/partner/secrets`)
+
+    pub async fn write_partner_secret(
+        &self,
+        path: &str,
+        req: &WriteSecretRequest,
+    ) -> Result<SecretWritten, Error> {
+        self.call(Method::PUT, self.url(&["v1", "partner", "secrets", path]), Some(req)).await
+    }
+
+    pub async fn read_partner_secret(
+        &self,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<SecretResponse, Error> {
+        let url = with_query(
+            self.url(&["v1", "partner", "secrets", path]),
+            &[("version", version.map(|v| v.to_string()))],
+        );
+        self.call(Method::GET, url, NO_BODY).await
+    }
+
+    pub async fn list_partner_secrets(&self, prefix: Option<&str>, page: &Page) -> Result<SecretList, Error> {
+        let [limit, cursor] = page.params();
+        let params = [("prefix", prefix.map(str::to_owned)), limit, cursor];
+        self.call(Method::GET, with_query(self.url(&["v1", "partner", "secrets"]), &params), NO_BODY).await
+    }
+
+    pub async fn partner_secret_versions(&self, path: &str) -> Result<SecretVersions, Error> {
+        self.call(Method::GET, self.url(&["v1", "partner", "secrets", path, "versions"]), NO_BODY).await
+    }
+
+    pub async fn delete_partner_secret(&self, path: &str) -> Result<(), Error> {
+        self.call_empty(Method::DELETE, self.url(&["v1", "partner", "secrets", path]), NO_BODY).await
+    }
+
     // ---- tokens and identity
 
     pub async fn whoami(&self) -> Result<WhoAmI, Error> {
