@@ -406,15 +406,22 @@ async fn pending_deliveries_survive_sigkill_and_arrive_after_restart() {
     }
 }
 
-#[tokio::test]
-async fn two_replicas_on_one_postgres_deliver_every_event_once() {
-    let Some(_) = scaivault_e2e::postgres_url() else { return };
-    let scratch = Scratch::new();
+/// Two servers on one fresh PostgreSQL schema (kept while the storage lives): the first made the
+/// root token.
+async fn two_replicas(scratch: &Scratch) -> (Storage, ServerProcess, ServerProcess, String) {
     let storage = Backend::Postgres.fresh(scratch.path()).expect("storage");
     let (a, root) = start_root(scratch.path(), &storage, "1s").await;
     let b_logs = scratch.path().join("b");
     std::fs::create_dir_all(&b_logs).expect("log dir");
     let b = events_server(&b_logs, &storage, "1s").start().await;
+    (storage, a, b, root)
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_postgres_deliver_every_event_once() {
+    let Some(_) = scaivault_e2e::postgres_url() else { return };
+    let scratch = Scratch::new();
+    let (_storage, a, b, root) = two_replicas(&scratch).await;
     let client = http_client();
     let receiver = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
@@ -633,11 +640,7 @@ async fn the_live_stream_shows_only_the_callers_tenant_and_listable_paths() {
 async fn the_live_stream_shows_changes_made_through_another_replica() {
     let Some(_) = scaivault_e2e::postgres_url() else { return };
     let scratch = Scratch::new();
-    let storage = Backend::Postgres.fresh(scratch.path()).expect("storage");
-    let (a, root) = start_root(scratch.path(), &storage, "1s").await;
-    let b_logs = scratch.path().join("b");
-    std::fs::create_dir_all(&b_logs).expect("log dir");
-    let b = events_server(&b_logs, &storage, "1s").start().await;
+    let (_storage, a, b, root) = two_replicas(&scratch).await;
     let client = http_client();
     let mut stream = client
         .get(format!("{}/v1/events/stream?paths=apps/**", b.base_url()))
