@@ -571,6 +571,11 @@ impl Vault {
         Ok(())
     }
 
+    /// Rotation schedules by state, over every tenant (for `/metrics`).
+    pub async fn rotation_state_counts(&self) -> Result<Vec<(String, u64)>, CoreError> {
+        Ok(self.store.assignment_counts().await?)
+    }
+
     /// One scheduler pass: every schedule with work due now moves on, one transition at a time,
     /// each stored conditionally with its event. Returns the transitions this process applied.
     pub async fn rotation_tick(&self) -> Result<usize, CoreError> {

@@ -30,6 +30,12 @@ pub struct Metrics {
     latency: HistogramFamily,
     audit_queue: Gauge,
     deliveries: Family<OutcomeLabels, Counter>,
+    rotation: Family<StateLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,7 +78,9 @@ impl Metrics {
             "Webhook delivery attempts by outcome (delivered, retried, failed)",
             deliveries.clone(),
         );
-        Metrics { registry: Mutex::new(registry), requests, latency, audit_queue, deliveries }
+        let rotation = Family::<StateLabels, Gauge>::default();
+        registry.register("rotation_schedules", "Rotation schedules by state", rotation.clone());
+        Metrics { registry: Mutex::new(registry), requests, latency, audit_queue, deliveries, rotation }
     }
 
     pub(crate) fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
@@ -82,7 +90,16 @@ impl Metrics {
     }
 
     /// Copies the vault's own counters in, just before a scrape.
-    pub(crate) fn sample(&self, vault: &scaivault_core::Vault) {
+    pub(crate) async fn sample(&self, vault: &scaivault_core::Vault) {
+        // Storage failing is for readiness to report; the scrape keeps the last figures.
+        if let Ok(counts) = vault.rotation_state_counts().await {
+            for state in ["scheduled", "due", "failed"] {
+                let n = counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+                self.rotation
+                    .get_or_create(&StateLabels { state: state.to_owned() })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
         use std::sync::atomic::Ordering::Relaxed;
         self.audit_queue.set(i64::try_from(vault.audit_queue_depth()).unwrap_or(i64::MAX));
         let o = vault.delivery_outcomes();

@@ -171,6 +171,8 @@ async fn a_rotation_nobody_completes_fails_and_the_next_write_recovers_it() {
     app.clock.advance(TimeDelta::minutes(2));
     app.vault.rotation_tick().await.expect("tick");
     assert_eq!(state(&app, &id).await, "failed");
+    let metrics = String::from_utf8(app.root("GET", "/metrics", None).await.raw).expect("text");
+    assert!(metrics.contains("scaivault_rotation_schedules{state=\"failed\"} 1"), "{metrics}");
     // Failed stays failed: nothing more fires.
     app.clock.advance(TimeDelta::days(60));
     app.vault.rotation_tick().await.expect("tick");

@@ -319,6 +319,19 @@ macro_rules! rotation_store_impl {
                 rows.iter().map(|row| Ok((assignment_from_row(row, "a_")?, rotation_policy_from_row(row)?))).collect()
             }
 
+            async fn assignment_counts(&self) -> Result<Vec<(String, u64)>, $crate::StoreError> {
+                let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM rotation_assignments GROUP BY state ORDER BY state")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                rows.iter()
+                    .map(|r| {
+                        let n: i64 = r.try_get("n").map_err(db_err)?;
+                        Ok((r.try_get("state").map_err(db_err)?, u64::try_from(n).unwrap_or(0)))
+                    })
+                    .collect()
+            }
+
             async fn transition_assignment(
                 &self,
                 next: &$crate::AssignmentRecord,

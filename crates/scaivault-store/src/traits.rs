@@ -402,6 +402,9 @@ pub trait RotationStore: Send + Sync + Debug {
         limit: u32,
     ) -> Result<Vec<(AssignmentRecord, RotationPolicyRecord)>, StoreError>;
 
+    /// How many schedules are in each state (`scheduled`, `due`, `failed`), over every tenant.
+    async fn assignment_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Replaces the schedule if it is still at `next.revision`, appending `events` in the same
     /// transaction; false (and nothing written) when another change came first.
     async fn transition_assignment(
