@@ -28,6 +28,9 @@ async fn every_method_reaches_its_route() {
         .expect("client");
 
     assert_eq!(vault.health().await.expect("health").status, "ok");
+    assert_eq!(vault.ready().await.expect("ready").status, "ready");
+    assert!(vault.metrics().await.expect("metrics").contains("scaivault_http_requests"));
+    assert_eq!(vault.openapi().await.expect("openapi")["openapi"], "3.0.3");
     assert_eq!(vault.whoami().await.expect("whoami").identity_id, "root");
     let written = vault.write_secret("app/db", &write(json!({"password": "p1"}))).await.expect("write");
     assert_eq!(written.version, 1);
@@ -65,6 +68,7 @@ async fn every_method_reaches_its_route() {
         .await
         .expect("bind");
     assert_eq!(vault.policy_bindings(&policy.id).await.expect("bindings").bindings.len(), 1);
+    assert_eq!(vault.get_binding(&policy.id, &binding.id).await.expect("binding").identity_id, "sa:r");
     let decision = vault
         .test_policy(&PolicyTestRequest {
             path: "app/db".into(),
@@ -230,6 +234,13 @@ async fn acting_as_a_tenant_and_the_partner_space() {
     assert_eq!(acme.read_partner_secret("shared/ca", None).await.expect("partner read").data["pem"], "x");
     assert_eq!(acme.list_partner_secrets(None, &Page::default()).await.expect("list").secrets.len(), 1);
     assert_eq!(acme.partner_secret_versions("shared/ca").await.expect("versions").current_version, 1);
+    let meta = PatchMetadataRequest { owner: Some("team:pki".into()), ..PatchMetadataRequest::default() };
+    acme.update_partner_metadata("shared/ca", &meta).await.expect("metadata");
+    acme.write_partner_secret("shared/ca", &write(json!({"pem": "y"}))).await.expect("v2");
+    let gone = acme.destroy_partner_versions("shared/ca", &DestroyRequest { versions: Some(vec![1]) }).await;
+    assert_eq!(gone.expect("destroy").destroyed_versions, [1]);
+    assert!(acme.rotate_partner_secret("shared/ca").await.is_err(), "no rotation policy on it");
     acme.delete_partner_secret("shared/ca").await.expect("delete");
+    acme.undelete_partner_secret("shared/ca").await.expect("undelete");
     assert!(!admin.list_partners(&Page::default()).await.expect("partners").partners.is_empty());
 }

@@ -54,6 +54,22 @@ impl Client {
         self.call(Method::GET, self.url(&["v1", "health"]), NO_BODY).await
     }
 
+    /// `GET /v1/health/ready`: `Ok` when storage answers and keys are loaded.
+    pub async fn ready(&self) -> Result<Health, Error> {
+        self.call(Method::GET, self.url(&["v1", "health", "ready"]), NO_BODY).await
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> Result<String, Error> {
+        let resp = self.send(Method::GET, self.url(&["metrics"]), NO_BODY).await?;
+        resp.text().await.map_err(|e| Error::Unreachable(e.without_url().to_string()))
+    }
+
+    /// `GET /v1/openapi.json`
+    pub async fn openapi(&self) -> Result<Value, Error> {
+        self.call(Method::GET, self.url(&["v1", "openapi.json"]), NO_BODY).await
+    }
+
     pub async fn key_status(&self) -> Result<KeyStatusResponse, Error> {
         self.call(Method::GET, self.url(&["v1", "sys", "key-status"]), NO_BODY).await
     }
@@ -155,6 +171,30 @@ impl Client {
         self.call_empty(Method::DELETE, self.url(&["v1", "partner", "secrets", path]), NO_BODY).await
     }
 
+    pub async fn update_partner_metadata(
+        &self,
+        path: &str,
+        req: &PatchMetadataRequest,
+    ) -> Result<SecretListItem, Error> {
+        self.call(Method::PATCH, self.url(&["v1", "partner", "secrets", path, "metadata"]), Some(req)).await
+    }
+
+    pub async fn undelete_partner_secret(&self, path: &str) -> Result<SecretListItem, Error> {
+        self.call(Method::POST, self.url(&["v1", "partner", "secrets", path, "undelete"]), NO_BODY).await
+    }
+
+    pub async fn destroy_partner_versions(
+        &self,
+        path: &str,
+        req: &DestroyRequest,
+    ) -> Result<DestroyResponse, Error> {
+        self.call(Method::POST, self.url(&["v1", "partner", "secrets", path, "destroy"]), Some(req)).await
+    }
+
+    pub async fn rotate_partner_secret(&self, path: &str) -> Result<RotationAssignment, Error> {
+        self.call(Method::POST, self.url(&["v1", "partner", "secrets", path, "rotate"]), NO_BODY).await
+    }
+
     // ---- tokens and identity
 
     pub async fn whoami(&self) -> Result<WhoAmI, Error> {
@@ -219,6 +259,10 @@ impl Client {
 
     pub async fn policy_bindings(&self, id: &str) -> Result<BindingList, Error> {
         self.call(Method::GET, self.url(&["v1", "policies", id, "bindings"]), NO_BODY).await
+    }
+
+    pub async fn get_binding(&self, id: &str, binding_id: &str) -> Result<BindingResponse, Error> {
+        self.call(Method::GET, self.url(&["v1", "policies", id, "bindings", binding_id]), NO_BODY).await
     }
 
     pub async fn unbind_policy(&self, id: &str, binding_id: &str) -> Result<(), Error> {
