@@ -47,7 +47,8 @@ impl ClientBuilder {
 
     /// Retries after a `rate_limited` or `service_unavailable` answer or a connection error
     /// (default 3), waiting `Retry-After` when the server sends one, else backing off exponentially
-    /// from `backoff` (default 200 ms, at most 5 s).
+    /// from `backoff` (default 200 ms, at most 5 s). A `POST` is retried only after `rate_limited`
+    /// or a connection that never opened, as it may have taken effect otherwise.
     pub fn retries(mut self, retries: u32, backoff: Duration) -> Self {
         self.retries = retries;
         self.backoff = backoff;
@@ -249,20 +250,23 @@ impl Client {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let failure = match req.send().await {
+            // A POST is retried only when the server surely did nothing: rate limited, or the
+            // connection never opened. After a 503 or a broken connection it may have acted
+            // (a change commits before its audit record), and a retry would do it twice.
+            let once = method == Method::POST;
+            let (failure, retry) = match req.send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
-                Ok(resp)
-                    if matches!(
-                        resp.status(),
-                        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-                    ) =>
-                {
-                    api_error(resp).await
+                Ok(resp) if resp.status() == StatusCode::TOO_MANY_REQUESTS => (api_error(resp).await, true),
+                Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    (api_error(resp).await, !once)
                 }
                 Ok(resp) => return Err(api_error(resp).await),
-                Err(e) => Error::Unreachable(e.without_url().to_string()),
+                Err(e) => {
+                    let connect = e.is_connect();
+                    (Error::Unreachable(e.without_url().to_string()), connect || !once)
+                }
             };
-            if attempt >= self.inner.retries {
+            if !retry || attempt >= self.inner.retries {
                 return Err(failure);
             }
             let backoff = self.inner.backoff.saturating_mul(1 << attempt.min(16)).min(MAX_BACKOFF);

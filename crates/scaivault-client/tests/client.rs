@@ -193,3 +193,25 @@ async fn the_cache_holds_a_bounded_number_of_secrets() {
     c.read_secret_cached("a/1").await.expect("refetched");
     assert_eq!(requests(&server).await, 4);
 }
+
+#[tokio::test]
+async fn a_post_is_not_repeated_after_it_may_have_taken_effect() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(
+            json!({"error": {"code": "service_unavailable", "message": "audit down", "request_id": "r"}}),
+        ))
+        .mount(&server)
+        .await;
+    let c = client(&server, None);
+    let err = c.test_webhook("wh_x").await.expect_err("unavailable");
+    assert_eq!(err.code(), Some(ErrorCode::ServiceUnavailable));
+    assert_eq!(requests(&server).await, 1, "not retried");
+    // A refused connection is retried even for a POST: nothing was sent.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let c = Client::builder(format!("http://{closed}"))
+        .retries(2, Duration::from_millis(5))
+        .build()
+        .expect("client");
+    assert!(matches!(c.test_webhook("wh_x").await, Err(Error::Unreachable(_))));
+}
