@@ -14,10 +14,10 @@ use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, BindingRecord, ChainFn, DEFAULT_MAX_VERSIONS,
-    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, PartnerRecord, PolicyRecord,
-    PolicySnapshot, PolicyStore, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore,
-    SecretVersionRow, Store, StoreError, StoredSecret, TenantRecord, TenantStore, TokenRecord, TokenStore,
-    WriteEffects, WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
+    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, PolicyRecord, PolicySnapshot,
+    PolicyStore, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store,
+    StoreError, StoredSecret, TokenRecord, TokenStore, WriteEffects, WriteOutcome, WriteSecret, list_json,
+    oldest_kept, to_micros,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
@@ -53,6 +53,7 @@ const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 
 scaivault_store::row_decoders!(PgRow);
 scaivault_store::audit_query!(Postgres);
+scaivault_store::tenant_store_impl!(PostgresStore);
 scaivault_store::rotation_store_impl!(PostgresStore, Postgres, PgRow);
 scaivault_store::event_store_impl!(PostgresStore, Postgres, PgRow, lock = "FOR UPDATE OF d SKIP LOCKED");
 
@@ -883,98 +884,6 @@ impl PolicyStore for PostgresStore {
             policies: policies.iter().map(policy_from_row).collect::<Result<_, _>>()?,
             bindings: bindings.iter().map(binding_from_row).collect::<Result<_, _>>()?,
         })
-    }
-}
-
-#[async_trait]
-impl TenantStore for PostgresStore {
-    async fn create_partner(&self, partner: &PartnerRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query("INSERT INTO partners (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(&partner.id)
-            .bind(&partner.name)
-            .bind(to_micros(partner.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        // The partner's own secrets live in a namespace row of `tenants` keyed by the partner id
-        // (never listed or usable as a tenant), so they share the secrets tables and their rules.
-        sqlx::query("INSERT INTO tenants (id, name, partner_id, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&partner.id)
-            .bind(format!("partner namespace of {}", partner.id))
-            .bind(&partner.id)
-            .bind(to_micros(partner.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
-    }
-
-    async fn list_partners(&self, after: Option<&str>, limit: u32) -> Result<Vec<PartnerRecord>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT id, name, created_at FROM partners WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.into_iter()
-            .map(|(id, name, created_at)| {
-                Ok(PartnerRecord { id, name, created_at: scaivault_store::from_micros(created_at)? })
-            })
-            .collect()
-    }
-
-    async fn create_tenant(&self, tenant: &TenantRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        if let Some(partner) = &tenant.partner_id {
-            let found: Option<(String,)> = sqlx::query_as("SELECT id FROM partners WHERE id = $1")
-                .bind(partner)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            if found.is_none() {
-                return Err(StoreError::NotFound);
-            }
-        }
-        sqlx::query("INSERT INTO tenants (id, name, partner_id, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&tenant.id)
-            .bind(&tenant.name)
-            .bind(&tenant.partner_id)
-            .bind(to_micros(tenant.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
-    }
-
-    async fn get_tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, name, partner_id, created_at FROM tenants WHERE id = $1 AND (partner_id IS NULL OR id <> partner_id)")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.as_ref().map(tenant_from_row).transpose()
-    }
-
-    async fn list_tenants(
-        &self,
-        partner: Option<&str>,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<TenantRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, partner_id, created_at FROM tenants WHERE ($1::text IS NULL OR partner_id = $1) \
-             AND ($2::text IS NULL OR id > $2) AND (partner_id IS NULL OR id <> partner_id) ORDER BY id LIMIT $3",
-        )
-        .bind(partner)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(tenant_from_row).collect()
     }
 }
 

@@ -12,6 +12,7 @@ mod records;
 mod rotation;
 mod rotation_sql;
 mod rows;
+mod tenant_sql;
 mod traits;
 
 #[cfg(feature = "conformance")]
