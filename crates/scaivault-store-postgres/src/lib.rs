@@ -13,11 +13,10 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, BindingRecord, ChainFn, DEFAULT_MAX_VERSIONS,
-    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, PolicyRecord, PolicySnapshot,
-    PolicyStore, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store,
-    StoreError, StoredSecret, TokenRecord, TokenStore, WriteEffects, WriteOutcome, WriteSecret, list_json,
-    oldest_kept, to_micros,
+    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, DEFAULT_MAX_VERSIONS, HeadMacFn,
+    KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem, SealFn, SecretHead, SecretListQuery,
+    SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenRecord, TokenStore, WriteEffects,
+    WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
@@ -54,6 +53,7 @@ const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 scaivault_store::row_decoders!(PgRow);
 scaivault_store::audit_query!(Postgres);
 scaivault_store::tenant_store_impl!(PostgresStore);
+scaivault_store::policy_store_impl!(PostgresStore, Postgres);
 scaivault_store::rotation_store_impl!(PostgresStore, Postgres, PgRow);
 scaivault_store::event_store_impl!(PostgresStore, Postgres, PgRow, lock = "FOR UPDATE OF d SKIP LOCKED");
 
@@ -680,210 +680,6 @@ impl KeyStore for PostgresStore {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(done.rows_affected() == 1)
-    }
-}
-
-const POLICY_COLUMNS: &str = "tenant_id, id, name, description, rules, created_at, updated_at";
-const BINDING_COLUMNS: &str = "tenant_id, id, policy_id, identity_type, identity_id, created_at";
-
-/// Marks the tenant's policies changed; `NotFound` when the tenant does not exist.
-async fn bump_policy_epoch(tx: &mut Transaction<'static, Postgres>, tenant: &str) -> Result<(), StoreError> {
-    let done = sqlx::query("UPDATE tenants SET policy_epoch = policy_epoch + 1 WHERE id = $1")
-        .bind(tenant)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
-}
-
-async fn policy_exists(
-    tx: &mut Transaction<'static, Postgres>,
-    tenant: &str,
-    id: &str,
-) -> Result<bool, StoreError> {
-    let found: Option<(String,)> = sqlx::query_as("SELECT id FROM policies WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_err)?;
-    Ok(found.is_some())
-}
-
-#[async_trait]
-impl PolicyStore for PostgresStore {
-    async fn create_policy(&self, p: &PolicyRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        bump_policy_epoch(&mut tx, &p.tenant).await?;
-        sqlx::query(
-            "INSERT INTO policies (tenant_id, id, name, description, rules, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&p.tenant)
-        .bind(&p.id)
-        .bind(&p.name)
-        .bind(&p.description)
-        .bind(&p.rules)
-        .bind(to_micros(p.created_at))
-        .bind(to_micros(p.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
-    }
-
-    async fn get_policy(&self, tenant: &str, id: &str) -> Result<PolicyRecord, StoreError> {
-        let sql = format!("SELECT {POLICY_COLUMNS} FROM policies WHERE tenant_id = $1 AND id = $2");
-        let row = sqlx::query(&sql).bind(tenant).bind(id).fetch_optional(&self.pool).await.map_err(db_err)?;
-        row.as_ref().map(policy_from_row).transpose()?.ok_or(StoreError::NotFound)
-    }
-
-    async fn list_policies(
-        &self,
-        tenant: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<PolicyRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {POLICY_COLUMNS} FROM policies WHERE tenant_id = $1 AND ($2::text IS NULL OR name > $2) ORDER BY name LIMIT $3"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(policy_from_row).collect()
-    }
-
-    async fn update_policy(&self, p: &PolicyRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // The tenant row first, as in every policy change, so concurrent changes never deadlock.
-        bump_policy_epoch(&mut tx, &p.tenant).await?;
-        let done = sqlx::query(
-            "UPDATE policies SET name = $1, description = $2, rules = $3, updated_at = $4 WHERE tenant_id = $5 AND id = $6",
-        )
-        .bind(&p.name)
-        .bind(&p.description)
-        .bind(&p.rules)
-        .bind(to_micros(p.updated_at))
-        .bind(&p.tenant)
-        .bind(&p.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        tx.commit().await.map_err(db_err)
-    }
-
-    async fn delete_policy(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // The tenant row first, as in every policy change, so concurrent changes never deadlock.
-        bump_policy_epoch(&mut tx, tenant).await?;
-        let done = sqlx::query("DELETE FROM policies WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        tx.commit().await.map_err(db_err)
-    }
-
-    async fn create_binding(&self, b: &BindingRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // The tenant row first, as in every policy change, so concurrent changes never deadlock.
-        bump_policy_epoch(&mut tx, &b.tenant).await?;
-        if !policy_exists(&mut tx, &b.tenant, &b.policy_id).await? {
-            return Err(StoreError::NotFound);
-        }
-        sqlx::query(
-            "INSERT INTO policy_bindings (tenant_id, id, policy_id, identity_type, identity_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&b.tenant)
-        .bind(&b.id)
-        .bind(&b.policy_id)
-        .bind(&b.identity_type)
-        .bind(&b.identity_id)
-        .bind(to_micros(b.created_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
-    }
-
-    async fn list_bindings(&self, tenant: &str, policy_id: &str) -> Result<Vec<BindingRecord>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        if !policy_exists(&mut tx, tenant, policy_id).await? {
-            return Err(StoreError::NotFound);
-        }
-        let sql = format!(
-            "SELECT {BINDING_COLUMNS} FROM policy_bindings WHERE tenant_id = $1 AND policy_id = $2 ORDER BY id"
-        );
-        let rows =
-            sqlx::query(&sql).bind(tenant).bind(policy_id).fetch_all(&mut *tx).await.map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        rows.iter().map(binding_from_row).collect()
-    }
-
-    async fn delete_binding(
-        &self,
-        tenant: &str,
-        policy_id: &str,
-        binding_id: &str,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // The tenant row first, as in every policy change, so concurrent changes never deadlock.
-        bump_policy_epoch(&mut tx, tenant).await?;
-        let done =
-            sqlx::query("DELETE FROM policy_bindings WHERE tenant_id = $1 AND policy_id = $2 AND id = $3")
-                .bind(tenant)
-                .bind(policy_id)
-                .bind(binding_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        tx.commit().await.map_err(db_err)
-    }
-
-    async fn policy_epoch(&self, tenant: &str) -> Result<i64, StoreError> {
-        let epoch: Option<(i64,)> = sqlx::query_as("SELECT policy_epoch FROM tenants WHERE id = $1")
-            .bind(tenant)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(epoch.map_or(0, |(e,)| e))
-    }
-
-    async fn policy_snapshot(&self, tenant: &str) -> Result<PolicySnapshot, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let epoch: Option<(i64,)> = sqlx::query_as("SELECT policy_epoch FROM tenants WHERE id = $1")
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let sql = format!("SELECT {POLICY_COLUMNS} FROM policies WHERE tenant_id = $1 ORDER BY name");
-        let policies = sqlx::query(&sql).bind(tenant).fetch_all(&mut *tx).await.map_err(db_err)?;
-        let sql = format!("SELECT {BINDING_COLUMNS} FROM policy_bindings WHERE tenant_id = $1 ORDER BY id");
-        let bindings = sqlx::query(&sql).bind(tenant).fetch_all(&mut *tx).await.map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(PolicySnapshot {
-            epoch: epoch.map_or(0, |(e,)| e),
-            policies: policies.iter().map(policy_from_row).collect::<Result<_, _>>()?,
-            bindings: bindings.iter().map(binding_from_row).collect::<Result<_, _>>()?,
-        })
     }
 }
 

@@ -8,6 +8,7 @@
 mod error;
 mod event_sql;
 mod events;
+mod policy_sql;
 mod records;
 mod rotation;
 mod rotation_sql;
