@@ -51,31 +51,22 @@ macro_rules! rotation_store_impl {
             })
         }
 
-        /// The joined select of schedules with their policies (`a_…` for the schedule's columns).
-        fn assignment_join_sql(condition: &str, order: &str) -> String {
-            let a: Vec<String> =
-                ASSIGNMENT_COLUMNS.split(", ").map(|c| format!("a.{c} AS a_{c}")).collect();
-            let p: Vec<String> = ROTATION_POLICY_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect();
-            format!(
-                "SELECT {}, {} FROM rotation_assignments a JOIN rotation_policies p \
-                 ON p.tenant_id = a.tenant_id AND p.id = a.policy_id WHERE {condition} {order}",
-                a.join(", "),
-                p.join(", ")
-            )
+        /// The columns of a schedule joined with its policy (`a_…` for the schedule's own).
+        fn assignment_join_columns() -> String {
+            let a = ASSIGNMENT_COLUMNS.split(", ").map(|c| format!("a.{c} AS a_{c}"));
+            let p = ROTATION_POLICY_COLUMNS.split(", ").map(|c| format!("p.{c}"));
+            a.chain(p).collect::<Vec<_>>().join(", ")
         }
 
         /// The scheduler's query: schedules whose wake time has passed, earliest first. The limit is
         /// taken inside, on the `wake_at` index, before the join, so the cost follows the number due,
         /// not the number assigned.
         fn due_assignments_sql() -> String {
-            let a: Vec<String> = ASSIGNMENT_COLUMNS.split(", ").map(|c| format!("a.{c} AS a_{c}")).collect();
-            let p: Vec<String> = ROTATION_POLICY_COLUMNS.split(", ").map(|c| format!("p.{c}")).collect();
             format!(
-                "SELECT {}, {} FROM (SELECT * FROM rotation_assignments WHERE wake_at IS NOT NULL AND wake_at <= $1 \
+                "SELECT {} FROM (SELECT * FROM rotation_assignments WHERE wake_at IS NOT NULL AND wake_at <= $1 \
                  ORDER BY wake_at LIMIT $2) a JOIN rotation_policies p ON p.tenant_id = a.tenant_id \
                  AND p.id = a.policy_id ORDER BY a.wake_at",
-                a.join(", "),
-                p.join(", ")
+                assignment_join_columns()
             )
         }
 
@@ -261,7 +252,11 @@ macro_rules! rotation_store_impl {
                 tenant: &str,
                 path: &str,
             ) -> Result<Option<($crate::AssignmentRecord, $crate::RotationPolicyRecord)>, $crate::StoreError> {
-                let sql = assignment_join_sql("a.tenant_id = $1 AND a.path = $2", "");
+                let sql = format!(
+                    "SELECT {} FROM rotation_assignments a JOIN rotation_policies p ON p.tenant_id = a.tenant_id \
+                     AND p.id = a.policy_id WHERE a.tenant_id = $1 AND a.path = $2",
+                    assignment_join_columns()
+                );
                 let row =
                     sqlx::query(&sql).bind(tenant).bind(path).fetch_optional(&self.pool).await.map_err(db_err)?;
                 row.map(|row| Ok((assignment_from_row(&row, "a_")?, rotation_policy_from_row(&row)?))).transpose()
