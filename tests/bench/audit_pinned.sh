@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Audited against unaudited reads on SQLite, pinned as issue 8 measures: server on core 0, wrk with
 # one thread and 16 connections on core 1, alternating pairs.
-#   tests/bench/audit_pinned.sh [seconds] [pairs]
+#   tests/bench/audit_pinned.sh [seconds] [pairs] [connections]
 # Needs wrk (Debian package `wrk`) and taskset. Loopback only; each server is stopped after its run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-8}
 pairs=${2:-3}
+conns=${3:-16}
 cargo build -q --release -p scaivault-server-bin --features benchmark
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
@@ -22,8 +23,8 @@ run() { # SKIP_AUDIT(0|1) -> prints reads/s
     curl -sf -X PUT "http://127.0.0.1:$port/v1/secrets/bench/read" -H "Authorization: Bearer $token" \
         -H 'Content-Type: application/json' \
         -d '{"data": {"username": "svc-reporting", "password": "c2VjcmV0LXZhbHVlLWZvci1iZW5jaG1hcmtpbmc"}}' >/dev/null
-    taskset -c 1 wrk -t1 -c16 -d2s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/secrets/bench/read" >/dev/null
-    taskset -c 1 wrk -t1 -c16 -d"${seconds}s" -H "Authorization: Bearer $token" \
+    taskset -c 1 wrk -t1 -c"$conns" -d2s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/secrets/bench/read" >/dev/null
+    taskset -c 1 wrk -t1 -c"$conns" -d"${seconds}s" -H "Authorization: Bearer $token" \
         "http://127.0.0.1:$port/v1/secrets/bench/read" | awk '/Requests\/sec/ {print $2}'
     kill "$pid"; wait "$pid" 2>/dev/null || true
     rm -rf "$dir"

@@ -238,7 +238,11 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
-fn psql(url: &str, sql: &str) -> anyhow::Result<String> {
+/// Runs `sql` with `psql` against `url`; returns its unaligned, tuples-only output.
+///
+/// # Errors
+/// When `psql` cannot run or the statement fails.
+pub fn psql(url: &str, sql: &str) -> anyhow::Result<String> {
     let output = Command::new("psql")
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
         .env("PGCONNECT_TIMEOUT", "10")

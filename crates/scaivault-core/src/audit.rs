@@ -53,14 +53,14 @@ impl AuditWriter {
         tokio::spawn(async move {
             let mut jobs = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut jobs, BATCH).await > 0 {
-                let entries: Vec<NewAuditEntry> = jobs.iter().map(|(e, _)| e.clone()).collect();
+                let (entries, waiting): (Vec<NewAuditEntry>, Vec<_>) = jobs.drain(..).unzip();
                 let sign = |tenant: &str, seq: u64, hash: &[u8; 32]| key.sign_head(tenant, seq, hash);
                 let result =
                     store.append_audit(&entries, &chain_hash, &sign).await.map_err(|e| e.to_string());
                 if let Err(e) = &result {
                     tracing::error!(error = %e, records = entries.len(), "audit records could not be written");
                 }
-                for (_, done) in jobs.drain(..) {
+                for done in waiting {
                     let _ = done.send(result.clone());
                 }
             }

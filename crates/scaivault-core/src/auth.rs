@@ -1,7 +1,9 @@
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use scaivault_crypto::hash_token;
 use scaivault_domain::{Permission, Scope, SecretPath, scopes_allow};
-use scaivault_store::{DEFAULT_TENANT, TokenRecord};
+use scaivault_store::{DEFAULT_TENANT, TenantRecord, TokenRecord};
 
 use crate::{CoreError, JwtError, Vault};
 
@@ -95,21 +97,21 @@ impl Principal {
         format!("{}:{}", self.identity_type, self.identity_id)
     }
 
-    fn from_record(record: TokenRecord) -> Principal {
+    fn from_record(record: &TokenRecord) -> Principal {
         // Unknown scope strings (from a newer version) grant nothing rather than failing the request.
         let scopes = record.scopes.iter().filter_map(|s| s.parse().ok()).collect();
         Principal {
             kind: if record.is_root { TokenKind::Root } else { TokenKind::PersonalAccessToken },
-            token_id: record.id,
-            tenant: record.tenant,
-            identity_type: record.identity_type,
-            identity_id: record.identity_id,
+            token_id: record.id.clone(),
+            tenant: record.tenant.clone(),
+            identity_type: record.identity_type.clone(),
+            identity_id: record.identity_id.clone(),
             scopes,
-            groups: record.groups,
+            groups: record.groups.clone(),
             expires_at: record.expires_at,
             policy_epoch: Some(record.policy_epoch),
-            partner_id: record.partner_id,
-            roles: record.roles,
+            partner_id: record.partner_id.clone(),
+            roles: record.roles.clone(),
             acting: false,
         }
     }
@@ -147,13 +149,13 @@ impl Vault {
     /// tenant; anyone else, and any tenant that does not exist, is refused alike.
     async fn act_as(&self, mut principal: Principal, tenant: &str) -> Result<Principal, CoreError> {
         let refused = || CoreError::AccessDenied("this token may not act as that tenant".into());
-        let target = self.store.get_tenant(tenant).await?.ok_or_else(refused)?;
+        let target = self.tenant_record(tenant).await?.ok_or_else(refused)?;
         let allowed = principal.is_system_admin()
             || principal.administered_partner().is_some_and(|p| target.partner_id.as_deref() == Some(p));
         if !allowed {
             return Err(refused());
         }
-        principal.tenant = target.id;
+        principal.tenant = target.id.clone();
         principal.acting = true;
         principal.policy_epoch = None;
         Ok(principal)
@@ -179,11 +181,23 @@ impl Vault {
         if !token.starts_with(scaivault_crypto::TOKEN_PREFIX.as_bytes()) {
             return Err(CoreError::TokenExpired("the token is malformed"));
         }
-        let record = self
-            .store
-            .find_token(&hash_token(token))
-            .await?
-            .ok_or(CoreError::TokenExpired("the token is not valid"))?;
+        let hash = hash_token(token);
+        let (record, fresh) = match self.caches.enabled().then(|| self.caches.tokens.get(&hash)).flatten() {
+            Some(record) => (record, false),
+            None => {
+                let ticket = self.caches.tokens.ticket();
+                let record = Arc::new(
+                    self.store
+                        .find_token(&hash)
+                        .await?
+                        .ok_or(CoreError::TokenExpired("the token is not valid"))?,
+                );
+                if self.caches.enabled() {
+                    self.caches.tokens.insert(ticket, hash, record.clone());
+                }
+                (record, true)
+            }
+        };
         let now = self.clock.now();
         if record.revoked_at.is_some() {
             return Err(CoreError::TokenExpired("the token has been revoked"));
@@ -191,7 +205,12 @@ impl Vault {
         if record.expires_at.is_some_and(|exp| exp <= now) {
             return Err(CoreError::TokenExpired("the token has expired"));
         }
-        Ok(Principal::from_record(record))
+        let mut principal = Principal::from_record(&record);
+        if !fresh {
+            // The epoch a cached record carries may be old; the policy cache knows better.
+            principal.policy_epoch = None;
+        }
+        Ok(principal)
     }
 
     /// A JWT from a configured issuer: verified (signature, algorithm, `exp`/`nbf`/`iss`/`aud`) by
@@ -219,8 +238,7 @@ impl Vault {
         }
         let tenant_id = identity.tenant_id.as_deref().unwrap_or(DEFAULT_TENANT);
         let tenant = self
-            .store
-            .get_tenant(tenant_id)
+            .tenant_record(tenant_id)
             .await?
             .ok_or(CoreError::TokenExpired("the token names a tenant that does not exist"))?;
         if identity.partner_id.is_some() && identity.partner_id != tenant.partner_id {
@@ -230,17 +248,34 @@ impl Vault {
         Ok(Principal {
             token_id: format!("jwt_{digest}"),
             kind: TokenKind::Jwt,
-            tenant: tenant.id,
+            tenant: tenant.id.clone(),
             identity_type: identity.identity_type,
             identity_id: identity.subject,
             scopes: identity.scopes.iter().filter_map(|s| s.parse().ok()).collect(),
             groups: identity.groups,
             expires_at: Some(identity.expires_at),
             policy_epoch: None,
-            partner_id: tenant.partner_id,
+            partner_id: tenant.partner_id.clone(),
             roles: identity.roles,
             acting: false,
         })
+    }
+
+    /// A tenant's record, from the cache when it may be used.
+    pub(crate) async fn tenant_record(&self, id: &str) -> Result<Option<Arc<TenantRecord>>, CoreError> {
+        let key = id.to_owned();
+        if self.caches.enabled()
+            && let Some(tenant) = self.caches.tenants.get(&key)
+        {
+            return Ok(Some(tenant));
+        }
+        let ticket = self.caches.tenants.ticket();
+        let Some(tenant) = self.store.get_tenant(id).await? else { return Ok(None) };
+        let tenant = Arc::new(tenant);
+        if self.caches.enabled() {
+            self.caches.tenants.insert(ticket, key, tenant.clone());
+        }
+        Ok(Some(tenant))
     }
 
     /// Per-token and per-tenant buckets, when configured.

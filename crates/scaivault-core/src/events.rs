@@ -274,7 +274,9 @@ impl Vault {
     {
         let emitter = self.emitter(tenant).await?;
         let events = vec![emitter.event(event_type, Some(path.as_str()), data, self.clock.now())?];
-        let (out, events) = change(events).await?;
+        let changed = change(events).await;
+        self.caches.secret_changed(tenant, path.as_str());
+        let (out, events) = changed?;
         self.published(&events);
         Ok(out)
     }

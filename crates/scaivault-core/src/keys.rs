@@ -217,7 +217,11 @@ impl Vault {
     /// The same rotation for the offline `rotate-master-key` command, which has no caller.
     pub async fn rotate_master_key_unchecked(&self) -> Result<KeyStatusResponse, CoreError> {
         let version = self.keys.rotate().await?;
-        let rewrapped = self.keys.rewrap_all(None).await?;
+        let rewrapped = self.keys.rewrap_all(None).await;
+        // Cached sealed copies still name the old wrapping (which would still open); drop them so
+        // the old key version stops being used at once.
+        self.caches.secrets.clear();
+        let rewrapped = rewrapped?;
         tracing::info!(version, rewrapped, "master key rotated");
         self.keys.status().await
     }
@@ -225,7 +229,9 @@ impl Vault {
     /// Finishes an interrupted rotation without making a new version; `max_batches` bounds the work
     /// (tests use it to stop half-way).
     pub async fn resume_rewrap(&self, max_batches: Option<usize>) -> Result<u64, CoreError> {
-        self.keys.rewrap_all(max_batches).await
+        let rewrapped = self.keys.rewrap_all(max_batches).await;
+        self.caches.secrets.clear();
+        rewrapped
     }
 
     /// Starts a rotation without re-wrapping anything: what a crash right after the new version leaves.

@@ -7,6 +7,7 @@
 
 mod audit;
 mod auth;
+mod cache;
 mod clock;
 mod delivery;
 mod error;

@@ -3,7 +3,7 @@
 //! change, and read with every token lookup), so changes made on any replica apply at once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use scaivault_api::{
     BindingList, BindingRequest, BindingResponse, EvaluatedRule, PolicyList, PolicyRequest, PolicyResponse,
@@ -16,6 +16,7 @@ use scaivault_domain::{
 };
 use scaivault_store::{BindingRecord, PolicyRecord, PolicySnapshot, StoreError};
 
+use crate::cache::Cache;
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, TokenKind, Vault};
 
@@ -260,10 +261,31 @@ impl Access {
     }
 }
 
-/// The compiled policies of each tenant, replaced whenever the tenant's epoch moves.
-#[derive(Debug, Default)]
+/// The compiled policies of each tenant. An entry is used while it is at least as new as the epoch
+/// the caller's token was fetched with, or, for a caller from the token cache (no epoch), while
+/// the caches are on: every policy change this process makes forgets its tenant's entry, and the
+/// change feed forgets those of changes made elsewhere.
+#[derive(Debug)]
 pub(crate) struct PolicyCache {
-    tenants: RwLock<HashMap<String, Arc<TenantPolicies>>>,
+    tenants: Cache<String, Arc<TenantPolicies>>,
+}
+
+impl Default for PolicyCache {
+    fn default() -> Self {
+        PolicyCache { tenants: Cache::new(TENANT_POLICIES) }
+    }
+}
+
+const TENANT_POLICIES: usize = 4 * 1024;
+
+impl PolicyCache {
+    pub(crate) fn forget(&self, tenant: &str) {
+        self.tenants.remove(&tenant.to_owned());
+    }
+
+    pub(crate) fn forget_all(&self) {
+        self.tenants.clear();
+    }
 }
 
 fn identities_of(identity_type: &str, identity_id: &str, groups: &[String]) -> Vec<Identity> {
@@ -278,22 +300,21 @@ impl Vault {
         tenant: &str,
         epoch: Option<i64>,
     ) -> Result<Arc<TenantPolicies>, CoreError> {
+        // Without an epoch (a cached token), the cached set is trusted only while the caches are on.
         let epoch = match epoch {
-            Some(e) => e,
-            None => self.store.policy_epoch(tenant).await?,
+            Some(e) => Some(e),
+            None if self.caches.enabled() => None,
+            None => Some(self.store.policy_epoch(tenant).await?),
         };
-        let cached = self.policies.tenants.read().unwrap_or_else(|e| e.into_inner()).get(tenant).cloned();
-        if let Some(set) = cached
-            && set.epoch >= epoch
+        let key = tenant.to_owned();
+        if let Some(set) = self.policies.tenants.get(&key)
+            && epoch.is_none_or(|e| set.epoch >= e)
         {
             return Ok(set);
         }
+        let ticket = self.policies.tenants.ticket();
         let set = Arc::new(TenantPolicies::compile(self.store.policy_snapshot(tenant).await?));
-        let mut tenants = self.policies.tenants.write().unwrap_or_else(|e| e.into_inner());
-        let keep = tenants.get(tenant).is_some_and(|old| old.epoch > set.epoch);
-        if !keep {
-            tenants.insert(tenant.to_owned(), set.clone());
-        }
+        self.policies.tenants.insert(ticket, key, set.clone());
         Ok(set)
     }
 
@@ -370,7 +391,9 @@ impl Vault {
     ) -> Result<PolicyResponse, CoreError> {
         self.authorize(principal, Scope::PoliciesWrite, None).await?;
         let record = self.policy_record(principal, random_id("pol_")?, &req)?;
-        self.store.create_policy(&record).await.map_err(Self::name_taken(&req.name))?;
+        let created = self.store.create_policy(&record).await;
+        self.policies.forget(&principal.tenant);
+        created.map_err(Self::name_taken(&req.name))?;
         tracing::info!(policy_id = %record.id, "policy created");
         self.policy_response(record)
     }
@@ -410,7 +433,9 @@ impl Vault {
         let existing = self.store.get_policy(&principal.tenant, id).await.map_err(Self::name_taken(""))?;
         let mut record = self.policy_record(principal, id.to_owned(), &req)?;
         record.created_at = existing.created_at;
-        self.store.update_policy(&record).await.map_err(Self::name_taken(&req.name))?;
+        let updated = self.store.update_policy(&record).await;
+        self.policies.forget(&principal.tenant);
+        updated.map_err(Self::name_taken(&req.name))?;
         tracing::info!(policy_id = %id, "policy updated");
         self.policy_response(record)
     }
@@ -418,7 +443,9 @@ impl Vault {
     /// `DELETE /v1/policies/{id}` (its bindings go with it).
     pub async fn delete_policy(&self, principal: &Principal, id: &str) -> Result<(), CoreError> {
         self.authorize(principal, Scope::PoliciesWrite, None).await?;
-        self.store.delete_policy(&principal.tenant, id).await.map_err(Self::name_taken(""))?;
+        let deleted = self.store.delete_policy(&principal.tenant, id).await;
+        self.policies.forget(&principal.tenant);
+        deleted.map_err(Self::name_taken(""))?;
         tracing::info!(policy_id = %id, "policy deleted");
         Ok(())
     }
@@ -444,7 +471,9 @@ impl Vault {
             identity_id: req.identity_id,
             created_at: self.clock.now(),
         };
-        self.store.create_binding(&record).await.map_err(|e| match e {
+        let created = self.store.create_binding(&record).await;
+        self.policies.forget(&principal.tenant);
+        created.map_err(|e| match e {
             StoreError::AlreadyExists => {
                 CoreError::Conflict("this identity is already bound to the policy".into())
             }
@@ -486,7 +515,9 @@ impl Vault {
         binding_id: &str,
     ) -> Result<(), CoreError> {
         self.authorize(principal, Scope::PoliciesWrite, None).await?;
-        self.store.delete_binding(&principal.tenant, policy_id, binding_id).await.map_err(|e| match e {
+        let deleted = self.store.delete_binding(&principal.tenant, policy_id, binding_id).await;
+        self.policies.forget(&principal.tenant);
+        deleted.map_err(|e| match e {
             StoreError::NotFound => CoreError::NotFound("binding"),
             other => other.into(),
         })?;

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use scaivault_api::{
     DestroyRequest, DestroyResponse, PatchMetadataRequest, SecretList, SecretListItem, SecretResponse,
     SecretVersionInfo, SecretVersions, SecretWritten, VersionState, WriteSecretRequest,
@@ -7,10 +9,11 @@ use scaivault_domain::{Permission, Scope, SecretPath, SecretType, Version, valid
 use scaivault_events::EventType;
 use scaivault_store::{
     AuditAppend, EventsFnRef, NewEvent, SecretHead, SecretListQuery, SecretVersionRow, StoreError,
-    WriteEffects, WriteSecret,
+    StoredSecret, WriteEffects, WriteSecret,
 };
 
 use crate::audit::{AuditEvent, WriteAudit, audit_entry};
+use crate::cache::secret_key;
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, Space, Vault};
 
@@ -188,7 +191,9 @@ impl Vault {
                     self.store.write_secret(write, &seal, effects).await
                 }
             })
-            .await?;
+            .await;
+        self.caches.secret_changed(ns, path.as_str());
+        let outcome = outcome?;
         tracing::debug!(path = %path, version = outcome.version, "secret written");
         self.published(&emitted.into_inner().unwrap_or_default());
         let written = SecretWritten {
@@ -231,9 +236,9 @@ impl Vault {
         if let Some(v) = version.filter(|v| i64::try_from(v.get()).is_err()) {
             return Err(CoreError::VersionNotFound(v.get()));
         }
-        let stored = self.store.read_secret(ns, path.as_str(), version.map(Version::get)).await?;
-        let row = stored.version;
-        if version.is_some() && self.version_state(&row) == VersionState::Expired {
+        let stored = self.stored_secret(ns, path, version).await?;
+        let row = &stored.version;
+        if version.is_some() && self.version_state(row) == VersionState::Expired {
             return Err(CoreError::SecretExpired(row.version));
         }
         let sealed = row.sealed.as_ref().ok_or(CoreError::VersionNotFound(row.version))?;
@@ -246,16 +251,41 @@ impl Vault {
             _ => return Err(CoreError::Internal("decrypted data is not a JSON object".into())),
         };
         Ok(SecretResponse {
-            path: stored.head.path,
+            path: stored.head.path.clone(),
             version: row.version,
             data,
             secret_type: stored.head.secret_type,
-            metadata: stored.head.metadata,
+            metadata: stored.head.metadata.clone(),
             created_at: row.created_at,
-            created_by: row.created_by,
+            created_by: row.created_by.clone(),
             // The current version never expires.
             expires_at: if row.version == stored.head.current_version { None } else { row.expires_at },
         })
+    }
+
+    /// A secret's head and one version, sealed. The current version comes from the cache when it
+    /// may be used; a named version is always read from storage.
+    async fn stored_secret(
+        &self,
+        ns: &str,
+        path: &SecretPath,
+        version: Option<Version>,
+    ) -> Result<Arc<StoredSecret>, CoreError> {
+        if let Some(v) = version {
+            return Ok(Arc::new(self.store.read_secret(ns, path.as_str(), Some(v.get())).await?));
+        }
+        let key = secret_key(ns, path.as_str());
+        if self.caches.enabled()
+            && let Some(stored) = self.caches.secrets.get(&key)
+        {
+            return Ok(stored);
+        }
+        let ticket = self.caches.secrets.ticket();
+        let stored = Arc::new(self.store.read_secret(ns, path.as_str(), None).await?);
+        if self.caches.enabled() {
+            self.caches.secrets.insert(ticket, key, stored.clone());
+        }
+        Ok(stored)
     }
 
     /// `GET /v1/secrets/{path}/versions`

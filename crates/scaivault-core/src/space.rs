@@ -46,9 +46,9 @@ impl ListAccess {
 impl Vault {
     /// The partner whose space the caller's (possibly acting) tenant reads.
     async fn partner_space(&self, principal: &Principal) -> Result<String, CoreError> {
-        let tenant = self.store.get_tenant(&principal.tenant).await?;
+        let tenant = self.tenant_record(&principal.tenant).await?;
         tenant
-            .and_then(|t| t.partner_id)
+            .and_then(|t| t.partner_id.clone())
             .ok_or_else(|| CoreError::AccessDenied("this tenant belongs to no partner".into()))
     }
 

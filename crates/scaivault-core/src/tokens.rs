@@ -201,7 +201,10 @@ impl Vault {
         if (target.is_root || !target.roles.is_empty()) && !principal.is_system_admin() {
             return Err(CoreError::AccessDenied("only a system administrator may revoke this token".into()));
         }
-        self.store.revoke_token(principal.tenant(), id, self.clock.now()).await.map_err(|e| match e {
+        let revoked = self.store.revoke_token(principal.tenant(), id, self.clock.now()).await;
+        // Cached tokens are keyed by hash, which a revocation does not name: all of them go.
+        self.caches.tokens.clear();
+        revoked.map_err(|e| match e {
             scaivault_store::StoreError::NotFound => CoreError::NotFound("token"),
             other => other.into(),
         })?;

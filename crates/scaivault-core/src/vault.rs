@@ -4,6 +4,7 @@ use scaivault_crypto::{AuditKey, RootKey, SecretBytes, generate_token, hash_toke
 use scaivault_store::{DEFAULT_TENANT, NewToken, Store};
 
 use crate::audit::AuditWriter;
+use crate::cache::Caches;
 use crate::events::{EventConfig, Events};
 use crate::keys::{KeyConfig, Keys};
 use crate::policies::PolicyCache;
@@ -25,7 +26,8 @@ pub struct Vault {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) keys: Keys,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) policies: PolicyCache,
+    pub(crate) policies: Arc<PolicyCache>,
+    pub(crate) caches: Arc<Caches>,
     pub(crate) jwt: Option<JwtVerifier>,
     pub(crate) audit: AuditWriter,
     pub(crate) audit_key: Arc<AuditKey>,
@@ -62,11 +64,14 @@ impl Vault {
         let audit_key = Arc::new(AuditKey::derive(&root_key));
         let keys = Keys::load(root_key, store.clone(), clock.clone(), config.keys).await?;
         let audit = AuditWriter::start(store.clone(), audit_key.clone());
+        let policies = Arc::new(PolicyCache::default());
+        let caches = crate::cache::open(store.change_feed(), policies.clone());
         let vault = Vault {
             store,
             keys,
             clock,
-            policies: PolicyCache::default(),
+            policies,
+            caches,
             jwt,
             audit,
             audit_key,

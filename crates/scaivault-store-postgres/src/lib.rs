@@ -13,12 +13,12 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, DEFAULT_MAX_VERSIONS, HeadMacFn,
-    KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem, SealFn, SecretHead, SecretListQuery,
-    SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenRecord, TokenStore, WriteEffects,
-    WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
+    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChangeFeed, ChangeNotice,
+    DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
+    SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
+    TokenRecord, TokenStore, WriteEffects, WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
 };
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -809,5 +809,61 @@ impl Store for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
         Ok(())
+    }
+
+    fn change_feed(&self) -> ChangeFeed {
+        let (tx, rx) = tokio::sync::mpsc::channel(CHANGE_QUEUE);
+        tokio::spawn(listen_for_changes(self.pool.clone(), tx));
+        ChangeFeed::Shared(rx)
+    }
+}
+
+/// The channel the `0008_change_notify` triggers announce changes on.
+const CHANGE_CHANNEL: &str = "scaivault_changes";
+/// Notices waiting for the application; when it falls behind, the feed waits (never drops one).
+const CHANGE_QUEUE: usize = 1024;
+
+/// Forwards the change announcements of every replica until the receiver is dropped. A lost
+/// connection is reported (`Lost`), then retried every second until subscribed again
+/// (`Connected`), since announcements made meanwhile are gone.
+async fn listen_for_changes(pool: PgPool, tx: tokio::sync::mpsc::Sender<ChangeNotice>) {
+    loop {
+        let subscribed = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANGE_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        match subscribed {
+            Ok(mut listener) => {
+                if tx.send(ChangeNotice::Connected).await.is_err() {
+                    return;
+                }
+                // `try_recv` answers `None` when the connection is lost (instead of reconnecting
+                // silently, as `recv` would), so the loss is always reported.
+                while let Ok(Some(notification)) = listener.try_recv().await {
+                    // An announcement this version cannot read could be about anything: everything
+                    // is dropped, as after a reconnection.
+                    let notices = match ChangeNotice::parse(notification.payload()) {
+                        Some(notice) => vec![notice],
+                        None => vec![ChangeNotice::Lost, ChangeNotice::Connected],
+                    };
+                    for notice in notices {
+                        if tx.send(notice).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                tracing::warn!("lost the change notification connection; caches are off until it is back");
+                if tx.send(ChangeNotice::Lost).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot subscribe to change notifications; retrying"),
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -14,13 +14,14 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, DEFAULT_MAX_VERSIONS, HeadMacFn,
-    KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem, SealFn, SecretHead, SecretListQuery,
-    SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenRecord, TokenStore, WriteEffects,
-    WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
+    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChangeFeed, DEFAULT_MAX_VERSIONS,
+    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem, SealFn, SecretHead,
+    SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenRecord, TokenStore,
+    WriteEffects, WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
 };
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::Mutex;
@@ -32,9 +33,14 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct SqliteStore {
     pool: SqlitePool,
     /// One writer at a time inside this process; SQLite would serialise them anyway, but queueing here
-    /// avoids busy-wait retries under contention.
-    write_lock: Mutex<()>,
+    /// avoids busy-wait retries under contention. It guards the audit chain heads this process knows
+    /// (only writers move a head, and only while holding it).
+    write_lock: Mutex<AuditHeads>,
 }
+
+/// Each tenant's last audit record `(seq, hash)`, as committed. A tenant missing here is read from
+/// the database when next needed.
+type AuditHeads = std::collections::HashMap<String, (u64, [u8; 32])>;
 
 fn db_err(e: sqlx::Error) -> StoreError {
     match e {
@@ -104,14 +110,16 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
+        // A connection to a local file does not go stale: no health-check round trip per acquire.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(SqliteStore { pool, write_lock: Mutex::new(()) })
+        Ok(SqliteStore { pool, write_lock: Mutex::new(AuditHeads::new()) })
     }
 
     /// `(journal_mode, synchronous, foreign_keys)` as the connection sees them, for checks.
@@ -140,7 +148,7 @@ impl SqliteStore {
 
     async fn begin_write(
         &self,
-    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, Transaction<'static, Sqlite>), StoreError> {
+    ) -> Result<(tokio::sync::MutexGuard<'_, AuditHeads>, Transaction<'static, Sqlite>), StoreError> {
         let guard = self.write_lock.lock().await;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
         Ok((guard, tx))
@@ -194,7 +202,7 @@ impl SecretStore for SqliteStore {
         seal: &SealFn<'_>,
         effects: WriteEffects<'_>,
     ) -> Result<WriteOutcome, StoreError> {
-        let (_guard, mut tx) = self.begin_write().await?;
+        let (mut heads, mut tx) = self.begin_write().await?;
         let path = w.path.as_str();
         let existing = Self::head_in(&mut tx, w.tenant, path).await?;
         let current = existing.as_ref().map_or(0, |h| h.current_version);
@@ -268,6 +276,8 @@ impl SecretStore for SqliteStore {
         }
         if let Some(audit) = effects.audit {
             let entry = (audit.build)(version, current == 0);
+            // This transaction moves the head itself; the writer reads it again next time.
+            heads.remove(&entry.tenant);
             append_audit_in(&mut tx, std::slice::from_ref(&entry), audit.chain, audit.sign)
                 .await
                 .map_err(|e| StoreError::AuditUnavailable(e.to_string()))?;
@@ -707,6 +717,43 @@ fn hash_array(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
     bytes.try_into().map_err(|_| StoreError::Corrupt("audit hash length".into()))
 }
 
+async fn read_audit_head(conn: &mut SqliteConnection, tenant: &str) -> Result<(u64, [u8; 32]), StoreError> {
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = ?")
+            .bind(tenant)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    match head {
+        Some((seq, hash)) => Ok((seq as u64, hash_array(&hash)?)),
+        None => Ok((0, scaivault_crypto::GENESIS_HASH)),
+    }
+}
+
+/// One multi-row insert: a round trip per record would cost more than the commit.
+fn push_audit_rows<'a>(
+    q: &mut sqlx::QueryBuilder<'a, Sqlite>,
+    rows: &'a [(&'a NewAuditEntry, u64, [u8; 32], [u8; 32])],
+) {
+    q.push(
+        "INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
+             prev_hash, hash) ",
+    );
+    q.push_values(rows, |mut row, (e, seq, prev, hash)| {
+        row.push_bind(&e.tenant)
+            .push_bind(*seq as i64)
+            .push_bind(&e.id)
+            .push_bind(to_micros(e.timestamp))
+            .push_bind(&e.identity_id)
+            .push_bind(&e.action)
+            .push_bind(&e.secret_path)
+            .push_bind(&e.outcome)
+            .push_bind(&e.body)
+            .push_bind(prev.to_vec())
+            .push_bind(hash.to_vec());
+    });
+}
+
 /// Appends to the tenants' chains inside `tx`, so a change and its audit record commit together.
 async fn append_audit_in(
     tx: &mut Transaction<'static, Sqlite>,
@@ -717,44 +764,18 @@ async fn append_audit_in(
     let mut heads: std::collections::BTreeMap<&str, (u64, [u8; 32])> = std::collections::BTreeMap::new();
     let mut rows = Vec::with_capacity(entries.len());
     for e in entries {
-        if !heads.contains_key(e.tenant.as_str()) {
-            let head: Option<(i64, Vec<u8>)> =
-                sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = ?")
-                    .bind(&e.tenant)
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err(db_err)?;
-            let head = match head {
-                Some((seq, hash)) => (seq as u64, hash_array(&hash)?),
-                None => (0, scaivault_crypto::GENESIS_HASH),
-            };
-            heads.insert(&e.tenant, head);
-        }
-        let (prev_seq, prev) = heads[e.tenant.as_str()];
-        let seq = prev_seq + 1;
-        let hash = chain(&e.tenant, seq, &prev, e.body.as_bytes());
-        rows.push((e, seq, prev, hash));
+        let prev = match heads.get(e.tenant.as_str()) {
+            Some(head) => *head,
+            None => read_audit_head(tx, &e.tenant).await?,
+        };
+        let seq = prev.0 + 1;
+        let hash = chain(&e.tenant, seq, &prev.1, e.body.as_bytes());
+        rows.push((e, seq, prev.1, hash));
         heads.insert(&e.tenant, (seq, hash));
     }
-    // One multi-row insert per batch: a round trip per record would cost more than the commit.
     for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
-                 prev_hash, hash) ",
-        );
-        q.push_values(chunk, |mut row, (e, seq, prev, hash)| {
-            row.push_bind(&e.tenant)
-                .push_bind(*seq as i64)
-                .push_bind(&e.id)
-                .push_bind(to_micros(e.timestamp))
-                .push_bind(&e.identity_id)
-                .push_bind(&e.action)
-                .push_bind(&e.secret_path)
-                .push_bind(&e.outcome)
-                .push_bind(&e.body)
-                .push_bind(prev.to_vec())
-                .push_bind(hash.to_vec());
-        });
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
+        push_audit_rows(&mut q, chunk);
         q.build().execute(&mut **tx).await.map_err(db_err)?;
     }
     for (tenant, (seq, hash)) in heads {
@@ -775,6 +796,9 @@ async fn append_audit_in(
 
 #[async_trait]
 impl AuditStore for SqliteStore {
+    /// The batch of the audit writer, in one round trip to SQLite: the chain heads are known in
+    /// memory (under the write lock), so the transaction, the inserts, the heads and the commit go
+    /// as one multi-statement command.
     async fn append_audit(
         &self,
         entries: &[NewAuditEntry],
@@ -784,9 +808,51 @@ impl AuditStore for SqliteStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let (_guard, mut tx) = self.begin_write().await?;
-        append_audit_in(&mut tx, entries, chain, sign).await?;
-        tx.commit().await.map_err(db_err)
+        let mut heads = self.write_lock.lock().await;
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        let mut next: std::collections::BTreeMap<&str, (u64, [u8; 32])> = std::collections::BTreeMap::new();
+        let mut rows = Vec::with_capacity(entries.len());
+        for e in entries {
+            let prev = match next.get(e.tenant.as_str()).or_else(|| heads.get(&e.tenant)) {
+                Some(head) => *head,
+                None => read_audit_head(&mut conn, &e.tenant).await?,
+            };
+            let seq = prev.0 + 1;
+            let hash = chain(&e.tenant, seq, &prev.1, e.body.as_bytes());
+            rows.push((e, seq, prev.1, hash));
+            next.insert(&e.tenant, (seq, hash));
+        }
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
+        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            push_audit_rows(&mut q, chunk);
+            q.push("; ");
+        }
+        q.push("INSERT INTO audit_heads (tenant_id, seq, hash, mac) ");
+        q.push_values(&next, |mut row, (tenant, (seq, hash))| {
+            row.push_bind(*tenant)
+                .push_bind(*seq as i64)
+                .push_bind(hash.to_vec())
+                .push_bind(sign(tenant, *seq, hash));
+        });
+        q.push(
+            " ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, \
+             mac = excluded.mac; COMMIT",
+        );
+        if let Err(e) = q.build().execute(&mut *conn).await {
+            // A statement failed inside the transaction: roll it back here, or (if even that fails)
+            // let the connection go rather than return it to the pool mid-transaction. Closing is
+            // the last resort: a close that finds statements still open leaves the write lock held
+            // until the busy timeout. The heads are read again next time.
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                conn.close_on_drop();
+            }
+            heads.clear();
+            return Err(db_err(e));
+        }
+        for (tenant, head) in next {
+            heads.insert(tenant.to_owned(), head);
+        }
+        Ok(())
     }
 
     async fn audit_page(
@@ -818,5 +884,10 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
         Ok(())
+    }
+
+    /// One process owns an embedded database, so its own invalidations are all there are.
+    fn change_feed(&self) -> ChangeFeed {
+        ChangeFeed::Local
     }
 }

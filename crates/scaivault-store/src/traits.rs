@@ -6,8 +6,8 @@ use scaivault_crypto::{CryptoError, SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 
 use crate::{
-    AssignmentRecord, Claim, ClaimedDelivery, DeliveryRecord, FinishAttempt, NewEvent, RotationCompletion,
-    RotationPolicyRecord, StoredEvent, WebhookFilter, WebhookKind, WebhookRecord,
+    AssignmentRecord, ChangeFeed, Claim, ClaimedDelivery, DeliveryRecord, FinishAttempt, NewEvent,
+    RotationCompletion, RotationPolicyRecord, StoredEvent, WebhookFilter, WebhookKind, WebhookRecord,
 };
 use crate::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingRecord, KeyStatus, NewAuditEntry, NewToken,
@@ -246,6 +246,10 @@ pub trait Store:
 {
     /// Answers when the database does; used by readiness.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// How changes made by other processes are reported (see [`ChangeFeed`]). Called once, when
+    /// the application opens the storage.
+    fn change_feed(&self) -> ChangeFeed;
 }
 
 /// Builds the events of a secret write once storage knows the version, whether it created the

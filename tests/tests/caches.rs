@@ -1,0 +1,223 @@
+//! The in-memory caches of tokens, tenants, policies and secrets against the real binary: on one
+//! process a change is seen by the very next request; with two replicas on one PostgreSQL database,
+//! what one replica changes reaches the other's caches (through the database's change
+//! announcements), also after the announcement connection was cut.
+
+use std::time::{Duration, Instant};
+
+use scaivault_e2e::{
+    Api, Backend, Reply, Scratch, ServerCommand, ServerProcess, Storage, http_client, postgres_url, psql,
+};
+use serde_json::json;
+
+const PATH: &str = "app/db";
+
+/// A service account that may read `app/*`; returns the policy id, the token's id and the token.
+async fn reader(admin: &Api) -> (String, String, String) {
+    let r = admin
+        .post(
+            "/v1/policies",
+            &json!({"name": "app-read", "rules": [{"path_pattern": "app/*", "permissions": ["read"]}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let policy = r.body["id"].as_str().expect("policy id").to_owned();
+    let r = admin
+        .post(
+            &format!("/v1/policies/{policy}/bindings"),
+            &json!({"identity_type": "service_account", "identity_id": "sa:app"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin
+        .post(
+            "/v1/auth/tokens",
+            &json!({"identity_type": "service_account", "identity_id": "sa:app", "scopes": ["secrets:read"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().expect("token id").to_owned();
+    (policy, id, r.body["token"].as_str().expect("token").to_owned())
+}
+
+async fn write(api: &Api, password: &str) {
+    let r = api.put_secret(PATH, &json!({"data": {"password": password}})).await;
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+}
+
+/// Reads until `done` holds for the answer, for at most ten seconds; returns the last answer.
+async fn read_until(api: &Api, done: impl Fn(&Reply) -> bool) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = api.get_secret(PATH, None).await;
+        if done(&r) || Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn password(r: &Reply) -> &str {
+    r.body["data"]["password"].as_str().unwrap_or_default()
+}
+
+async fn change_everything(readers: &Api, writer: &Api, admin_elsewhere: &Api, policy: &str) {
+    // A new version written elsewhere replaces the cached one.
+    write(writer, "second").await;
+    let r = read_until(readers, |r| password(r) == "second").await;
+    assert_eq!(password(&r), "second", "the new version was not seen: {}", r.text);
+
+    // A deleted secret stops being served.
+    let r = writer.send(reqwest::Method::DELETE, &format!("/v1/secrets/{PATH}"), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = read_until(readers, |r| r.status == 404).await;
+    assert_eq!(r.status, 404, "a deleted secret was still served: {}", r.text);
+    write(writer, "third").await;
+    let r = read_until(readers, |r| password(r) == "third").await;
+    assert_eq!(password(&r), "third", "{}", r.text);
+
+    // A policy change elsewhere takes the permission away.
+    let r = admin_elsewhere
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/policies/{policy}"),
+            Some(
+                json!({"name": "app-read", "rules": [{"path_pattern": "other/*", "permissions": ["read"]}]})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = read_until(readers, |r| r.status == 403).await;
+    assert_eq!(r.status, 403, "a withdrawn permission still allowed the read: {}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_sees_its_own_changes_at_once() {
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let server = ServerCommand::new(scratch.path())
+        .storage(&storage)
+        .root_token_file(&scratch.path().join("root-token"))
+        .start()
+        .await;
+    let client = http_client();
+    let admin = Api::new(&client, &server, server.root_token().expect("root token"));
+    let (policy, id, token) = reader(&admin).await;
+    let app = admin.with_token(&token);
+    write(&admin, "first").await;
+    for _ in 0..3 {
+        assert_eq!(password(&app.get_secret(PATH, None).await), "first");
+    }
+    // No waiting here: every change must show in the very next request.
+    write(&admin, "second").await;
+    assert_eq!(password(&app.get_secret(PATH, None).await), "second");
+    let r = admin
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/policies/{policy}"),
+            Some(
+                json!({"name": "app-read", "rules": [{"path_pattern": "other/*", "permissions": ["read"]}]})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(app.get_secret(PATH, None).await.status, 403);
+    let r = admin.send(reqwest::Method::DELETE, &format!("/v1/auth/tokens/{id}"), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(app.get_secret(PATH, None).await.status, 401, "a revoked token was accepted");
+}
+
+async fn two_replicas(storage: &Storage, scratch: &Scratch) -> (ServerProcess, ServerProcess) {
+    let a = ServerCommand::new(scratch.path())
+        .storage(storage)
+        .root_token_file(&scratch.path().join("root-token"))
+        .start()
+        .await;
+    let b_logs = scratch.path().join("b");
+    std::fs::create_dir_all(&b_logs).expect("log dir");
+    let b = ServerCommand::new(&b_logs).storage(storage).start().await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_sees_what_another_changed() {
+    let Some(_) = postgres_url() else { return };
+    let scratch = Scratch::new();
+    let storage = Backend::Postgres.fresh(scratch.path()).expect("storage");
+    let (a, b) = two_replicas(&storage, &scratch).await;
+    let client = http_client();
+    let root = a.root_token().expect("root token").to_owned();
+    let admin_a = Api::new(&client, &a, &root);
+    let admin_b = Api::new(&client, &b, &root);
+    let (policy, id, token) = reader(&admin_a).await;
+    let app_a = admin_a.with_token(&token);
+    write(&admin_a, "first").await;
+    // Served (and cached) by replica A.
+    for _ in 0..3 {
+        assert_eq!(password(&app_a.get_secret(PATH, None).await), "first");
+    }
+    change_everything(&app_a, &admin_b, &admin_b, &policy).await;
+
+    // A token revoked through replica B stops working on replica A.
+    let r = admin_b
+        .post(
+            "/v1/policies",
+            &json!({"name": "all-app", "rules": [{"path_pattern": "app/**", "permissions": ["read"]}]}),
+        )
+        .await;
+    let all = r.body["id"].as_str().expect("policy id").to_owned();
+    admin_b
+        .post(
+            &format!("/v1/policies/{all}/bindings"),
+            &json!({"identity_type": "service_account", "identity_id": "sa:app"}),
+        )
+        .await;
+    let r = read_until(&app_a, |r| r.status == 200).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin_b.send(reqwest::Method::DELETE, &format!("/v1/auth/tokens/{id}"), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = read_until(&app_a, |r| r.status == 401).await;
+    assert_eq!(r.status, 401, "a token revoked on another replica was still accepted: {}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_announcement_connection_is_recovered() {
+    let Some(url) = postgres_url() else { return };
+    let scratch = Scratch::new();
+    let storage = Backend::Postgres.fresh(scratch.path()).expect("storage");
+    let (a, b) = two_replicas(&storage, &scratch).await;
+    let client = http_client();
+    let root = a.root_token().expect("root token").to_owned();
+    let admin_a = Api::new(&client, &a, &root);
+    let admin_b = Api::new(&client, &b, &root);
+    write(&admin_a, "first").await;
+    assert_eq!(password(&admin_a.get_secret(PATH, None).await), "first");
+
+    // Cut every listening connection of this database (other tests' replicas only lose their
+    // caches for a moment; that is the behaviour under test).
+    let cut = psql(
+        &url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'",
+    )
+    .expect("psql");
+    let cut: u32 = cut.trim().parse().expect("a count");
+    assert!(cut >= 2, "both replicas listen for changes ({cut} cut)");
+
+    write(&admin_b, "second").await;
+    let r = read_until(&admin_a, |r| password(r) == "second").await;
+    assert_eq!(
+        password(&r),
+        "second",
+        "a change made while the subscription was down was not seen: {}",
+        r.text
+    );
+    // And the subscription is back: later changes keep arriving.
+    write(&admin_b, "third").await;
+    let r = read_until(&admin_a, |r| password(r) == "third").await;
+    assert_eq!(password(&r), "third", "{}", r.text);
+}
