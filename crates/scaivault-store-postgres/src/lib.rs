@@ -342,23 +342,23 @@ impl SecretStore for PostgresStore {
         tenant: &str,
         q: SecretListQuery<'_>,
     ) -> Result<Vec<SecretHead>, StoreError> {
+        // A prefix becomes a plain range on the path index, so a list reads its page and no more.
+        let range = q.prefix_range();
+        let seek = if range.is_some() { "AND path >= $6 AND path < $7" } else { "" };
         let sql = format!(
             "SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = $1 AND deleted_at IS NULL \
              AND current_version > 0 \
              AND ($2::text IS NULL OR left(path, length($2)) = $2) \
              AND ($3::text IS NULL OR path > $3) \
              AND ($4::text IS NULL OR (metadata::jsonb -> 'tags') ? $4) \
-             ORDER BY path LIMIT $5"
+             {seek} ORDER BY path LIMIT $5"
         );
-        let rows = sqlx::query(&sql)
-            .bind(tenant)
-            .bind(q.prefix)
-            .bind(q.after)
-            .bind(q.tag)
-            .bind(i64::from(q.limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let mut query =
+            sqlx::query(&sql).bind(tenant).bind(q.prefix).bind(q.after).bind(q.tag).bind(i64::from(q.limit));
+        if let Some((low, high)) = &range {
+            query = query.bind(*low).bind(high.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(db_err)?;
         rows.iter().map(head_from_row).collect()
     }
 

@@ -66,6 +66,25 @@ pub struct SecretListQuery<'a> {
     pub limit: u32,
 }
 
+impl SecretListQuery<'_> {
+    /// The range `[prefix, upper)` holding exactly the paths that start with the prefix (in code
+    /// point order, which is byte order for UTF-8 and the order of both stores' path index), so a
+    /// list seeks to its prefix and stops after it instead of filtering every path. `None` without
+    /// a prefix, or for one no string can follow.
+    pub fn prefix_range(&self) -> Option<(&str, String)> {
+        let prefix = self.prefix.filter(|p| !p.is_empty())?;
+        let mut upper: Vec<char> = prefix.chars().collect();
+        while let Some(last) = upper.pop() {
+            let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+            if let Some(next) = next {
+                upper.push(next);
+                return Some((prefix, upper.into_iter().collect()));
+            }
+        }
+        None
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewToken {
     pub id: String,
@@ -424,4 +443,32 @@ pub struct AuditFilter<'a> {
 pub enum AuditOrder {
     OldestFirst,
     NewestFirst,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SecretListQuery;
+
+    fn range(prefix: &str) -> Option<(String, String)> {
+        SecretListQuery { prefix: Some(prefix), ..SecretListQuery::default() }
+            .prefix_range()
+            .map(|(l, h)| (l.to_owned(), h))
+    }
+
+    #[test]
+    fn prefix_ranges_hold_exactly_the_prefixed_paths() {
+        assert_eq!(range("fleet/t0007/s00"), Some(("fleet/t0007/s00".into(), "fleet/t0007/s01".into())));
+        assert_eq!(range("a/"), Some(("a/".into(), "a0".into())));
+        assert_eq!(range(""), None);
+        // The code point after a surrogate gap, and a last character that cannot grow.
+        assert_eq!(range("x\u{D7FF}"), Some(("x\u{D7FF}".into(), "x\u{E000}".into())));
+        assert_eq!(range("y\u{10FFFF}"), Some(("y\u{10FFFF}".into(), "z".into())));
+        let (low, high) = range("db/").expect("range");
+        for path in ["db/", "db/a", "db/\u{10FFFF}", "db/zzz"] {
+            assert!(low.as_str() <= path && path < high.as_str(), "{path}");
+        }
+        for path in ["db", "db.", "db0", "dc/"] {
+            assert!(!(low.as_str() <= path && path < high.as_str()), "{path}");
+        }
+    }
 }
