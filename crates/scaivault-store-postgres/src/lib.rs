@@ -856,11 +856,11 @@ impl AuditStore for PostgresStore {
         let tenant = entries[0].tenant.as_str();
         let single = entries.len() <= AUDIT_ROWS_PER_INSERT && entries.iter().all(|e| e.tenant == tenant);
         let known = self.audit_heads.lock().unwrap_or_else(|e| e.into_inner()).get(tenant).copied();
-        if let (true, Some(head)) = (single, known) {
-            if let Some(moved) = self.append_audit_after(tenant, head, entries, chain, sign).await? {
-                self.audit_heads.lock().unwrap_or_else(|e| e.into_inner()).insert(tenant.to_owned(), moved);
-                return Ok(());
-            }
+        if let (true, Some(head)) = (single, known)
+            && let Some(moved) = self.append_audit_after(tenant, head, entries, chain, sign).await?
+        {
+            self.audit_heads.lock().unwrap_or_else(|e| e.into_inner()).insert(tenant.to_owned(), moved);
+            return Ok(());
         }
         // The slow way: lock the heads, read them, append, and remember where they are now.
         let mut tx = self.pool.begin().await.map_err(db_err)?;
