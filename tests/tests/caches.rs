@@ -40,6 +40,15 @@ async fn reader(admin: &Api) -> (String, String, String) {
     (policy, id, r.body["token"].as_str().expect("token").to_owned())
 }
 
+/// Rewrites the reader's policy so it no longer covers `app/*`.
+async fn narrow(admin: &Api, policy: &str) {
+    let body = json!({"name": "app-read", "rules": [{"path_pattern": "other/*", "permissions": ["read"]}]});
+    let r = admin
+        .send(reqwest::Method::PUT, &format!("/v1/policies/{policy}"), Some(body.to_string().into_bytes()))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
 async fn write(api: &Api, password: &str) {
     let r = api.put_secret(PATH, &json!({"data": {"password": password}})).await;
     assert!(r.status == 200 || r.status == 201, "{}", r.text);
@@ -61,34 +70,23 @@ fn password(r: &Reply) -> &str {
     r.body["data"]["password"].as_str().unwrap_or_default()
 }
 
-async fn change_everything(readers: &Api, writer: &Api, admin_elsewhere: &Api, policy: &str) {
+async fn change_everything(readers: &Api, elsewhere: &Api, policy: &str) {
     // A new version written elsewhere replaces the cached one.
-    write(writer, "second").await;
+    write(elsewhere, "second").await;
     let r = read_until(readers, |r| password(r) == "second").await;
     assert_eq!(password(&r), "second", "the new version was not seen: {}", r.text);
 
     // A deleted secret stops being served.
-    let r = writer.send(reqwest::Method::DELETE, &format!("/v1/secrets/{PATH}"), None).await;
+    let r = elsewhere.send(reqwest::Method::DELETE, &format!("/v1/secrets/{PATH}"), None).await;
     assert_eq!(r.status, 204, "{}", r.text);
     let r = read_until(readers, |r| r.status == 404).await;
     assert_eq!(r.status, 404, "a deleted secret was still served: {}", r.text);
-    write(writer, "third").await;
+    write(elsewhere, "third").await;
     let r = read_until(readers, |r| password(r) == "third").await;
     assert_eq!(password(&r), "third", "{}", r.text);
 
     // A policy change elsewhere takes the permission away.
-    let r = admin_elsewhere
-        .send(
-            reqwest::Method::PUT,
-            &format!("/v1/policies/{policy}"),
-            Some(
-                json!({"name": "app-read", "rules": [{"path_pattern": "other/*", "permissions": ["read"]}]})
-                    .to_string()
-                    .into_bytes(),
-            ),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    narrow(elsewhere, policy).await;
     let r = read_until(readers, |r| r.status == 403).await;
     assert_eq!(r.status, 403, "a withdrawn permission still allowed the read: {}", r.text);
 }
@@ -113,25 +111,15 @@ async fn one_process_sees_its_own_changes_at_once() {
     // No waiting here: every change must show in the very next request.
     write(&admin, "second").await;
     assert_eq!(password(&app.get_secret(PATH, None).await), "second");
-    let r = admin
-        .send(
-            reqwest::Method::PUT,
-            &format!("/v1/policies/{policy}"),
-            Some(
-                json!({"name": "app-read", "rules": [{"path_pattern": "other/*", "permissions": ["read"]}]})
-                    .to_string()
-                    .into_bytes(),
-            ),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    narrow(&admin, &policy).await;
     assert_eq!(app.get_secret(PATH, None).await.status, 403);
     let r = admin.send(reqwest::Method::DELETE, &format!("/v1/auth/tokens/{id}"), None).await;
     assert_eq!(r.status, 204, "{}", r.text);
     assert_eq!(app.get_secret(PATH, None).await.status, 401, "a revoked token was accepted");
 }
 
-async fn two_replicas(storage: &Storage, scratch: &Scratch) -> (ServerProcess, ServerProcess) {
+/// Two replicas on one PostgreSQL store, and the root token's API on each.
+async fn two_replicas(storage: &Storage, scratch: &Scratch) -> (ServerProcess, ServerProcess, Api, Api) {
     let a = ServerCommand::new(scratch.path())
         .storage(storage)
         .root_token_file(&scratch.path().join("root-token"))
@@ -140,7 +128,10 @@ async fn two_replicas(storage: &Storage, scratch: &Scratch) -> (ServerProcess, S
     let b_logs = scratch.path().join("b");
     std::fs::create_dir_all(&b_logs).expect("log dir");
     let b = ServerCommand::new(&b_logs).storage(storage).start().await;
-    (a, b)
+    let client = http_client();
+    let root = a.root_token().expect("root token").to_owned();
+    let (admin_a, admin_b) = (Api::new(&client, &a, &root), Api::new(&client, &b, &root));
+    (a, b, admin_a, admin_b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,11 +139,7 @@ async fn a_replica_sees_what_another_changed() {
     let Some(_) = postgres_url() else { return };
     let scratch = Scratch::new();
     let storage = Backend::Postgres.fresh(scratch.path()).expect("storage");
-    let (a, b) = two_replicas(&storage, &scratch).await;
-    let client = http_client();
-    let root = a.root_token().expect("root token").to_owned();
-    let admin_a = Api::new(&client, &a, &root);
-    let admin_b = Api::new(&client, &b, &root);
+    let (_a, _b, admin_a, admin_b) = two_replicas(&storage, &scratch).await;
     let (policy, id, token) = reader(&admin_a).await;
     let app_a = admin_a.with_token(&token);
     write(&admin_a, "first").await;
@@ -160,7 +147,7 @@ async fn a_replica_sees_what_another_changed() {
     for _ in 0..3 {
         assert_eq!(password(&app_a.get_secret(PATH, None).await), "first");
     }
-    change_everything(&app_a, &admin_b, &admin_b, &policy).await;
+    change_everything(&app_a, &admin_b, &policy).await;
 
     // A token revoked through replica B stops working on replica A.
     let r = admin_b
@@ -189,11 +176,7 @@ async fn a_cut_announcement_connection_is_recovered() {
     let Some(url) = postgres_url() else { return };
     let scratch = Scratch::new();
     let storage = Backend::Postgres.fresh(scratch.path()).expect("storage");
-    let (a, b) = two_replicas(&storage, &scratch).await;
-    let client = http_client();
-    let root = a.root_token().expect("root token").to_owned();
-    let admin_a = Api::new(&client, &a, &root);
-    let admin_b = Api::new(&client, &b, &root);
+    let (_a, _b, admin_a, admin_b) = two_replicas(&storage, &scratch).await;
     write(&admin_a, "first").await;
     assert_eq!(password(&admin_a.get_secret(PATH, None).await), "first");
 

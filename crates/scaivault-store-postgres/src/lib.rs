@@ -58,6 +58,7 @@ const TOKEN_COLUMNS: &str = "t.id, t.tenant_id, t.name, t.identity_type, t.ident
 const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 
 scaivault_store::row_decoders!(PgRow);
+scaivault_store::audit_values!(Postgres);
 scaivault_store::audit_query!(Postgres);
 scaivault_store::tenant_store_impl!(PostgresStore);
 scaivault_store::policy_store_impl!(PostgresStore, Postgres);
@@ -762,26 +763,6 @@ async fn append_audit_in(
         moved.push((tenant.to_owned(), (seq, hash)));
     }
     Ok(moved)
-}
-
-/// `VALUES (…), (…)` of audit rows, in `audit_log`'s column order.
-fn push_audit_values<'a>(
-    q: &mut sqlx::QueryBuilder<'a, Postgres>,
-    rows: &'a [(&'a NewAuditEntry, u64, [u8; 32], [u8; 32])],
-) {
-    q.push_values(rows, |mut row, (e, seq, prev, hash)| {
-        row.push_bind(&e.tenant)
-            .push_bind(*seq as i64)
-            .push_bind(&e.id)
-            .push_bind(to_micros(e.timestamp))
-            .push_bind(&e.identity_id)
-            .push_bind(&e.action)
-            .push_bind(&e.secret_path)
-            .push_bind(&e.outcome)
-            .push_bind(&e.body)
-            .push_bind(prev.to_vec())
-            .push_bind(hash.to_vec());
-    });
 }
 
 /// The rows of a batch chained after `head`, and the chain's new head.

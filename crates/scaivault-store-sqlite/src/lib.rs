@@ -61,6 +61,7 @@ const TOKEN_COLUMNS: &str = "t.id, t.tenant_id, t.name, t.identity_type, t.ident
 const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 
 scaivault_store::row_decoders!(SqliteRow);
+scaivault_store::audit_values!(Sqlite);
 scaivault_store::audit_query!(Sqlite);
 scaivault_store::tenant_store_impl!(SqliteStore);
 scaivault_store::policy_store_impl!(SqliteStore, Sqlite);
@@ -749,19 +750,7 @@ fn push_audit_rows<'a>(
         "INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
              prev_hash, hash) ",
     );
-    q.push_values(rows, |mut row, (e, seq, prev, hash)| {
-        row.push_bind(&e.tenant)
-            .push_bind(*seq as i64)
-            .push_bind(&e.id)
-            .push_bind(to_micros(e.timestamp))
-            .push_bind(&e.identity_id)
-            .push_bind(&e.action)
-            .push_bind(&e.secret_path)
-            .push_bind(&e.outcome)
-            .push_bind(&e.body)
-            .push_bind(prev.to_vec())
-            .push_bind(hash.to_vec());
-    });
+    push_audit_values(q, rows);
 }
 
 /// Appends to the tenants' chains inside `tx`, so a change and its audit record commit together.

@@ -166,3 +166,30 @@ macro_rules! audit_query {
         }
     };
 }
+
+/// Expands to `push_audit_values`, which pushes `VALUES (…), (…)` of chained audit rows
+/// `(entry, seq, prev_hash, hash)` onto a `sqlx::QueryBuilder<$db>`, in the column order
+/// `tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, prev_hash, hash`.
+#[macro_export]
+macro_rules! audit_values {
+    ($db:ty) => {
+        fn push_audit_values<'a>(
+            q: &mut sqlx::QueryBuilder<'a, $db>,
+            rows: &'a [(&'a $crate::NewAuditEntry, u64, [u8; 32], [u8; 32])],
+        ) {
+            q.push_values(rows, |mut row, (e, seq, prev, hash)| {
+                row.push_bind(&e.tenant)
+                    .push_bind(*seq as i64)
+                    .push_bind(&e.id)
+                    .push_bind($crate::to_micros(e.timestamp))
+                    .push_bind(&e.identity_id)
+                    .push_bind(&e.action)
+                    .push_bind(&e.secret_path)
+                    .push_bind(&e.outcome)
+                    .push_bind(&e.body)
+                    .push_bind(prev.to_vec())
+                    .push_bind(hash.to_vec());
+            });
+        }
+    };
+}
