@@ -222,55 +222,61 @@ impl SecretStore for SqliteStore {
             w.max_versions.or(existing.as_ref().map(|h| h.max_versions)).unwrap_or(DEFAULT_MAX_VERSIONS);
         let now = to_micros(w.now);
         let meta = metadata_json(&metadata)?;
-        if existing.is_none() {
-            sqlx::query(
-                "INSERT INTO secrets (tenant_id, path, secret_type, metadata, max_versions, current_version, \
-                 created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(w.tenant)
-            .bind(path)
-            .bind(secret_type.as_str())
-            .bind(&meta)
-            .bind(i64::from(max_versions))
-            .bind(to_i64(version)?)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        } else {
-            sqlx::query(
-                "UPDATE secrets SET secret_type = ?, metadata = ?, max_versions = ?, current_version = ?, \
-                 updated_at = ?, deleted_at = NULL WHERE tenant_id = ? AND path = ?",
-            )
-            .bind(secret_type.as_str())
-            .bind(&meta)
-            .bind(i64::from(max_versions))
-            .bind(to_i64(version)?)
-            .bind(now)
-            .bind(w.tenant)
-            .bind(path)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
         let sealed = seal(version)?;
-        sqlx::query(
-            "INSERT INTO secret_versions (tenant_id, path, version, key_version, wrapped_dek, ciphertext, \
-             created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(w.tenant)
-        .bind(path)
-        .bind(to_i64(version)?)
-        .bind(i64::from(sealed.key_version()))
-        .bind(sealed.wrapped_dek())
-        .bind(sealed.ciphertext())
-        .bind(now)
-        .bind(w.created_by)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        Self::prune(&mut tx, w.tenant, path, version, max_versions).await?;
+        // Each statement sent on its own is a round trip to the connection's thread, so the head,
+        // the version and the pruning go as one command.
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
+        if existing.is_none() {
+            q.push(
+                "INSERT INTO secrets (tenant_id, path, secret_type, metadata, max_versions, current_version, \
+                 created_at, updated_at) VALUES (",
+            );
+            q.separated(", ")
+                .push_bind(w.tenant)
+                .push_bind(path)
+                .push_bind(secret_type.as_str())
+                .push_bind(&meta)
+                .push_bind(i64::from(max_versions))
+                .push_bind(to_i64(version)?)
+                .push_bind(now)
+                .push_bind(now);
+            q.push(")");
+        } else {
+            q.push("UPDATE secrets SET secret_type = ")
+                .push_bind(secret_type.as_str())
+                .push(", metadata = ")
+                .push_bind(&meta)
+                .push(", max_versions = ")
+                .push_bind(i64::from(max_versions))
+                .push(", current_version = ")
+                .push_bind(to_i64(version)?)
+                .push(", updated_at = ")
+                .push_bind(now)
+                .push(", deleted_at = NULL WHERE tenant_id = ")
+                .push_bind(w.tenant)
+                .push(" AND path = ")
+                .push_bind(path);
+        }
+        q.push(
+            "; INSERT INTO secret_versions (tenant_id, path, version, key_version, wrapped_dek, ciphertext, \
+             created_at, created_by) VALUES (",
+        );
+        q.separated(", ")
+            .push_bind(w.tenant)
+            .push_bind(path)
+            .push_bind(to_i64(version)?)
+            .push_bind(i64::from(sealed.key_version()))
+            .push_bind(sealed.wrapped_dek())
+            .push_bind(sealed.ciphertext())
+            .push_bind(now)
+            .push_bind(w.created_by);
+        q.push("); DELETE FROM secret_versions WHERE tenant_id = ")
+            .push_bind(w.tenant)
+            .push(" AND path = ")
+            .push_bind(path)
+            .push(" AND version < ")
+            .push_bind(to_i64(oldest_kept(version, max_versions))?);
+        q.build().execute(&mut *tx).await.map_err(db_err)?;
         let rotated = match effects.rotation {
             Some(completion) => complete_rotation_in(&mut tx, completion, version).await?,
             None => false,
@@ -278,16 +284,54 @@ impl SecretStore for SqliteStore {
         if let Some(events) = effects.events {
             insert_events_in(&mut tx, &(events.0)(version, current == 0, rotated)?).await?;
         }
-        if let Some(audit) = effects.audit {
-            let entry = (audit.build)(version, current == 0);
-            // This transaction moves the head itself; the writer reads it again next time.
-            heads.remove(&entry.tenant);
-            append_audit_in(&mut tx, std::slice::from_ref(&entry), audit.chain, audit.sign)
-                .await
-                .map_err(|e| StoreError::AuditUnavailable(e.to_string()))?;
+        // The audit record, its chain head and the head read back: one more command.
+        let entry = effects.audit.map(|audit| (audit, (audit.build)(version, current == 0)));
+        let mut moved = None;
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
+        let rows;
+        if let Some((audit, entry)) = &entry {
+            let prev = match heads.get(&entry.tenant) {
+                Some(head) => *head,
+                None => read_audit_head(&mut tx, &entry.tenant).await?,
+            };
+            let seq = prev.0 + 1;
+            let hash = (audit.chain)(&entry.tenant, seq, &prev.1, entry.body.as_bytes());
+            rows = [(entry, seq, prev.1, hash)];
+            push_audit_rows(&mut q, &rows);
+            q.push("; ");
+            push_audit_heads(&mut q, [(entry.tenant.as_str(), (seq, hash))], audit.sign);
+            q.push("; ");
+            moved = Some((entry.tenant.clone(), (seq, hash)));
         }
-        let head = Self::live_head_in(&mut tx, w.tenant, path).await?;
-        tx.commit().await.map_err(db_err)?;
+        q.push(format!("SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = "))
+            .push_bind(w.tenant)
+            .push(" AND path = ")
+            .push_bind(path);
+        let read_back = q.build().fetch_all(&mut *tx).await;
+        let head = match read_back {
+            Ok(found) => found.first().map(head_from_row).transpose()?.ok_or(StoreError::SecretNotFound)?,
+            Err(e) => {
+                if let Some((tenant, _)) = &moved {
+                    // The record could not be appended (the whole write rolls back with it).
+                    heads.remove(tenant);
+                    return Err(StoreError::AuditUnavailable(db_err(e).to_string()));
+                }
+                return Err(db_err(e));
+            }
+        };
+        let committed = tx.commit().await.map_err(db_err);
+        match (committed, moved) {
+            (Ok(()), Some((tenant, head))) => {
+                heads.insert(tenant, head);
+            }
+            (Ok(()), None) => {}
+            (Err(e), moved) => {
+                if let Some((tenant, _)) = moved {
+                    heads.remove(&tenant);
+                }
+                return Err(e);
+            }
+        }
         Ok(WriteOutcome { created_at: head.updated_at, head, version, created: current == 0 })
     }
 
@@ -741,6 +785,24 @@ async fn read_audit_head(conn: &mut SqliteConnection, tenant: &str) -> Result<(u
     }
 }
 
+/// Moves the chain heads to where the rows just pushed left them, each signed.
+fn push_audit_heads<'a>(
+    q: &mut sqlx::QueryBuilder<'a, Sqlite>,
+    heads: impl IntoIterator<Item = (&'a str, (u64, [u8; 32]))>,
+    sign: &HeadMacFn<'_>,
+) {
+    q.push("INSERT INTO audit_heads (tenant_id, seq, hash, mac) ");
+    q.push_values(heads, |mut row, (tenant, (seq, hash))| {
+        row.push_bind(tenant)
+            .push_bind(seq as i64)
+            .push_bind(hash.to_vec())
+            .push_bind(sign(tenant, seq, &hash));
+    });
+    q.push(
+        " ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+    );
+}
+
 /// One multi-row insert: a round trip per record would cost more than the commit.
 fn push_audit_rows<'a>(
     q: &mut sqlx::QueryBuilder<'a, Sqlite>,
@@ -751,46 +813,6 @@ fn push_audit_rows<'a>(
              prev_hash, hash) ",
     );
     push_audit_values(q, rows);
-}
-
-/// Appends to the tenants' chains inside `tx`, so a change and its audit record commit together.
-async fn append_audit_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    entries: &[NewAuditEntry],
-    chain: &ChainFn<'_>,
-    sign: &HeadMacFn<'_>,
-) -> Result<(), StoreError> {
-    let mut heads: std::collections::BTreeMap<&str, (u64, [u8; 32])> = std::collections::BTreeMap::new();
-    let mut rows = Vec::with_capacity(entries.len());
-    for e in entries {
-        let prev = match heads.get(e.tenant.as_str()) {
-            Some(head) => *head,
-            None => read_audit_head(tx, &e.tenant).await?,
-        };
-        let seq = prev.0 + 1;
-        let hash = chain(&e.tenant, seq, &prev.1, e.body.as_bytes());
-        rows.push((e, seq, prev.1, hash));
-        heads.insert(&e.tenant, (seq, hash));
-    }
-    for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
-        push_audit_rows(&mut q, chunk);
-        q.build().execute(&mut **tx).await.map_err(db_err)?;
-    }
-    for (tenant, (seq, hash)) in heads {
-        sqlx::query(
-                "INSERT INTO audit_heads (tenant_id, seq, hash, mac) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
-            )
-            .bind(tenant)
-            .bind(seq as i64)
-            .bind(&hash[..])
-            .bind(sign(tenant, seq, &hash))
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err)?;
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -826,17 +848,8 @@ impl AuditStore for SqliteStore {
             push_audit_rows(&mut q, chunk);
             q.push("; ");
         }
-        q.push("INSERT INTO audit_heads (tenant_id, seq, hash, mac) ");
-        q.push_values(&next, |mut row, (tenant, (seq, hash))| {
-            row.push_bind(*tenant)
-                .push_bind(*seq as i64)
-                .push_bind(hash.to_vec())
-                .push_bind(sign(tenant, *seq, hash));
-        });
-        q.push(
-            " ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, \
-             mac = excluded.mac; COMMIT",
-        );
+        push_audit_heads(&mut q, next.iter().map(|(tenant, head)| (*tenant, *head)), sign);
+        q.push("; COMMIT");
         if let Err(e) = q.build().execute(&mut *conn).await {
             // A statement failed inside the transaction: roll it back here, or (if even that fails)
             // let the connection go rather than return it to the pool mid-transaction. Closing is
