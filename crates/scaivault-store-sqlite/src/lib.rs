@@ -23,7 +23,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Connection, Row, Sqlite, Transaction};
 use tokio::sync::Mutex;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -35,7 +35,19 @@ pub struct SqliteStore {
     /// One writer at a time inside this process; SQLite would serialise them anyway, but queueing here
     /// avoids busy-wait retries under contention. It guards the audit chain heads this process knows
     /// (only writers move a head, and only while holding it).
-    write_lock: Mutex<AuditHeads>,
+    write_lock: Mutex<Writer>,
+    /// How connections are opened, for the audit writer's own connection.
+    options: SqliteConnectOptions,
+}
+
+/// What the write lock guards.
+#[derive(Debug, Default)]
+struct Writer {
+    heads: AuditHeads,
+    /// The audit writer's own connection, outside the pool: a pooled connection costs a round trip
+    /// to its thread on every release (sqlx tests it), as much as the batch itself. Opened on first
+    /// use, and dropped (closed) after a failure it could not roll back.
+    audit_conn: Option<SqliteConnection>,
 }
 
 /// Each tenant's last audit record `(seq, hash)`, as committed. A tenant missing here is read from
@@ -119,11 +131,11 @@ impl SqliteStore {
             .max_connections(8)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(SqliteStore { pool, write_lock: Mutex::new(AuditHeads::new()) })
+        Ok(SqliteStore { pool, write_lock: Mutex::new(Writer::default()), options })
     }
 
     /// `(journal_mode, synchronous, foreign_keys)` as the connection sees them, for checks.
@@ -152,7 +164,7 @@ impl SqliteStore {
 
     async fn begin_write(
         &self,
-    ) -> Result<(tokio::sync::MutexGuard<'_, AuditHeads>, Transaction<'static, Sqlite>), StoreError> {
+    ) -> Result<(tokio::sync::MutexGuard<'_, Writer>, Transaction<'static, Sqlite>), StoreError> {
         let guard = self.write_lock.lock().await;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
         Ok((guard, tx))
@@ -206,7 +218,8 @@ impl SecretStore for SqliteStore {
         seal: &SealFn<'_>,
         effects: WriteEffects<'_>,
     ) -> Result<WriteOutcome, StoreError> {
-        let (mut heads, mut tx) = self.begin_write().await?;
+        let (mut writer, mut tx) = self.begin_write().await?;
+        let heads = &mut writer.heads;
         let path = w.path.as_str();
         let existing = Self::head_in(&mut tx, w.tenant, path).await?;
         let current = existing.as_ref().map_or(0, |h| h.current_version);
@@ -829,14 +842,18 @@ impl AuditStore for SqliteStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut heads = self.write_lock.lock().await;
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        let mut writer = self.write_lock.lock().await;
+        let Writer { heads, audit_conn } = &mut *writer;
+        let conn = match audit_conn {
+            Some(conn) => conn,
+            None => audit_conn.insert(SqliteConnection::connect_with(&self.options).await.map_err(db_err)?),
+        };
         let mut next: std::collections::BTreeMap<&str, (u64, [u8; 32])> = std::collections::BTreeMap::new();
         let mut rows = Vec::with_capacity(entries.len());
         for e in entries {
             let prev = match next.get(e.tenant.as_str()).or_else(|| heads.get(&e.tenant)) {
                 Some(head) => *head,
-                None => read_audit_head(&mut conn, &e.tenant).await?,
+                None => read_audit_head(conn, &e.tenant).await?,
             };
             let seq = prev.0 + 1;
             let hash = chain(&e.tenant, seq, &prev.1, e.body.as_bytes());
@@ -852,11 +869,9 @@ impl AuditStore for SqliteStore {
         q.push("; COMMIT");
         if let Err(e) = q.build().execute(&mut *conn).await {
             // A statement failed inside the transaction: roll it back here, or (if even that fails)
-            // let the connection go rather than return it to the pool mid-transaction. Closing is
-            // the last resort: a close that finds statements still open leaves the write lock held
-            // until the busy timeout. The heads are read again next time.
+            // let the connection go, so no transaction stays open. The heads are read again next time.
             if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                conn.close_on_drop();
+                *audit_conn = None;
             }
             heads.clear();
             return Err(db_err(e));
