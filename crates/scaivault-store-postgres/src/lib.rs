@@ -31,6 +31,10 @@ pub struct PostgresStore {
     /// secret writes append too) that lets the audit writer append in one statement; see
     /// [`PostgresStore::append_audit_after`].
     audit_heads: std::sync::Mutex<std::collections::HashMap<String, ChainHead>>,
+    /// The audit writer's own connection for that statement, outside the pool: sqlx tests a pooled
+    /// connection with a round trip on every release, which would double the batch's cost. Opened
+    /// on first use; dropped after any error.
+    audit_conn: tokio::sync::Mutex<Option<PgConnection>>,
 }
 
 /// `(seq, hash)` of a chain's newest record.
@@ -121,7 +125,11 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(PostgresStore { pool, audit_heads: std::sync::Mutex::default() })
+        Ok(PostgresStore {
+            pool,
+            audit_heads: std::sync::Mutex::default(),
+            audit_conn: tokio::sync::Mutex::default(),
+        })
     }
 
     /// The plan PostgreSQL chooses for the rotation scheduler's query (for the benchmark's report).
@@ -818,7 +826,20 @@ impl PostgresStore {
             ") AS v (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, prev_hash, \
              hash) WHERE EXISTS (SELECT 1 FROM moved)",
         );
-        let done = q.build().execute(&self.pool).await.map_err(db_err)?;
+        let mut slot = self.audit_conn.lock().await;
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            None => {
+                slot.insert(PgConnection::connect_with(&self.pool.connect_options()).await.map_err(db_err)?)
+            }
+        };
+        let done = match q.build().execute(&mut *conn).await {
+            Ok(done) => done,
+            Err(e) => {
+                *slot = None;
+                return Err(db_err(e));
+            }
+        };
         Ok((done.rows_affected() == rows.len() as u64).then_some(last))
     }
 }
