@@ -915,10 +915,19 @@ const CHANGE_CHANNEL: &str = "scaivault_changes";
 /// Notices waiting for the application; when it falls behind, the feed waits (never drops one).
 const CHANGE_QUEUE: usize = 1024;
 
-/// Forwards the change announcements of every replica until the receiver is dropped. A lost
-/// connection is reported (`Lost`), then retried every second until subscribed again
-/// (`Connected`), since announcements made meanwhile are gone.
+/// Forwards the change announcements of every replica until the receiver is dropped (then it
+/// lets its connection and the pool go at once, announcements or not). A lost connection is
+/// reported (`Lost`), then retried every second until subscribed again (`Connected`), since
+/// announcements made meanwhile are gone.
 async fn listen_for_changes(pool: PgPool, tx: tokio::sync::mpsc::Sender<ChangeNotice>) {
+    let done = tx.clone();
+    tokio::select! {
+        () = done.closed() => {}
+        () = forward_changes(pool, tx) => {}
+    }
+}
+
+async fn forward_changes(pool: PgPool, tx: tokio::sync::mpsc::Sender<ChangeNotice>) {
     loop {
         let subscribed = async {
             let mut listener = PgListener::connect_with(&pool).await?;
