@@ -1,9 +1,11 @@
 //! In-memory copies of what nearly every request would otherwise fetch: tokens by hash, tenants,
-//! and the sealed current version of secrets (compiled policies have their own cache, checked
-//! against the tenant's policy epoch). Secret values stay sealed here; they are opened per request.
+//! and the sealed current version of secrets (compiled policies are kept in a [`Cache`] too, in
+//! `policies.rs`, and also checked against the tenant's policy epoch when one is known). Secret
+//! values stay sealed here; they are opened per request.
 //!
 //! Correctness rests on invalidation, not on expiry:
-//! - every change this process makes drops the copies it affects as soon as it has committed;
+//! - every change this process makes drops the copies it affects once the store call returns
+//!   (whether it succeeded or not);
 //! - changes by other processes arrive through the store's [`ChangeFeed`]; while that feed is not
 //!   connected the caches are switched off (and emptied), so nothing is served that a lost
 //!   announcement could have made stale;
