@@ -66,6 +66,25 @@ async fn read_until(api: &Api, done: impl Fn(&Reply) -> bool) -> Reply {
     }
 }
 
+/// Waits (at most ten seconds) until the server reports its caches on (`true`) or off; panics
+/// if it never does. Without this the replica tests would pass on a server that never caches.
+async fn caches_become(api: &Api, on: bool) {
+    let want = format!("scaivault_caches_enabled {}", u8::from(on));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = api.get("/metrics").await.text;
+        if metrics.lines().any(|l| l == want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "caches never became {}: {metrics}",
+            if on { "on" } else { "off" }
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn password(r: &Reply) -> &str {
     r.body["data"]["password"].as_str().unwrap_or_default()
 }
@@ -140,6 +159,8 @@ async fn a_replica_sees_what_another_changed() {
     let scratch = Scratch::new();
     let storage = Backend::Postgres.fresh(scratch.path()).expect("storage");
     let (_a, _b, admin_a, admin_b) = two_replicas(&storage, &scratch).await;
+    caches_become(&admin_a, true).await;
+    caches_become(&admin_b, true).await;
     let (policy, id, token) = reader(&admin_a).await;
     let app_a = admin_a.with_token(&token);
     write(&admin_a, "first").await;
@@ -177,6 +198,7 @@ async fn a_cut_announcement_connection_is_recovered() {
     let scratch = Scratch::new();
     let storage = Backend::Postgres.fresh(scratch.path()).expect("storage");
     let (_a, _b, admin_a, admin_b) = two_replicas(&storage, &scratch).await;
+    caches_become(&admin_a, true).await;
     write(&admin_a, "first").await;
     assert_eq!(password(&admin_a.get_secret(PATH, None).await), "first");
 
@@ -190,7 +212,8 @@ async fn a_cut_announcement_connection_is_recovered() {
     .expect("psql");
     let cut: u32 = cut.trim().parse().expect("a count");
     assert!(cut >= 2, "both replicas listen for changes ({cut} cut)");
-
+    // The loss is noticed: replica A stops using its caches (a change now could go unannounced).
+    caches_become(&admin_a, false).await;
     write(&admin_b, "second").await;
     let r = read_until(&admin_a, |r| password(r) == "second").await;
     assert_eq!(
@@ -199,7 +222,9 @@ async fn a_cut_announcement_connection_is_recovered() {
         "a change made while the subscription was down was not seen: {}",
         r.text
     );
-    // And the subscription is back: later changes keep arriving.
+    // The subscription comes back, the caches with it, and later changes still arrive.
+    caches_become(&admin_a, true).await;
+    assert_eq!(password(&admin_a.get_secret(PATH, None).await), "second");
     write(&admin_b, "third").await;
     let r = read_until(&admin_a, |r| password(r) == "third").await;
     assert_eq!(password(&r), "third", "{}", r.text);

@@ -182,22 +182,13 @@ impl Vault {
             return Err(CoreError::TokenExpired("the token is malformed"));
         }
         let hash = hash_token(token);
-        let (record, fresh) = match self.caches.enabled().then(|| self.caches.tokens.get(&hash)).flatten() {
-            Some(record) => (record, false),
-            None => {
-                let ticket = self.caches.tokens.ticket();
-                let record = Arc::new(
-                    self.store
-                        .find_token(&hash)
-                        .await?
-                        .ok_or(CoreError::TokenExpired("the token is not valid"))?,
-                );
-                if self.caches.enabled() {
-                    self.caches.tokens.insert(ticket, hash, record.clone());
-                }
-                (record, true)
-            }
-        };
+        let (record, fresh) = self
+            .caches
+            .through(&self.caches.tokens, hash, || async {
+                Ok::<_, CoreError>(self.store.find_token(&hash).await?.map(Arc::new))
+            })
+            .await?
+            .ok_or(CoreError::TokenExpired("the token is not valid"))?;
         let now = self.clock.now();
         if record.revoked_at.is_some() {
             return Err(CoreError::TokenExpired("the token has been revoked"));
@@ -263,19 +254,13 @@ impl Vault {
 
     /// A tenant's record, from the cache when it may be used.
     pub(crate) async fn tenant_record(&self, id: &str) -> Result<Option<Arc<TenantRecord>>, CoreError> {
-        let key = id.to_owned();
-        if self.caches.enabled()
-            && let Some(tenant) = self.caches.tenants.get(&key)
-        {
-            return Ok(Some(tenant));
-        }
-        let ticket = self.caches.tenants.ticket();
-        let Some(tenant) = self.store.get_tenant(id).await? else { return Ok(None) };
-        let tenant = Arc::new(tenant);
-        if self.caches.enabled() {
-            self.caches.tenants.insert(ticket, key, tenant.clone());
-        }
-        Ok(Some(tenant))
+        let found = self
+            .caches
+            .through(&self.caches.tenants, id.to_owned(), || async {
+                Ok::<_, CoreError>(self.store.get_tenant(id).await?.map(Arc::new))
+            })
+            .await?;
+        Ok(found.map(|(tenant, _)| tenant))
     }
 
     /// Per-token and per-tenant buckets, when configured.

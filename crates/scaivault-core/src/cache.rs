@@ -16,6 +16,7 @@
 //! back (someone editing the database by hand).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -134,6 +135,33 @@ impl Caches {
 
     pub(crate) fn enabled(&self) -> bool {
         self.enabled.load(Ordering::Acquire)
+    }
+
+    /// The value for `key`: from `cache` while the caches are on, else fetched (and kept, if they
+    /// are on and nothing was invalidated during the fetch). `true` with a value just fetched;
+    /// `None` when the fetch found nothing (never cached).
+    pub(crate) async fn through<K, V, E, Fut>(
+        &self,
+        cache: &Cache<K, V>,
+        key: K,
+        fetch: impl FnOnce() -> Fut,
+    ) -> Result<Option<(V, bool)>, E>
+    where
+        K: Hash + Eq,
+        V: Clone,
+        Fut: Future<Output = Result<Option<V>, E>>,
+    {
+        if self.enabled()
+            && let Some(value) = cache.get(&key)
+        {
+            return Ok(Some((value, false)));
+        }
+        let ticket = cache.ticket();
+        let Some(value) = fetch().await? else { return Ok(None) };
+        if self.enabled() {
+            cache.insert(ticket, key, value.clone());
+        }
+        Ok(Some((value, true)))
     }
 
     fn clear(&self) {

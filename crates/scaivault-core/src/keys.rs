@@ -217,11 +217,7 @@ impl Vault {
     /// The same rotation for the offline `rotate-master-key` command, which has no caller.
     pub async fn rotate_master_key_unchecked(&self) -> Result<KeyStatusResponse, CoreError> {
         let version = self.keys.rotate().await?;
-        let rewrapped = self.keys.rewrap_all(None).await;
-        // Cached sealed copies still name the old wrapping (which would still open); drop them so
-        // the old key version stops being used at once.
-        self.caches.secrets.clear();
-        let rewrapped = rewrapped?;
+        let rewrapped = self.resume_rewrap(None).await?;
         tracing::info!(version, rewrapped, "master key rotated");
         self.keys.status().await
     }
@@ -230,6 +226,8 @@ impl Vault {
     /// (tests use it to stop half-way).
     pub async fn resume_rewrap(&self, max_batches: Option<usize>) -> Result<u64, CoreError> {
         let rewrapped = self.keys.rewrap_all(max_batches).await;
+        // Cached sealed copies still name the old wrapping (which would still open); drop them so
+        // the old key version stops being used at once.
         self.caches.secrets.clear();
         rewrapped
     }

@@ -274,18 +274,13 @@ impl Vault {
         if let Some(v) = version {
             return Ok(Arc::new(self.store.read_secret(ns, path.as_str(), Some(v.get())).await?));
         }
-        let key = secret_key(ns, path.as_str());
-        if self.caches.enabled()
-            && let Some(stored) = self.caches.secrets.get(&key)
-        {
-            return Ok(stored);
-        }
-        let ticket = self.caches.secrets.ticket();
-        let stored = Arc::new(self.store.read_secret(ns, path.as_str(), None).await?);
-        if self.caches.enabled() {
-            self.caches.secrets.insert(ticket, key, stored.clone());
-        }
-        Ok(stored)
+        let fetched = self
+            .caches
+            .through(&self.caches.secrets, secret_key(ns, path.as_str()), || async {
+                Ok::<_, CoreError>(Some(Arc::new(self.store.read_secret(ns, path.as_str(), None).await?)))
+            })
+            .await?;
+        fetched.map(|(stored, _)| stored).ok_or(CoreError::from(StoreError::SecretNotFound))
     }
 
     /// `GET /v1/secrets/{path}/versions`

@@ -104,6 +104,12 @@ impl Vault {
         Ok(created.then_some(token))
     }
 
+    /// Whether the in-memory caches are in use: always on one embedded store; on shared storage,
+    /// only while this process is subscribed to other processes' change announcements.
+    pub fn caches_enabled(&self) -> bool {
+        self.caches.enabled()
+    }
+
     /// Readiness: storage answers and the key material is loaded.
     pub async fn ready(&self) -> Result<(), CoreError> {
         self.store.ping().await?;

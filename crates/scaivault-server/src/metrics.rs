@@ -31,6 +31,7 @@ pub struct Metrics {
     audit_queue: Gauge,
     deliveries: Family<OutcomeLabels, Counter>,
     rotation: Family<StateLabels, Gauge>,
+    caches: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,7 +81,21 @@ impl Metrics {
         );
         let rotation = Family::<StateLabels, Gauge>::default();
         registry.register("rotation_schedules", "Rotation schedules by state", rotation.clone());
-        Metrics { registry: Mutex::new(registry), requests, latency, audit_queue, deliveries, rotation }
+        let caches = Gauge::default();
+        registry.register(
+            "caches_enabled",
+            "1 while in-memory caches are used, 0 while changes by other replicas could go unannounced",
+            caches.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+            audit_queue,
+            deliveries,
+            rotation,
+            caches,
+        }
     }
 
     pub(crate) fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
@@ -102,6 +117,7 @@ impl Metrics {
         }
         use std::sync::atomic::Ordering::Relaxed;
         self.audit_queue.set(i64::try_from(vault.audit_queue_depth()).unwrap_or(i64::MAX));
+        self.caches.set(i64::from(vault.caches_enabled()));
         let o = vault.delivery_outcomes();
         for (outcome, n) in [("delivered", &o.delivered), ("retried", &o.retried), ("failed", &o.failed)] {
             self.deliveries.get_or_create(&OutcomeLabels { outcome }).inner().store(n.load(Relaxed), Relaxed);

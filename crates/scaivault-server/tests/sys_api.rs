@@ -27,6 +27,8 @@ async fn health_and_metrics() {
     );
     assert!(text.contains(r#"route="/v1/secrets/{*path}",status="404"} 1"#), "{text}");
     assert!(text.contains("scaivault_http_request_duration_seconds_bucket"));
+    // One process owns an embedded store: its caches are always in use.
+    assert!(text.lines().any(|l| l == "scaivault_caches_enabled 1"), "{text}");
     assert!(!text.contains("m/x"), "metrics are by route template, never by secret path");
 }
 

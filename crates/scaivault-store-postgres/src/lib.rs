@@ -13,10 +13,11 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChangeFeed, ChangeNotice,
+    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChangeFeed, ChangeNotice,
     DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
     SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
-    TokenRecord, TokenStore, WriteEffects, WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
+    TokenRecord, TokenStore, WriteEffects, WriteOutcome, WriteSecret, chain_entries, list_json, oldest_kept,
+    to_micros,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
@@ -27,18 +28,20 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
-    /// The audit chain heads this process last committed, per tenant: a guess (other replicas and
-    /// secret writes append too) that lets the audit writer append in one statement; see
-    /// [`PostgresStore::append_audit_after`].
-    audit_heads: std::sync::Mutex<std::collections::HashMap<String, ChainHead>>,
-    /// The audit writer's own connection for that statement, outside the pool: sqlx tests a pooled
-    /// connection with a round trip on every release, which would double the batch's cost. Opened
-    /// on first use; dropped after any error.
-    audit_conn: tokio::sync::Mutex<Option<PgConnection>>,
+    /// What only the audit writer uses; see [`PostgresStore::append_audit_after`].
+    audit_writer: tokio::sync::Mutex<AuditWriter>,
 }
 
-/// `(seq, hash)` of a chain's newest record.
-type ChainHead = (u64, [u8; 32]);
+#[derive(Debug, Default)]
+struct AuditWriter {
+    /// The chain heads this process last committed, per tenant: a guess (other replicas and
+    /// secret writes append too) that lets a batch go as one statement.
+    heads: std::collections::HashMap<String, ChainHead>,
+    /// The connection for that statement, outside the pool: sqlx tests a pooled connection with a
+    /// round trip on every release, which would double the batch's cost. Opened on first use;
+    /// dropped after any error.
+    conn: Option<PgConnection>,
+}
 
 /// Serialises first-start bootstrap across replicas.
 const BOOTSTRAP_LOCK: i64 = 0x5ca1_7a17;
@@ -125,11 +128,7 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(PostgresStore {
-            pool,
-            audit_heads: std::sync::Mutex::default(),
-            audit_conn: tokio::sync::Mutex::default(),
-        })
+        Ok(PostgresStore { pool, audit_writer: tokio::sync::Mutex::default() })
     }
 
     /// The plan PostgreSQL chooses for the rotation scheduler's query (for the benchmark's report).
@@ -722,7 +721,7 @@ async fn append_audit_in(
     let mut tenants: Vec<&str> = entries.iter().map(|e| e.tenant.as_str()).collect();
     tenants.sort_unstable();
     tenants.dedup();
-    let mut heads: std::collections::BTreeMap<&str, (u64, [u8; 32])> = std::collections::BTreeMap::new();
+    let mut heads = std::collections::BTreeMap::new();
     for tenant in tenants {
         let (seq, hash): (i64, Vec<u8>) = sqlx::query_as(
             "INSERT INTO audit_heads (tenant_id, seq, hash, mac) VALUES ($1, 0, $2, $3) \
@@ -738,14 +737,7 @@ async fn append_audit_in(
             if seq > 0 { (seq as u64, hash_array(&hash)?) } else { (0, scaivault_crypto::GENESIS_HASH) };
         heads.insert(tenant, head);
     }
-    let mut rows = Vec::with_capacity(entries.len());
-    for e in entries {
-        let (prev_seq, prev) = heads[e.tenant.as_str()];
-        let seq = prev_seq + 1;
-        let hash = chain(&e.tenant, seq, &prev, e.body.as_bytes());
-        rows.push((e, seq, prev, hash));
-        heads.insert(&e.tenant, (seq, hash));
-    }
+    let rows = chain_entries(entries, &mut heads, chain)?;
     // One multi-row insert per batch: a round trip per record would cost more than the commit.
     for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
         let mut q = sqlx::QueryBuilder::<Postgres>::new(
@@ -773,24 +765,6 @@ async fn append_audit_in(
     Ok(moved)
 }
 
-/// The rows of a batch chained after `head`, and the chain's new head.
-type ChainedRows<'a> = (Vec<(&'a NewAuditEntry, u64, [u8; 32], [u8; 32])>, ChainHead);
-
-fn chain_after<'a>(head: ChainHead, entries: &'a [NewAuditEntry], chain: &ChainFn<'_>) -> ChainedRows<'a> {
-    let mut last = head;
-    let rows = entries
-        .iter()
-        .map(|e| {
-            let seq = last.0 + 1;
-            let hash = chain(&e.tenant, seq, &last.1, e.body.as_bytes());
-            let row = (e, seq, last.1, hash);
-            last = (seq, hash);
-            row
-        })
-        .collect();
-    (rows, last)
-}
-
 impl PostgresStore {
     /// The audit writer's batch for one tenant whose head this process believes is `head`, as one
     /// statement (so one round trip, committed on its own): the head moves only if it is still
@@ -798,13 +772,16 @@ impl PostgresStore {
     /// that appended meanwhile makes it a no-op: `Ok(None)`, and the caller appends the slow way.
     async fn append_audit_after(
         &self,
+        slot: &mut Option<PgConnection>,
         tenant: &str,
         head: ChainHead,
         entries: &[NewAuditEntry],
         chain: &ChainFn<'_>,
         sign: &HeadMacFn<'_>,
     ) -> Result<Option<ChainHead>, StoreError> {
-        let (rows, last) = chain_after(head, entries, chain);
+        let mut next = std::collections::BTreeMap::from([(tenant, head)]);
+        let rows = chain_entries(entries, &mut next, chain)?;
+        let last = next[tenant];
         let mut q = sqlx::QueryBuilder::<Postgres>::new("WITH moved AS (UPDATE audit_heads SET seq = ");
         q.push_bind(last.0 as i64)
             .push(", hash = ")
@@ -826,8 +803,7 @@ impl PostgresStore {
             ") AS v (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, prev_hash, \
              hash) WHERE EXISTS (SELECT 1 FROM moved)",
         );
-        let mut slot = self.audit_conn.lock().await;
-        let conn = match &mut *slot {
+        let conn = match slot {
             Some(conn) => conn,
             None => {
                 slot.insert(PgConnection::connect_with(&self.pool.connect_options()).await.map_err(db_err)?)
@@ -855,20 +831,21 @@ impl AuditStore for PostgresStore {
         if entries.is_empty() {
             return Ok(());
         }
+        let mut writer = self.audit_writer.lock().await;
+        let AuditWriter { heads, conn } = &mut *writer;
         let tenant = entries[0].tenant.as_str();
         let single = entries.len() <= AUDIT_ROWS_PER_INSERT && entries.iter().all(|e| e.tenant == tenant);
-        let known = self.audit_heads.lock().unwrap_or_else(|e| e.into_inner()).get(tenant).copied();
-        if let (true, Some(head)) = (single, known)
-            && let Some(moved) = self.append_audit_after(tenant, head, entries, chain, sign).await?
+        if let (true, Some(head)) = (single, heads.get(tenant).copied())
+            && let Some(moved) = self.append_audit_after(conn, tenant, head, entries, chain, sign).await?
         {
-            self.audit_heads.lock().unwrap_or_else(|e| e.into_inner()).insert(tenant.to_owned(), moved);
+            heads.insert(tenant.to_owned(), moved);
             return Ok(());
         }
         // The slow way: lock the heads, read them, append, and remember where they are now.
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let moved = append_audit_in(&mut tx, entries, chain, sign).await?;
         tx.commit().await.map_err(db_err)?;
-        self.audit_heads.lock().unwrap_or_else(|e| e.into_inner()).extend(moved);
+        heads.extend(moved);
         Ok(())
     }
 

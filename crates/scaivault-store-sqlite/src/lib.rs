@@ -14,10 +14,11 @@ use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 use scaivault_store::{
-    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChangeFeed, DEFAULT_MAX_VERSIONS,
-    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem, SealFn, SecretHead,
-    SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenRecord, TokenStore,
-    WriteEffects, WriteOutcome, WriteSecret, list_json, oldest_kept, to_micros,
+    AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChainedRow, ChangeFeed,
+    DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
+    SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
+    TokenRecord, TokenStore, WriteEffects, WriteOutcome, WriteSecret, chain_entries, list_json, oldest_kept,
+    to_micros,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -52,7 +53,7 @@ struct Writer {
 
 /// Each tenant's last audit record `(seq, hash)`, as committed. A tenant missing here is read from
 /// the database when next needed.
-type AuditHeads = std::collections::HashMap<String, (u64, [u8; 32])>;
+type AuditHeads = std::collections::HashMap<String, ChainHead>;
 
 fn db_err(e: sqlx::Error) -> StoreError {
     match e {
@@ -303,18 +304,14 @@ impl SecretStore for SqliteStore {
         let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
         let rows;
         if let Some((audit, entry)) = &entry {
-            let prev = match heads.get(&entry.tenant) {
-                Some(head) => *head,
-                None => read_audit_head(&mut tx, &entry.tenant).await?,
-            };
-            let seq = prev.0 + 1;
-            let hash = (audit.chain)(&entry.tenant, seq, &prev.1, entry.body.as_bytes());
-            rows = [(entry, seq, prev.1, hash)];
+            let entries = std::slice::from_ref(entry);
+            let mut next = heads_of(&mut tx, heads, entries).await?;
+            rows = chain_entries(entries, &mut next, audit.chain)?;
             push_audit_rows(&mut q, &rows);
             q.push("; ");
-            push_audit_heads(&mut q, [(entry.tenant.as_str(), (seq, hash))], audit.sign);
+            push_audit_heads(&mut q, next.iter().map(|(tenant, head)| (*tenant, *head)), audit.sign);
             q.push("; ");
-            moved = Some((entry.tenant.clone(), (seq, hash)));
+            moved = Some((entry.tenant.clone(), next[entry.tenant.as_str()]));
         }
         q.push(format!("SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = "))
             .push_bind(w.tenant)
@@ -785,7 +782,7 @@ fn hash_array(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
     bytes.try_into().map_err(|_| StoreError::Corrupt("audit hash length".into()))
 }
 
-async fn read_audit_head(conn: &mut SqliteConnection, tenant: &str) -> Result<(u64, [u8; 32]), StoreError> {
+async fn read_audit_head(conn: &mut SqliteConnection, tenant: &str) -> Result<ChainHead, StoreError> {
     let head: Option<(i64, Vec<u8>)> =
         sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = ?")
             .bind(tenant)
@@ -798,10 +795,30 @@ async fn read_audit_head(conn: &mut SqliteConnection, tenant: &str) -> Result<(u
     }
 }
 
+/// The current head of every chain `entries` touch: as this process knows it (under the write
+/// lock), else read.
+async fn heads_of<'a>(
+    conn: &mut SqliteConnection,
+    known: &AuditHeads,
+    entries: &'a [NewAuditEntry],
+) -> Result<std::collections::BTreeMap<&'a str, ChainHead>, StoreError> {
+    let mut heads = std::collections::BTreeMap::new();
+    for e in entries {
+        if !heads.contains_key(e.tenant.as_str()) {
+            let head = match known.get(&e.tenant) {
+                Some(head) => *head,
+                None => read_audit_head(conn, &e.tenant).await?,
+            };
+            heads.insert(e.tenant.as_str(), head);
+        }
+    }
+    Ok(heads)
+}
+
 /// Moves the chain heads to where the rows just pushed left them, each signed.
 fn push_audit_heads<'a>(
     q: &mut sqlx::QueryBuilder<'a, Sqlite>,
-    heads: impl IntoIterator<Item = (&'a str, (u64, [u8; 32]))>,
+    heads: impl IntoIterator<Item = (&'a str, ChainHead)>,
     sign: &HeadMacFn<'_>,
 ) {
     q.push("INSERT INTO audit_heads (tenant_id, seq, hash, mac) ");
@@ -817,10 +834,7 @@ fn push_audit_heads<'a>(
 }
 
 /// One multi-row insert: a round trip per record would cost more than the commit.
-fn push_audit_rows<'a>(
-    q: &mut sqlx::QueryBuilder<'a, Sqlite>,
-    rows: &'a [(&'a NewAuditEntry, u64, [u8; 32], [u8; 32])],
-) {
+fn push_audit_rows<'a>(q: &mut sqlx::QueryBuilder<'a, Sqlite>, rows: &'a [ChainedRow<'a>]) {
     q.push(
         "INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
              prev_hash, hash) ",
@@ -848,18 +862,8 @@ impl AuditStore for SqliteStore {
             Some(conn) => conn,
             None => audit_conn.insert(SqliteConnection::connect_with(&self.options).await.map_err(db_err)?),
         };
-        let mut next: std::collections::BTreeMap<&str, (u64, [u8; 32])> = std::collections::BTreeMap::new();
-        let mut rows = Vec::with_capacity(entries.len());
-        for e in entries {
-            let prev = match next.get(e.tenant.as_str()).or_else(|| heads.get(&e.tenant)) {
-                Some(head) => *head,
-                None => read_audit_head(conn, &e.tenant).await?,
-            };
-            let seq = prev.0 + 1;
-            let hash = chain(&e.tenant, seq, &prev.1, e.body.as_bytes());
-            rows.push((e, seq, prev.1, hash));
-            next.insert(&e.tenant, (seq, hash));
-        }
+        let mut next = heads_of(conn, heads, entries).await?;
+        let rows = chain_entries(entries, &mut next, chain)?;
         let mut q = sqlx::QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
         for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
             push_audit_rows(&mut q, chunk);

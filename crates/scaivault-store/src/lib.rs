@@ -5,6 +5,7 @@
 //! layer. This crate holds no SQL and no crypto; the backends hold the SQL, the crypto crate the
 //! cryptography, and `scaivault-core` decides who may do what.
 
+mod chain;
 mod changes;
 mod error;
 mod event_sql;
@@ -20,6 +21,7 @@ mod traits;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use chain::{ChainHead, ChainedRow, chain_entries};
 pub use changes::{ChangeFeed, ChangeNotice};
 pub use error::{StoreError, StoreErrorKind};
 pub use events::{

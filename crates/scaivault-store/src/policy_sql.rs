@@ -23,6 +23,24 @@ macro_rules! policy_store_impl {
             Ok(())
         }
 
+        /// Runs one statement that must touch a row, in a write transaction that bumps `tenant`'s
+        /// policy epoch first (as [`change_exactly_one`] does for other records); `NotFound` when it
+        /// touched none.
+        async fn change_policy_row<'q>(
+            store: &$store,
+            tenant: &str,
+            q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+        ) -> Result<(), $crate::StoreError> {
+            let (_guard, mut tx) = store.begin_write().await?;
+            // The tenant row first, as in every policy change, so concurrent changes never deadlock.
+            bump_policy_epoch(&mut tx, tenant).await?;
+            let done = q.execute(&mut *tx).await.map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Err($crate::StoreError::NotFound);
+            }
+            tx.commit().await.map_err(db_err)
+        }
+
         async fn policy_exists(
             tx: &mut sqlx::Transaction<'static, $db>,
             tenant: &str,
@@ -85,10 +103,7 @@ macro_rules! policy_store_impl {
             }
 
             async fn update_policy(&self, p: &$crate::PolicyRecord) -> Result<(), $crate::StoreError> {
-                let (_guard, mut tx) = self.begin_write().await?;
-                // The tenant row first, as in every policy change, so concurrent changes never deadlock.
-                bump_policy_epoch(&mut tx, &p.tenant).await?;
-                let done = sqlx::query(
+                let q = sqlx::query(
                     "UPDATE policies SET name = $1, description = $2, rules = $3, updated_at = $4 WHERE tenant_id = $5 AND id = $6",
                 )
                 .bind(&p.name)
@@ -96,30 +111,13 @@ macro_rules! policy_store_impl {
                 .bind(&p.rules)
                 .bind($crate::to_micros(p.updated_at))
                 .bind(&p.tenant)
-                .bind(&p.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::StoreError::NotFound);
-                }
-                tx.commit().await.map_err(db_err)
+                .bind(&p.id);
+                change_policy_row(self, &p.tenant, q).await
             }
 
             async fn delete_policy(&self, tenant: &str, id: &str) -> Result<(), $crate::StoreError> {
-                let (_guard, mut tx) = self.begin_write().await?;
-                // The tenant row first, as in every policy change, so concurrent changes never deadlock.
-                bump_policy_epoch(&mut tx, tenant).await?;
-                let done = sqlx::query("DELETE FROM policies WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::StoreError::NotFound);
-                }
-                tx.commit().await.map_err(db_err)
+                let q = sqlx::query("DELETE FROM policies WHERE tenant_id = $1 AND id = $2").bind(tenant).bind(id);
+                change_policy_row(self, tenant, q).await
             }
 
             async fn create_binding(&self, b: &$crate::BindingRecord) -> Result<(), $crate::StoreError> {
@@ -165,21 +163,11 @@ macro_rules! policy_store_impl {
                 policy_id: &str,
                 binding_id: &str,
             ) -> Result<(), $crate::StoreError> {
-                let (_guard, mut tx) = self.begin_write().await?;
-                // The tenant row first, as in every policy change, so concurrent changes never deadlock.
-                bump_policy_epoch(&mut tx, tenant).await?;
-                let done =
-                    sqlx::query("DELETE FROM policy_bindings WHERE tenant_id = $1 AND policy_id = $2 AND id = $3")
-                        .bind(tenant)
-                        .bind(policy_id)
-                        .bind(binding_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::StoreError::NotFound);
-                }
-                tx.commit().await.map_err(db_err)
+                let q = sqlx::query("DELETE FROM policy_bindings WHERE tenant_id = $1 AND policy_id = $2 AND id = $3")
+                    .bind(tenant)
+                    .bind(policy_id)
+                    .bind(binding_id);
+                change_policy_row(self, tenant, q).await
             }
 
             async fn policy_epoch(&self, tenant: &str) -> Result<i64, $crate::StoreError> {

@@ -173,10 +173,7 @@ macro_rules! audit_query {
 #[macro_export]
 macro_rules! audit_values {
     ($db:ty) => {
-        fn push_audit_values<'a>(
-            q: &mut sqlx::QueryBuilder<'a, $db>,
-            rows: &'a [(&'a $crate::NewAuditEntry, u64, [u8; 32], [u8; 32])],
-        ) {
+        fn push_audit_values<'a>(q: &mut sqlx::QueryBuilder<'a, $db>, rows: &'a [$crate::ChainedRow<'a>]) {
             q.push_values(rows, |mut row, (e, seq, prev, hash)| {
                 row.push_bind(&e.tenant)
                     .push_bind(*seq as i64)
