@@ -1,12 +1,16 @@
 //! The embedded SQLite backend: one file, WAL journal, `synchronous=FULL`, foreign keys on, and the
 //! migrations in `migrations/` embedded in the binary.
 //!
-//! All SQL for SQLite lives here. Writes are serialised by an in-process lock and run as
-//! `BEGIN IMMEDIATE` transactions, so version numbers are assigned without gaps or races; this crate
-//! never sees plaintext and never decides access.
+//! All SQL for SQLite lives here. Writes are serialised by an in-process lock, so version numbers
+//! are assigned without gaps or races. Secret writes and audit batches run on the writer's own
+//! connection, and concurrent secret writes share one commit (group commit, see `writer.rs`); the
+//! rarer writes (tokens, policies, webhooks, keys) run as `BEGIN IMMEDIATE` transactions on a pooled
+//! connection after the open group has committed. This crate never sees plaintext and never decides
+//! access.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,8 +28,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Row, Sqlite, Transaction};
-use tokio::sync::Mutex;
+use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::{Mutex, mpsc};
+use writer::{AuditHeads, RELEASE, Writer};
+
+mod writer;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -34,26 +41,15 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct SqliteStore {
     pool: SqlitePool,
     /// One writer at a time inside this process; SQLite would serialise them anyway, but queueing here
-    /// avoids busy-wait retries under contention. It guards the audit chain heads this process knows
-    /// (only writers move a head, and only while holding it).
-    write_lock: Mutex<Writer>,
-    /// How connections are opened, for the audit writer's own connection.
+    /// avoids busy-wait retries under contention. It guards the writer's own connection, its open
+    /// group commit and the audit chain heads this process knows (only writers move a head, and only
+    /// while holding it).
+    write_lock: Arc<Mutex<Writer>>,
+    /// Nudges the committer task to commit the writer's open group.
+    commits: mpsc::Sender<()>,
+    /// How connections are opened, for the writer's own connection.
     options: SqliteConnectOptions,
 }
-
-/// What the write lock guards.
-#[derive(Debug, Default)]
-struct Writer {
-    heads: AuditHeads,
-    /// The audit writer's own connection, outside the pool: a pooled connection costs a round trip
-    /// to its thread on every release (sqlx tests it), as much as the batch itself. Opened on first
-    /// use, and dropped (closed) after a failure it could not roll back.
-    audit_conn: Option<SqliteConnection>,
-}
-
-/// Each tenant's last audit record `(seq, hash)`, as committed. A tenant missing here is read from
-/// the database when next needed.
-type AuditHeads = std::collections::HashMap<String, ChainHead>;
 
 fn db_err(e: sqlx::Error) -> StoreError {
     match e {
@@ -126,7 +122,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             // Rows cross from the connection's thread in a bounded channel; a full one makes the
             // thread wait for the runtime (two context switches). A page of 1,000 heads fits.
-            .row_buffer_size(1024);
+            .row_buffer_size(1024)
+            // Savepoints (one per write of a group commit) journal in memory, not in a temporary file.
+            .pragma("temp_store", "memory");
         // A connection to a local file does not go stale: no health-check round trip per acquire.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -136,7 +134,9 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(SqliteStore { pool, write_lock: Mutex::new(Writer::default()), options })
+        let write_lock = Arc::new(Mutex::new(Writer::default()));
+        let commits = writer::committer(write_lock.clone());
+        Ok(SqliteStore { pool, write_lock, commits, options })
     }
 
     /// `(journal_mode, synchronous, foreign_keys)` as the connection sees them, for checks.
@@ -166,7 +166,8 @@ impl SqliteStore {
     async fn begin_write(
         &self,
     ) -> Result<(tokio::sync::MutexGuard<'_, Writer>, Transaction<'static, Sqlite>), StoreError> {
-        let guard = self.write_lock.lock().await;
+        let mut guard = self.write_lock.lock().await;
+        guard.settle().await;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
         Ok((guard, tx))
     }
@@ -213,136 +214,28 @@ impl SqliteStore {
 
 #[async_trait]
 impl SecretStore for SqliteStore {
+    /// Runs in the writer's open group (see `writer`) and answers once the group has committed.
     async fn write_secret(
         &self,
         w: WriteSecret<'_>,
         seal: &SealFn<'_>,
         effects: WriteEffects<'_>,
     ) -> Result<WriteOutcome, StoreError> {
-        let (mut writer, mut tx) = self.begin_write().await?;
-        let heads = &mut writer.heads;
-        let path = w.path.as_str();
-        let existing = Self::head_in(&mut tx, w.tenant, path).await?;
-        let current = existing.as_ref().map_or(0, |h| h.current_version);
-        if let Some(cas) = w.cas
-            && cas != current
-        {
-            return Err(StoreError::CasMismatch { current });
-        }
-        let version = current + 1;
-        let secret_type = w.secret_type.or(existing.as_ref().map(|h| h.secret_type)).unwrap_or_default();
-        let metadata = w.metadata.or(existing.as_ref().map(|h| h.metadata.clone())).unwrap_or_default();
-        let max_versions =
-            w.max_versions.or(existing.as_ref().map(|h| h.max_versions)).unwrap_or(DEFAULT_MAX_VERSIONS);
-        let now = to_micros(w.now);
-        let meta = metadata_json(&metadata)?;
-        let sealed = seal(version)?;
-        // Each statement sent on its own is a round trip to the connection's thread, so the head,
-        // the version and the pruning go as one command.
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
-        if existing.is_none() {
-            q.push(
-                "INSERT INTO secrets (tenant_id, path, secret_type, metadata, max_versions, current_version, \
-                 created_at, updated_at) VALUES (",
-            );
-            q.separated(", ")
-                .push_bind(w.tenant)
-                .push_bind(path)
-                .push_bind(secret_type.as_str())
-                .push_bind(&meta)
-                .push_bind(i64::from(max_versions))
-                .push_bind(to_i64(version)?)
-                .push_bind(now)
-                .push_bind(now);
-            q.push(")");
-        } else {
-            q.push("UPDATE secrets SET secret_type = ")
-                .push_bind(secret_type.as_str())
-                .push(", metadata = ")
-                .push_bind(&meta)
-                .push(", max_versions = ")
-                .push_bind(i64::from(max_versions))
-                .push(", current_version = ")
-                .push_bind(to_i64(version)?)
-                .push(", updated_at = ")
-                .push_bind(now)
-                .push(", deleted_at = NULL WHERE tenant_id = ")
-                .push_bind(w.tenant)
-                .push(" AND path = ")
-                .push_bind(path);
-        }
-        q.push(
-            "; INSERT INTO secret_versions (tenant_id, path, version, key_version, wrapped_dek, ciphertext, \
-             created_at, created_by) VALUES (",
-        );
-        q.separated(", ")
-            .push_bind(w.tenant)
-            .push_bind(path)
-            .push_bind(to_i64(version)?)
-            .push_bind(i64::from(sealed.key_version()))
-            .push_bind(sealed.wrapped_dek())
-            .push_bind(sealed.ciphertext())
-            .push_bind(now)
-            .push_bind(w.created_by);
-        q.push("); DELETE FROM secret_versions WHERE tenant_id = ")
-            .push_bind(w.tenant)
-            .push(" AND path = ")
-            .push_bind(path)
-            .push(" AND version < ")
-            .push_bind(to_i64(oldest_kept(version, max_versions))?);
-        q.build().execute(&mut *tx).await.map_err(db_err)?;
-        let rotated = match effects.rotation {
-            Some(completion) => complete_rotation_in(&mut tx, completion, version).await?,
-            None => false,
-        };
-        if let Some(events) = effects.events {
-            insert_events_in(&mut tx, &(events.0)(version, current == 0, rotated)?).await?;
-        }
-        // The audit record, its chain head and the head read back: one more command.
-        let entry = effects.audit.map(|audit| (audit, (audit.build)(version, current == 0)));
-        let mut moved = None;
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
-        let rows;
-        if let Some((audit, entry)) = &entry {
-            let entries = std::slice::from_ref(entry);
-            let mut next = heads_of(&mut tx, heads, entries).await?;
-            rows = chain_entries(entries, &mut next, audit.chain)?;
-            push_audit_rows(&mut q, &rows);
-            q.push("; ");
-            push_audit_heads(&mut q, next.iter().map(|(tenant, head)| (*tenant, *head)), audit.sign);
-            q.push("; ");
-            moved = Some((entry.tenant.clone(), next[entry.tenant.as_str()]));
-        }
-        q.push(format!("SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = "))
-            .push_bind(w.tenant)
-            .push(" AND path = ")
-            .push_bind(path);
-        let read_back = q.build().fetch_all(&mut *tx).await;
-        let head = match read_back {
-            Ok(found) => found.first().map(head_from_row).transpose()?.ok_or(StoreError::SecretNotFound)?,
+        let mut writer = self.write_lock.lock().await;
+        let job = writer.start(&self.options).await?;
+        let written = match write_in(job, w, seal, effects).await {
+            Ok(outcome) => Ok((outcome, writer.finished())),
             Err(e) => {
-                if let Some((tenant, _)) = &moved {
-                    // The record could not be appended (the whole write rolls back with it).
-                    heads.remove(tenant);
-                    return Err(StoreError::AuditUnavailable(db_err(e).to_string()));
-                }
-                return Err(db_err(e));
+                writer.failed().await;
+                Err(e)
             }
         };
-        let committed = tx.commit().await.map_err(db_err);
-        match (committed, moved) {
-            (Ok(()), Some((tenant, head))) => {
-                heads.insert(tenant, head);
-            }
-            (Ok(()), None) => {}
-            (Err(e), moved) => {
-                if let Some((tenant, _)) = moved {
-                    heads.remove(&tenant);
-                }
-                return Err(e);
-            }
-        }
-        Ok(WriteOutcome { created_at: head.updated_at, head, version, created: current == 0 })
+        drop(writer);
+        // The group commits once the writers already queued have joined it.
+        let _ = self.commits.try_send(());
+        let (outcome, commit) = written?;
+        commit.wait().await?;
+        Ok(outcome)
     }
 
     async fn read_secret(
@@ -552,6 +445,130 @@ impl SecretStore for SqliteStore {
         tx.commit().await.map_err(db_err)?;
         Ok(destroyed)
     }
+}
+
+/// A secret write's statements, in the writer's transaction under the job's savepoint: three round
+/// trips (the head; the head, the version and the pruning; the audit record and the head read back).
+async fn write_in(
+    job: writer::Job<'_>,
+    w: WriteSecret<'_>,
+    seal: &SealFn<'_>,
+    effects: WriteEffects<'_>,
+) -> Result<WriteOutcome, StoreError> {
+    let writer::Job { conn, heads, prefix } = job;
+    let path = w.path.as_str();
+    let existing = {
+        let sql = format!("{prefix}SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = ? AND path = ?");
+        let rows = sqlx::query(&sql).bind(w.tenant).bind(path).fetch_all(&mut *conn).await.map_err(db_err)?;
+        rows.first().map(head_from_row).transpose()?
+    };
+    let current = existing.as_ref().map_or(0, |h| h.current_version);
+    if let Some(cas) = w.cas
+        && cas != current
+    {
+        return Err(StoreError::CasMismatch { current });
+    }
+    let version = current + 1;
+    let secret_type = w.secret_type.or(existing.as_ref().map(|h| h.secret_type)).unwrap_or_default();
+    let metadata = w.metadata.or(existing.as_ref().map(|h| h.metadata.clone())).unwrap_or_default();
+    let max_versions =
+        w.max_versions.or(existing.as_ref().map(|h| h.max_versions)).unwrap_or(DEFAULT_MAX_VERSIONS);
+    let now = to_micros(w.now);
+    let meta = metadata_json(&metadata)?;
+    let sealed = seal(version)?;
+    // Each statement sent on its own is a round trip to the connection's thread, so the head, the
+    // version and the pruning go as one command.
+    let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
+    if existing.is_none() {
+        q.push(
+            "INSERT INTO secrets (tenant_id, path, secret_type, metadata, max_versions, current_version, \
+             created_at, updated_at) VALUES (",
+        );
+        q.separated(", ")
+            .push_bind(w.tenant)
+            .push_bind(path)
+            .push_bind(secret_type.as_str())
+            .push_bind(&meta)
+            .push_bind(i64::from(max_versions))
+            .push_bind(to_i64(version)?)
+            .push_bind(now)
+            .push_bind(now);
+        q.push(")");
+    } else {
+        q.push("UPDATE secrets SET secret_type = ")
+            .push_bind(secret_type.as_str())
+            .push(", metadata = ")
+            .push_bind(&meta)
+            .push(", max_versions = ")
+            .push_bind(i64::from(max_versions))
+            .push(", current_version = ")
+            .push_bind(to_i64(version)?)
+            .push(", updated_at = ")
+            .push_bind(now)
+            .push(", deleted_at = NULL WHERE tenant_id = ")
+            .push_bind(w.tenant)
+            .push(" AND path = ")
+            .push_bind(path);
+    }
+    q.push(
+        "; INSERT INTO secret_versions (tenant_id, path, version, key_version, wrapped_dek, ciphertext, \
+         created_at, created_by) VALUES (",
+    );
+    q.separated(", ")
+        .push_bind(w.tenant)
+        .push_bind(path)
+        .push_bind(to_i64(version)?)
+        .push_bind(i64::from(sealed.key_version()))
+        .push_bind(sealed.wrapped_dek())
+        .push_bind(sealed.ciphertext())
+        .push_bind(now)
+        .push_bind(w.created_by);
+    q.push("); DELETE FROM secret_versions WHERE tenant_id = ")
+        .push_bind(w.tenant)
+        .push(" AND path = ")
+        .push_bind(path)
+        .push(" AND version < ")
+        .push_bind(to_i64(oldest_kept(version, max_versions))?);
+    q.build().execute(&mut *conn).await.map_err(db_err)?;
+    let rotated = match effects.rotation {
+        Some(completion) => complete_rotation_in(conn, completion, version).await?,
+        None => false,
+    };
+    if let Some(events) = effects.events {
+        insert_events_in(conn, &(events.0)(version, current == 0, rotated)?).await?;
+    }
+    // The audit record, its chain head, the head read back and the savepoint's release: one more
+    // command.
+    let entry = effects.audit.map(|audit| (audit, (audit.build)(version, current == 0)));
+    let mut moved = None;
+    let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
+    let rows;
+    if let Some((audit, entry)) = &entry {
+        let entries = std::slice::from_ref(entry);
+        let mut next = heads_of(conn, heads, entries).await?;
+        rows = chain_entries(entries, &mut next, audit.chain)?;
+        push_audit_rows(&mut q, &rows);
+        q.push("; ");
+        push_audit_heads(&mut q, next.iter().map(|(tenant, head)| (*tenant, *head)), audit.sign);
+        q.push("; ");
+        moved = Some((entry.tenant.clone(), next[entry.tenant.as_str()]));
+    }
+    q.push(format!("SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = "))
+        .push_bind(w.tenant)
+        .push(" AND path = ")
+        .push_bind(path)
+        .push("; ")
+        .push(RELEASE);
+    let head = match q.build().fetch_all(&mut *conn).await {
+        Ok(found) => found.first().map(head_from_row).transpose()?.ok_or(StoreError::SecretNotFound)?,
+        // The record could not be appended: the whole write rolls back with it.
+        Err(e) if moved.is_some() => return Err(StoreError::AuditUnavailable(db_err(e).to_string())),
+        Err(e) => return Err(db_err(e)),
+    };
+    if let Some((tenant, head)) = moved {
+        heads.insert(tenant, head);
+    }
+    Ok(WriteOutcome { created_at: head.updated_at, head, version, created: current == 0 })
 }
 
 async fn insert_token(tx: &mut Transaction<'static, Sqlite>, t: &NewToken) -> Result<(), StoreError> {
@@ -857,11 +874,8 @@ impl AuditStore for SqliteStore {
             return Ok(());
         }
         let mut writer = self.write_lock.lock().await;
-        let Writer { heads, audit_conn } = &mut *writer;
-        let conn = match audit_conn {
-            Some(conn) => conn,
-            None => audit_conn.insert(SqliteConnection::connect_with(&self.options).await.map_err(db_err)?),
-        };
+        writer.settle().await;
+        let (conn, heads) = writer.parts(&self.options).await?;
         let mut next = heads_of(conn, heads, entries).await?;
         let rows = chain_entries(entries, &mut next, chain)?;
         let mut q = sqlx::QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
@@ -872,16 +886,12 @@ impl AuditStore for SqliteStore {
         push_audit_heads(&mut q, next.iter().map(|(tenant, head)| (*tenant, *head)), sign);
         q.push("; COMMIT");
         if let Err(e) = q.build().execute(&mut *conn).await {
-            // A statement failed inside the transaction: roll it back here, or (if even that fails)
-            // let the connection go, so no transaction stays open. The heads are read again next time.
-            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                *audit_conn = None;
-            }
-            heads.clear();
+            // A statement failed inside the transaction: roll it back, so none stays open.
+            writer.roll_back_all().await;
             return Err(db_err(e));
         }
         for (tenant, head) in next {
-            heads.insert(tenant.to_owned(), head);
+            writer.heads.insert(tenant.to_owned(), head);
         }
         Ok(())
     }

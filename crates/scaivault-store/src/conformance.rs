@@ -1,8 +1,9 @@
 //! The conformance suite: every storage backend runs exactly these cases, through
 //! [`conformance_suite!`](crate::conformance_suite), against a fresh store per case.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use scaivault_crypto::{KeyRing, RootKey, SealContext, hash_token};
@@ -25,7 +26,8 @@ macro_rules! conformance_suite {
             bootstrap_happens_once, tokens_find_list_revoke, master_keys_and_wraps, rewrap_flow,
             moved_ciphertext_never_opens, policies_and_bindings, policy_epoch_tracks_every_change,
             partners_and_tenants, audit_chains, concurrent_audit_appends_keep_one_chain,
-            a_write_and_its_audit_record_commit_together, webhooks_round_trip,
+            a_write_and_its_audit_record_commit_together, concurrent_writes_fail_alone,
+            cut_off_writes_leave_all_or_nothing, webhooks_round_trip,
             events_commit_with_their_write, claims_lease_and_order_deliveries, retries_log_and_redelivery,
             rotation_policies_round_trip, schedules_move_only_from_the_revision_they_read,
             a_write_completes_a_waiting_rotation, the_outbox_is_pruned_by_age);
@@ -846,6 +848,103 @@ pub async fn concurrent_audit_appends_keep_one_chain(store: Dyn) {
     }
     assert_eq!(check_chain(&store, DEFAULT_TENANT).await, 160);
     assert_eq!(check_chain(&store, "tnt_b").await, 160);
+}
+
+/// Concurrent audited writes, a third of them refused by check-and-set: the refused ones leave
+/// nothing (no version, no record), and the others all commit, gapless, each with its record.
+pub async fn concurrent_writes_fail_alone(store: Dyn) {
+    let ring = Arc::new(setup(&store).await);
+    let mut tasks = Vec::new();
+    for i in 0..30u64 {
+        let store = store.clone();
+        let ring = ring.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
+            let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
+            let build = |version: u64, _: bool| {
+                let mut e = audit_entry(DEFAULT_TENANT, version, "secret.write", Some("grp/x"));
+                e.id = format!("aud_w{i}");
+                e.body = format!(r#"{{"writer":{i},"version":{version}}}"#);
+                e
+            };
+            let append =
+                crate::AuditAppend { build: &build, chain: &scaivault_crypto::chain_hash, sign: &sign };
+            let p = path("grp/x");
+            let mut w = write(DEFAULT_TENANT, &p, i as i64);
+            if i % 3 == 0 {
+                w.cas = Some(1_000);
+            }
+            let value = format!("w{i}");
+            let seal = |version: u64| {
+                ring.seal(&SealContext { tenant: DEFAULT_TENANT, path: "grp/x", version }, value.as_bytes())
+            };
+            let effects = crate::WriteEffects { audit: Some(&append), ..Default::default() };
+            (i, store.write_secret(w, &seal, effects).await.map(|o| o.version))
+        }));
+    }
+    let mut written = BTreeMap::new();
+    for t in tasks {
+        match t.await.expect("join") {
+            (i, Ok(version)) => assert!(written.insert(version, i).is_none(), "version {version} twice"),
+            (i, Err(StoreError::CasMismatch { .. })) => assert_eq!(i % 3, 0, "writer {i} refused"),
+            (i, Err(e)) => panic!("writer {i}: {e}"),
+        }
+    }
+    assert_eq!(written.keys().copied().collect::<Vec<_>>(), (1..=20).collect::<Vec<u64>>());
+    for (version, writer) in written.iter().rev().take(10) {
+        assert_eq!(get(&store, &ring, "grp/x", Some(*version)).await.expect("read"), format!("w{writer}"));
+    }
+    assert_eq!(check_chain(&store, DEFAULT_TENANT).await, 20);
+    let rows = store
+        .audit_page(DEFAULT_TENANT, &crate::AuditFilter::default(), crate::AuditOrder::OldestFirst, None, 50)
+        .await
+        .expect("page");
+    for (row, (version, writer)) in rows.iter().zip(&written) {
+        assert_eq!(row.body, format!(r#"{{"writer":{writer},"version":{version}}}"#));
+    }
+}
+
+/// Audited writes whose callers give up at any moment (the future dropped) leave either their
+/// whole change or none of it, and the store goes on writing: versions stay gapless, the head points
+/// at the newest, every kept version opens to a value some writer wrote, and every version has its
+/// one audit record.
+pub async fn cut_off_writes_leave_all_or_nothing(store: Dyn) {
+    let ring = setup(&store).await;
+    let key = scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
+    let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
+    let build = |version: u64, _: bool| audit_entry(DEFAULT_TENANT, version, "secret.write", Some("cut/x"));
+    let append = crate::AuditAppend { build: &build, chain: &scaivault_crypto::chain_hash, sign: &sign };
+    let p = path("cut/x");
+    let keys = &ring;
+    let audited_put = |now: u64, value: &'static str| {
+        let w = write(DEFAULT_TENANT, &p, now as i64);
+        let seal = move |version: u64| {
+            keys.seal(&SealContext { tenant: DEFAULT_TENANT, path: "cut/x", version }, value.as_bytes())
+        };
+        let store = store.clone();
+        let append = &append;
+        async move {
+            let effects = crate::WriteEffects { audit: Some(append), ..Default::default() };
+            store.write_secret(w, &seal, effects).await
+        }
+    };
+    for round in 0..150u64 {
+        let _ =
+            tokio::time::timeout(Duration::from_micros(round % 30 * 8), audited_put(round, "cut-off")).await;
+        let kept = audited_put(round, "kept").await.expect("a write after a cut-off one");
+        assert_eq!(get(&store, &ring, "cut/x", Some(kept.version)).await.expect("read"), "kept");
+    }
+    let (head, versions) = store.list_versions(DEFAULT_TENANT, "cut/x").await.expect("versions");
+    let mut numbers: Vec<u64> = versions.iter().map(|v| v.version).collect();
+    numbers.sort_unstable();
+    let oldest = head.current_version + 1 - numbers.len() as u64;
+    assert_eq!(numbers, (oldest..=head.current_version).collect::<Vec<u64>>());
+    assert!(head.current_version >= 150);
+    for v in numbers {
+        let value = get(&store, &ring, "cut/x", Some(v)).await.expect("every kept version opens");
+        assert!(value == "kept" || value == "cut-off", "{value}");
+    }
+    assert_eq!(check_chain(&store, DEFAULT_TENANT).await, head.current_version, "one record per version");
 }
 
 pub async fn a_write_and_its_audit_record_commit_together(store: Dyn) {

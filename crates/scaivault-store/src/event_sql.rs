@@ -11,7 +11,7 @@ macro_rules! event_store_impl {
     ($store:ty, $db:ty, $row:ty, lock = $lock:literal) => {
         /// Appends `events` and their deliveries in the caller's transaction.
         async fn insert_events_in(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            tx: &mut <$db as sqlx::Database>::Connection,
             events: &[$crate::NewEvent],
         ) -> Result<(), $crate::StoreError> {
             for e in events {
@@ -26,7 +26,7 @@ macro_rules! event_store_impl {
                 .bind(e.path.as_deref())
                 .bind(at)
                 .bind(&e.body)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
                 for d in &e.deliveries {
@@ -43,7 +43,7 @@ macro_rules! event_store_impl {
                     .bind(at)
                     .bind(d.claim.as_ref().map(|c| c.id.as_str()))
                     .bind(d.claim.as_ref().map(|c| $crate::to_micros(c.until)))
-                    .execute(&mut **tx)
+                    .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;
                 }

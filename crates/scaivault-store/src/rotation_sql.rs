@@ -72,7 +72,7 @@ macro_rules! rotation_store_impl {
 
         /// Replaces a schedule if it is still at `next.revision`; true when it was.
         async fn update_assignment_in(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            tx: &mut <$db as sqlx::Database>::Connection,
             next: &$crate::AssignmentRecord,
         ) -> Result<bool, $crate::StoreError> {
             let done = sqlx::query(
@@ -90,7 +90,7 @@ macro_rules! rotation_store_impl {
             .bind(next.last_rotated_at.map($crate::to_micros))
             .bind(next.wake_at.map($crate::to_micros))
             .bind($crate::to_micros(next.updated_at))
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
             Ok(done.rows_affected() == 1)
@@ -99,7 +99,7 @@ macro_rules! rotation_store_impl {
         /// Completes a rotation inside the write of `version`: the schedule moves on and the version
         /// it superseded gets its grace period. False when the schedule changed meanwhile.
         async fn complete_rotation_in(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            tx: &mut <$db as sqlx::Database>::Connection,
             completion: &$crate::RotationCompletion,
             version: u64,
         ) -> Result<bool, $crate::StoreError> {
@@ -114,7 +114,7 @@ macro_rules! rotation_store_impl {
             .bind(&completion.next.path)
             .bind(to_i64(version.saturating_sub(1))?)
             .bind($crate::to_micros(completion.grace_until))
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
             Ok(true)
