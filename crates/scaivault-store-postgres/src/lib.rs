@@ -6,12 +6,14 @@
 //! never decides access.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
+use scaivault_store::group::{GroupWriter, Job, committer};
 use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChangeFeed, ChangeNotice,
     DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
@@ -20,7 +22,11 @@ use scaivault_store::{
     to_micros,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Postgres, Row, Transaction};
+use sqlx::{Connection, Executor, Postgres, Row, Transaction};
+use tokio::sync::{Mutex, MutexGuard, mpsc};
+
+/// The writer of this store: its connection, the open group and the chain heads it holds locked.
+type Writer = GroupWriter<PgConnection>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -29,7 +35,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct PostgresStore {
     pool: PgPool,
     /// What only the audit writer uses; see [`PostgresStore::append_audit_after`].
-    audit_writer: tokio::sync::Mutex<AuditWriter>,
+    audit_writer: Mutex<AuditWriter>,
+    /// One writer at a time inside this process: secret writes join its open group (see
+    /// `scaivault_store::group`), and the pooled write transactions first commit that group.
+    write_lock: Arc<Mutex<Writer>>,
+    /// Nudges the committer task to commit the writer's open group.
+    commits: mpsc::Sender<()>,
 }
 
 #[derive(Debug, Default)]
@@ -128,7 +139,11 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(PostgresStore { pool, audit_writer: tokio::sync::Mutex::default() })
+        // A chain head is known only while the open group holds its row locked: other replicas
+        // append once it commits.
+        let write_lock = Arc::new(Mutex::new(Writer::new("BEGIN", false)));
+        let commits = committer(write_lock.clone());
+        Ok(PostgresStore { pool, audit_writer: Mutex::default(), write_lock, commits })
     }
 
     /// The plan PostgreSQL chooses for the rotation scheduler's query (for the benchmark's report).
@@ -143,9 +158,15 @@ impl PostgresStore {
         rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db_err)).collect()
     }
 
-    async fn begin_write(&self) -> Result<((), Transaction<'static, Postgres>), StoreError> {
+    /// A pooled write transaction, after the writer's open group has committed (so it never waits
+    /// for a row that group holds while the group waits for it).
+    async fn begin_write(
+        &self,
+    ) -> Result<(MutexGuard<'_, Writer>, Transaction<'static, Postgres>), StoreError> {
+        let mut guard = self.write_lock.lock().await;
+        guard.settle().await;
         let tx = self.pool.begin().await.map_err(db_err)?;
-        Ok(((), tx))
+        Ok((guard, tx))
     }
 
     async fn head_in(
@@ -199,81 +220,10 @@ impl SecretStore for PostgresStore {
         seal: &SealFn<'_>,
         effects: WriteEffects<'_>,
     ) -> Result<WriteOutcome, StoreError> {
-        let (_guard, mut tx) = self.begin_write().await?;
-        let path = w.path.as_str();
-        let now = to_micros(w.now);
-        // The placeholder row (version 0) gives concurrent first writers one row to queue on.
-        sqlx::query(
-            "INSERT INTO secrets (tenant_id, path, secret_type, metadata, max_versions, current_version, \
-             created_at, updated_at) VALUES ($1, $2, 'json', '{}', $3, 0, $4, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(w.tenant)
-        .bind(path)
-        .bind(i64::from(DEFAULT_MAX_VERSIONS))
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let existing = Self::head_in(&mut tx, w.tenant, path, true).await?.filter(|h| h.current_version > 0);
-        let current = existing.as_ref().map_or(0, |h| h.current_version);
-        if let Some(cas) = w.cas
-            && cas != current
-        {
-            return Err(StoreError::CasMismatch { current });
-        }
-        let version = current + 1;
-        let secret_type = w.secret_type.or(existing.as_ref().map(|h| h.secret_type)).unwrap_or_default();
-        let metadata = w.metadata.or(existing.as_ref().map(|h| h.metadata.clone())).unwrap_or_default();
-        let max_versions =
-            w.max_versions.or(existing.as_ref().map(|h| h.max_versions)).unwrap_or(DEFAULT_MAX_VERSIONS);
-        let meta = metadata_json(&metadata)?;
-        sqlx::query(
-            "UPDATE secrets SET secret_type = $1, metadata = $2, max_versions = $3, current_version = $4, \
-             updated_at = $5, deleted_at = NULL WHERE tenant_id = $6 AND path = $7",
-        )
-        .bind(secret_type.as_str())
-        .bind(&meta)
-        .bind(i64::from(max_versions))
-        .bind(to_i64(version)?)
-        .bind(now)
-        .bind(w.tenant)
-        .bind(path)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let sealed = seal(version)?;
-        sqlx::query(
-            "INSERT INTO secret_versions (tenant_id, path, version, key_version, wrapped_dek, ciphertext, \
-             created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(w.tenant)
-        .bind(path)
-        .bind(to_i64(version)?)
-        .bind(i64::from(sealed.key_version()))
-        .bind(sealed.wrapped_dek())
-        .bind(sealed.ciphertext())
-        .bind(now)
-        .bind(w.created_by)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        Self::prune(&mut tx, w.tenant, path, version, max_versions).await?;
-        let rotated = match effects.rotation {
-            Some(completion) => complete_rotation_in(&mut tx, completion, version).await?,
-            None => false,
-        };
-        if let Some(events) = effects.events {
-            insert_events_in(&mut tx, &(events.0)(version, current == 0, rotated)?).await?;
-        }
-        if let Some(audit) = effects.audit {
-            let entry = (audit.build)(version, current == 0);
-            append_audit_in(&mut tx, std::slice::from_ref(&entry), audit.chain, audit.sign)
-                .await
-                .map_err(|e| StoreError::AuditUnavailable(e.to_string()))?;
-        }
-        let head = Self::live_head_in(&mut tx, w.tenant, path, true).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(WriteOutcome { created_at: head.updated_at, head, version, created: current == 0 })
+        let mut writer = self.write_lock.lock().await;
+        let job = writer.start(&self.pool.connect_options()).await?;
+        let written = write_in(job, w, seal, effects).await;
+        Writer::conclude(writer, written, &self.commits).await
     }
 
     async fn read_secret(
@@ -701,6 +651,171 @@ impl KeyStore for PostgresStore {
     }
 }
 
+/// A secret write inside the writer's open group: its savepoint (and the release of the previous
+/// write's), the secret's row locked and read and the chain head locked, each unless the group holds
+/// them already, then one statement for the head, the version, the pruning, the audit record and
+/// the chain head; rotation and event rows when there are any.
+async fn write_in(
+    job: Job<'_, PgConnection>,
+    w: WriteSecret<'_>,
+    seal: &SealFn<'_>,
+    effects: WriteEffects<'_>,
+) -> Result<WriteOutcome, StoreError> {
+    let Job { conn, heads, secrets, prefix, sent } = job;
+    *sent = true;
+    conn.execute(prefix.as_str()).await.map_err(db_err)?;
+    let path = w.path.as_str();
+    let now = to_micros(w.now);
+    let key = (w.tenant.to_owned(), path.to_owned());
+    let mut existing = match secrets.get(&key) {
+        Some(head) => Some(head.clone()),
+        None => locked_head(conn, w.tenant, path).await?,
+    };
+    if existing.is_none() {
+        // The placeholder row (version 0) gives concurrent first writers on other replicas one row
+        // to queue on.
+        sqlx::query(
+            "INSERT INTO secrets (tenant_id, path, secret_type, metadata, max_versions, current_version, \
+             created_at, updated_at) VALUES ($1, $2, 'json', '{}', $3, 0, $4, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(w.tenant)
+        .bind(path)
+        .bind(i64::from(DEFAULT_MAX_VERSIONS))
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        existing = locked_head(conn, w.tenant, path).await?;
+    }
+    let existing = existing.filter(|h| h.current_version > 0);
+    let current = existing.as_ref().map_or(0, |h| h.current_version);
+    if let Some(cas) = w.cas
+        && cas != current
+    {
+        return Err(StoreError::CasMismatch { current });
+    }
+    let version = current + 1;
+    let secret_type = w.secret_type.or(existing.as_ref().map(|h| h.secret_type)).unwrap_or_default();
+    let metadata = w.metadata.or(existing.as_ref().map(|h| h.metadata.clone())).unwrap_or_default();
+    let max_versions =
+        w.max_versions.or(existing.as_ref().map(|h| h.max_versions)).unwrap_or(DEFAULT_MAX_VERSIONS);
+    let meta = metadata_json(&metadata)?;
+    let sealed = seal(version)?;
+    let entry = effects.audit.map(|audit| (audit, (audit.build)(version, current == 0)));
+    let chained = match &entry {
+        Some((audit, entry)) => {
+            let head = match heads.get(&entry.tenant) {
+                Some(head) => *head,
+                None => lock_audit_head(conn, &entry.tenant)
+                    .await
+                    .map_err(|e| StoreError::AuditUnavailable(e.to_string()))?,
+            };
+            let mut next = std::collections::BTreeMap::from([(entry.tenant.as_str(), head)]);
+            let rows = chain_entries(std::slice::from_ref(entry), &mut next, audit.chain)?;
+            Some((rows, next[entry.tenant.as_str()], *audit))
+        }
+        None => None,
+    };
+    let mut q = sqlx::QueryBuilder::<Postgres>::new("WITH up AS (UPDATE secrets SET secret_type = ");
+    q.push_bind(secret_type.as_str())
+        .push(", metadata = ")
+        .push_bind(&meta)
+        .push(", max_versions = ")
+        .push_bind(i64::from(max_versions))
+        .push(", current_version = ")
+        .push_bind(to_i64(version)?)
+        .push(", updated_at = ")
+        .push_bind(now)
+        .push(", deleted_at = NULL WHERE tenant_id = ")
+        .push_bind(w.tenant)
+        .push(" AND path = ")
+        .push_bind(path)
+        .push(format!(" RETURNING {HEAD_COLUMNS}), "))
+        .push(
+            "added AS (INSERT INTO secret_versions (tenant_id, path, version, key_version, wrapped_dek, \
+             ciphertext, created_at, created_by) VALUES (",
+        );
+    q.separated(", ")
+        .push_bind(w.tenant)
+        .push_bind(path)
+        .push_bind(to_i64(version)?)
+        .push_bind(i64::from(sealed.key_version()))
+        .push_bind(sealed.wrapped_dek())
+        .push_bind(sealed.ciphertext())
+        .push_bind(now)
+        .push_bind(w.created_by);
+    q.push(")), pruned AS (DELETE FROM secret_versions WHERE tenant_id = ")
+        .push_bind(w.tenant)
+        .push(" AND path = ")
+        .push_bind(path)
+        .push(" AND version < ")
+        .push_bind(to_i64(oldest_kept(version, max_versions))?)
+        .push(")");
+    if let Some((rows, (seq, hash), audit)) = &chained {
+        q.push(
+            ", logged AS (INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, \
+             outcome, body, prev_hash, hash) ",
+        );
+        push_audit_values(&mut q, rows);
+        let tenant = rows[0].0.tenant.as_str();
+        q.push("), moved AS (UPDATE audit_heads SET seq = ")
+            .push_bind(*seq as i64)
+            .push(", hash = ")
+            .push_bind(hash.to_vec())
+            .push(", mac = ")
+            .push_bind((audit.sign)(tenant, *seq, hash))
+            .push(" WHERE tenant_id = ")
+            .push_bind(tenant)
+            .push(")");
+    }
+    q.push(format!(" SELECT {HEAD_COLUMNS} FROM up"));
+    let head = match q.build().fetch_optional(&mut *conn).await {
+        Ok(found) => found.as_ref().map(head_from_row).transpose()?.ok_or(StoreError::SecretNotFound)?,
+        // The record could not be appended: the whole write rolls back with it.
+        Err(e) if chained.is_some() => return Err(StoreError::AuditUnavailable(db_err(e).to_string())),
+        Err(e) => return Err(db_err(e)),
+    };
+    let rotated = match effects.rotation {
+        Some(completion) => complete_rotation_in(conn, completion, version).await?,
+        None => false,
+    };
+    if let Some(events) = effects.events {
+        insert_events_in(conn, &(events.0)(version, current == 0, rotated)?).await?;
+    }
+    if let Some((rows, moved, _)) = chained {
+        heads.insert(rows[0].0.tenant.clone(), moved);
+    }
+    secrets.insert(key, head.clone());
+    Ok(WriteOutcome { created_at: head.updated_at, head, version, created: current == 0 })
+}
+
+/// The secret's head, its row locked until the writer's group ends.
+async fn locked_head(
+    conn: &mut PgConnection,
+    tenant: &str,
+    path: &str,
+) -> Result<Option<SecretHead>, StoreError> {
+    let sql = format!("SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = $1 AND path = $2 FOR UPDATE");
+    let row = sqlx::query(&sql).bind(tenant).bind(path).fetch_optional(&mut *conn).await.map_err(db_err)?;
+    row.as_ref().map(head_from_row).transpose()
+}
+
+/// The tenant's chain head, created if missing and locked (an upsert locks the row it returns)
+/// until the writer's group ends, so appenders on every replica queue behind it.
+async fn lock_audit_head(conn: &mut PgConnection, tenant: &str) -> Result<ChainHead, StoreError> {
+    let (seq, hash): (i64, Vec<u8>) = sqlx::query_as(
+        "INSERT INTO audit_heads (tenant_id, seq, hash, mac) VALUES ($1, 0, $2, $3) \
+         ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id RETURNING seq, hash",
+    )
+    .bind(tenant)
+    .bind(&scaivault_crypto::GENESIS_HASH[..])
+    .bind(&[][..] as &[u8])
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(if seq > 0 { (seq as u64, hash_array(&hash)?) } else { (0, scaivault_crypto::GENESIS_HASH) })
+}
+
 /// Rows per multi-row insert: 11 parameters each stays far below every parameter limit.
 const AUDIT_ROWS_PER_INSERT: usize = 500;
 
@@ -723,19 +838,7 @@ async fn append_audit_in(
     tenants.dedup();
     let mut heads = std::collections::BTreeMap::new();
     for tenant in tenants {
-        let (seq, hash): (i64, Vec<u8>) = sqlx::query_as(
-            "INSERT INTO audit_heads (tenant_id, seq, hash, mac) VALUES ($1, 0, $2, $3) \
-                 ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id RETURNING seq, hash",
-        )
-        .bind(tenant)
-        .bind(&scaivault_crypto::GENESIS_HASH[..])
-        .bind(&[][..] as &[u8])
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db_err)?;
-        let head =
-            if seq > 0 { (seq as u64, hash_array(&hash)?) } else { (0, scaivault_crypto::GENESIS_HASH) };
-        heads.insert(tenant, head);
+        heads.insert(tenant, lock_audit_head(tx, tenant).await?);
     }
     let rows = chain_entries(entries, &mut heads, chain)?;
     // One multi-row insert per batch: a round trip per record would cost more than the commit.

@@ -3,7 +3,7 @@
 //!
 //! All SQL for SQLite lives here. Writes are serialised by an in-process lock, so version numbers
 //! are assigned without gaps or races. Secret writes and audit batches run on the writer's own
-//! connection, and concurrent secret writes share one commit (group commit, see `writer.rs`); the
+//! connection, and concurrent secret writes share one commit (group commit, see `scaivault_store::group`); the
 //! rarer writes (tokens, policies, webhooks, keys) run as `BEGIN IMMEDIATE` transactions on a pooled
 //! connection after the open group has committed. This crate never sees plaintext and never decides
 //! access.
@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use scaivault_crypto::{SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
+use scaivault_store::group::{AuditHeads, GroupWriter, Job, committer};
 use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChainedRow, ChangeFeed,
     DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
@@ -30,9 +31,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::{Mutex, mpsc};
-use writer::{AuditHeads, RELEASE, Writer};
 
-mod writer;
+/// The writer of this store: its connection, the open group and the chain heads.
+type Writer = GroupWriter<SqliteConnection>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -134,8 +135,8 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        let write_lock = Arc::new(Mutex::new(Writer::default()));
-        let commits = writer::committer(write_lock.clone());
+        let write_lock = Arc::new(Mutex::new(Writer::new("BEGIN IMMEDIATE", true)));
+        let commits = committer(write_lock.clone());
         Ok(SqliteStore { pool, write_lock, commits, options })
     }
 
@@ -214,7 +215,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl SecretStore for SqliteStore {
-    /// Runs in the writer's open group (see `writer`) and answers once the group has committed.
+    /// Runs in the writer's open group (see `scaivault_store::group`) and answers once the group has committed.
     async fn write_secret(
         &self,
         w: WriteSecret<'_>,
@@ -223,19 +224,8 @@ impl SecretStore for SqliteStore {
     ) -> Result<WriteOutcome, StoreError> {
         let mut writer = self.write_lock.lock().await;
         let job = writer.start(&self.options).await?;
-        let written = match write_in(job, w, seal, effects).await {
-            Ok(outcome) => Ok((outcome, writer.finished())),
-            Err(e) => {
-                writer.failed().await;
-                Err(e)
-            }
-        };
-        drop(writer);
-        // The group commits once the writers already queued have joined it.
-        let _ = self.commits.try_send(());
-        let (outcome, commit) = written?;
-        commit.wait().await?;
-        Ok(outcome)
+        let written = write_in(job, w, seal, effects).await;
+        Writer::conclude(writer, written, &self.commits).await
     }
 
     async fn read_secret(
@@ -450,17 +440,25 @@ impl SecretStore for SqliteStore {
 /// A secret write's statements, in the writer's transaction under the job's savepoint: three round
 /// trips (the head; the head, the version and the pruning; the audit record and the head read back).
 async fn write_in(
-    job: writer::Job<'_>,
+    job: Job<'_, SqliteConnection>,
     w: WriteSecret<'_>,
     seal: &SealFn<'_>,
     effects: WriteEffects<'_>,
 ) -> Result<WriteOutcome, StoreError> {
-    let writer::Job { conn, heads, prefix } = job;
+    let Job { conn, heads, secrets, prefix, sent } = job;
     let path = w.path.as_str();
-    let existing = {
-        let sql = format!("{prefix}SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = ? AND path = ?");
-        let rows = sqlx::query(&sql).bind(w.tenant).bind(path).fetch_all(&mut *conn).await.map_err(db_err)?;
-        rows.first().map(head_from_row).transpose()?
+    let key = (w.tenant.to_owned(), path.to_owned());
+    // The savepoint goes with the first statement: the head's read, unless the group wrote this
+    // secret already and knows it.
+    let (existing, prefix) = match secrets.get(&key) {
+        Some(head) => (Some(head.clone()), prefix),
+        None => {
+            let sql = format!("{prefix}SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = ? AND path = ?");
+            *sent = true;
+            let rows =
+                sqlx::query(&sql).bind(w.tenant).bind(path).fetch_all(&mut *conn).await.map_err(db_err)?;
+            (rows.first().map(head_from_row).transpose()?, String::new())
+        }
     };
     let current = existing.as_ref().map_or(0, |h| h.current_version);
     if let Some(cas) = w.cas
@@ -478,7 +476,7 @@ async fn write_in(
     let sealed = seal(version)?;
     // Each statement sent on its own is a round trip to the connection's thread, so the head, the
     // version and the pruning go as one command.
-    let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
+    let mut q = sqlx::QueryBuilder::<Sqlite>::new(prefix);
     if existing.is_none() {
         q.push(
             "INSERT INTO secrets (tenant_id, path, secret_type, metadata, max_versions, current_version, \
@@ -529,6 +527,7 @@ async fn write_in(
         .push_bind(path)
         .push(" AND version < ")
         .push_bind(to_i64(oldest_kept(version, max_versions))?);
+    *sent = true;
     q.build().execute(&mut *conn).await.map_err(db_err)?;
     let rotated = match effects.rotation {
         Some(completion) => complete_rotation_in(conn, completion, version).await?,
@@ -537,8 +536,7 @@ async fn write_in(
     if let Some(events) = effects.events {
         insert_events_in(conn, &(events.0)(version, current == 0, rotated)?).await?;
     }
-    // The audit record, its chain head, the head read back and the savepoint's release: one more
-    // command.
+    // The audit record, its chain head and the head read back: one more command.
     let entry = effects.audit.map(|audit| (audit, (audit.build)(version, current == 0)));
     let mut moved = None;
     let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
@@ -556,9 +554,7 @@ async fn write_in(
     q.push(format!("SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = "))
         .push_bind(w.tenant)
         .push(" AND path = ")
-        .push_bind(path)
-        .push("; ")
-        .push(RELEASE);
+        .push_bind(path);
     let head = match q.build().fetch_all(&mut *conn).await {
         Ok(found) => found.first().map(head_from_row).transpose()?.ok_or(StoreError::SecretNotFound)?,
         // The record could not be appended: the whole write rolls back with it.
@@ -568,6 +564,7 @@ async fn write_in(
     if let Some((tenant, head)) = moved {
         heads.insert(tenant, head);
     }
+    secrets.insert(key, head.clone());
     Ok(WriteOutcome { created_at: head.updated_at, head, version, created: current == 0 })
 }
 

@@ -10,6 +10,7 @@ mod changes;
 mod error;
 mod event_sql;
 mod events;
+pub mod group;
 mod policy_sql;
 mod records;
 mod rotation;

@@ -1,0 +1,264 @@
+//! Group commit for secret writes, shared by the backends: one connection of the writer's own,
+//! outside the pool, and one open transaction that many concurrent writes join.
+//!
+//! A secret write runs its statements inside the writer's open transaction, under a savepoint of its
+//! own, and then waits for that transaction to commit. The committer task commits it as soon as it
+//! gets the write lock; the lock is fair, so every write already queued for it joins the same
+//! commit first. Many concurrent writes thus share one `fsync`, and each still answers only once its
+//! own change is durable. A write that fails rolls back to its savepoint and leaves the others of its
+//! group alone; a commit that fails fails every write of the group, and none of them is kept.
+//!
+//! A finished write keeps its savepoint until the next write's first statement releases it (or the
+//! commit does), so joining a group costs no round trip of its own. While a group is open it holds
+//! the rows it wrote (on PostgreSQL, locked against every replica), so the writer remembers their
+//! heads and the next write of the same secret in the group does not read them again.
+//!
+//! Everything else that takes the write lock (the pooled write transactions, SQLite's audit
+//! batches) first settles the writer: it commits the open group, so one transaction of this process
+//! at a time writes.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use sqlx::{Connection, Executor};
+use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
+
+use crate::{ChainHead, SecretHead, StoreError};
+
+/// Each tenant's last audit record `(seq, hash)` as the writer knows it. A tenant missing here is
+/// read (and, on PostgreSQL, locked) from the database when next needed.
+pub type AuditHeads = HashMap<String, ChainHead>;
+
+/// The heads of the secrets the open group wrote, by `(tenant, path)`.
+pub type SecretHeads = HashMap<(String, String), SecretHead>;
+
+/// How a group's commit went: `None` while it is still open.
+type Outcome = Option<Result<(), String>>;
+
+/// What the write lock guards.
+#[derive(Debug)]
+pub struct GroupWriter<C> {
+    /// The chain heads as this process has written them, including the open group's (cleared
+    /// whenever a group fails, so they are read again).
+    pub heads: AuditHeads,
+    /// Whether `heads` stay true after a commit: on SQLite this process is the only writer; on
+    /// PostgreSQL a head is known only while the open group holds its row lock.
+    heads_outlive_group: bool,
+    /// The statement that opens a group.
+    begin: &'static str,
+    /// The heads of the secrets the open group wrote (it holds their rows until it ends).
+    pub secrets: SecretHeads,
+    /// The writer's own connection, outside the pool: a pooled connection costs a round trip on
+    /// every release (sqlx tests it). Opened on first use, and dropped (closed) after a failure it
+    /// could not roll back.
+    conn: Option<C>,
+    /// The open transaction's group: the writes done in it, waiting for its commit.
+    group: Option<watch::Sender<Outcome>>,
+    /// A write started on `conn` and did not finish (its future was dropped, or it failed): its
+    /// savepoint must be rolled back before anything else runs there.
+    cut: Option<u64>,
+    /// Whether the started write has sent its first statement (with the prefix).
+    sent: bool,
+    /// The savepoint the started write's prefix releases, held again if the prefix is never sent.
+    releases: Option<u64>,
+    /// Whether the started write's prefix opens the group.
+    opens: bool,
+    /// The savepoint of the open group's last finished write, not released yet.
+    held: Option<u64>,
+    /// Numbers the writes' savepoints (distinct names, so rolling back to a savepoint whose
+    /// statement never ran fails instead of undoing an earlier write).
+    jobs: u64,
+}
+
+/// What a secret write inside the group needs: the connection, the heads and the statements to run
+/// before its own (opening the group, or releasing the previous write's savepoint, then its own
+/// savepoint), which the write sends with its first statement, setting `sent` just before. A write
+/// that fails before sending anything leaves the group as it found it.
+#[derive(Debug)]
+pub struct Job<'w, C> {
+    pub conn: &'w mut C,
+    pub heads: &'w mut AuditHeads,
+    pub secrets: &'w mut SecretHeads,
+    pub prefix: String,
+    pub sent: &'w mut bool,
+}
+
+impl<C> GroupWriter<C>
+where
+    C: Connection,
+    for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+{
+    /// A writer whose groups open with `begin` (`BEGIN` or `BEGIN IMMEDIATE`).
+    pub fn new(begin: &'static str, heads_outlive_group: bool) -> Self {
+        GroupWriter {
+            heads: AuditHeads::new(),
+            heads_outlive_group,
+            begin,
+            secrets: SecretHeads::new(),
+            conn: None,
+            group: None,
+            cut: None,
+            sent: false,
+            releases: None,
+            opens: false,
+            held: None,
+            jobs: 0,
+        }
+    }
+
+    /// The writer's connection (opened if needed) and the heads.
+    pub async fn parts(&mut self, options: &C::Options) -> Result<(&mut C, &mut AuditHeads), StoreError> {
+        if self.conn.is_none() {
+            let conn = C::connect_with(options).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            self.conn = Some(conn);
+        }
+        let GroupWriter { heads, conn: Some(conn), .. } = self else { unreachable!("opened above") };
+        Ok((conn, heads))
+    }
+
+    /// Leaves the writer's connection with no transaction open: a write cut off mid-way is undone,
+    /// and the open group is committed (its writes learn the outcome).
+    pub async fn settle(&mut self) {
+        self.undo_cut().await;
+        let Some(group) = self.group.take() else { return };
+        let outcome = match &mut self.conn {
+            Some(conn) => conn.execute("COMMIT").await.map(drop).map_err(|e| e.to_string()),
+            None => Err("the writer's connection was lost".to_owned()),
+        };
+        self.held = None;
+        self.secrets.clear();
+        if outcome.is_err() {
+            self.roll_back_all().await;
+        } else if !self.heads_outlive_group {
+            self.heads.clear();
+        }
+        let _ = group.send(Some(outcome));
+    }
+
+    /// Starts a secret write: undoes a cut-off one, opens the group if there is none, and marks
+    /// this one as started (until [`GroupWriter::conclude`]).
+    pub async fn start(&mut self, options: &C::Options) -> Result<Job<'_, C>, StoreError> {
+        self.undo_cut().await;
+        self.parts(options).await?;
+        let mut prefix = String::new();
+        self.opens = self.group.is_none();
+        self.releases = self.held.take();
+        if self.opens {
+            self.group = Some(watch::channel(None).0);
+            prefix.push_str(self.begin);
+            prefix.push_str("; ");
+        } else if let Some(held) = self.releases {
+            let _ = write!(prefix, "RELEASE w{held}; ");
+        }
+        self.jobs += 1;
+        let _ = write!(prefix, "SAVEPOINT w{}; ", self.jobs);
+        self.cut = Some(self.jobs);
+        self.sent = false;
+        let GroupWriter { heads, secrets, conn: Some(conn), sent, .. } = self else {
+            unreachable!("opened above")
+        };
+        Ok(Job { conn, heads, secrets, prefix, sent })
+    }
+
+    /// Ends a write begun with [`GroupWriter::start`] whose statements gave `written`: lets the write lock go, nudges the committer,
+    /// and answers once the group holding the write has committed. A failed write is undone alone.
+    pub async fn conclude<T>(
+        mut writer: MutexGuard<'_, Self>,
+        written: Result<T, StoreError>,
+        commits: &mpsc::Sender<()>,
+    ) -> Result<T, StoreError> {
+        let written = match written {
+            Ok(outcome) => {
+                writer.held = writer.cut.take();
+                Ok((outcome, GroupCommit(writer.group.as_ref().map(watch::Sender::subscribe))))
+            }
+            Err(e) => {
+                writer.undo_cut().await;
+                Err(e)
+            }
+        };
+        drop(writer);
+        // The group commits once the writers already queued have joined it.
+        let _ = commits.try_send(());
+        let (outcome, commit) = written?;
+        commit.wait().await?;
+        Ok(outcome)
+    }
+
+    async fn undo_cut(&mut self) {
+        let Some(job) = self.cut.take() else { return };
+        if !self.sent {
+            // Nothing of this write reached the database: the previous write's savepoint is still
+            // there, and a group this write was to open never began.
+            self.held = self.releases.take();
+            if self.opens {
+                self.group = None;
+            }
+            return;
+        }
+        let undo = format!("ROLLBACK TO w{job}; RELEASE w{job}");
+        let undone = match &mut self.conn {
+            Some(conn) => conn.execute(undo.as_str()).await.is_ok(),
+            None => false,
+        };
+        if !undone {
+            // The savepoint is not there (the transaction did not open, or the database rolled it
+            // back itself): nothing of the group can be trusted to commit.
+            self.roll_back_all().await;
+            if let Some(group) = self.group.take() {
+                let _ = group.send(Some(Err("the write transaction was rolled back".to_owned())));
+            }
+        }
+    }
+
+    /// Rolls the whole transaction back (closing the connection if even that fails) and forgets the
+    /// heads, which may have moved inside it.
+    pub async fn roll_back_all(&mut self) {
+        self.heads.clear();
+        self.secrets.clear();
+        self.held = None;
+        if let Some(conn) = &mut self.conn
+            && let Err(e) = conn.execute("ROLLBACK").await
+            && !e.to_string().contains("no transaction")
+        {
+            self.conn = None;
+        }
+    }
+}
+
+/// A finished write waiting for its group to commit.
+#[must_use]
+struct GroupCommit(Option<watch::Receiver<Outcome>>);
+
+impl GroupCommit {
+    async fn wait(self) -> Result<(), StoreError> {
+        let Some(mut rx) = self.0 else {
+            return Err(StoreError::Unavailable("the write transaction was lost".into()));
+        };
+        match rx.wait_for(Option::is_some).await {
+            Ok(outcome) => match outcome.as_ref() {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err(StoreError::Unavailable(format!("the write did not commit: {e}"))),
+                None => unreachable!("waited for an outcome"),
+            },
+            Err(_) => Err(StoreError::Unavailable("the write transaction was lost".into())),
+        }
+    }
+}
+
+/// Starts the committer task: each nudge makes it take the write lock (behind every writer already
+/// waiting for it) and commit the open group. It stops when the returned sender is dropped.
+pub fn committer<C>(writer: Arc<Mutex<GroupWriter<C>>>) -> mpsc::Sender<()>
+where
+    C: Connection + 'static,
+    for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+{
+    let (nudge, mut nudged) = mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        while nudged.recv().await.is_some() {
+            writer.lock().await.settle().await;
+        }
+    });
+    nudge
+}
