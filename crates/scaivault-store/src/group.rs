@@ -66,9 +66,6 @@ pub struct GroupWriter<C> {
     opens: bool,
     /// The savepoint of the open group's last finished write, not released yet.
     held: Option<u64>,
-    /// Numbers the writes' savepoints (distinct names, so rolling back to a savepoint whose
-    /// statement never ran fails instead of undoing an earlier write).
-    jobs: u64,
 }
 
 /// What a secret write inside the group needs: the connection, the heads and the statements to run
@@ -103,7 +100,6 @@ where
             releases: None,
             opens: false,
             held: None,
-            jobs: 0,
         }
     }
 
@@ -151,9 +147,13 @@ where
         } else if let Some(held) = self.releases {
             let _ = write!(prefix, "RELEASE w{held}; ");
         }
-        self.jobs += 1;
-        let _ = write!(prefix, "SAVEPOINT w{}; ", self.jobs);
-        self.cut = Some(self.jobs);
+        // Savepoints alternate between two names, so a write's is never the one its prefix releases:
+        // rolling back to a savepoint whose statement never ran fails (and the group is rolled
+        // back) instead of undoing the previous write. Two names, not one per write, keep the
+        // statements' text the same, so their prepared forms are reused.
+        let name = self.releases.map_or(0, |held| 1 - held);
+        let _ = write!(prefix, "SAVEPOINT w{name}; ");
+        self.cut = Some(name);
         self.sent = false;
         let GroupWriter { heads, secrets, conn: Some(conn), sent, .. } = self else {
             unreachable!("opened above")
@@ -161,8 +161,9 @@ where
         Ok(Job { conn, heads, secrets, prefix, sent })
     }
 
-    /// Ends a write begun with [`GroupWriter::start`] whose statements gave `written`: lets the write lock go, nudges the committer,
-    /// and answers once the group holding the write has committed. A failed write is undone alone.
+    /// Ends a write begun with [`GroupWriter::start`] whose statements gave `written`: lets the write
+    /// lock go, nudges the committer, and answers once the group holding the write has committed. A
+    /// failed write is undone alone.
     pub async fn conclude<T>(
         mut writer: MutexGuard<'_, Self>,
         written: Result<T, StoreError>,

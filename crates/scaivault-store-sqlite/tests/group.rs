@@ -1,0 +1,95 @@
+//! The group-commit writer's savepoints, driven on a real SQLite connection: a write cut off before
+//! its first statement reached the database must never undo the write before it.
+
+use scaivault_store::group::GroupWriter;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{Connection, Executor};
+use tokio::sync::{Mutex, mpsc};
+
+type Writer = GroupWriter<SqliteConnection>;
+
+async fn rows(options: &SqliteConnectOptions) -> Vec<i64> {
+    let mut conn = SqliteConnection::connect_with(options).await.expect("connect");
+    sqlx::query_scalar("SELECT x FROM t ORDER BY x").fetch_all(&mut conn).await.expect("select")
+}
+
+/// Writes `x` in the open group and waits for the group's outcome (in a task, since the group
+/// commits only when the test settles it).
+async fn write(
+    writer: &'static Mutex<Writer>,
+    options: &SqliteConnectOptions,
+    nudges: &mpsc::Sender<()>,
+    x: i64,
+) -> tokio::task::JoinHandle<Result<(), String>> {
+    let mut guard = writer.lock().await;
+    let job = guard.start(options).await.expect("start");
+    *job.sent = true;
+    let sql = format!("{}INSERT INTO t VALUES ({x})", job.prefix);
+    let written = job
+        .conn
+        .execute(sql.as_str())
+        .await
+        .map(drop)
+        .map_err(|e| scaivault_store::StoreError::Backend(e.to_string()));
+    let nudges = nudges.clone();
+    let waiting =
+        tokio::spawn(
+            async move { Writer::conclude(guard, written, &nudges).await.map_err(|e| e.to_string()) },
+        );
+    tokio::task::yield_now().await;
+    waiting
+}
+
+#[tokio::test]
+async fn a_write_cut_off_before_its_first_statement_never_undoes_the_one_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = SqliteConnectOptions::new().filename(dir.path().join("g.db")).create_if_missing(true);
+    let mut setup = SqliteConnection::connect_with(&options).await.expect("connect");
+    setup.execute("CREATE TABLE t (x INTEGER NOT NULL)").await.expect("create");
+    drop(setup);
+    // Leaked, so a write's guard can move into the task that waits for its group.
+    let writer: &'static Mutex<Writer> =
+        Box::leak(Box::new(Mutex::new(Writer::new("BEGIN IMMEDIATE", true))));
+    // Nudges go nowhere: the test decides when the group commits.
+    let (nudges, _ignored) = mpsc::channel(16);
+    let first = write(writer, &options, &nudges, 1).await;
+    {
+        // The second write claims to have sent its first statement but never did (its future was
+        // dropped in between): the database holds the first write's savepoint, not its own.
+        let mut guard = writer.lock().await;
+        let job = guard.start(&options).await.expect("start");
+        *job.sent = true;
+    }
+    writer.lock().await.settle().await;
+    let first = first.await.expect("task");
+    let kept = rows(&options).await;
+    match first {
+        Ok(()) => assert_eq!(kept, vec![1], "the first write answered success, so it must be there"),
+        Err(_) => assert!(kept.is_empty(), "the first write answered failure, so it must be gone"),
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_sent_nothing_leaves_its_group_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = SqliteConnectOptions::new().filename(dir.path().join("g.db")).create_if_missing(true);
+    let mut setup = SqliteConnection::connect_with(&options).await.expect("connect");
+    setup.execute("CREATE TABLE t (x INTEGER NOT NULL)").await.expect("create");
+    drop(setup);
+    // Leaked, so a write's guard can move into the task that waits for its group.
+    let writer: &'static Mutex<Writer> =
+        Box::leak(Box::new(Mutex::new(Writer::new("BEGIN IMMEDIATE", true))));
+    let (nudges, _ignored) = mpsc::channel(16);
+    let first = write(writer, &options, &nudges, 1).await;
+    {
+        // Refused before any statement (a CAS mismatch on a head the group knows).
+        let mut guard = writer.lock().await;
+        let job = guard.start(&options).await.expect("start");
+        assert!(!*job.sent);
+    }
+    let third = write(writer, &options, &nudges, 3).await;
+    writer.lock().await.settle().await;
+    assert_eq!(first.await.expect("task"), Ok(()));
+    assert_eq!(third.await.expect("task"), Ok(()));
+    assert_eq!(rows(&options).await, vec![1, 3]);
+}
