@@ -904,6 +904,78 @@ pub async fn concurrent_writes_fail_alone(store: Dyn) {
     }
 }
 
+/// Two stores on one database (two replicas): audited writes of one secret from both, and audit
+/// batches of reads from both, all at once, still give one gapless run of versions, each opening to
+/// the value its writer wrote, and one valid chain holding every record. Not part of
+/// [`conformance_suite!`]: it needs a backend that several processes share.
+pub async fn replicas_share_one_history(a: Dyn, b: Dyn) {
+    let ring = Arc::new(setup(&a).await);
+    let mut written = BTreeMap::new();
+    // In rounds, so each store writes again after the other has appended.
+    for round in 0..3u64 {
+        let mut tasks = Vec::new();
+        for (r, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+            for i in 0..5u64 {
+                let store = store.clone();
+                let ring = ring.clone();
+                tasks.push(tokio::spawn(async move {
+                    let key =
+                        scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
+                    let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
+                    let value = format!("s{r}r{round}w{i}");
+                    let build = |version: u64, _: bool| {
+                        let mut e = audit_entry(DEFAULT_TENANT, version, "secret.write", Some("rep/x"));
+                        e.id = format!("aud_{value}");
+                        e
+                    };
+                    let append = crate::AuditAppend {
+                        build: &build,
+                        chain: &scaivault_crypto::chain_hash,
+                        sign: &sign,
+                    };
+                    let p = path("rep/x");
+                    let w = write(DEFAULT_TENANT, &p, i as i64);
+                    let seal = |version: u64| {
+                        let ctx = SealContext { tenant: DEFAULT_TENANT, path: "rep/x", version };
+                        ring.seal(&ctx, value.as_bytes())
+                    };
+                    let effects = crate::WriteEffects { audit: Some(&append), ..Default::default() };
+                    let version = store.write_secret(w, &seal, effects).await.expect("write").version;
+                    (version, value)
+                }));
+            }
+        }
+        let mut reads = Vec::new();
+        for (r, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+            for i in 0..3u64 {
+                let store = store.clone();
+                reads.push(tokio::spawn(async move {
+                    let entries: Vec<_> = (0..2u64)
+                        .map(|j| {
+                            let mut e = audit_entry(DEFAULT_TENANT, 100 + i, "secret.read", Some("rep/x"));
+                            e.id = format!("aud_read_{round}_{r}_{i}_{j}");
+                            e
+                        })
+                        .collect();
+                    append(&store, &entries).await;
+                }));
+            }
+        }
+        for t in tasks {
+            let (version, value) = t.await.expect("join");
+            assert!(written.insert(version, value).is_none(), "version {version} twice");
+        }
+        for t in reads {
+            t.await.expect("join");
+        }
+    }
+    assert_eq!(written.keys().copied().collect::<Vec<_>>(), (1..=30).collect::<Vec<u64>>());
+    for (version, value) in written.iter().rev().take(10) {
+        assert_eq!(&get(&b, &ring, "rep/x", Some(*version)).await.expect("read"), value);
+    }
+    assert_eq!(check_chain(&a, DEFAULT_TENANT).await, 30 + 36);
+}
+
 /// Audited writes whose callers give up at any moment (the future dropped) leave either their
 /// whole change or none of it, and the store goes on writing: versions stay gapless, the head points
 /// at the newest, every kept version opens to a value some writer wrote, and every version has its
