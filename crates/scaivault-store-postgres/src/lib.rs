@@ -57,8 +57,15 @@ struct AuditWriter {
 /// Serialises first-start bootstrap across replicas.
 const BOOTSTRAP_LOCK: i64 = 0x5ca1_7a17;
 
+/// What a joining write answers when a row it needs is locked (`lock_not_available`): see
+/// `write_in`. Never seen outside this crate: the write is retried in a group of its own.
+const LOCK_BUSY: &str = "a row this write needs is locked by another transaction";
+
 fn db_err(e: sqlx::Error) -> StoreError {
     match e {
+        sqlx::Error::Database(ref d) if d.code().as_deref() == Some("55P03") => {
+            StoreError::Unavailable(LOCK_BUSY.into())
+        }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(e.to_string())
         }
@@ -220,9 +227,19 @@ impl SecretStore for PostgresStore {
         seal: &SealFn<'_>,
         effects: WriteEffects<'_>,
     ) -> Result<WriteOutcome, StoreError> {
+        let options = self.pool.connect_options();
         let mut writer = self.write_lock.lock().await;
-        let job = writer.start(&self.pool.connect_options()).await?;
-        let written = write_in(job, w, seal, effects).await;
+        let job = writer.start(&options).await?;
+        let joined = !job.opens;
+        let mut written = write_in(job, w.clone(), seal, effects).await;
+        if joined && matches!(&written, Err(StoreError::Unavailable(m)) if m == LOCK_BUSY) {
+            // The group holds rows that whoever holds this write's rows may be waiting for:
+            // commit it (its writes answer), then write again as the first of a new group, which
+            // holds nothing while it waits.
+            writer.settle().await;
+            let job = writer.start(&options).await?;
+            written = write_in(job, w, seal, effects).await;
+        }
         Writer::conclude(writer, written, &self.commits).await
     }
 
@@ -661,7 +678,13 @@ async fn write_in(
     seal: &SealFn<'_>,
     effects: WriteEffects<'_>,
 ) -> Result<WriteOutcome, StoreError> {
-    let Job { conn, heads, secrets, prefix, sent } = job;
+    let Job { conn, heads, secrets, mut prefix, sent, opens } = job;
+    if !opens {
+        // The group holds rows already: this write must not wait for another's, which could be
+        // waiting for one of them (on another replica). It gives up at once instead (LOCK_BUSY),
+        // and is written again in a group of its own. Lasts until the group ends.
+        prefix.push_str("SET LOCAL lock_timeout = '1ms'");
+    }
     *sent = true;
     conn.execute(prefix.as_str()).await.map_err(db_err)?;
     let path = w.path.as_str();
@@ -772,7 +795,12 @@ async fn write_in(
     let head = match q.build().fetch_optional(&mut *conn).await {
         Ok(found) => found.as_ref().map(head_from_row).transpose()?.ok_or(StoreError::SecretNotFound)?,
         // The record could not be appended: the whole write rolls back with it.
-        Err(e) if chained.is_some() => return Err(StoreError::AuditUnavailable(db_err(e).to_string())),
+        Err(e) if chained.is_some() => {
+            return Err(match db_err(e) {
+                StoreError::Unavailable(m) if m == LOCK_BUSY => StoreError::Unavailable(m),
+                other => StoreError::AuditUnavailable(other.to_string()),
+            });
+        }
         Err(e) => return Err(db_err(e)),
     };
     let rotated = match effects.rotation {

@@ -9,13 +9,20 @@
 //! group alone; a commit that fails fails every write of the group, and none of them is kept.
 //!
 //! A finished write keeps its savepoint until the next write's first statement releases it (or the
-//! commit does), so joining a group costs no round trip of its own. While a group is open it holds
+//! commit does): on SQLite that statement goes with the write's own first one, on PostgreSQL it is
+//! one simple query. While a group is open it holds
 //! the rows it wrote (on PostgreSQL, locked against every replica), so the writer remembers their
 //! heads and the next write of the same secret in the group does not read them again.
 //!
 //! Everything else that takes the write lock (the pooled write transactions, SQLite's audit
 //! batches) first settles the writer: it commits the open group, so one transaction of this process
 //! at a time writes.
+//!
+//! The writer's own upkeep (undoing a cut-off write, committing, rolling back) runs on request
+//! paths, whose futures may be dropped at any `.await`. So a write's savepoint counts as undone only
+//! once its rollback answered, the caches are cleared before a commit or rollback is sent, and a
+//! commit or rollback cut off before its answer leaves the writer `unsure`: its next user rolls back
+//! whatever may be open and reads every head again.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -66,6 +73,8 @@ pub struct GroupWriter<C> {
     opens: bool,
     /// The savepoint of the open group's last finished write, not released yet.
     held: Option<u64>,
+    /// A commit or rollback was sent and its answer not seen (its future was dropped).
+    unsure: bool,
 }
 
 /// What a secret write inside the group needs: the connection, the heads and the statements to run
@@ -79,6 +88,8 @@ pub struct Job<'w, C> {
     pub secrets: &'w mut SecretHeads,
     pub prefix: String,
     pub sent: &'w mut bool,
+    /// Whether this write opens the group (so the transaction holds no row yet).
+    pub opens: bool,
 }
 
 impl<C> GroupWriter<C>
@@ -100,6 +111,7 @@ where
             releases: None,
             opens: false,
             held: None,
+            unsure: false,
         }
     }
 
@@ -116,25 +128,39 @@ where
     /// Leaves the writer's connection with no transaction open: a write cut off mid-way is undone,
     /// and the open group is committed (its writes learn the outcome).
     pub async fn settle(&mut self) {
+        self.recover().await;
         self.undo_cut().await;
         let Some(group) = self.group.take() else { return };
+        // What the group wrote is known only while it is open, however it ends.
+        self.held = None;
+        self.secrets.clear();
+        if !self.heads_outlive_group {
+            self.heads.clear();
+        }
+        self.unsure = true;
         let outcome = match &mut self.conn {
             Some(conn) => conn.execute("COMMIT").await.map(drop).map_err(|e| e.to_string()),
             None => Err("the writer's connection was lost".to_owned()),
         };
-        self.held = None;
-        self.secrets.clear();
+        self.unsure = false;
         if outcome.is_err() {
             self.roll_back_all().await;
-        } else if !self.heads_outlive_group {
-            self.heads.clear();
         }
         let _ = group.send(Some(outcome));
+    }
+
+    /// After a commit or rollback whose answer was never seen: rolls back whatever may still be
+    /// open and forgets every head, so they are read again from what the database holds.
+    async fn recover(&mut self) {
+        if self.unsure {
+            self.roll_back_all().await;
+        }
     }
 
     /// Starts a secret write: undoes a cut-off one, opens the group if there is none, and marks
     /// this one as started (until [`GroupWriter::conclude`]).
     pub async fn start(&mut self, options: &C::Options) -> Result<Job<'_, C>, StoreError> {
+        self.recover().await;
         self.undo_cut().await;
         self.parts(options).await?;
         let mut prefix = String::new();
@@ -155,10 +181,11 @@ where
         let _ = write!(prefix, "SAVEPOINT w{name}; ");
         self.cut = Some(name);
         self.sent = false;
+        let opens = self.opens;
         let GroupWriter { heads, secrets, conn: Some(conn), sent, .. } = self else {
             unreachable!("opened above")
         };
-        Ok(Job { conn, heads, secrets, prefix, sent })
+        Ok(Job { conn, heads, secrets, prefix, sent, opens })
     }
 
     /// Ends a write begun with [`GroupWriter::start`] whose statements gave `written`: lets the write
@@ -188,8 +215,9 @@ where
     }
 
     async fn undo_cut(&mut self) {
-        let Some(job) = self.cut.take() else { return };
+        let Some(job) = self.cut else { return };
         if !self.sent {
+            self.cut = None;
             // Nothing of this write reached the database: the previous write's savepoint is still
             // there, and a group this write was to open never began.
             self.held = self.releases.take();
@@ -203,6 +231,9 @@ where
             Some(conn) => conn.execute(undo.as_str()).await.is_ok(),
             None => false,
         };
+        // Only now: had this been cut off, the next user would roll back again (and, finding the
+        // savepoint gone, the whole group).
+        self.cut = None;
         if !undone {
             // The savepoint is not there (the transaction did not open, or the database rolled it
             // back itself): nothing of the group can be trusted to commit.
@@ -219,12 +250,15 @@ where
         self.heads.clear();
         self.secrets.clear();
         self.held = None;
+        self.cut = None;
+        self.unsure = true;
         if let Some(conn) = &mut self.conn
             && let Err(e) = conn.execute("ROLLBACK").await
             && !e.to_string().contains("no transaction")
         {
             self.conn = None;
         }
+        self.unsure = false;
     }
 }
 
