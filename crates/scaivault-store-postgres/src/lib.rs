@@ -18,8 +18,8 @@ use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChangeFeed, ChangeNotice,
     DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
     SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
-    TokenRecord, TokenStore, WriteEffects, WriteOutcome, WriteSecret, chain_entries, list_json, oldest_kept,
-    to_micros,
+    TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries, list_json,
+    oldest_kept, to_micros,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, Postgres, Row, Transaction};
@@ -84,6 +84,7 @@ const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 
 scaivault_store::row_decoders!(PgRow);
 scaivault_store::audit_values!(Postgres);
+scaivault_store::version_sql!(Postgres);
 scaivault_store::audit_query!(Postgres);
 scaivault_store::tenant_store_impl!(PostgresStore);
 scaivault_store::policy_store_impl!(PostgresStore, Postgres);
@@ -147,8 +148,10 @@ impl PostgresStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         // A chain head is known only while the open group holds its row locked: other replicas
-        // append once it commits.
-        let write_lock = Arc::new(Mutex::new(Writer::new("BEGIN", false)));
+        // append once it commits. The commit may wait (PostgreSQL serialises the commits of
+        // transactions that notify), so the joining writes' lock timeout is lifted first.
+        let write_lock =
+            Arc::new(Mutex::new(Writer::new("BEGIN", "SET LOCAL lock_timeout = 0; COMMIT", false)));
         let commits = committer(write_lock.clone());
         Ok(PostgresStore { pool, audit_writer: Mutex::default(), write_lock, commits })
     }
@@ -711,17 +714,8 @@ async fn write_in(
         existing = locked_head(conn, w.tenant, path).await?;
     }
     let existing = existing.filter(|h| h.current_version > 0);
-    let current = existing.as_ref().map_or(0, |h| h.current_version);
-    if let Some(cas) = w.cas
-        && cas != current
-    {
-        return Err(StoreError::CasMismatch { current });
-    }
-    let version = current + 1;
-    let secret_type = w.secret_type.or(existing.as_ref().map(|h| h.secret_type)).unwrap_or_default();
-    let metadata = w.metadata.or(existing.as_ref().map(|h| h.metadata.clone())).unwrap_or_default();
-    let max_versions =
-        w.max_versions.or(existing.as_ref().map(|h| h.max_versions)).unwrap_or(DEFAULT_MAX_VERSIONS);
+    let WritePlan { current, version, secret_type, metadata, max_versions } =
+        WritePlan::new(&w, existing.as_ref())?;
     let meta = metadata_json(&metadata)?;
     let sealed = seal(version)?;
     let entry = effects.audit.map(|audit| (audit, (audit.build)(version, current == 0)));
@@ -753,27 +747,11 @@ async fn write_in(
         .push_bind(w.tenant)
         .push(" AND path = ")
         .push_bind(path)
-        .push(format!(" RETURNING {HEAD_COLUMNS}), "))
-        .push(
-            "added AS (INSERT INTO secret_versions (tenant_id, path, version, key_version, wrapped_dek, \
-             ciphertext, created_at, created_by) VALUES (",
-        );
-    q.separated(", ")
-        .push_bind(w.tenant)
-        .push_bind(path)
-        .push_bind(to_i64(version)?)
-        .push_bind(i64::from(sealed.key_version()))
-        .push_bind(sealed.wrapped_dek())
-        .push_bind(sealed.ciphertext())
-        .push_bind(now)
-        .push_bind(w.created_by);
-    q.push(")), pruned AS (DELETE FROM secret_versions WHERE tenant_id = ")
-        .push_bind(w.tenant)
-        .push(" AND path = ")
-        .push_bind(path)
-        .push(" AND version < ")
-        .push_bind(to_i64(oldest_kept(version, max_versions))?)
-        .push(")");
+        .push(format!(" RETURNING {HEAD_COLUMNS}), added AS ("));
+    push_version_row(&mut q, (w.tenant, path), to_i64(version)?, &sealed, now, w.created_by);
+    q.push("), pruned AS (");
+    push_prune(&mut q, (w.tenant, path), to_i64(oldest_kept(version, max_versions))?);
+    q.push(")");
     if let Some((rows, (seq, hash), audit)) = &chained {
         q.push(
             ", logged AS (INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, \

@@ -20,10 +20,9 @@ use scaivault_domain::SecretMetadata;
 use scaivault_store::group::{AuditHeads, GroupWriter, Job, committer};
 use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChainedRow, ChangeFeed,
-    DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
-    SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
-    TokenRecord, TokenStore, WriteEffects, WriteOutcome, WriteSecret, chain_entries, list_json, oldest_kept,
-    to_micros,
+    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem, SealFn, SecretHead,
+    SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenRecord, TokenStore,
+    WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries, list_json, oldest_kept, to_micros,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -72,6 +71,7 @@ const TOKEN_FROM: &str = "tokens t JOIN tenants n ON n.id = t.tenant_id";
 
 scaivault_store::row_decoders!(SqliteRow);
 scaivault_store::audit_values!(Sqlite);
+scaivault_store::version_sql!(Sqlite);
 scaivault_store::audit_query!(Sqlite);
 scaivault_store::tenant_store_impl!(SqliteStore);
 scaivault_store::policy_store_impl!(SqliteStore, Sqlite);
@@ -135,7 +135,7 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        let write_lock = Arc::new(Mutex::new(Writer::new("BEGIN IMMEDIATE", true)));
+        let write_lock = Arc::new(Mutex::new(Writer::new("BEGIN IMMEDIATE", "COMMIT", true)));
         let commits = committer(write_lock.clone());
         Ok(SqliteStore { pool, write_lock, commits, options })
     }
@@ -460,17 +460,8 @@ async fn write_in(
             (rows.first().map(head_from_row).transpose()?, String::new())
         }
     };
-    let current = existing.as_ref().map_or(0, |h| h.current_version);
-    if let Some(cas) = w.cas
-        && cas != current
-    {
-        return Err(StoreError::CasMismatch { current });
-    }
-    let version = current + 1;
-    let secret_type = w.secret_type.or(existing.as_ref().map(|h| h.secret_type)).unwrap_or_default();
-    let metadata = w.metadata.or(existing.as_ref().map(|h| h.metadata.clone())).unwrap_or_default();
-    let max_versions =
-        w.max_versions.or(existing.as_ref().map(|h| h.max_versions)).unwrap_or(DEFAULT_MAX_VERSIONS);
+    let WritePlan { current, version, secret_type, metadata, max_versions } =
+        WritePlan::new(&w, existing.as_ref())?;
     let now = to_micros(w.now);
     let meta = metadata_json(&metadata)?;
     let sealed = seal(version)?;
@@ -508,25 +499,10 @@ async fn write_in(
             .push(" AND path = ")
             .push_bind(path);
     }
-    q.push(
-        "; INSERT INTO secret_versions (tenant_id, path, version, key_version, wrapped_dek, ciphertext, \
-         created_at, created_by) VALUES (",
-    );
-    q.separated(", ")
-        .push_bind(w.tenant)
-        .push_bind(path)
-        .push_bind(to_i64(version)?)
-        .push_bind(i64::from(sealed.key_version()))
-        .push_bind(sealed.wrapped_dek())
-        .push_bind(sealed.ciphertext())
-        .push_bind(now)
-        .push_bind(w.created_by);
-    q.push("); DELETE FROM secret_versions WHERE tenant_id = ")
-        .push_bind(w.tenant)
-        .push(" AND path = ")
-        .push_bind(path)
-        .push(" AND version < ")
-        .push_bind(to_i64(oldest_kept(version, max_versions))?);
+    q.push("; ");
+    push_version_row(&mut q, (w.tenant, path), to_i64(version)?, &sealed, now, w.created_by);
+    q.push("; ");
+    push_prune(&mut q, (w.tenant, path), to_i64(oldest_kept(version, max_versions))?);
     *sent = true;
     q.build().execute(&mut *conn).await.map_err(db_err)?;
     let rotated = match effects.rotation {

@@ -40,16 +40,22 @@ async fn write(
     waiting
 }
 
-#[tokio::test]
-async fn a_write_cut_off_before_its_first_statement_never_undoes_the_one_before() {
+/// A fresh file with one table, and a writer on it (leaked, so a write's guard can move into the
+/// task that waits for its group).
+async fn fresh() -> (tempfile::TempDir, SqliteConnectOptions, &'static Mutex<Writer>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = SqliteConnectOptions::new().filename(dir.path().join("g.db")).create_if_missing(true);
     let mut setup = SqliteConnection::connect_with(&options).await.expect("connect");
     setup.execute("CREATE TABLE t (x INTEGER NOT NULL)").await.expect("create");
     drop(setup);
-    // Leaked, so a write's guard can move into the task that waits for its group.
     let writer: &'static Mutex<Writer> =
-        Box::leak(Box::new(Mutex::new(Writer::new("BEGIN IMMEDIATE", true))));
+        Box::leak(Box::new(Mutex::new(Writer::new("BEGIN IMMEDIATE", "COMMIT", true))));
+    (dir, options, writer)
+}
+
+#[tokio::test]
+async fn a_write_cut_off_before_its_first_statement_never_undoes_the_one_before() {
+    let (_dir, options, writer) = fresh().await;
     // Nudges go nowhere: the test decides when the group commits.
     let (nudges, _ignored) = mpsc::channel(16);
     let first = write(writer, &options, &nudges, 1).await;
@@ -71,14 +77,7 @@ async fn a_write_cut_off_before_its_first_statement_never_undoes_the_one_before(
 
 #[tokio::test]
 async fn a_write_that_sent_nothing_leaves_its_group_alone() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = SqliteConnectOptions::new().filename(dir.path().join("g.db")).create_if_missing(true);
-    let mut setup = SqliteConnection::connect_with(&options).await.expect("connect");
-    setup.execute("CREATE TABLE t (x INTEGER NOT NULL)").await.expect("create");
-    drop(setup);
-    // Leaked, so a write's guard can move into the task that waits for its group.
-    let writer: &'static Mutex<Writer> =
-        Box::leak(Box::new(Mutex::new(Writer::new("BEGIN IMMEDIATE", true))));
+    let (_dir, options, writer) = fresh().await;
     let (nudges, _ignored) = mpsc::channel(16);
     let first = write(writer, &options, &nudges, 1).await;
     {

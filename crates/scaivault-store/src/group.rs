@@ -54,6 +54,8 @@ pub struct GroupWriter<C> {
     heads_outlive_group: bool,
     /// The statement that opens a group.
     begin: &'static str,
+    /// The statements that commit it.
+    commit: &'static str,
     /// The heads of the secrets the open group wrote (it holds their rows until it ends).
     pub secrets: SecretHeads,
     /// The writer's own connection, outside the pool: a pooled connection costs a round trip on
@@ -97,12 +99,13 @@ where
     C: Connection,
     for<'c> &'c mut C: Executor<'c, Database = C::Database>,
 {
-    /// A writer whose groups open with `begin` (`BEGIN` or `BEGIN IMMEDIATE`).
-    pub fn new(begin: &'static str, heads_outlive_group: bool) -> Self {
+    /// A writer whose groups open with `begin` (`BEGIN` or `BEGIN IMMEDIATE`) and end with `commit`.
+    pub fn new(begin: &'static str, commit: &'static str, heads_outlive_group: bool) -> Self {
         GroupWriter {
             heads: AuditHeads::new(),
             heads_outlive_group,
             begin,
+            commit,
             secrets: SecretHeads::new(),
             conn: None,
             group: None,
@@ -139,7 +142,7 @@ where
         }
         self.unsure = true;
         let outcome = match &mut self.conn {
-            Some(conn) => conn.execute("COMMIT").await.map(drop).map_err(|e| e.to_string()),
+            Some(conn) => conn.execute(self.commit).await.map(drop).map_err(|e| e.to_string()),
             None => Err("the writer's connection was lost".to_owned()),
         };
         self.unsure = false;

@@ -34,7 +34,7 @@ pub use records::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS,
     KeyStatus, NewAuditEntry, NewToken, PartnerRecord, PolicyColumns, PolicyRecord, PolicySnapshot,
     RewrapItem, SecretHead, SecretHeadColumns, SecretListQuery, SecretVersionRow, StoredSecret, TenantRecord,
-    TokenColumns, TokenRecord, VersionColumns, WriteOutcome, WriteSecret, from_micros, list_json,
+    TokenColumns, TokenRecord, VersionColumns, WriteOutcome, WritePlan, WriteSecret, from_micros, list_json,
     oldest_kept, to_micros,
 };
 pub use rotation::{AssignmentRecord, RotationCompletion, RotationPolicyRecord};

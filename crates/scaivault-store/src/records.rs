@@ -19,6 +19,38 @@ pub struct WriteSecret<'a> {
 
 pub const DEFAULT_MAX_VERSIONS: u32 = 10;
 
+/// What a write stores over the secret's live head (`None` if it has no version yet), decided the
+/// same way by every backend.
+#[derive(Debug)]
+pub struct WritePlan {
+    /// The version the write replaces (0 for the first).
+    pub current: u64,
+    pub version: u64,
+    pub secret_type: SecretType,
+    pub metadata: SecretMetadata,
+    pub max_versions: u32,
+}
+
+impl WritePlan {
+    /// Refuses a write whose `cas` is not the current version; otherwise the next version and the
+    /// settings it keeps (the write's own, else the secret's, else the defaults).
+    pub fn new(w: &WriteSecret<'_>, existing: Option<&SecretHead>) -> Result<WritePlan, crate::StoreError> {
+        let current = existing.map_or(0, |h| h.current_version);
+        if let Some(cas) = w.cas
+            && cas != current
+        {
+            return Err(crate::StoreError::CasMismatch { current });
+        }
+        Ok(WritePlan {
+            current,
+            version: current + 1,
+            secret_type: w.secret_type.or(existing.map(|h| h.secret_type)).unwrap_or_default(),
+            metadata: w.metadata.clone().or_else(|| existing.map(|h| h.metadata.clone())).unwrap_or_default(),
+            max_versions: w.max_versions.or(existing.map(|h| h.max_versions)).unwrap_or(DEFAULT_MAX_VERSIONS),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct WriteOutcome {
     pub head: SecretHead,

@@ -190,3 +190,44 @@ macro_rules! audit_values {
         }
     };
 }
+
+/// Expands to `push_version_row` and `push_prune`, the parts of a secret write both backends send
+/// the same way: the new version's `INSERT` (bound), and the `DELETE` of the versions older than the
+/// oldest one `max_versions` keeps.
+#[macro_export]
+macro_rules! version_sql {
+    ($db:ty) => {
+        fn push_version_row<'a>(
+            q: &mut sqlx::QueryBuilder<'a, $db>,
+            (tenant, path): (&'a str, &'a str),
+            version: i64,
+            sealed: &'a $crate::SealedSecret,
+            now: i64,
+            created_by: &'a str,
+        ) {
+            q.push(
+                "INSERT INTO secret_versions (tenant_id, path, version, key_version, wrapped_dek, ciphertext, \
+                 created_at, created_by) VALUES (",
+            );
+            q.separated(", ")
+                .push_bind(tenant)
+                .push_bind(path)
+                .push_bind(version)
+                .push_bind(i64::from(sealed.key_version()))
+                .push_bind(sealed.wrapped_dek())
+                .push_bind(sealed.ciphertext())
+                .push_bind(now)
+                .push_bind(created_by);
+            q.push(")");
+        }
+
+        fn push_prune<'a>(q: &mut sqlx::QueryBuilder<'a, $db>, (tenant, path): (&'a str, &'a str), oldest: i64) {
+            q.push("DELETE FROM secret_versions WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND path = ")
+                .push_bind(path)
+                .push(" AND version < ")
+                .push_bind(oldest);
+        }
+    };
+}
