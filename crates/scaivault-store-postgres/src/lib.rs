@@ -714,9 +714,9 @@ async fn write_in(
         existing = locked_head(conn, w.tenant, path).await?;
     }
     let existing = existing.filter(|h| h.current_version > 0);
-    let WritePlan { current, version, secret_type, metadata, max_versions } =
-        WritePlan::new(&w, existing.as_ref())?;
-    let meta = metadata_json(&metadata)?;
+    let plan = WritePlan::new(&w, existing.as_ref())?;
+    let (current, version, max_versions) = (plan.current, plan.version, plan.max_versions);
+    let meta = metadata_json(&plan.metadata)?;
     let sealed = seal(version)?;
     let entry = effects.audit.map(|audit| (audit, (audit.build)(version, current == 0)));
     let chained = match &entry {
@@ -733,21 +733,9 @@ async fn write_in(
         }
         None => None,
     };
-    let mut q = sqlx::QueryBuilder::<Postgres>::new("WITH up AS (UPDATE secrets SET secret_type = ");
-    q.push_bind(secret_type.as_str())
-        .push(", metadata = ")
-        .push_bind(&meta)
-        .push(", max_versions = ")
-        .push_bind(i64::from(max_versions))
-        .push(", current_version = ")
-        .push_bind(to_i64(version)?)
-        .push(", updated_at = ")
-        .push_bind(now)
-        .push(", deleted_at = NULL WHERE tenant_id = ")
-        .push_bind(w.tenant)
-        .push(" AND path = ")
-        .push_bind(path)
-        .push(format!(" RETURNING {HEAD_COLUMNS}), added AS ("));
+    let mut q = sqlx::QueryBuilder::<Postgres>::new("WITH up AS (");
+    push_head_update(&mut q, (w.tenant, path), &plan, &meta, now)?;
+    q.push(format!(" RETURNING {HEAD_COLUMNS}), added AS ("));
     push_version_row(&mut q, (w.tenant, path), to_i64(version)?, &sealed, now, w.created_by);
     q.push("), pruned AS (");
     push_prune(&mut q, (w.tenant, path), to_i64(oldest_kept(version, max_versions))?);

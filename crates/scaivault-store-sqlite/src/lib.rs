@@ -460,10 +460,10 @@ async fn write_in(
             (rows.first().map(head_from_row).transpose()?, String::new())
         }
     };
-    let WritePlan { current, version, secret_type, metadata, max_versions } =
-        WritePlan::new(&w, existing.as_ref())?;
+    let plan = WritePlan::new(&w, existing.as_ref())?;
+    let (current, version, max_versions) = (plan.current, plan.version, plan.max_versions);
     let now = to_micros(w.now);
-    let meta = metadata_json(&metadata)?;
+    let meta = metadata_json(&plan.metadata)?;
     let sealed = seal(version)?;
     // Each statement sent on its own is a round trip to the connection's thread, so the head, the
     // version and the pruning go as one command.
@@ -476,7 +476,7 @@ async fn write_in(
         q.separated(", ")
             .push_bind(w.tenant)
             .push_bind(path)
-            .push_bind(secret_type.as_str())
+            .push_bind(plan.secret_type.as_str())
             .push_bind(&meta)
             .push_bind(i64::from(max_versions))
             .push_bind(to_i64(version)?)
@@ -484,20 +484,7 @@ async fn write_in(
             .push_bind(now);
         q.push(")");
     } else {
-        q.push("UPDATE secrets SET secret_type = ")
-            .push_bind(secret_type.as_str())
-            .push(", metadata = ")
-            .push_bind(&meta)
-            .push(", max_versions = ")
-            .push_bind(i64::from(max_versions))
-            .push(", current_version = ")
-            .push_bind(to_i64(version)?)
-            .push(", updated_at = ")
-            .push_bind(now)
-            .push(", deleted_at = NULL WHERE tenant_id = ")
-            .push_bind(w.tenant)
-            .push(" AND path = ")
-            .push_bind(path);
+        push_head_update(&mut q, (w.tenant, path), &plan, &meta, now)?;
     }
     q.push("; ");
     push_version_row(&mut q, (w.tenant, path), to_i64(version)?, &sealed, now, w.created_by);

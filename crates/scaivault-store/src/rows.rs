@@ -191,9 +191,9 @@ macro_rules! audit_values {
     };
 }
 
-/// Expands to `push_version_row` and `push_prune`, the parts of a secret write both backends send
-/// the same way: the new version's `INSERT` (bound), and the `DELETE` of the versions older than the
-/// oldest one `max_versions` keeps.
+/// Expands to `push_head_update`, `push_version_row` and `push_prune`, the parts of a secret write
+/// both backends send the same way: the head's `UPDATE`, the new version's `INSERT` (bound), and the
+/// `DELETE` of the versions older than the oldest one `max_versions` keeps.
 #[macro_export]
 macro_rules! version_sql {
     ($db:ty) => {
@@ -219,6 +219,32 @@ macro_rules! version_sql {
                 .push_bind(now)
                 .push_bind(created_by);
             q.push(")");
+        }
+
+        /// The head's `UPDATE` to the plan's version and settings (`meta` is the metadata as JSON).
+        fn push_head_update<'a>(
+            q: &mut sqlx::QueryBuilder<'a, $db>,
+            (tenant, path): (&'a str, &'a str),
+            plan: &$crate::WritePlan,
+            meta: &'a str,
+            now: i64,
+        ) -> Result<(), $crate::StoreError> {
+            let version = i64::try_from(plan.version).map_err(|_| $crate::StoreError::Backend("version out of range".into()))?;
+            q.push("UPDATE secrets SET secret_type = ")
+                .push_bind(plan.secret_type.as_str())
+                .push(", metadata = ")
+                .push_bind(meta)
+                .push(", max_versions = ")
+                .push_bind(i64::from(plan.max_versions))
+                .push(", current_version = ")
+                .push_bind(version)
+                .push(", updated_at = ")
+                .push_bind(now)
+                .push(", deleted_at = NULL WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND path = ")
+                .push_bind(path);
+            Ok(())
         }
 
         fn push_prune<'a>(q: &mut sqlx::QueryBuilder<'a, $db>, (tenant, path): (&'a str, &'a str), oldest: i64) {
