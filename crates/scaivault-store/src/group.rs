@@ -40,6 +40,9 @@ pub type AuditHeads = HashMap<String, ChainHead>;
 /// The heads of the secrets the open group wrote, by `(tenant, path)`.
 pub type SecretHeads = HashMap<(String, String), SecretHead>;
 
+/// How long opening the writer's connection may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How a group's commit went: `None` while it is still open.
 type Outcome = Option<Result<(), String>>;
 
@@ -121,7 +124,11 @@ where
     /// The writer's connection (opened if needed) and the heads.
     pub async fn parts(&mut self, options: &C::Options) -> Result<(&mut C, &mut AuditHeads), StoreError> {
         if self.conn.is_none() {
-            let conn = C::connect_with(options).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            // Bounded, since the write lock is held meanwhile (as the pools bound their acquires).
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT, C::connect_with(options))
+                .await
+                .map_err(|_| StoreError::Unavailable("timed out connecting the writer".into()))?
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             self.conn = Some(conn);
         }
         let GroupWriter { heads, conn: Some(conn), .. } = self else { unreachable!("opened above") };
