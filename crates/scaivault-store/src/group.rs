@@ -248,15 +248,15 @@ where
             // The savepoint is not there (the transaction did not open, or the database rolled it
             // back itself): nothing of the group can be trusted to commit.
             self.roll_back_all().await;
-            if let Some(group) = self.group.take() {
-                let _ = group.send(Some(Err("the write transaction was rolled back".to_owned())));
-            }
         }
     }
 
-    /// Rolls the whole transaction back (closing the connection if even that fails) and forgets the
-    /// heads, which may have moved inside it.
+    /// Rolls the whole transaction back (closing the connection if even that fails), fails the open
+    /// group's writes, and forgets the heads, which may have moved inside it.
     pub async fn roll_back_all(&mut self) {
+        if let Some(group) = self.group.take() {
+            let _ = group.send(Some(Err("the write transaction was rolled back".to_owned())));
+        }
         self.heads.clear();
         self.secrets.clear();
         self.held = None;
