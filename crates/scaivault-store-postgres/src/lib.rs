@@ -57,9 +57,20 @@ struct AuditWriter {
 /// Serialises first-start bootstrap across replicas.
 const BOOTSTRAP_LOCK: i64 = 0x5ca1_7a17;
 
-/// What a joining write answers when a row it needs is locked (`lock_not_available`): see
-/// `write_in`. Never seen outside this crate: the write is retried in a group of its own.
+/// What a write answers when a row it needs is locked (`lock_not_available`): see
+/// `write_secret`. Never seen outside this crate: the write waits outside the writer and is retried.
 const LOCK_BUSY: &str = "a row this write needs is locked by another transaction";
+
+/// A write whose audit record could not be appended fails as such, unless a row was only busy.
+fn audit_err(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) if m == LOCK_BUSY => StoreError::Unavailable(m),
+        other => StoreError::AuditUnavailable(other.to_string()),
+    }
+}
+
+/// How many times a secret write is tried; the last waits for its rows inside the writer.
+const WRITE_ATTEMPTS: u32 = 4;
 
 fn db_err(e: sqlx::Error) -> StoreError {
     match e {
@@ -204,6 +215,24 @@ impl PostgresStore {
         }
     }
 
+    /// Waits, on a pooled connection and holding nothing else, until the secret's row and its
+    /// tenant's chain head are free (locks them, then lets them go).
+    async fn wait_for_rows(&self, tenant: &str, path: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query("SELECT 1 FROM secrets WHERE tenant_id = $1 AND path = $2 FOR UPDATE")
+            .bind(tenant)
+            .bind(path)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("SELECT 1 FROM audit_heads WHERE tenant_id = $1 FOR UPDATE")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.rollback().await.map_err(db_err)
+    }
+
     async fn prune(
         tx: &mut Transaction<'static, Postgres>,
         tenant: &str,
@@ -231,19 +260,30 @@ impl SecretStore for PostgresStore {
         effects: WriteEffects<'_>,
     ) -> Result<WriteOutcome, StoreError> {
         let options = self.pool.connect_options();
-        let mut writer = self.write_lock.lock().await;
-        let job = writer.start(&options).await?;
-        let joined = !job.opens;
-        let mut written = write_in(job, w.clone(), seal, effects).await;
-        if joined && matches!(&written, Err(StoreError::Unavailable(m)) if m == LOCK_BUSY) {
-            // The group holds rows that whoever holds this write's rows may be waiting for:
-            // commit it (its writes answer), then write again as the first of a new group, which
-            // holds nothing while it waits.
-            writer.settle().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // The last attempt waits for its rows inside the writer, in a group of its own.
+            let patient = attempt == WRITE_ATTEMPTS;
+            let mut writer = self.write_lock.lock().await;
+            if patient {
+                writer.settle().await;
+            }
             let job = writer.start(&options).await?;
-            written = write_in(job, w, seal, effects).await;
+            let written = write_in(job, w.clone(), seal, effects, patient).await;
+            if matches!(&written, Err(StoreError::Unavailable(m)) if m == LOCK_BUSY) {
+                // A row this write needs is locked elsewhere. Waiting here would hold up every
+                // write of this process, and could close a cycle with whoever holds it (another
+                // replica's group waiting for a row this group holds). So: undo this write, commit
+                // the group (its writes answer), let the writer go, wait for the secret's rows on a
+                // connection of the pool, and write again.
+                writer.settle().await;
+                drop(writer);
+                self.wait_for_rows(w.tenant, w.path.as_str()).await?;
+                continue;
+            }
+            return Writer::conclude(writer, written, &self.commits).await;
         }
-        Writer::conclude(writer, written, &self.commits).await
     }
 
     async fn read_secret(
@@ -680,12 +720,13 @@ async fn write_in(
     w: WriteSecret<'_>,
     seal: &SealFn<'_>,
     effects: WriteEffects<'_>,
+    patient: bool,
 ) -> Result<WriteOutcome, StoreError> {
-    let Job { conn, heads, secrets, mut prefix, sent, opens } = job;
-    if !opens {
-        // The group holds rows already: this write must not wait for another's, which could be
-        // waiting for one of them (on another replica). It gives up at once instead (LOCK_BUSY),
-        // and is written again in a group of its own. Lasts until the group ends.
+    let Job { conn, heads, secrets, mut prefix, sent, .. } = job;
+    if !patient {
+        // This write does not wait for a row another transaction holds: it gives up at once
+        // (LOCK_BUSY) and the caller waits outside the writer. Undone with the savepoint if the
+        // write fails, else kept until the group ends (its commit lifts it).
         prefix.push_str("SET LOCAL lock_timeout = '1ms'");
     }
     *sent = true;
@@ -723,9 +764,7 @@ async fn write_in(
         Some((audit, entry)) => {
             let head = match heads.get(&entry.tenant) {
                 Some(head) => *head,
-                None => lock_audit_head(conn, &entry.tenant)
-                    .await
-                    .map_err(|e| StoreError::AuditUnavailable(e.to_string()))?,
+                None => lock_audit_head(conn, &entry.tenant).await.map_err(audit_err)?,
             };
             let mut next = std::collections::BTreeMap::from([(entry.tenant.as_str(), head)]);
             let rows = chain_entries(std::slice::from_ref(entry), &mut next, audit.chain)?;
@@ -761,12 +800,7 @@ async fn write_in(
     let head = match q.build().fetch_optional(&mut *conn).await {
         Ok(found) => found.as_ref().map(head_from_row).transpose()?.ok_or(StoreError::SecretNotFound)?,
         // The record could not be appended: the whole write rolls back with it.
-        Err(e) if chained.is_some() => {
-            return Err(match db_err(e) {
-                StoreError::Unavailable(m) if m == LOCK_BUSY => StoreError::Unavailable(m),
-                other => StoreError::AuditUnavailable(other.to_string()),
-            });
-        }
+        Err(e) if chained.is_some() => return Err(audit_err(db_err(e))),
         Err(e) => return Err(db_err(e)),
     };
     let rotated = match effects.rotation {

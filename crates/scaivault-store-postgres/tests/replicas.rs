@@ -1,10 +1,15 @@
 //! Two stores on one schema, as two replicas on one PostgreSQL (see
-//! `scaivault_store::conformance::replicas_share_one_history`).
+//! `scaivault_store::conformance::replicas_share_one_history`), and a row held by another
+//! transaction (`a_locked_row_delays_only_its_own_write`).
 
+use std::str::FromStr;
 use std::sync::Arc;
 
-use scaivault_store::conformance::replicas_share_one_history;
+use scaivault_store::conformance::{
+    RowLock, a_locked_row_delays_only_its_own_write, replicas_share_one_history,
+};
 use scaivault_store_postgres::PostgresStore;
+use sqlx::Connection;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_one_history_on_postgres() {
@@ -18,4 +23,41 @@ async fn replicas_share_one_history_on_postgres() {
     let a = PostgresStore::connect_in_schema(&url, &schema).await.expect("first store");
     let b = PostgresStore::connect_in_schema(&url, &schema).await.expect("second store");
     replicas_share_one_history(Arc::new(a), Arc::new(b)).await;
+}
+
+/// A transaction of its own on the store's schema that holds a secret's row.
+struct PgRowLock(tokio::sync::Mutex<sqlx::PgConnection>);
+
+#[async_trait::async_trait]
+impl RowLock for PgRowLock {
+    async fn hold(&self, path: &str) {
+        let mut conn = self.0.lock().await;
+        sqlx::query("BEGIN").execute(&mut *conn).await.expect("begin");
+        sqlx::query("SELECT 1 FROM secrets WHERE tenant_id = $1 AND path = $2 FOR UPDATE")
+            .bind(scaivault_store::DEFAULT_TENANT)
+            .bind(path)
+            .execute(&mut *conn)
+            .await
+            .expect("lock");
+    }
+
+    async fn release(&self) {
+        sqlx::query("ROLLBACK").execute(&mut *self.0.lock().await).await.expect("rollback");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_row_delays_only_its_own_write_on_postgres() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let Ok(url) = std::env::var("SCAIVAULT_TEST_POSTGRES_URL") else {
+        assert!(!ci, "SCAIVAULT_TEST_POSTGRES_URL must be set under CI");
+        eprintln!("notice: SCAIVAULT_TEST_POSTGRES_URL is not set; skipping the PostgreSQL row-lock test");
+        return;
+    };
+    let schema = format!("conf_rowlock_{}", std::process::id());
+    let store = PostgresStore::connect_in_schema(&url, &schema).await.expect("store");
+    let options =
+        sqlx::postgres::PgConnectOptions::from_str(&url).expect("url").options([("search_path", &schema)]);
+    let conn = sqlx::PgConnection::connect_with(&options).await.expect("lock connection");
+    a_locked_row_delays_only_its_own_write(Arc::new(store), &PgRowLock(tokio::sync::Mutex::new(conn))).await;
 }

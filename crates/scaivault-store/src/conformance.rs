@@ -1029,6 +1029,49 @@ pub async fn replicas_share_one_history(a: Dyn, b: Dyn) {
     assert_eq!(check_chain(&b, DEFAULT_TENANT).await, 30 + 36 + 96);
 }
 
+/// Holds rows locked from a connection of its own, as another replica's transaction would.
+#[async_trait::async_trait]
+pub trait RowLock: Send + Sync {
+    /// Locks the row of secret `path` of the default tenant, until [`RowLock::release`].
+    async fn hold(&self, path: &str);
+    /// Ends the transaction that holds it.
+    async fn release(&self);
+}
+
+/// A secret whose row another transaction holds delays only its own write: the store's other
+/// writes go on meanwhile, and the delayed write lands once the row is free. For backends that
+/// several processes share.
+pub async fn a_locked_row_delays_only_its_own_write(store: Dyn, lock: &dyn RowLock) {
+    let ring = Arc::new(setup(&store).await);
+    let (q, p) = (path("lock/q"), path("lock/p"));
+    put(&store, &ring, write(DEFAULT_TENANT, &q, 1), "q1").await.expect("write q");
+    put(&store, &ring, write(DEFAULT_TENANT, &p, 1), "p1").await.expect("write p");
+    lock.hold("lock/q").await;
+    let waiting = {
+        let (store, ring) = (store.clone(), ring.clone());
+        tokio::spawn(async move {
+            let q = path("lock/q");
+            put(&store, &ring, write(DEFAULT_TENANT, &q, 2), "q2").await.map(|o| o.version)
+        })
+    };
+    // Let the write of q reach the locked row.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 2..5 {
+        let wrote = tokio::time::timeout(
+            Duration::from_secs(20),
+            put(&store, &ring, write(DEFAULT_TENANT, &p, n), "p"),
+        )
+        .await
+        .expect("a write of another secret is not held up by the locked row")
+        .expect("write p");
+        assert_eq!(wrote.version, n as u64);
+    }
+    assert!(!waiting.is_finished(), "the write of the locked secret waits for its row");
+    lock.release().await;
+    assert_eq!(waiting.await.expect("join").expect("write q once its row is free"), 2);
+    assert_eq!(get(&store, &ring, "lock/q", None).await.expect("read"), "q2");
+}
+
 /// Audited writes whose callers give up at any moment (the future dropped) leave either their
 /// whole change or none of it, and the store goes on writing: versions stay gapless, the head points
 /// at the newest, every kept version opens to a value some writer wrote, and every version has its

@@ -93,8 +93,6 @@ pub struct Job<'w, C> {
     pub secrets: &'w mut SecretHeads,
     pub prefix: String,
     pub sent: &'w mut bool,
-    /// Whether this write opens the group (so the transaction holds no row yet).
-    pub opens: bool,
 }
 
 impl<C> GroupWriter<C>
@@ -191,11 +189,10 @@ where
         let _ = write!(prefix, "SAVEPOINT w{name}; ");
         self.cut = Some(name);
         self.sent = false;
-        let opens = self.opens;
         let GroupWriter { heads, secrets, conn: Some(conn), sent, .. } = self else {
             unreachable!("opened above")
         };
-        Ok(Job { conn, heads, secrets, prefix, sent, opens })
+        Ok(Job { conn, heads, secrets, prefix, sent })
     }
 
     /// Ends a write begun with [`GroupWriter::start`] whose statements gave `written`: lets the write
