@@ -57,14 +57,11 @@ struct AuditWriter {
 /// Serialises first-start bootstrap across replicas.
 const BOOTSTRAP_LOCK: i64 = 0x5ca1_7a17;
 
-/// What a write answers when a row it needs is locked (`lock_not_available`): see
-/// `write_secret`. Never seen outside this crate: the write waits outside the writer and is retried.
-const LOCK_BUSY: &str = "a row this write needs is locked by another transaction";
-
-/// A write whose audit record could not be appended fails as such, unless a row was only busy.
+/// A write whose audit record could not be appended fails as such, unless a row was only locked
+/// (then the write is retried, see `write_secret`).
 fn audit_err(e: StoreError) -> StoreError {
     match e {
-        StoreError::Unavailable(m) if m == LOCK_BUSY => StoreError::Unavailable(m),
+        StoreError::RowLocked => StoreError::RowLocked,
         other => StoreError::AuditUnavailable(other.to_string()),
     }
 }
@@ -74,9 +71,8 @@ const WRITE_ATTEMPTS: u32 = 4;
 
 fn db_err(e: sqlx::Error) -> StoreError {
     match e {
-        sqlx::Error::Database(ref d) if d.code().as_deref() == Some("55P03") => {
-            StoreError::Unavailable(LOCK_BUSY.into())
-        }
+        // lock_not_available: only the group writer sets a lock timeout.
+        sqlx::Error::Database(ref d) if d.code().as_deref() == Some("55P03") => StoreError::RowLocked,
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(e.to_string())
         }
@@ -191,7 +187,7 @@ impl PostgresStore {
     }
 
     async fn head_in(
-        tx: &mut Transaction<'static, Postgres>,
+        conn: &mut PgConnection,
         tenant: &str,
         path: &str,
         for_update: bool,
@@ -199,7 +195,7 @@ impl PostgresStore {
         let lock = if for_update { " FOR UPDATE" } else { "" };
         let sql = format!("SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = $1 AND path = $2{lock}");
         let row =
-            sqlx::query(&sql).bind(tenant).bind(path).fetch_optional(&mut **tx).await.map_err(db_err)?;
+            sqlx::query(&sql).bind(tenant).bind(path).fetch_optional(&mut *conn).await.map_err(db_err)?;
         row.as_ref().map(head_from_row).transpose()
     }
 
@@ -219,12 +215,7 @@ impl PostgresStore {
     /// tenant's chain head are free (locks them, then lets them go).
     async fn wait_for_rows(&self, tenant: &str, path: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query("SELECT 1 FROM secrets WHERE tenant_id = $1 AND path = $2 FOR UPDATE")
-            .bind(tenant)
-            .bind(path)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        Self::head_in(&mut tx, tenant, path, true).await?;
         sqlx::query("SELECT 1 FROM audit_heads WHERE tenant_id = $1 FOR UPDATE")
             .bind(tenant)
             .execute(&mut *tx)
@@ -271,7 +262,7 @@ impl SecretStore for PostgresStore {
             }
             let job = writer.start(&options).await?;
             let written = write_in(job, w.clone(), seal, effects, patient).await;
-            if matches!(&written, Err(StoreError::Unavailable(m)) if m == LOCK_BUSY) {
+            if matches!(written, Err(StoreError::RowLocked)) {
                 // A row this write needs is locked elsewhere. Waiting here would hold up every
                 // write of this process, and could close a cycle with whoever holds it (another
                 // replica's group waiting for a row this group holds). So: undo this write, commit
@@ -725,7 +716,7 @@ async fn write_in(
     let Job { conn, heads, secrets, mut prefix, sent, .. } = job;
     if !patient {
         // This write does not wait for a row another transaction holds: it gives up at once
-        // (LOCK_BUSY) and the caller waits outside the writer. Undone with the savepoint if the
+        // (`RowLocked`) and the caller waits outside the writer. Undone with the savepoint if the
         // write fails, else kept until the group ends (its commit lifts it).
         prefix.push_str("SET LOCAL lock_timeout = '1ms'");
     }
@@ -736,7 +727,7 @@ async fn write_in(
     let key = (w.tenant.to_owned(), path.to_owned());
     let mut existing = match secrets.get(&key) {
         Some(head) => Some(head.clone()),
-        None => locked_head(conn, w.tenant, path).await?,
+        None => PostgresStore::head_in(conn, w.tenant, path, true).await?,
     };
     if existing.is_none() {
         // The placeholder row (version 0) gives concurrent first writers on other replicas one row
@@ -752,7 +743,7 @@ async fn write_in(
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-        existing = locked_head(conn, w.tenant, path).await?;
+        existing = PostgresStore::head_in(conn, w.tenant, path, true).await?;
     }
     let existing = existing.filter(|h| h.current_version > 0);
     let plan = WritePlan::new(&w, existing.as_ref())?;
@@ -815,17 +806,6 @@ async fn write_in(
     }
     secrets.insert(key, head.clone());
     Ok(WriteOutcome { created_at: head.updated_at, head, version, created: current == 0 })
-}
-
-/// The secret's head, its row locked until the writer's group ends.
-async fn locked_head(
-    conn: &mut PgConnection,
-    tenant: &str,
-    path: &str,
-) -> Result<Option<SecretHead>, StoreError> {
-    let sql = format!("SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = $1 AND path = $2 FOR UPDATE");
-    let row = sqlx::query(&sql).bind(tenant).bind(path).fetch_optional(&mut *conn).await.map_err(db_err)?;
-    row.as_ref().map(head_from_row).transpose()
 }
 
 /// The tenant's chain head, created if missing and locked (an upsert locks the row it returns)

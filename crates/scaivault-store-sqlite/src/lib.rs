@@ -3,10 +3,10 @@
 //!
 //! All SQL for SQLite lives here. Writes are serialised by an in-process lock, so version numbers
 //! are assigned without gaps or races. Secret writes and audit batches run on the writer's own
-//! connection, and concurrent secret writes share one commit (group commit, see `scaivault_store::group`); the
-//! rarer writes (tokens, policies, webhooks, keys) run as `BEGIN IMMEDIATE` transactions on a pooled
-//! connection after the open group has committed. This crate never sees plaintext and never decides
-//! access.
+//! connection, and concurrent secret writes share one commit (group commit, see
+//! `scaivault_store::group`); the rarer writes (tokens, policies, webhooks, keys) run as
+//! `BEGIN IMMEDIATE` transactions on a pooled connection after the open group has committed. This
+//! crate never sees plaintext and never decides access.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -215,7 +215,8 @@ impl SqliteStore {
 
 #[async_trait]
 impl SecretStore for SqliteStore {
-    /// Runs in the writer's open group (see `scaivault_store::group`) and answers once the group has committed.
+    /// Runs in the writer's open group (see `scaivault_store::group`) and answers once the group
+    /// has committed.
     async fn write_secret(
         &self,
         w: WriteSecret<'_>,
@@ -437,8 +438,9 @@ impl SecretStore for SqliteStore {
     }
 }
 
-/// A secret write's statements, in the writer's transaction under the job's savepoint: three round
-/// trips (the head; the head, the version and the pruning; the audit record and the head read back).
+/// A secret write's statements, in the writer's transaction under the job's savepoint: the head's
+/// read (skipped when the group wrote this secret already); the head, the version and the pruning;
+/// then the audit record, its chain head and the head read back.
 async fn write_in(
     job: Job<'_, SqliteConnection>,
     w: WriteSecret<'_>,

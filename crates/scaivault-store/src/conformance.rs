@@ -121,6 +121,26 @@ async fn put(
     store.write_secret(w, &seal, crate::WriteEffects::default()).await
 }
 
+/// [`put`] with its audit record, which `entry` makes from the version the write gets.
+async fn put_audited(
+    store: &Dyn,
+    ring: &KeyRing,
+    w: WriteSecret<'_>,
+    value: &str,
+    entry: &(dyn Fn(u64) -> crate::NewAuditEntry + Send + Sync),
+) -> Result<WriteOutcome, StoreError> {
+    let key = scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
+    let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
+    let build = |version: u64, _: bool| entry(version);
+    let append = crate::AuditAppend { build: &build, chain: &scaivault_crypto::chain_hash, sign: &sign };
+    let tenant = w.tenant.to_owned();
+    let p = w.path.as_str().to_owned();
+    let seal =
+        move |version: u64| ring.seal(&SealContext { tenant: &tenant, path: &p, version }, value.as_bytes());
+    let effects = crate::WriteEffects { audit: Some(&append), ..Default::default() };
+    store.write_secret(w, &seal, effects).await
+}
+
 async fn get(store: &Dyn, ring: &KeyRing, p: &str, version: Option<u64>) -> Result<String, StoreError> {
     let s = store.read_secret(DEFAULT_TENANT, p, version).await?;
     let sealed = s.version.sealed.ok_or(StoreError::VersionNotFound(s.version.version))?;
@@ -859,27 +879,18 @@ pub async fn concurrent_writes_fail_alone(store: Dyn) {
         let store = store.clone();
         let ring = ring.clone();
         tasks.push(tokio::spawn(async move {
-            let key = scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
-            let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
-            let build = |version: u64, _: bool| {
+            let entry = |version: u64| {
                 let mut e = audit_entry(DEFAULT_TENANT, version, "secret.write", Some("grp/x"));
                 e.id = format!("aud_w{i}");
                 e.body = format!(r#"{{"writer":{i},"version":{version}}}"#);
                 e
             };
-            let append =
-                crate::AuditAppend { build: &build, chain: &scaivault_crypto::chain_hash, sign: &sign };
             let p = path("grp/x");
             let mut w = write(DEFAULT_TENANT, &p, i as i64);
             if i % 3 == 0 {
                 w.cas = Some(1_000);
             }
-            let value = format!("w{i}");
-            let seal = |version: u64| {
-                ring.seal(&SealContext { tenant: DEFAULT_TENANT, path: "grp/x", version }, value.as_bytes())
-            };
-            let effects = crate::WriteEffects { audit: Some(&append), ..Default::default() };
-            (i, store.write_secret(w, &seal, effects).await.map(|o| o.version))
+            (i, put_audited(&store, &ring, w, &format!("w{i}"), &entry).await.map(|o| o.version))
         }));
     }
     let mut written = BTreeMap::new();
@@ -919,28 +930,15 @@ pub async fn replicas_share_one_history(a: Dyn, b: Dyn) {
                 let store = store.clone();
                 let ring = ring.clone();
                 tasks.push(tokio::spawn(async move {
-                    let key =
-                        scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
-                    let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
                     let value = format!("s{r}r{round}w{i}");
-                    let build = |version: u64, _: bool| {
+                    let entry = |version: u64| {
                         let mut e = audit_entry(DEFAULT_TENANT, version, "secret.write", Some("rep/x"));
                         e.id = format!("aud_{value}");
                         e
                     };
-                    let append = crate::AuditAppend {
-                        build: &build,
-                        chain: &scaivault_crypto::chain_hash,
-                        sign: &sign,
-                    };
                     let p = path("rep/x");
                     let w = write(DEFAULT_TENANT, &p, i as i64);
-                    let seal = |version: u64| {
-                        let ctx = SealContext { tenant: DEFAULT_TENANT, path: "rep/x", version };
-                        ring.seal(&ctx, value.as_bytes())
-                    };
-                    let effects = crate::WriteEffects { audit: Some(&append), ..Default::default() };
-                    let version = store.write_secret(w, &seal, effects).await.expect("write").version;
+                    let version = put_audited(&store, &ring, w, &value, &entry).await.expect("write").version;
                     (version, value)
                 }));
             }
@@ -991,26 +989,15 @@ pub async fn replicas_share_one_history(a: Dyn, b: Dyn) {
                 };
                 let mut versions = Vec::new();
                 for (n, p) in order.into_iter().enumerate() {
-                    let key =
-                        scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
-                    let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
-                    let build = |version: u64, _: bool| {
+                    let entry = |version: u64| {
                         let mut e = audit_entry(DEFAULT_TENANT, version, "secret.write", Some(p));
                         e.id = format!("aud_x{r}_{i}_{n}");
                         e
                     };
-                    let append = crate::AuditAppend {
-                        build: &build,
-                        chain: &scaivault_crypto::chain_hash,
-                        sign: &sign,
-                    };
                     let sp = path(p);
-                    let seal = |version: u64| {
-                        ring.seal(&SealContext { tenant: DEFAULT_TENANT, path: p, version }, b"v")
-                    };
-                    let effects = crate::WriteEffects { audit: Some(&append), ..Default::default() };
                     let w = write(DEFAULT_TENANT, &sp, i as i64);
-                    versions.push((p, store.write_secret(w, &seal, effects).await.expect("write").version));
+                    versions
+                        .push((p, put_audited(&store, &ring, w, "v", &entry).await.expect("write").version));
                 }
                 versions
             }));
@@ -1078,23 +1065,10 @@ pub async fn a_locked_row_delays_only_its_own_write(store: Dyn, lock: &dyn RowLo
 /// one audit record.
 pub async fn cut_off_writes_leave_all_or_nothing(store: Dyn) {
     let ring = setup(&store).await;
-    let key = scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
-    let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
-    let build = |version: u64, _: bool| audit_entry(DEFAULT_TENANT, version, "secret.write", Some("cut/x"));
-    let append = crate::AuditAppend { build: &build, chain: &scaivault_crypto::chain_hash, sign: &sign };
     let p = path("cut/x");
-    let keys = &ring;
+    let entry = |version: u64| audit_entry(DEFAULT_TENANT, version, "secret.write", Some("cut/x"));
     let audited_put = |now: u64, value: &'static str| {
-        let w = write(DEFAULT_TENANT, &p, now as i64);
-        let seal = move |version: u64| {
-            keys.seal(&SealContext { tenant: DEFAULT_TENANT, path: "cut/x", version }, value.as_bytes())
-        };
-        let store = store.clone();
-        let append = &append;
-        async move {
-            let effects = crate::WriteEffects { audit: Some(append), ..Default::default() };
-            store.write_secret(w, &seal, effects).await
-        }
+        put_audited(&store, &ring, write(DEFAULT_TENANT, &p, now as i64), value, &entry)
     };
     for round in 0..150u64 {
         let _ =

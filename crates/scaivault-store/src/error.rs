@@ -19,6 +19,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A row the change needs is locked by another transaction and the backend would not wait for
+    /// it here (PostgreSQL's group writer retries such a write itself).
+    #[error("a row this change needs is locked by another transaction")]
+    RowLocked,
     #[error("the audit record cannot be written: {0}")]
     AuditUnavailable(String),
     #[error("storage error: {0}")]
@@ -42,7 +46,9 @@ impl StoreError {
             }
             StoreError::CasMismatch { .. } | StoreError::AlreadyExists => StoreErrorKind::Conflict,
             StoreError::Corrupt(_) => StoreErrorKind::Corrupt,
-            StoreError::Unavailable(_) | StoreError::AuditUnavailable(_) => StoreErrorKind::Unavailable,
+            StoreError::Unavailable(_) | StoreError::RowLocked | StoreError::AuditUnavailable(_) => {
+                StoreErrorKind::Unavailable
+            }
             StoreError::Seal(_) | StoreError::Backend(_) => StoreErrorKind::Internal,
         }
     }
