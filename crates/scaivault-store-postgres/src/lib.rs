@@ -71,8 +71,12 @@ const WRITE_ATTEMPTS: u32 = 4;
 
 fn db_err(e: sqlx::Error) -> StoreError {
     match e {
-        // lock_not_available: only the group writer sets a lock timeout.
-        sqlx::Error::Database(ref d) if d.code().as_deref() == Some("55P03") => StoreError::RowLocked,
+        // lock_not_available, which only the group writer's lock timeout raises. A lock timeout that
+        // fires just as the lock is granted is reported as query_canceled ("due to user request"),
+        // so that counts too: the writer retries either (and a real cancel fails the last try).
+        sqlx::Error::Database(ref d) if matches!(d.code().as_deref(), Some("55P03" | "57014")) => {
+            StoreError::RowLocked
+        }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(e.to_string())
         }
@@ -715,10 +719,10 @@ async fn write_in(
 ) -> Result<WriteOutcome, StoreError> {
     let Job { conn, heads, secrets, mut prefix, sent, .. } = job;
     if !patient {
-        // This write does not wait for a row another transaction holds: it gives up at once
+        // This write does not wait long for a row another transaction holds: it gives up after 10 ms
         // (`RowLocked`) and the caller waits outside the writer. Undone with the savepoint if the
         // write fails, else kept until the group ends (its commit lifts it).
-        prefix.push_str("SET LOCAL lock_timeout = '1ms'");
+        prefix.push_str("SET LOCAL lock_timeout = '10ms'");
     }
     *sent = true;
     conn.execute(prefix.as_str()).await.map_err(db_err)?;
