@@ -1,7 +1,8 @@
-//! The in-memory caches of tokens, tenants, policies and secrets against the real binary: on one
-//! process a change is seen by the very next request; with two replicas on one PostgreSQL database,
-//! what one replica changes reaches the other's caches (through the database's change
-//! announcements), also after the announcement connection was cut.
+//! The in-memory caches of tokens, tenants, policies, secrets, webhook filters and rotation
+//! schedules against the real binary: on one process a change is seen by the very next request;
+//! with two replicas on one PostgreSQL database, what one replica changes reaches the other's
+//! caches (through the database's change announcements), also after the announcement connection
+//! was cut.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,8 @@ use scaivault_e2e::{
     Api, Backend, Reply, Scratch, ServerCommand, ServerProcess, Storage, http_client, postgres_url, psql,
 };
 use serde_json::json;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const PATH: &str = "app/db";
 
@@ -137,16 +140,68 @@ async fn one_process_sees_its_own_changes_at_once() {
     assert_eq!(app.get_secret(PATH, None).await.status, 401, "a revoked token was accepted");
 }
 
+/// On one process, a write sees the webhook changes made just before it: a webhook created, its
+/// events changed (twice), and the webhook deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_writes_see_webhook_changes_at_once() {
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let server =
+        server(scratch.path(), &storage).root_token_file(&scratch.path().join("root-token")).start().await;
+    let client = http_client();
+    let admin = Api::new(&client, &server, server.root_token().expect("root token"));
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
+    write(&admin, "first").await;
+    write(&admin, "second").await;
+    let r = admin
+        .post(
+            "/v1/webhooks",
+            &json!({"name": "app-hook", "url": format!("{}/hook", receiver.uri()),
+                    "events": ["secret.updated"], "filters": {"path_prefix": "app/"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let hook = r.body["id"].as_str().expect("webhook id").to_owned();
+    // Deliveries are stored with the write that causes them, so each count is exact at once.
+    let deliveries = || async {
+        let r = admin.get(&format!("/v1/webhooks/{hook}/deliveries")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["deliveries"].as_array().map_or(0, Vec::len)
+    };
+    let set_events = |events: &'static [&'static str]| {
+        let (admin, hook) = (&admin, &hook);
+        async move {
+            let body = json!({"events": events}).to_string().into_bytes();
+            let r = admin.send(reqwest::Method::PATCH, &format!("/v1/webhooks/{hook}"), Some(body)).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    };
+    write(&admin, "third").await;
+    assert_eq!(deliveries().await, 1, "a write missed the webhook created before it");
+    set_events(&["secret.deleted"]).await;
+    write(&admin, "fourth").await;
+    assert_eq!(deliveries().await, 1, "a write used the webhook's old events");
+    set_events(&["secret.updated"]).await;
+    write(&admin, "fifth").await;
+    assert_eq!(deliveries().await, 2, "a write used the webhook's old events");
+    let r = admin.send(reqwest::Method::DELETE, &format!("/v1/webhooks/{hook}"), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    // A write after the deletion still succeeds.
+    write(&admin, "sixth").await;
+}
+
+/// A server that may deliver to loopback receivers and looks for due rotations every second.
+fn server(dir: &std::path::Path, storage: &Storage) -> ServerCommand {
+    ServerCommand::new(dir).storage(storage).arg("--webhook-allow-private").arg("--scheduler-tick").arg("1s")
+}
+
 /// Two replicas on one PostgreSQL store, and the root token's API on each.
 async fn two_replicas(storage: &Storage, scratch: &Scratch) -> (ServerProcess, ServerProcess, Api, Api) {
-    let a = ServerCommand::new(scratch.path())
-        .storage(storage)
-        .root_token_file(&scratch.path().join("root-token"))
-        .start()
-        .await;
+    let a = server(scratch.path(), storage).root_token_file(&scratch.path().join("root-token")).start().await;
     let b_logs = scratch.path().join("b");
     std::fs::create_dir_all(&b_logs).expect("log dir");
-    let b = ServerCommand::new(&b_logs).storage(storage).start().await;
+    let b = server(&b_logs, storage).start().await;
     let client = http_client();
     let root = a.root_token().expect("root token").to_owned();
     let (admin_a, admin_b) = (Api::new(&client, &a, &root), Api::new(&client, &b, &root));
@@ -228,4 +283,95 @@ async fn a_cut_announcement_connection_is_recovered() {
     write(&admin_b, "third").await;
     let r = read_until(&admin_a, |r| password(r) == "third").await;
     assert_eq!(password(&r), "third", "{}", r.text);
+}
+
+/// Writes through `api` (at most ten seconds, a new version each time) until `done` holds.
+async fn write_until<F: std::future::Future<Output = bool>>(api: &Api, done: impl Fn() -> F) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in 0.. {
+        write(api, &format!("v{n}")).await;
+        if done().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// What a write fans out to and completes is cached too: a webhook and a rotation schedule made
+/// through replica B are followed by replica A's writes of a secret A had already written (and so
+/// had cached "no webhooks" and "no schedule" for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_follow_webhooks_and_schedules_made_on_another_replica() {
+    let Some(_) = postgres_url() else { return };
+    let scratch = Scratch::new();
+    let storage = Backend::Postgres.fresh(scratch.path()).expect("storage");
+    let (_a, _b, admin_a, admin_b) = two_replicas(&storage, &scratch).await;
+    caches_become(&admin_a, true).await;
+    caches_become(&admin_b, true).await;
+    write(&admin_a, "first").await;
+    write(&admin_a, "second").await;
+
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
+    let r = admin_b
+        .post(
+            "/v1/webhooks",
+            &json!({"name": "app-hook", "url": format!("{}/hook", receiver.uri()),
+                    "events": ["secret.updated", "rotation.due", "secret.rotated"],
+                    "filters": {"path_prefix": "app/"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let hook = r.body["id"].as_str().expect("webhook id").to_owned();
+    let received = |event_type: &'static str| {
+        let receiver = &receiver;
+        async move {
+            receiver.received_requests().await.unwrap_or_default().iter().any(|r| {
+                serde_json::from_slice::<serde_json::Value>(&r.body)
+                    .is_ok_and(|e| e["event_type"] == event_type && e["path"] == PATH)
+            })
+        }
+    };
+    assert!(
+        write_until(&admin_a, || received("secret.updated")).await,
+        "replica A's writes never reached a webhook created through replica B"
+    );
+
+    let r = admin_b
+        .post(
+            "/v1/rotation/policies",
+            &json!({"name": "app-30d", "interval": "30d", "grace_period": "1h", "webhook_ids": [hook]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let policy = r.body["id"].as_str().expect("policy id").to_owned();
+    let r =
+        admin_b.post(&format!("/v1/rotation/policies/{policy}/secrets"), &json!({"secret_path": PATH})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = admin_b
+        .post(&format!("/v1/rotation/policies/{policy}/rotate"), &json!({"secret_paths": [PATH]}))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !received("rotation.due").await {
+        assert!(Instant::now() < deadline, "rotation.due never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The due rotation is completed by the next write, wherever it is made.
+    let rotated = || {
+        let (admin_b, policy) = (&admin_b, &policy);
+        async move {
+            let r = admin_b.get(&format!("/v1/rotation/policies/{policy}/secrets")).await;
+            r.body["secrets"][0]["last_rotated_at"].is_string()
+        }
+    };
+    assert!(
+        write_until(&admin_a, rotated).await,
+        "replica A's writes never completed a rotation scheduled through replica B"
+    );
+    assert!(write_until(&admin_a, || received("secret.rotated")).await, "secret.rotated never arrived");
 }

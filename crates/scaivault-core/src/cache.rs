@@ -1,7 +1,9 @@
 //! In-memory copies of what nearly every request would otherwise fetch: tokens by hash, tenants,
 //! and the sealed current version of secrets (compiled policies are kept in a [`Cache`] too, in
 //! `policies.rs`, and also checked against the tenant's policy epoch when one is known). Secret
-//! values stay sealed here; they are opened per request.
+//! values stay sealed here; they are opened per request. Every secret write also consults two of
+//! them: the tenant's webhook filters, and whether the secret is known to have no rotation
+//! schedule (only that absence is kept: a schedule's state changes too often to copy).
 //!
 //! Correctness rests on invalidation, not on expiry:
 //! - every change this process makes drops the copies it affects once the store call returns
@@ -15,6 +17,7 @@
 //! The time-to-live only bounds how long an entry can outlive a change made behind the server's
 //! back (someone editing the database by hand).
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -24,13 +27,14 @@ use std::time::{Duration, Instant};
 
 use crate::policies::PolicyCache;
 use scaivault_crypto::TokenHash;
-use scaivault_store::{ChangeFeed, ChangeNotice, StoredSecret, TenantRecord, TokenRecord};
+use scaivault_store::{ChangeFeed, ChangeNotice, StoredSecret, TenantRecord, TokenRecord, WebhookFilter};
 
 /// How long an entry is served without being fetched again.
 const TTL: Duration = Duration::from_secs(30);
 const TOKENS: usize = 16 * 1024;
 const TENANTS: usize = 4 * 1024;
 const SECRETS: usize = 64 * 1024;
+const WEBHOOK_TENANTS: usize = 4 * 1024;
 
 /// Proof that a fetch started at a given point; see [`Cache::insert`].
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +63,10 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn get(&self, key: &K) -> Option<V> {
+    pub(crate) fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         let inner = self.lock();
         let (value, at) = inner.map.get(key)?;
         (at.elapsed() < TTL).then(|| value.clone())
@@ -90,7 +97,10 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         inner.map.insert(key, (value, Instant::now()));
     }
 
-    pub(crate) fn remove(&self, key: &K) {
+    pub(crate) fn remove<Q: Hash + Eq + ?Sized>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
         let mut inner = self.lock();
         inner.generation += 1;
         inner.map.remove(key);
@@ -112,6 +122,10 @@ pub(crate) struct Caches {
     pub(crate) tenants: Cache<String, Arc<TenantRecord>>,
     /// Keyed by [`secret_key`]; only the current version.
     pub(crate) secrets: Cache<String, Arc<StoredSecret>>,
+    /// A tenant's active webhooks and subscriptions, as a write's events are matched against them.
+    pub(crate) webhooks: Cache<String, Arc<Vec<WebhookFilter>>>,
+    /// Keyed by [`secret_key`]: secrets found to have no rotation schedule.
+    pub(crate) unassigned: Cache<String, ()>,
 }
 
 /// The key of a secret's cached current version: namespace and path, which never contain `\0`.
@@ -130,6 +144,8 @@ impl Caches {
             tokens: Cache::new(TOKENS),
             tenants: Cache::new(TENANTS),
             secrets: Cache::new(SECRETS),
+            webhooks: Cache::new(WEBHOOK_TENANTS),
+            unassigned: Cache::new(SECRETS),
         }
     }
 
@@ -168,6 +184,8 @@ impl Caches {
         self.tokens.clear();
         self.tenants.clear();
         self.secrets.clear();
+        self.webhooks.clear();
+        self.unassigned.clear();
     }
 
     /// This process changed a secret (committed, or possibly committed: call it on failure too).
@@ -194,6 +212,8 @@ impl Caches {
                 self.tenants.remove(&tenant);
                 policies.forget(&tenant);
             }
+            ChangeNotice::Webhooks { tenant } => self.webhooks.remove(&tenant),
+            ChangeNotice::Assigned { tenant, path } => self.unassigned.remove(&secret_key(&tenant, &path)),
         }
     }
 }

@@ -95,7 +95,11 @@ impl Vault {
             AttemptOutcome::Failed => &self.events.outcomes.failed,
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if !self.store.finish_attempt(&finish).await? {
+        let finished = self.store.finish_attempt(&finish).await;
+        if finish.disable_webhook.is_some() {
+            self.webhooks_changed(&d.tenant);
+        }
+        if !finished? {
             tracing::warn!(delivery = %d.id, "delivery lease expired before its attempt was recorded");
         } else if outcome == AttemptOutcome::Failed
             && retry

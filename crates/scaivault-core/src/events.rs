@@ -173,13 +173,13 @@ pub(crate) fn filter_matches(filter: &WebhookFilter, event_type: &str, path: Opt
 /// The events one change emits, with the webhooks of its tenant loaded once.
 pub(crate) struct Emitter {
     tenant: String,
-    filters: Vec<WebhookFilter>,
+    filters: Arc<Vec<WebhookFilter>>,
 }
 
 impl Emitter {
     /// An emitter that delivers to no webhook (the caller adds the deliveries it wants).
     pub(crate) fn without_webhooks(tenant: &str) -> Emitter {
-        Emitter { tenant: tenant.to_owned(), filters: Vec::new() }
+        Emitter { tenant: tenant.to_owned(), filters: Arc::default() }
     }
 
     /// An event and a delivery for each matching webhook.
@@ -235,9 +235,20 @@ impl Vault {
         &self.events.outcomes
     }
 
-    /// Loads the tenant's active webhooks for the events of one change.
+    /// The tenant's active webhooks (cached; see `cache.rs`) for the events of one change.
     pub(crate) async fn emitter(&self, tenant: &str) -> Result<Emitter, CoreError> {
-        Ok(Emitter { tenant: tenant.to_owned(), filters: self.store.active_webhooks(tenant).await? })
+        let fetched = self
+            .caches
+            .through(&self.caches.webhooks, tenant.to_owned(), || async {
+                Ok::<_, CoreError>(Some(Arc::new(self.store.active_webhooks(tenant).await?)))
+            })
+            .await?;
+        Ok(Emitter { tenant: tenant.to_owned(), filters: fetched.map(|(f, _)| f).unwrap_or_default() })
+    }
+
+    /// This process changed (or may have changed) the tenant's webhooks or subscriptions.
+    pub(crate) fn webhooks_changed(&self, tenant: &str) {
+        self.caches.webhooks.remove(tenant);
     }
 
     /// After the change committed: the live stream gets the events, the worker their deliveries.

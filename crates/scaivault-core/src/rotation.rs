@@ -25,6 +25,7 @@ use scaivault_store::{
 use tokio::sync::watch;
 
 use crate::audit::{AuditEvent, RequestInfo, WriteAudit};
+use crate::cache::secret_key;
 use crate::events::Emitter;
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, Space, Vault};
@@ -325,7 +326,9 @@ impl Vault {
             created_at: now,
             updated_at: now,
         };
-        self.store.assign_rotation(&record).await.map_err(|e| match e {
+        let assigned = self.store.assign_rotation(&record).await;
+        self.caches.unassigned.remove(&secret_key(&record.tenant, &record.path));
+        assigned.map_err(|e| match e {
             StoreError::AlreadyExists => {
                 CoreError::Conflict("this secret is already assigned to a rotation policy".into())
             }
@@ -552,7 +555,16 @@ impl Vault {
         tenant: &str,
         path: &SecretPath,
     ) -> Result<Option<(RotationCompletion, RotationPolicyRecord)>, CoreError> {
+        // Most secrets have no schedule: that absence is cached (see `cache.rs`), a schedule is not.
+        let key = secret_key(tenant, path.as_str());
+        if self.caches.enabled() && self.caches.unassigned.get(&key).is_some() {
+            return Ok(None);
+        }
+        let ticket = self.caches.unassigned.ticket();
         let Some((a, policy)) = self.store.get_assignment(tenant, path.as_str()).await? else {
+            if self.caches.enabled() {
+                self.caches.unassigned.insert(ticket, key, ());
+            }
             return Ok(None);
         };
         let timing = timing(&policy)?;

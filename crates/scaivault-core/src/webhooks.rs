@@ -236,7 +236,9 @@ impl Vault {
                         created_at: now,
                         updated_at: now,
                     };
-                    self.store.create_webhook(&record).await?;
+                    let stored = self.store.create_webhook(&record).await;
+                    self.webhooks_changed(tenant);
+                    stored?;
                     Ok(record)
                 }
             })
@@ -428,7 +430,9 @@ impl Vault {
                     if let Some(s) = secret {
                         self.roll_secret(&mut w, s, overlap, now)?;
                     }
-                    self.store.update_webhook(&w).await?;
+                    let stored = self.store.update_webhook(&w).await;
+                    self.webhooks_changed(&w.tenant);
+                    stored?;
                     Ok(webhook_response(&w, now, None))
                 }
             })
@@ -465,7 +469,9 @@ impl Vault {
                 async move {
                     self.roll_secret(&mut w, secret, overlap, now)?;
                     w.updated_at = now;
-                    self.store.update_webhook(&w).await?;
+                    let stored = self.store.update_webhook(&w).await;
+                    self.webhooks_changed(&w.tenant);
+                    stored?;
                     Ok(w)
                 }
             })
@@ -482,7 +488,9 @@ impl Vault {
     ) -> Result<(), CoreError> {
         let kind = if subscription { WebhookKind::Subscription } else { WebhookKind::Webhook };
         self.authorize(principal, Scope::SubscriptionsWrite, None).await?;
-        self.store.delete_webhook(&principal.tenant, kind, id).await.map_err(|e| match e {
+        let deleted = self.store.delete_webhook(&principal.tenant, kind, id).await;
+        self.webhooks_changed(&principal.tenant);
+        deleted.map_err(|e| match e {
             StoreError::NotFound => not_found(kind),
             other => other.into(),
         })

@@ -1,5 +1,5 @@
 //! What other processes sharing the storage changed, so in-memory caches of tokens, tenants,
-//! policies and secrets can drop what is no longer true.
+//! policies, secrets, webhook filters and rotation assignments can drop what is no longer true.
 
 use serde::Deserialize;
 
@@ -41,6 +41,20 @@ pub enum ChangeNotice {
         #[serde(rename = "t")]
         tenant: String,
     },
+    /// One of a tenant's webhooks or subscriptions was created, changed (or disabled) or removed.
+    #[serde(rename = "w")]
+    Webhooks {
+        #[serde(rename = "t")]
+        tenant: String,
+    },
+    /// A secret was given a rotation schedule.
+    #[serde(rename = "r")]
+    Assigned {
+        #[serde(rename = "t")]
+        tenant: String,
+        #[serde(rename = "p")]
+        path: String,
+    },
 }
 
 impl ChangeNotice {
@@ -65,6 +79,14 @@ mod tests {
         assert_eq!(
             ChangeNotice::parse(r#"{"k":"n","t":"tnt_a"}"#),
             Some(ChangeNotice::Tenant { tenant: "tnt_a".into() })
+        );
+        assert_eq!(
+            ChangeNotice::parse(r#"{"k":"w","t":"tnt_a"}"#),
+            Some(ChangeNotice::Webhooks { tenant: "tnt_a".into() })
+        );
+        assert_eq!(
+            ChangeNotice::parse(r#"{"k":"r","t":"tnt_a","p":"db/x"}"#),
+            Some(ChangeNotice::Assigned { tenant: "tnt_a".into(), path: "db/x".into() })
         );
         assert_eq!(ChangeNotice::parse(r#"{"k":"zz"}"#), None);
         assert_eq!(ChangeNotice::parse("not json"), None);
