@@ -186,5 +186,33 @@ async fn an_unwritable_audit_log_fails_reads_closed() {
         let r =
             api.put_secret("integrations/salesforce/oauth", &json!({"data": {"client_secret": "x"}})).await;
         assert_eq!(r.status, 503, "{backend:?}");
+        // Many reads at once (so several batches are under way, and fail, together): no value.
+        let reads = |n: usize| {
+            let mut all = tokio::task::JoinSet::new();
+            for _ in 0..n {
+                let api = api.clone();
+                all.spawn(async move { api.get_secret("integrations/salesforce/oauth", None).await });
+            }
+            async move { all.join_all().await }
+        };
+        for r in reads(16).await {
+            assert_eq!(r.status, 503, "{backend:?}: {}", r.text);
+            assert!(
+                !r.text.contains(values[1].as_str()),
+                "{backend:?}: the value left without an audit record"
+            );
+        }
+        // Writable again: reads at once all succeed, and the chain is still one unbroken line.
+        match backend {
+            Backend::Sqlite => sql(&storage, "DROP TRIGGER audit_off;"),
+            Backend::Postgres => sql(&storage, "DROP TRIGGER audit_off ON audit_log;"),
+        }
+        for _ in 0..3 {
+            for r in reads(16).await {
+                assert_eq!(r.status, 200, "{backend:?}: {}", r.text);
+            }
+        }
+        let v = verify(&api).await;
+        assert_eq!(v["valid"], true, "{backend:?}: {v}");
     }
 }
