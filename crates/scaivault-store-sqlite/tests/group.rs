@@ -1,7 +1,8 @@
 //! The group-commit writer's savepoints, driven on a real SQLite connection: a write cut off before
-//! its first statement reached the database must never undo the write before it.
+//! its first statement reached the database must never undo the write before it; a group never
+//! holds more than `GROUP_WRITES` writes.
 
-use scaivault_store::group::GroupWriter;
+use scaivault_store::group::{GROUP_WRITES, GroupWriter};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Executor};
 use tokio::sync::{Mutex, mpsc};
@@ -91,4 +92,25 @@ async fn a_write_that_sent_nothing_leaves_its_group_alone() {
     assert_eq!(first.await.expect("task"), Ok(()));
     assert_eq!(third.await.expect("task"), Ok(()));
     assert_eq!(rows(&options).await, vec![1, 3]);
+}
+
+#[tokio::test]
+async fn a_full_group_commits_before_the_next_write_joins() {
+    let (_dir, options, writer) = fresh().await;
+    // Nudges go nowhere: only a full group may commit on its own.
+    let (nudges, _ignored) = mpsc::channel(1);
+    let mut waiting = Vec::new();
+    for x in 0..GROUP_WRITES as i64 {
+        waiting.push(write(writer, &options, &nudges, x).await);
+    }
+    assert!(rows(&options).await.is_empty(), "a group committed before it was full");
+    let next = write(writer, &options, &nudges, GROUP_WRITES as i64).await;
+    assert_eq!(rows(&options).await.len(), GROUP_WRITES, "the full group was not committed first");
+    for w in waiting {
+        assert_eq!(w.await.expect("task"), Ok(()));
+    }
+    assert!(!next.is_finished(), "the next write answered before its own group committed");
+    writer.lock().await.settle().await;
+    assert_eq!(next.await.expect("task"), Ok(()));
+    assert_eq!(rows(&options).await.len(), GROUP_WRITES + 1);
 }

@@ -4,8 +4,8 @@
 //! A secret write runs its statements inside the writer's open transaction, under a savepoint of its
 //! own, and then waits for that transaction to commit. The committer task commits it as soon as it
 //! gets the write lock; the lock is fair, so every write already queued for it joins the same
-//! commit first. Many concurrent writes thus share one `fsync`, and each still answers only once its
-//! own change is durable. A write that fails rolls back to its savepoint and leaves the others of its
+//! commit first (up to [`GROUP_WRITES`] of them). Many concurrent writes thus share one `fsync`, and
+//! each still answers only once its own change is durable. A write that fails rolls back to its savepoint and leaves the others of its
 //! group alone; a commit that fails fails every write of the group, and none of them is kept.
 //!
 //! A finished write keeps its savepoint until the next write's first statement releases it (or the
@@ -42,6 +42,12 @@ pub type SecretHeads = HashMap<(String, String), SecretHead>;
 
 /// How long opening the writer's connection may take.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Writes one group holds at most; the next write commits it first. On PostgreSQL each write's
+/// savepoint is a subtransaction with an id of its own until the group commits, and a backend with
+/// more than 64 of them makes every other session's snapshots slower (the subtransaction cache
+/// overflows), so a group stays below that.
+pub const GROUP_WRITES: usize = 50;
 
 /// How a group's commit went: `None` while it is still open.
 type Outcome = Option<Result<(), String>>;
@@ -80,6 +86,8 @@ pub struct GroupWriter<C> {
     held: Option<u64>,
     /// A commit or rollback was sent and its answer not seen (its future was dropped).
     unsure: bool,
+    /// Writes started in the open group.
+    writes: usize,
 }
 
 /// What a secret write inside the group needs: the connection, the heads and the statements to run
@@ -116,6 +124,7 @@ where
             opens: false,
             held: None,
             unsure: false,
+            writes: 0,
         }
     }
 
@@ -170,11 +179,15 @@ where
     pub async fn start(&mut self, options: &C::Options) -> Result<Job<'_, C>, StoreError> {
         self.recover().await;
         self.undo_cut().await;
+        if self.writes >= GROUP_WRITES {
+            self.settle().await;
+        }
         self.parts(options).await?;
         let mut prefix = String::new();
         self.opens = self.group.is_none();
         self.releases = self.held.take();
         if self.opens {
+            self.writes = 0;
             self.group = Some(watch::channel(None).0);
             prefix.push_str(self.begin);
             prefix.push_str("; ");
@@ -187,6 +200,7 @@ where
         // statements' text the same, so their prepared forms are reused.
         let name = self.releases.map_or(0, |held| 1 - held);
         let _ = write!(prefix, "SAVEPOINT w{name}; ");
+        self.writes += 1;
         self.cut = Some(name);
         self.sent = false;
         let GroupWriter { heads, secrets, conn: Some(conn), sent, .. } = self else {
