@@ -54,8 +54,37 @@ measure() { # PID URL HEADER [LUA]
 report() { # NAME MODE PID URL HEADER [LUA]
     local name=$1 mode=$2; shift 2
     for rep in $(seq 1 "$reps"); do
-        printf "%-20s %-6s %s %s\n" "$name" "$mode" "$rep" "$(measure "$@")"
+        printf "%-20s %-6s %s %s\n" "$name" "$mode" "$rep" "$(measure "$@")" | tee -a "$work/results"
     done
+}
+
+# The ratios of issue 8, per repetition: ScaiVault's requests/s against OpenBao's in the same mode
+# (a JWT read against OpenBao's token read) and, for reads, against the ceiling's, and its p99
+# against the ceiling's p99.
+ratios() {
+    echo
+    echo "system               mode   rep x_openbao x_ceiling p99_x_ceiling"
+    awk '
+        function ms(t) {
+            if (t ~ /us$/) return substr(t, 1, length(t) - 2) / 1000
+            if (t ~ /ms$/) return substr(t, 1, length(t) - 2) + 0
+            if (t ~ /s$/) return substr(t, 1, length(t) - 1) * 1000
+            return t + 0
+        }
+        { rps[$1, $2, $3] = $4; p99[$1, $2, $3] = ms($6); rows[++n] = $1 SUBSEP $2 SUBSEP $3 }
+        END {
+            for (i = 1; i <= n; i++) {
+                split(rows[i], k, SUBSEP)
+                if (k[1] !~ /^scaivault/) continue
+                base = (k[2] == "jwt") ? "read" : k[2]
+                bao = rps["openbao", base, k[3]]
+                line = sprintf("%-20s %-6s %-3s %9.1f", k[1], k[2], k[3], bao > 0 ? rps[k[1], k[2], k[3]] / bao : 0)
+                if (k[2] != "write" && rps["hello", "read", k[3]] > 0)
+                    line = line sprintf(" %9.2f %13.1f", rps[k[1], k[2], k[3]] / rps["hello", "read", k[3]],
+                        p99[k[1], k[2], k[3]] / p99["hello", "read", k[3]])
+                print line
+            }
+        }' "$work/results"
 }
 
 echo "system               mode   rep reqs/s p50 p99 cpu_us/req"
@@ -164,3 +193,4 @@ LUA
     report "scaivault-$backend" write "$sv_pid" "http://127.0.0.1:$sp/v1/secrets/bench/write" "Authorization: Bearer $token" "$work/sv_put.lua"
     kill "$sv_pid"
 done
+ratios
