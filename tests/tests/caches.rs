@@ -208,14 +208,20 @@ async fn two_replicas(storage: &Storage, scratch: &Scratch) -> (ServerProcess, S
     (a, b, admin_a, admin_b)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_sees_what_another_changed() {
-    let Some(_) = postgres_url() else { return };
+/// Two replicas on a fresh PostgreSQL schema with their caches on, or `None` without PostgreSQL.
+async fn replicas_caching() -> Option<(Scratch, Storage, ServerProcess, ServerProcess, Api, Api)> {
+    postgres_url()?;
     let scratch = Scratch::new();
     let storage = Backend::Postgres.fresh(scratch.path()).expect("storage");
-    let (_a, _b, admin_a, admin_b) = two_replicas(&storage, &scratch).await;
+    let (a, b, admin_a, admin_b) = two_replicas(&storage, &scratch).await;
     caches_become(&admin_a, true).await;
     caches_become(&admin_b, true).await;
+    Some((scratch, storage, a, b, admin_a, admin_b))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_sees_what_another_changed() {
+    let Some((_scratch, _storage, _a, _b, admin_a, admin_b)) = replicas_caching().await else { return };
     let (policy, id, token) = reader(&admin_a).await;
     let app_a = admin_a.with_token(&token);
     write(&admin_a, "first").await;
@@ -306,12 +312,7 @@ async fn write_until<F: std::future::Future<Output = bool>>(api: &Api, done: imp
 /// had cached "no webhooks" and "no schedule" for).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_follow_webhooks_and_schedules_made_on_another_replica() {
-    let Some(_) = postgres_url() else { return };
-    let scratch = Scratch::new();
-    let storage = Backend::Postgres.fresh(scratch.path()).expect("storage");
-    let (_a, _b, admin_a, admin_b) = two_replicas(&storage, &scratch).await;
-    caches_become(&admin_a, true).await;
-    caches_become(&admin_b, true).await;
+    let Some((_scratch, _storage, _a, _b, admin_a, admin_b)) = replicas_caching().await else { return };
     write(&admin_a, "first").await;
     write(&admin_a, "second").await;
 

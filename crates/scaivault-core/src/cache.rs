@@ -128,6 +128,23 @@ pub(crate) struct Caches {
     pub(crate) unassigned: Cache<String, ()>,
 }
 
+/// An invalidation that runs when dropped: once the change's store call returned, or when the
+/// request's future is dropped while the call is under way (the change may have committed anyway).
+/// Create it before the call and drop it right after.
+pub(crate) struct Invalidation<F: FnMut()>(F);
+
+impl<F: FnMut()> Invalidation<F> {
+    pub(crate) fn new(invalidate: F) -> Self {
+        Invalidation(invalidate)
+    }
+}
+
+impl<F: FnMut()> Drop for Invalidation<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
 /// The key of a secret's cached current version: namespace and path, which never contain `\0`.
 pub(crate) fn secret_key(ns: &str, path: &str) -> String {
     let mut key = String::with_capacity(ns.len() + path.len() + 1);
@@ -252,6 +269,21 @@ mod tests {
         assert_eq!(cache.get(&"a".to_owned()), Some(2));
         cache.clear();
         assert_eq!(cache.get(&"a".to_owned()), None);
+    }
+
+    /// A change's future dropped while its store call is under way (the client went away) still
+    /// drops what the change may have made stale.
+    #[tokio::test]
+    async fn a_cancelled_change_still_invalidates() {
+        let cache: Cache<String, u32> = Cache::new(8);
+        cache.insert(cache.ticket(), "a".into(), 1);
+        let change = async {
+            let _changing = Invalidation::new(|| cache.remove("a"));
+            std::future::pending::<()>().await;
+        };
+        let cut = tokio::time::timeout(std::time::Duration::from_millis(10), change).await;
+        assert!(cut.is_err(), "the change never finishes on its own");
+        assert_eq!(cache.get("a"), None);
     }
 
     #[test]

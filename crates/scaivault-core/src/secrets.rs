@@ -13,7 +13,7 @@ use scaivault_store::{
 };
 
 use crate::audit::{AuditEvent, WriteAudit, audit_entry};
-use crate::cache::secret_key;
+use crate::cache::{Invalidation, secret_key};
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, Space, Vault};
 
@@ -169,6 +169,7 @@ impl Vault {
             events: Some(&events_fn),
             rotation: rotation.as_ref().map(|(c, _)| c),
         };
+        let changed = Invalidation::new(|| self.caches.secret_changed(ns, path.as_str()));
         let outcome = self
             .keys
             .with_budget(|| {
@@ -192,7 +193,7 @@ impl Vault {
                 }
             })
             .await;
-        self.caches.secret_changed(ns, path.as_str());
+        drop(changed);
         let outcome = outcome?;
         tracing::debug!(path = %path, version = outcome.version, "secret written");
         self.published(&emitted.into_inner().unwrap_or_default());

@@ -3,6 +3,7 @@ use scaivault_crypto::{generate_token, hash_token, random_id};
 use scaivault_domain::{DurationSpec, IdentityType, Scope};
 use scaivault_store::{NewToken, TenantRecord, TokenRecord};
 
+use crate::cache::Invalidation;
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, TokenKind, Vault};
 
@@ -201,9 +202,10 @@ impl Vault {
         if (target.is_root || !target.roles.is_empty()) && !principal.is_system_admin() {
             return Err(CoreError::AccessDenied("only a system administrator may revoke this token".into()));
         }
-        let revoked = self.store.revoke_token(principal.tenant(), id, self.clock.now()).await;
         // Cached tokens are keyed by hash, which a revocation does not name: all of them go.
-        self.caches.tokens.clear();
+        let forgetting = Invalidation::new(|| self.caches.tokens.clear());
+        let revoked = self.store.revoke_token(principal.tenant(), id, self.clock.now()).await;
+        drop(forgetting);
         revoked.map_err(|e| match e {
             scaivault_store::StoreError::NotFound => CoreError::NotFound("token"),
             other => other.into(),

@@ -236,8 +236,9 @@ impl Vault {
                         created_at: now,
                         updated_at: now,
                     };
+                    let changing = self.webhooks_changing(tenant);
                     let stored = self.store.create_webhook(&record).await;
-                    self.webhooks_changed(tenant);
+                    drop(changing);
                     stored?;
                     Ok(record)
                 }
@@ -430,8 +431,9 @@ impl Vault {
                     if let Some(s) = secret {
                         self.roll_secret(&mut w, s, overlap, now)?;
                     }
+                    let changing = self.webhooks_changing(&w.tenant);
                     let stored = self.store.update_webhook(&w).await;
-                    self.webhooks_changed(&w.tenant);
+                    drop(changing);
                     stored?;
                     Ok(webhook_response(&w, now, None))
                 }
@@ -469,8 +471,9 @@ impl Vault {
                 async move {
                     self.roll_secret(&mut w, secret, overlap, now)?;
                     w.updated_at = now;
+                    let changing = self.webhooks_changing(&w.tenant);
                     let stored = self.store.update_webhook(&w).await;
-                    self.webhooks_changed(&w.tenant);
+                    drop(changing);
                     stored?;
                     Ok(w)
                 }
@@ -488,8 +491,9 @@ impl Vault {
     ) -> Result<(), CoreError> {
         let kind = if subscription { WebhookKind::Subscription } else { WebhookKind::Webhook };
         self.authorize(principal, Scope::SubscriptionsWrite, None).await?;
+        let changing = self.webhooks_changing(&principal.tenant);
         let deleted = self.store.delete_webhook(&principal.tenant, kind, id).await;
-        self.webhooks_changed(&principal.tenant);
+        drop(changing);
         deleted.map_err(|e| match e {
             StoreError::NotFound => not_found(kind),
             other => other.into(),

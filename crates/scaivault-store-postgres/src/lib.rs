@@ -260,7 +260,7 @@ impl SecretStore for PostgresStore {
             attempt += 1;
             // The last attempt waits for its rows inside the writer, in a group of its own.
             let patient = attempt == WRITE_ATTEMPTS;
-            let mut writer = self.write_lock.lock().await;
+            let mut writer = Writer::lock_for_write(&self.write_lock, &self.commits).await;
             if patient {
                 writer.settle().await;
             }

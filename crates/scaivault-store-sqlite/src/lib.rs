@@ -223,7 +223,7 @@ impl SecretStore for SqliteStore {
         seal: &SealFn<'_>,
         effects: WriteEffects<'_>,
     ) -> Result<WriteOutcome, StoreError> {
-        let mut writer = self.write_lock.lock().await;
+        let mut writer = Writer::lock_for_write(&self.write_lock, &self.commits).await;
         let job = writer.start(&self.options).await?;
         let written = write_in(job, w, seal, effects).await;
         Writer::conclude(writer, written, &self.commits).await

@@ -22,7 +22,7 @@ async fn write(
     nudges: &mpsc::Sender<()>,
     x: i64,
 ) -> tokio::task::JoinHandle<Result<(), String>> {
-    let mut guard = writer.lock().await;
+    let mut guard = Writer::lock_for_write(writer, nudges).await;
     let job = guard.start(options).await.expect("start");
     *job.sent = true;
     let sql = format!("{}INSERT INTO t VALUES ({x})", job.prefix);
@@ -95,22 +95,36 @@ async fn a_write_that_sent_nothing_leaves_its_group_alone() {
 }
 
 #[tokio::test]
-async fn a_full_group_commits_before_the_next_write_joins() {
+async fn a_full_group_is_committed_before_the_next_write_joins() {
     let (_dir, options, writer) = fresh().await;
-    // Nudges go nowhere: only a full group may commit on its own.
-    let (nudges, _ignored) = mpsc::channel(1);
+    // The test is the committer: groups commit only when it settles them.
+    let (nudges, mut nudged) = mpsc::channel(4 * GROUP_WRITES);
     let mut waiting = Vec::new();
     for x in 0..GROUP_WRITES as i64 {
         waiting.push(write(writer, &options, &nudges, x).await);
     }
     assert!(rows(&options).await.is_empty(), "a group committed before it was full");
-    let next = write(writer, &options, &nudges, GROUP_WRITES as i64).await;
-    assert_eq!(rows(&options).await.len(), GROUP_WRITES, "the full group was not committed first");
+    while nudged.try_recv().is_ok() {}
+    let next = {
+        let (options, nudges) = (options.clone(), nudges.clone());
+        tokio::spawn(async move { write(writer, &options, &nudges, GROUP_WRITES as i64).await.await })
+    };
+    // The next write asks for the full group's commit instead of joining it.
+    let asked = tokio::time::timeout(std::time::Duration::from_secs(10), nudged.recv()).await;
+    assert!(matches!(asked, Ok(Some(()))), "the next write did not ask for the full group's commit");
+    // Had it joined, the commit below would hold it too.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    writer.lock().await.settle().await;
+    assert_eq!(rows(&options).await.len(), GROUP_WRITES, "the next write joined the full group");
     for w in waiting {
         assert_eq!(w.await.expect("task"), Ok(()));
     }
-    assert!(!next.is_finished(), "the next write answered before its own group committed");
-    writer.lock().await.settle().await;
-    assert_eq!(next.await.expect("task"), Ok(()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !next.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the next write never finished");
+        writer.lock().await.settle().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(next.await.expect("task").expect("task"), Ok(()));
     assert_eq!(rows(&options).await.len(), GROUP_WRITES + 1);
 }

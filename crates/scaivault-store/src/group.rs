@@ -43,7 +43,8 @@ pub type SecretHeads = HashMap<(String, String), SecretHead>;
 /// How long opening the writer's connection may take.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Writes one group holds at most; the next write commits it first. On PostgreSQL each write's
+/// Writes one group holds at most; the next write waits for the committer to commit it (see
+/// [`GroupWriter::lock_for_write`]). On PostgreSQL each write's
 /// savepoint is a subtransaction with an id of its own until the group commits, and a backend with
 /// more than 64 of them makes every other session's snapshots slower (the subtransaction cache
 /// overflows), so a group stays below that.
@@ -174,14 +175,29 @@ where
         }
     }
 
+    /// The write lock, for a secret write. A full group is not joined: it is left to the committer
+    /// task (so no request's future can cut its commit off), and the write joins the next group.
+    pub async fn lock_for_write<'a>(
+        lock: &'a Mutex<Self>,
+        commits: &mpsc::Sender<()>,
+    ) -> MutexGuard<'a, Self> {
+        loop {
+            let writer = lock.lock().await;
+            let full = writer.writes >= GROUP_WRITES;
+            let Some(group) = writer.group.as_ref().filter(|_| full) else { return writer };
+            let mut done = group.subscribe();
+            drop(writer);
+            // A nudge already pending is as good as this one.
+            let _ = commits.try_send(());
+            let _ = done.wait_for(Option::is_some).await;
+        }
+    }
+
     /// Starts a secret write: undoes a cut-off one, opens the group if there is none, and marks
     /// this one as started (until [`GroupWriter::conclude`]).
     pub async fn start(&mut self, options: &C::Options) -> Result<Job<'_, C>, StoreError> {
         self.recover().await;
         self.undo_cut().await;
-        if self.writes >= GROUP_WRITES {
-            self.settle().await;
-        }
         self.parts(options).await?;
         let mut prefix = String::new();
         self.opens = self.group.is_none();
