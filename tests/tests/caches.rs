@@ -191,6 +191,42 @@ async fn one_process_writes_see_webhook_changes_at_once() {
     write(&admin, "sixth").await;
 }
 
+/// A webhook the delivery worker disables (its receiver answered `410 Gone`) gets nothing from the
+/// writes after it, though the writes before had cached it among the tenant's webhooks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_disabled_by_its_receiver_gets_no_more_deliveries() {
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let server =
+        server(scratch.path(), &storage).root_token_file(&scratch.path().join("root-token")).start().await;
+    let client = http_client();
+    let admin = Api::new(&client, &server, server.root_token().expect("root token"));
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(410)).mount(&receiver).await;
+    let r = admin
+        .post(
+            "/v1/webhooks",
+            &json!({"name": "gone-hook", "url": format!("{}/hook", receiver.uri()),
+                    "events": ["secret.created", "secret.updated"], "filters": {"path_prefix": "app/"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let hook = r.body["id"].as_str().expect("webhook id").to_owned();
+    write(&admin, "first").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = admin.get(&format!("/v1/webhooks/{hook}")).await;
+        if r.body["active"] == false {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the webhook was never disabled: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    write(&admin, "second").await;
+    let r = admin.get(&format!("/v1/webhooks/{hook}/deliveries")).await;
+    assert_eq!(r.body["deliveries"].as_array().map(Vec::len), Some(1), "{}", r.text);
+}
+
 /// A server that may deliver to loopback receivers and looks for due rotations every second.
 fn server(dir: &std::path::Path, storage: &Storage) -> ServerCommand {
     ServerCommand::new(dir).storage(storage).arg("--webhook-allow-private").arg("--scheduler-tick").arg("1s")
