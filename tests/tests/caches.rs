@@ -140,29 +140,39 @@ async fn one_process_sees_its_own_changes_at_once() {
     assert_eq!(app.get_secret(PATH, None).await.status, 401, "a revoked token was accepted");
 }
 
-/// On one process, a write sees the webhook changes made just before it: a webhook created, its
-/// events changed (twice), and the webhook deleted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_process_writes_see_webhook_changes_at_once() {
+/// A server on SQLite that may deliver to loopback, its root API, and a receiver answering `status`.
+async fn hooked_server(status: u16) -> (Scratch, Storage, ServerProcess, Api, MockServer) {
     let scratch = Scratch::new();
     let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
     let server =
         server(scratch.path(), &storage).root_token_file(&scratch.path().join("root-token")).start().await;
-    let client = http_client();
-    let admin = Api::new(&client, &server, server.root_token().expect("root token"));
+    let admin = Api::new(&http_client(), &server, server.root_token().expect("root token"));
     let receiver = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
-    write(&admin, "first").await;
-    write(&admin, "second").await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(status)).mount(&receiver).await;
+    (scratch, storage, server, admin, receiver)
+}
+
+/// A webhook on `app/` for `events`, delivering to `receiver`; returns its id.
+async fn create_hook(admin: &Api, receiver: &MockServer, events: &[&str]) -> String {
     let r = admin
         .post(
             "/v1/webhooks",
-            &json!({"name": "app-hook", "url": format!("{}/hook", receiver.uri()),
-                    "events": ["secret.updated"], "filters": {"path_prefix": "app/"}}),
+            &json!({"name": "app-hook", "url": format!("{}/hook", receiver.uri()), "events": events,
+                    "filters": {"path_prefix": "app/"}}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let hook = r.body["id"].as_str().expect("webhook id").to_owned();
+    r.body["id"].as_str().expect("webhook id").to_owned()
+}
+
+/// On one process, a write sees the webhook changes made just before it: a webhook created, its
+/// events changed (twice), and the webhook deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_writes_see_webhook_changes_at_once() {
+    let (_scratch, _storage, _server, admin, receiver) = hooked_server(200).await;
+    write(&admin, "first").await;
+    write(&admin, "second").await;
+    let hook = create_hook(&admin, &receiver, &["secret.updated"]).await;
     // Deliveries are stored with the write that causes them, so each count is exact at once.
     let deliveries = || async {
         let r = admin.get(&format!("/v1/webhooks/{hook}/deliveries")).await;
@@ -195,23 +205,8 @@ async fn one_process_writes_see_webhook_changes_at_once() {
 /// writes after it, though the writes before had cached it among the tenant's webhooks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_disabled_by_its_receiver_gets_no_more_deliveries() {
-    let scratch = Scratch::new();
-    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
-    let server =
-        server(scratch.path(), &storage).root_token_file(&scratch.path().join("root-token")).start().await;
-    let client = http_client();
-    let admin = Api::new(&client, &server, server.root_token().expect("root token"));
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(410)).mount(&receiver).await;
-    let r = admin
-        .post(
-            "/v1/webhooks",
-            &json!({"name": "gone-hook", "url": format!("{}/hook", receiver.uri()),
-                    "events": ["secret.created", "secret.updated"], "filters": {"path_prefix": "app/"}}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let hook = r.body["id"].as_str().expect("webhook id").to_owned();
+    let (_scratch, _storage, _server, admin, receiver) = hooked_server(410).await;
+    let hook = create_hook(&admin, &receiver, &["secret.created", "secret.updated"]).await;
     write(&admin, "first").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -354,16 +349,7 @@ async fn writes_follow_webhooks_and_schedules_made_on_another_replica() {
 
     let receiver = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
-    let r = admin_b
-        .post(
-            "/v1/webhooks",
-            &json!({"name": "app-hook", "url": format!("{}/hook", receiver.uri()),
-                    "events": ["secret.updated", "rotation.due", "secret.rotated"],
-                    "filters": {"path_prefix": "app/"}}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let hook = r.body["id"].as_str().expect("webhook id").to_owned();
+    let hook = create_hook(&admin_b, &receiver, &["secret.updated", "rotation.due", "secret.rotated"]).await;
     let received = |event_type: &'static str| {
         let receiver = &receiver;
         async move {
