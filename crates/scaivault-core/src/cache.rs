@@ -7,7 +7,7 @@
 //!
 //! Correctness rests on invalidation, not on expiry:
 //! - every change this process makes drops the copies it affects once the store call returns
-//!   (whether it succeeded or not);
+//!   (whether it succeeded or not), or when the request is abandoned mid-call ([`Invalidation`]);
 //! - changes by other processes arrive through the store's [`ChangeFeed`]; while that feed is not
 //!   connected the caches are switched off (and emptied), so nothing is served that a lost
 //!   announcement could have made stale;
