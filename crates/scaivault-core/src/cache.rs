@@ -7,7 +7,7 @@
 //!
 //! Correctness rests on invalidation, not on expiry:
 //! - every change this process makes drops the copies it affects once the store call returns
-//!   (whether it succeeded or not), or when the request is abandoned mid-call ([`Invalidation`]);
+//!   (whether it succeeded or not), or when the request is abandoned mid-call ([`invalidating`]);
 //! - changes by other processes arrive through the store's [`ChangeFeed`]; while that feed is not
 //!   connected the caches are switched off (and emptied), so nothing is served that a lost
 //!   announcement could have made stale;
@@ -128,16 +128,16 @@ pub(crate) struct Caches {
     pub(crate) unassigned: Cache<String, ()>,
 }
 
-/// An invalidation that runs when dropped: once the change's store call returned, or when the
-/// request's future is dropped while the call is under way (the change may have committed anyway).
-/// Create it before the call and drop it right after.
-pub(crate) struct Invalidation<F: FnMut()>(F);
-
-impl<F: FnMut()> Invalidation<F> {
-    pub(crate) fn new(invalidate: F) -> Self {
-        Invalidation(invalidate)
-    }
+/// Runs `change` (a store call) and then `invalidate`: once the call returned, however it went, or
+/// when the caller's future is dropped while the call is under way (the change may have committed
+/// anyway).
+pub(crate) async fn invalidating<T>(invalidate: impl FnMut(), change: impl Future<Output = T>) -> T {
+    let _invalidation = Invalidation(invalidate);
+    change.await
 }
+
+/// Runs its invalidation when dropped; see [`invalidating`].
+struct Invalidation<F: FnMut()>(F);
 
 impl<F: FnMut()> Drop for Invalidation<F> {
     fn drop(&mut self) {
@@ -277,10 +277,7 @@ mod tests {
     async fn a_cancelled_change_still_invalidates() {
         let cache: Cache<String, u32> = Cache::new(8);
         cache.insert(cache.ticket(), "a".into(), 1);
-        let change = async {
-            let _changing = Invalidation::new(|| cache.remove("a"));
-            std::future::pending::<()>().await;
-        };
+        let change = invalidating(|| cache.remove("a"), std::future::pending::<()>());
         let cut = tokio::time::timeout(std::time::Duration::from_millis(10), change).await;
         assert!(cut.is_err(), "the change never finishes on its own");
         assert_eq!(cache.get("a"), None);

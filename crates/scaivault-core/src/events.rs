@@ -17,7 +17,7 @@ use scaivault_events::{Event, EventType, Sender};
 use scaivault_store::{NewDelivery, NewEvent, StoredEvent, WebhookFilter};
 use tokio::sync::{Notify, broadcast, watch};
 
-use crate::cache::Invalidation;
+use crate::cache::invalidating;
 use crate::{CoreError, Vault};
 
 /// How events leave the server.
@@ -252,11 +252,6 @@ impl Vault {
         self.caches.webhooks.remove(tenant);
     }
 
-    /// Drops the tenant's cached webhook filters when it is dropped (see [`Invalidation`]).
-    pub(crate) fn webhooks_changing<'a>(&'a self, tenant: &'a str) -> Invalidation<impl FnMut() + 'a> {
-        Invalidation::new(move || self.webhooks_changed(tenant))
-    }
-
     /// After the change committed: the live stream gets the events, the worker their deliveries.
     pub(crate) fn published(&self, events: &[NewEvent]) {
         let mut deliveries = false;
@@ -291,9 +286,8 @@ impl Vault {
     {
         let emitter = self.emitter(tenant).await?;
         let events = vec![emitter.event(event_type, Some(path.as_str()), data, self.clock.now())?];
-        let invalidation = Invalidation::new(|| self.caches.secret_changed(tenant, path.as_str()));
-        let changed = change(events).await;
-        drop(invalidation);
+        let changed =
+            invalidating(|| self.caches.secret_changed(tenant, path.as_str()), change(events)).await;
         let (out, events) = changed?;
         self.published(&events);
         Ok(out)

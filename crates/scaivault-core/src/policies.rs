@@ -16,7 +16,7 @@ use scaivault_domain::{
 };
 use scaivault_store::{BindingRecord, PolicyRecord, PolicySnapshot, StoreError};
 
-use crate::cache::{Cache, Invalidation};
+use crate::cache::{Cache, invalidating};
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, TokenKind, Vault};
 
@@ -391,9 +391,8 @@ impl Vault {
     ) -> Result<PolicyResponse, CoreError> {
         self.authorize(principal, Scope::PoliciesWrite, None).await?;
         let record = self.policy_record(principal, random_id("pol_")?, &req)?;
-        let forgetting = Invalidation::new(|| self.policies.forget(&principal.tenant));
-        let created = self.store.create_policy(&record).await;
-        drop(forgetting);
+        let created =
+            invalidating(|| self.policies.forget(&principal.tenant), self.store.create_policy(&record)).await;
         created.map_err(Self::name_taken(&req.name))?;
         tracing::info!(policy_id = %record.id, "policy created");
         self.policy_response(record)
@@ -434,9 +433,8 @@ impl Vault {
         let existing = self.store.get_policy(&principal.tenant, id).await.map_err(Self::name_taken(""))?;
         let mut record = self.policy_record(principal, id.to_owned(), &req)?;
         record.created_at = existing.created_at;
-        let forgetting = Invalidation::new(|| self.policies.forget(&principal.tenant));
-        let updated = self.store.update_policy(&record).await;
-        drop(forgetting);
+        let updated =
+            invalidating(|| self.policies.forget(&principal.tenant), self.store.update_policy(&record)).await;
         updated.map_err(Self::name_taken(&req.name))?;
         tracing::info!(policy_id = %id, "policy updated");
         self.policy_response(record)
@@ -445,9 +443,11 @@ impl Vault {
     /// `DELETE /v1/policies/{id}` (its bindings go with it).
     pub async fn delete_policy(&self, principal: &Principal, id: &str) -> Result<(), CoreError> {
         self.authorize(principal, Scope::PoliciesWrite, None).await?;
-        let forgetting = Invalidation::new(|| self.policies.forget(&principal.tenant));
-        let deleted = self.store.delete_policy(&principal.tenant, id).await;
-        drop(forgetting);
+        let deleted = invalidating(
+            || self.policies.forget(&principal.tenant),
+            self.store.delete_policy(&principal.tenant, id),
+        )
+        .await;
         deleted.map_err(Self::name_taken(""))?;
         tracing::info!(policy_id = %id, "policy deleted");
         Ok(())
@@ -474,9 +474,9 @@ impl Vault {
             identity_id: req.identity_id,
             created_at: self.clock.now(),
         };
-        let forgetting = Invalidation::new(|| self.policies.forget(&principal.tenant));
-        let created = self.store.create_binding(&record).await;
-        drop(forgetting);
+        let created =
+            invalidating(|| self.policies.forget(&principal.tenant), self.store.create_binding(&record))
+                .await;
         created.map_err(|e| match e {
             StoreError::AlreadyExists => {
                 CoreError::Conflict("this identity is already bound to the policy".into())
@@ -519,9 +519,11 @@ impl Vault {
         binding_id: &str,
     ) -> Result<(), CoreError> {
         self.authorize(principal, Scope::PoliciesWrite, None).await?;
-        let forgetting = Invalidation::new(|| self.policies.forget(&principal.tenant));
-        let deleted = self.store.delete_binding(&principal.tenant, policy_id, binding_id).await;
-        drop(forgetting);
+        let deleted = invalidating(
+            || self.policies.forget(&principal.tenant),
+            self.store.delete_binding(&principal.tenant, policy_id, binding_id),
+        )
+        .await;
         deleted.map_err(|e| match e {
             StoreError::NotFound => CoreError::NotFound("binding"),
             other => other.into(),

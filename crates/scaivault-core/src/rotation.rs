@@ -25,7 +25,7 @@ use scaivault_store::{
 use tokio::sync::watch;
 
 use crate::audit::{AuditEvent, RequestInfo, WriteAudit};
-use crate::cache::{Invalidation, secret_key};
+use crate::cache::{invalidating, secret_key};
 use crate::events::Emitter;
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, Space, Vault};
@@ -327,9 +327,8 @@ impl Vault {
             updated_at: now,
         };
         let key = secret_key(&record.tenant, &record.path);
-        let changing = Invalidation::new(|| self.caches.unassigned.remove(&key));
-        let assigned = self.store.assign_rotation(&record).await;
-        drop(changing);
+        let assigned =
+            invalidating(|| self.caches.unassigned.remove(&key), self.store.assign_rotation(&record)).await;
         assigned.map_err(|e| match e {
             StoreError::AlreadyExists => {
                 CoreError::Conflict("this secret is already assigned to a rotation policy".into())

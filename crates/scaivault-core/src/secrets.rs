@@ -13,7 +13,7 @@ use scaivault_store::{
 };
 
 use crate::audit::{AuditEvent, WriteAudit, audit_entry};
-use crate::cache::{Invalidation, secret_key};
+use crate::cache::{invalidating, secret_key};
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, Space, Vault};
 
@@ -169,31 +169,26 @@ impl Vault {
             events: Some(&events_fn),
             rotation: rotation.as_ref().map(|(c, _)| c),
         };
-        let changed = Invalidation::new(|| self.caches.secret_changed(ns, path.as_str()));
-        let outcome = self
-            .keys
-            .with_budget(|| {
-                let write = WriteSecret {
-                    tenant,
-                    path,
-                    secret_type: req.secret_type,
-                    metadata: req.metadata.clone(),
-                    max_versions: req.options.as_ref().and_then(|o| o.max_versions),
-                    cas: req.cas,
-                    created_by: &actor,
-                    now: self.clock.now(),
+        let writing = self.keys.with_budget(|| {
+            let write = WriteSecret {
+                tenant,
+                path,
+                secret_type: req.secret_type,
+                metadata: req.metadata.clone(),
+                max_versions: req.options.as_ref().and_then(|o| o.max_versions),
+                cas: req.cas,
+                created_by: &actor,
+                now: self.clock.now(),
+            };
+            let plaintext = &plaintext;
+            async move {
+                let seal = |version: u64| {
+                    self.keys.seal(&SealContext { tenant, path: path.as_str(), version }, plaintext.expose())
                 };
-                let plaintext = &plaintext;
-                async move {
-                    let seal = |version: u64| {
-                        self.keys
-                            .seal(&SealContext { tenant, path: path.as_str(), version }, plaintext.expose())
-                    };
-                    self.store.write_secret(write, &seal, effects).await
-                }
-            })
-            .await;
-        drop(changed);
+                self.store.write_secret(write, &seal, effects).await
+            }
+        });
+        let outcome = invalidating(|| self.caches.secret_changed(ns, path.as_str()), writing).await;
         let outcome = outcome?;
         tracing::debug!(path = %path, version = outcome.version, "secret written");
         self.published(&emitted.into_inner().unwrap_or_default());

@@ -3,7 +3,7 @@ use scaivault_crypto::{generate_token, hash_token, random_id};
 use scaivault_domain::{DurationSpec, IdentityType, Scope};
 use scaivault_store::{NewToken, TenantRecord, TokenRecord};
 
-use crate::cache::Invalidation;
+use crate::cache::invalidating;
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, TokenKind, Vault};
 
@@ -203,9 +203,11 @@ impl Vault {
             return Err(CoreError::AccessDenied("only a system administrator may revoke this token".into()));
         }
         // Cached tokens are keyed by hash, which a revocation does not name: all of them go.
-        let forgetting = Invalidation::new(|| self.caches.tokens.clear());
-        let revoked = self.store.revoke_token(principal.tenant(), id, self.clock.now()).await;
-        drop(forgetting);
+        let revoked = invalidating(
+            || self.caches.tokens.clear(),
+            self.store.revoke_token(principal.tenant(), id, self.clock.now()),
+        )
+        .await;
         revoked.map_err(|e| match e {
             scaivault_store::StoreError::NotFound => CoreError::NotFound("token"),
             other => other.into(),

@@ -18,6 +18,7 @@ use scaivault_store::{
     WebhookRecord,
 };
 
+use crate::cache::invalidating;
 use crate::paging::{decode_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, Vault};
 
@@ -236,9 +237,9 @@ impl Vault {
                         created_at: now,
                         updated_at: now,
                     };
-                    let changing = self.webhooks_changing(tenant);
-                    let stored = self.store.create_webhook(&record).await;
-                    drop(changing);
+                    let stored =
+                        invalidating(|| self.webhooks_changed(tenant), self.store.create_webhook(&record))
+                            .await;
                     stored?;
                     Ok(record)
                 }
@@ -431,9 +432,9 @@ impl Vault {
                     if let Some(s) = secret {
                         self.roll_secret(&mut w, s, overlap, now)?;
                     }
-                    let changing = self.webhooks_changing(&w.tenant);
-                    let stored = self.store.update_webhook(&w).await;
-                    drop(changing);
+                    let stored =
+                        invalidating(|| self.webhooks_changed(&w.tenant), self.store.update_webhook(&w))
+                            .await;
                     stored?;
                     Ok(webhook_response(&w, now, None))
                 }
@@ -471,9 +472,9 @@ impl Vault {
                 async move {
                     self.roll_secret(&mut w, secret, overlap, now)?;
                     w.updated_at = now;
-                    let changing = self.webhooks_changing(&w.tenant);
-                    let stored = self.store.update_webhook(&w).await;
-                    drop(changing);
+                    let stored =
+                        invalidating(|| self.webhooks_changed(&w.tenant), self.store.update_webhook(&w))
+                            .await;
                     stored?;
                     Ok(w)
                 }
@@ -491,9 +492,11 @@ impl Vault {
     ) -> Result<(), CoreError> {
         let kind = if subscription { WebhookKind::Subscription } else { WebhookKind::Webhook };
         self.authorize(principal, Scope::SubscriptionsWrite, None).await?;
-        let changing = self.webhooks_changing(&principal.tenant);
-        let deleted = self.store.delete_webhook(&principal.tenant, kind, id).await;
-        drop(changing);
+        let deleted = invalidating(
+            || self.webhooks_changed(&principal.tenant),
+            self.store.delete_webhook(&principal.tenant, kind, id),
+        )
+        .await;
         deleted.map_err(|e| match e {
             StoreError::NotFound => not_found(kind),
             other => other.into(),

@@ -5,8 +5,9 @@
 //! own, and then waits for that transaction to commit. The committer task commits it as soon as it
 //! gets the write lock; the lock is fair, so every write already queued for it joins the same
 //! commit first (up to [`GROUP_WRITES`] of them). Many concurrent writes thus share one `fsync`, and
-//! each still answers only once its own change is durable. A write that fails rolls back to its savepoint and leaves the others of its
-//! group alone; a commit that fails fails every write of the group, and none of them is kept.
+//! each still answers only once its own change is durable. A write that fails rolls back to its
+//! savepoint and leaves the others of its group alone; a commit that fails fails every write of the
+//! group, and none of them is kept.
 //!
 //! A finished write keeps its savepoint until the next write's first statement releases it (or the
 //! commit does): on SQLite that statement goes with the write's own first one, on PostgreSQL it is
@@ -44,10 +45,9 @@ pub type SecretHeads = HashMap<(String, String), SecretHead>;
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Writes one group holds at most; the next write waits for the committer to commit it (see
-/// [`GroupWriter::lock_for_write`]). On PostgreSQL each write's
-/// savepoint is a subtransaction with an id of its own until the group commits, and a backend with
-/// more than 64 of them makes every other session's snapshots slower (the subtransaction cache
-/// overflows), so a group stays below that.
+/// [`GroupWriter::lock_for_write`]). On PostgreSQL each write's savepoint is a subtransaction with an
+/// id of its own until the group commits, and a backend with more than 64 of them makes every other
+/// session's snapshots slower (the subtransaction cache overflows), so a group stays below that.
 pub const GROUP_WRITES: usize = 50;
 
 /// How a group's commit went: `None` while it is still open.
