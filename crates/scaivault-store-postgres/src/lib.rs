@@ -16,10 +16,10 @@ use scaivault_domain::SecretMetadata;
 use scaivault_store::group::{GroupWriter, Job, committer};
 use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChangeFeed, ChangeNotice,
-    DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
-    SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
-    TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries, list_json,
-    oldest_kept, to_micros,
+    DEFAULT_MAX_VERSIONS, EVENT_ROWS_PER_INSERT, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent,
+    NewToken, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store,
+    StoreError, StoredSecret, TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan, WriteSecret,
+    chain_entries, deliveries_of, list_json, oldest_kept, to_micros,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, Postgres, Row, Transaction};
@@ -708,8 +708,9 @@ impl KeyStore for PostgresStore {
 
 /// A secret write inside the writer's open group: its savepoint (and the release of the previous
 /// write's), the secret's row locked and read and the chain head locked, each unless the group holds
-/// them already, then one statement for the head, the version, the pruning, the audit record and
-/// the chain head; rotation and event rows when there are any.
+/// them already, then one statement for the head, the version, the pruning, the events and their
+/// deliveries, the audit record and the chain head; where a rotation completes, it and then the
+/// events follow.
 async fn write_in(
     job: Job<'_, PgConnection>,
     w: WriteSecret<'_>,
@@ -767,6 +768,14 @@ async fn write_in(
         }
         None => None,
     };
+    // Without a rotation to complete, the events are known now and go in the same statement (one
+    // round trip less per write); a completed rotation changes them, so they follow it.
+    let early = match (effects.events, effects.rotation) {
+        (Some(events), None) => (events.0)(version, current == 0, false)?,
+        _ => Vec::new(),
+    };
+    let deliveries = deliveries_of(&early);
+    let inline = early.len() <= EVENT_ROWS_PER_INSERT && deliveries.len() <= EVENT_ROWS_PER_INSERT;
     let mut q = sqlx::QueryBuilder::<Postgres>::new("WITH up AS (");
     push_head_update(&mut q, (w.tenant, path), &plan, &meta, now)?;
     q.push(format!(" RETURNING {HEAD_COLUMNS}), added AS ("));
@@ -774,6 +783,16 @@ async fn write_in(
     q.push("), pruned AS (");
     push_prune(&mut q, (w.tenant, path), to_i64(oldest_kept(version, max_versions))?);
     q.push(")");
+    if inline && !early.is_empty() {
+        q.push(", noted AS (");
+        push_event_rows(&mut q, &early);
+        q.push(")");
+        if !deliveries.is_empty() {
+            q.push(", queued AS (");
+            push_delivery_rows(&mut q, &deliveries);
+            q.push(")");
+        }
+    }
     if let Some((rows, (seq, hash), audit)) = &chained {
         q.push(
             ", logged AS (INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, \
@@ -802,8 +821,12 @@ async fn write_in(
         Some(completion) => complete_rotation_in(conn, completion, version).await?,
         None => false,
     };
-    if let Some(events) = effects.events {
-        insert_events_in(conn, &(events.0)(version, current == 0, rotated)?).await?;
+    match effects.events {
+        Some(events) if effects.rotation.is_some() => {
+            insert_events_in(conn, &(events.0)(version, current == 0, rotated)?).await?;
+        }
+        _ if !inline => insert_events_in(conn, &early).await?,
+        _ => {}
     }
     if let Some((rows, moved, _)) = chained {
         heads.insert(rows[0].0.tenant.clone(), moved);

@@ -20,9 +20,10 @@ use scaivault_domain::SecretMetadata;
 use scaivault_store::group::{AuditHeads, GroupWriter, Job, committer};
 use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChainedRow, ChangeFeed,
-    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem, SealFn, SecretHead,
-    SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenRecord, TokenStore,
-    WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries, list_json, oldest_kept, to_micros,
+    EVENT_ROWS_PER_INSERT, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
+    SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
+    TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries,
+    deliveries_of, list_json, oldest_kept, to_micros,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -439,8 +440,9 @@ impl SecretStore for SqliteStore {
 }
 
 /// A secret write's statements, in the writer's transaction under the job's savepoint: the head's
-/// read (skipped when the group wrote this secret already); the head, the version and the pruning;
-/// then the audit record, its chain head and the head read back.
+/// read (skipped when the group wrote this secret already), then one command for the head, the
+/// version, the pruning, the events and their deliveries, the audit record, its chain head and the
+/// head read back (in two when a rotation completes: the events depend on it).
 async fn write_in(
     job: Job<'_, SqliteConnection>,
     w: WriteSecret<'_>,
@@ -467,8 +469,16 @@ async fn write_in(
     let now = to_micros(w.now);
     let meta = metadata_json(&plan.metadata)?;
     let sealed = seal(version)?;
-    // Each statement sent on its own is a round trip to the connection's thread, so the head, the
-    // version and the pruning go as one command.
+    let entry = effects.audit.map(|audit| (audit, (audit.build)(version, current == 0)));
+    // The chain head, read once per writer (later batches know it).
+    let mut next = match &entry {
+        Some((_, entry)) => heads_of(conn, heads, std::slice::from_ref(entry)).await?,
+        None => std::collections::BTreeMap::new(),
+    };
+    // Each command sent on its own is a round trip to the connection's thread, so the head, the
+    // version, the pruning, the events, the audit record, its chain head and the head read back go
+    // as one command, unless a rotation completes: its events say whether it did.
+    let events;
     let mut q = sqlx::QueryBuilder::<Sqlite>::new(prefix);
     if existing.is_none() {
         q.push(
@@ -492,24 +502,39 @@ async fn write_in(
     push_version_row(&mut q, (w.tenant, path), to_i64(version)?, &sealed, now, w.created_by);
     q.push("; ");
     push_prune(&mut q, (w.tenant, path), to_i64(oldest_kept(version, max_versions))?);
+    q.push("; ");
     *sent = true;
-    q.build().execute(&mut *conn).await.map_err(db_err)?;
-    let rotated = match effects.rotation {
-        Some(completion) => complete_rotation_in(conn, completion, version).await?,
-        None => false,
-    };
-    if let Some(events) = effects.events {
-        insert_events_in(conn, &(events.0)(version, current == 0, rotated)?).await?;
+    if let Some(completion) = effects.rotation {
+        q.build().execute(&mut *conn).await.map_err(db_err)?;
+        let rotated = complete_rotation_in(conn, completion, version).await?;
+        events = match effects.events {
+            Some(events) => (events.0)(version, current == 0, rotated)?,
+            None => Vec::new(),
+        };
+        q = sqlx::QueryBuilder::new("");
+    } else {
+        events = match effects.events {
+            Some(events) => (events.0)(version, current == 0, false)?,
+            None => Vec::new(),
+        };
     }
-    // The audit record, its chain head and the head read back: one more command.
-    let entry = effects.audit.map(|audit| (audit, (audit.build)(version, current == 0)));
+    let deliveries = deliveries_of(&events);
+    if events.len() > EVENT_ROWS_PER_INSERT || deliveries.len() > EVENT_ROWS_PER_INSERT {
+        q.build().execute(&mut *conn).await.map_err(db_err)?;
+        insert_events_in(conn, &events).await?;
+        q = sqlx::QueryBuilder::new("");
+    } else if !events.is_empty() {
+        push_event_rows(&mut q, &events);
+        q.push("; ");
+        if !deliveries.is_empty() {
+            push_delivery_rows(&mut q, &deliveries);
+            q.push("; ");
+        }
+    }
     let mut moved = None;
-    let mut q = sqlx::QueryBuilder::<Sqlite>::new("");
     let rows;
     if let Some((audit, entry)) = &entry {
-        let entries = std::slice::from_ref(entry);
-        let mut next = heads_of(conn, heads, entries).await?;
-        rows = chain_entries(entries, &mut next, audit.chain)?;
+        rows = chain_entries(std::slice::from_ref(entry), &mut next, audit.chain)?;
         push_audit_rows(&mut q, &rows);
         q.push("; ");
         push_audit_heads(&mut q, next.iter().map(|(tenant, head)| (*tenant, *head)), audit.sign);

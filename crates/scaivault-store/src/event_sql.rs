@@ -9,46 +9,62 @@
 #[macro_export]
 macro_rules! event_store_impl {
     ($store:ty, $db:ty, $row:ty, lock = $lock:literal) => {
-        /// Appends `events` and their deliveries in the caller's transaction.
+        /// Appends `events` and their deliveries in the caller's transaction: one multi-row
+        /// statement for the events and one for the deliveries.
         async fn insert_events_in(
             tx: &mut <$db as sqlx::Database>::Connection,
             events: &[$crate::NewEvent],
         ) -> Result<(), $crate::StoreError> {
-            for e in events {
-                let at = $crate::to_micros(e.created_at);
-                sqlx::query(
-                    "INSERT INTO events (id, tenant_id, event_type, path, created_at, body) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&e.id)
-                .bind(&e.tenant)
-                .bind(&e.event_type)
-                .bind(e.path.as_deref())
-                .bind(at)
-                .bind(&e.body)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                for d in &e.deliveries {
-                    sqlx::query(
-                        "INSERT INTO deliveries (id, tenant_id, webhook_id, event_id, order_key, status, attempts, \
-                         retry_step, next_attempt_at, claim_id, claimed_until, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, 'pending', 0, 0, $6, $7, $8, $6, $6)",
-                    )
-                    .bind(&d.id)
-                    .bind(&e.tenant)
-                    .bind(&d.webhook_id)
-                    .bind(&e.id)
-                    .bind($crate::order_key(e.path.as_deref()))
-                    .bind(at)
-                    .bind(d.claim.as_ref().map(|c| c.id.as_str()))
-                    .bind(d.claim.as_ref().map(|c| $crate::to_micros(c.until)))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                }
+            for chunk in events.chunks($crate::EVENT_ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<$db>::new("");
+                push_event_rows(&mut q, chunk);
+                q.build().execute(&mut *tx).await.map_err(db_err)?;
+            }
+            for chunk in $crate::deliveries_of(events).chunks($crate::EVENT_ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<$db>::new("");
+                push_delivery_rows(&mut q, chunk);
+                q.build().execute(&mut *tx).await.map_err(db_err)?;
             }
             Ok(())
+        }
+
+        /// The `INSERT` of `events`, one row each (at least one), for a statement of its own or a
+        /// part of a larger one.
+        fn push_event_rows<'a>(q: &mut sqlx::QueryBuilder<'a, $db>, events: &'a [$crate::NewEvent]) {
+            q.push("INSERT INTO events (id, tenant_id, event_type, path, created_at, body) ");
+            q.push_values(events, |mut row, e| {
+                row.push_bind(&e.id)
+                    .push_bind(&e.tenant)
+                    .push_bind(&e.event_type)
+                    .push_bind(e.path.as_deref())
+                    .push_bind($crate::to_micros(e.created_at))
+                    .push_bind(&e.body);
+            });
+        }
+
+        /// The `INSERT` of deliveries (at least one), each beside its event.
+        fn push_delivery_rows<'a>(
+            q: &mut sqlx::QueryBuilder<'a, $db>,
+            rows: &[(&'a $crate::NewEvent, &'a $crate::NewDelivery)],
+        ) {
+            q.push(
+                "INSERT INTO deliveries (id, tenant_id, webhook_id, event_id, order_key, status, attempts, \
+                 retry_step, next_attempt_at, claim_id, claimed_until, created_at, updated_at) ",
+            );
+            q.push_values(rows, |mut row, &(e, d)| {
+                let at = $crate::to_micros(e.created_at);
+                row.push_bind(&d.id)
+                    .push_bind(&e.tenant)
+                    .push_bind(&d.webhook_id)
+                    .push_bind(&e.id)
+                    .push_bind($crate::order_key(e.path.as_deref()))
+                    .push("'pending', 0, 0")
+                    .push_bind(at)
+                    .push_bind(d.claim.as_ref().map(|c| c.id.as_str()))
+                    .push_bind(d.claim.as_ref().map(|c| $crate::to_micros(c.until)))
+                    .push_bind(at)
+                    .push_bind(at);
+            });
         }
 
         /// Runs one statement in a write transaction of its own; `NotFound` when it touched no row.

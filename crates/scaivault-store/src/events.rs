@@ -210,3 +210,12 @@ pub fn micros_opt(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
 pub fn order_key(path: Option<&str>) -> &str {
     path.unwrap_or("")
 }
+
+/// Rows per multi-row `INSERT` of events or of deliveries: ten parameters each stays far below
+/// every backend's parameter limit.
+pub const EVENT_ROWS_PER_INSERT: usize = 500;
+
+/// Every delivery of `events`, beside its event, in order.
+pub fn deliveries_of(events: &[NewEvent]) -> Vec<(&NewEvent, &NewDelivery)> {
+    events.iter().flat_map(|e| e.deliveries.iter().map(move |d| (e, d))).collect()
+}

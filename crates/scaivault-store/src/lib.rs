@@ -26,9 +26,9 @@ pub use chain::{ChainHead, ChainedRow, chain_entries};
 pub use changes::{ChangeFeed, ChangeNotice};
 pub use error::{StoreError, StoreErrorKind};
 pub use events::{
-    AttemptOutcome, AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, DeliveryStatus, FinishAttempt,
-    NewDelivery, NewEvent, SealedWebhookSecret, StoredEvent, WEBHOOK_SEAL_PREFIX, WebhookFilter, WebhookKind,
-    WebhookRecord, micros_opt, order_key,
+    AttemptOutcome, AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, DeliveryStatus,
+    EVENT_ROWS_PER_INSERT, FinishAttempt, NewDelivery, NewEvent, SealedWebhookSecret, StoredEvent,
+    WEBHOOK_SEAL_PREFIX, WebhookFilter, WebhookKind, WebhookRecord, deliveries_of, micros_opt, order_key,
 };
 pub use records::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS,
