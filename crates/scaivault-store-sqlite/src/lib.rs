@@ -449,7 +449,7 @@ async fn write_in(
     seal: &SealFn<'_>,
     effects: WriteEffects<'_>,
 ) -> Result<WriteOutcome, StoreError> {
-    let Job { conn, heads, secrets, prefix, sent } = job;
+    let Job { conn, heads, secrets, prefix, sent, .. } = job;
     let path = w.path.as_str();
     let key = (w.tenant.to_owned(), path.to_owned());
     // The savepoint goes with the first statement: the head's read, unless the group wrote this

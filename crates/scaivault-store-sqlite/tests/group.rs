@@ -1,6 +1,7 @@
 //! The group-commit writer's savepoints, driven on a real SQLite connection: a write cut off before
 //! its first statement reached the database must never undo the write before it; a group never
-//! holds more than `GROUP_WRITES` writes.
+//! holds more than `GROUP_WRITES` writes; a write without a savepoint (bare) that fails fails its
+//! whole group, and one that succeeds leaves the savepoints of the others working.
 
 use scaivault_store::group::{GROUP_WRITES, GroupWriter};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -22,10 +23,23 @@ async fn write(
     nudges: &mpsc::Sender<()>,
     x: i64,
 ) -> tokio::task::JoinHandle<Result<(), String>> {
+    run(writer, options, nudges, &format!("INSERT INTO t VALUES ({x})"), false).await
+}
+
+/// Runs `sql` as a write in the open group, `bare` (without its prefix) or not, and waits for the
+/// group's outcome in a task.
+async fn run(
+    writer: &'static Mutex<Writer>,
+    options: &SqliteConnectOptions,
+    nudges: &mpsc::Sender<()>,
+    sql: &str,
+    bare: bool,
+) -> tokio::task::JoinHandle<Result<(), String>> {
     let mut guard = Writer::lock_for_write(writer, nudges).await;
     let job = guard.start(options).await.expect("start");
+    *job.bare = bare;
     *job.sent = true;
-    let sql = format!("{}INSERT INTO t VALUES ({x})", job.prefix);
+    let sql = if bare { sql.to_owned() } else { format!("{}{sql}", job.prefix) };
     let written = job
         .conn
         .execute(sql.as_str())
@@ -127,4 +141,40 @@ async fn a_full_group_is_committed_before_the_next_write_joins() {
     }
     assert_eq!(next.await.expect("task").expect("task"), Ok(()));
     assert_eq!(rows(&options).await.len(), GROUP_WRITES + 1);
+}
+
+#[tokio::test]
+async fn a_bare_write_that_fails_fails_its_whole_group() {
+    let (_dir, options, writer) = fresh().await;
+    let (nudges, _ignored) = mpsc::channel(16);
+    let first = write(writer, &options, &nudges, 1).await;
+    // Its first statement lands, its second fails: with no savepoint, only the group can go.
+    let bare =
+        run(writer, &options, &nudges, "INSERT INTO t VALUES (2); INSERT INTO t VALUES (NULL)", true).await;
+    let third = write(writer, &options, &nudges, 3).await;
+    writer.lock().await.settle().await;
+    assert!(first.await.expect("task").is_err(), "the write before the failed bare one answered success");
+    assert!(bare.await.expect("task").is_err());
+    assert_eq!(third.await.expect("task"), Ok(()), "the next group is not affected");
+    assert_eq!(rows(&options).await, vec![3]);
+}
+
+#[tokio::test]
+async fn a_bare_write_leaves_the_savepoints_around_it_working() {
+    let (_dir, options, writer) = fresh().await;
+    let (nudges, _ignored) = mpsc::channel(16);
+    let first = write(writer, &options, &nudges, 1).await;
+    let bare = run(writer, &options, &nudges, "INSERT INTO t VALUES (2)", true).await;
+    // A failing write with a savepoint after the bare one is undone alone.
+    let failing =
+        run(writer, &options, &nudges, "INSERT INTO t VALUES (3); INSERT INTO t VALUES (NULL)", false).await;
+    let bare_again = run(writer, &options, &nudges, "INSERT INTO t VALUES (4)", true).await;
+    let last = write(writer, &options, &nudges, 5).await;
+    writer.lock().await.settle().await;
+    assert_eq!(first.await.expect("task"), Ok(()));
+    assert_eq!(bare.await.expect("task"), Ok(()));
+    assert!(failing.await.expect("task").is_err());
+    assert_eq!(bare_again.await.expect("task"), Ok(()));
+    assert_eq!(last.await.expect("task"), Ok(()));
+    assert_eq!(rows(&options).await, vec![1, 2, 4, 5]);
 }

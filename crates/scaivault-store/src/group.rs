@@ -7,7 +7,8 @@
 //! commit first (up to [`GROUP_WRITES`] of them). Many concurrent writes thus share one `fsync`, and
 //! each still answers only once its own change is durable. A write that fails rolls back to its
 //! savepoint and leaves the others of its group alone; a commit that fails fails every write of the
-//! group, and none of them is kept.
+//! group, and none of them is kept. A write whose rows the group holds already may go bare, without
+//! a savepoint (see [`Job`]); should it fail once sent, the group fails as if its commit had.
 //!
 //! A finished write keeps its savepoint until the next write's first statement releases it (or the
 //! commit does): on SQLite that statement goes with the write's own first one, on PostgreSQL it is
@@ -83,6 +84,8 @@ pub struct GroupWriter<C> {
     releases: Option<u64>,
     /// Whether the started write's prefix opens the group.
     opens: bool,
+    /// Whether the started write sent its statements without its prefix (and so has no savepoint).
+    bare: bool,
     /// The savepoint of the open group's last finished write, not released yet.
     held: Option<u64>,
     /// A commit or rollback was sent and its answer not seen (its future was dropped).
@@ -95,6 +98,10 @@ pub struct GroupWriter<C> {
 /// before its own (opening the group, or releasing the previous write's savepoint, then its own
 /// savepoint), which the write sends with its first statement, setting `sent` just before. A write
 /// that fails before sending anything leaves the group as it found it.
+///
+/// A write that cannot fail for reasons of its own may instead set `bare` and leave the prefix out:
+/// it takes no savepoint (on PostgreSQL, one round trip less), and should it fail after all once it
+/// sent something, the whole group is rolled back and every write in it fails (none had answered).
 #[derive(Debug)]
 pub struct Job<'w, C> {
     pub conn: &'w mut C,
@@ -102,6 +109,7 @@ pub struct Job<'w, C> {
     pub secrets: &'w mut SecretHeads,
     pub prefix: String,
     pub sent: &'w mut bool,
+    pub bare: &'w mut bool,
 }
 
 impl<C> GroupWriter<C>
@@ -123,6 +131,7 @@ where
             sent: false,
             releases: None,
             opens: false,
+            bare: false,
             held: None,
             unsure: false,
             writes: 0,
@@ -219,10 +228,11 @@ where
         self.writes += 1;
         self.cut = Some(name);
         self.sent = false;
-        let GroupWriter { heads, secrets, conn: Some(conn), sent, .. } = self else {
+        self.bare = false;
+        let GroupWriter { heads, secrets, conn: Some(conn), sent, bare, .. } = self else {
             unreachable!("opened above")
         };
-        Ok(Job { conn, heads, secrets, prefix, sent })
+        Ok(Job { conn, heads, secrets, prefix, sent, bare })
     }
 
     /// Ends a write begun with [`GroupWriter::start`] whose statements gave `written`: lets the write
@@ -235,7 +245,9 @@ where
     ) -> Result<T, StoreError> {
         let written = match written {
             Ok(outcome) => {
-                writer.held = writer.cut.take();
+                // A bare write made no savepoint: the one before it is still the one held.
+                let cut = writer.cut.take();
+                writer.held = if writer.bare { writer.releases.take() } else { cut };
                 Ok((outcome, GroupCommit(writer.group.as_ref().map(watch::Sender::subscribe))))
             }
             Err(e) => {
@@ -261,6 +273,11 @@ where
             if self.opens {
                 self.group = None;
             }
+            return;
+        }
+        if self.bare {
+            // Sent without a savepoint: nothing undoes this write alone.
+            self.roll_back_all().await;
             return;
         }
         let undo = format!("ROLLBACK TO w{job}; RELEASE w{job}");
