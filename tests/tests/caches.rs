@@ -165,12 +165,12 @@ async fn create_hook(admin: &Api, receiver: &MockServer, events: &[&str]) -> Str
     r.body["id"].as_str().expect("webhook id").to_owned()
 }
 
-/// On one process, a write sees the webhook changes made just before it: a webhook created, and its
-/// events changed (twice). A write after the webhook's deletion still succeeds (what a stale copy
-/// would add, a delivery to a deleted webhook, no API shows).
+/// On one process, a write sees the webhook changes made just before it: a webhook created, its
+/// events changed (twice), and its deletion (no API shows a deleted webhook's deliveries, so the
+/// outbox table is read directly: a stale copy would queue one there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_writes_see_webhook_changes_at_once() {
-    let (_scratch, _storage, _server, admin, receiver) = hooked_server(200).await;
+    let (_scratch, storage, _server, admin, receiver) = hooked_server(200).await;
     write(&admin, "first").await;
     write(&admin, "second").await;
     let hook = create_hook(&admin, &receiver, &["secret.updated"]).await;
@@ -198,8 +198,24 @@ async fn one_process_writes_see_webhook_changes_at_once() {
     assert_eq!(deliveries().await, 2, "a write used the webhook's old events");
     let r = admin.send(reqwest::Method::DELETE, &format!("/v1/webhooks/{hook}"), None).await;
     assert_eq!(r.status, 204, "{}", r.text);
-    // A write after the deletion still succeeds.
     write(&admin, "sixth").await;
+    assert_eq!(stored_deliveries(&storage, &hook), 0, "a write queued a delivery to the deleted webhook");
+}
+
+/// The deliveries to `webhook` in a SQLite store's outbox, read outside the server.
+fn stored_deliveries(storage: &Storage, webhook: &str) -> u64 {
+    let db = storage.data_dir().join("scaivault.db");
+    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], timeout=30)\n\
+                  print(c.execute('SELECT count(*) FROM deliveries WHERE webhook_id = ?', (sys.argv[2],)).fetchone()[0])\n";
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(db)
+        .arg(webhook)
+        .output()
+        .expect("python3");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().parse().expect("a count")
 }
 
 /// A webhook the delivery worker disables (its receiver answered `410 Gone`) gets nothing from the
