@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
-# Audited against unaudited reads on SQLite, pinned as issue 8 measures: server on core 0, wrk with
-# one thread and 16 connections on core 1, alternating pairs.
-#   tests/bench/audit_pinned.sh [seconds] [pairs] [connections]
-# Needs wrk (Debian package `wrk`) and taskset. Loopback only; each server is stopped after its run.
+# Audited against unaudited reads, pinned as issue 8 measures: server on core 0, wrk with one thread
+# and 16 connections on core 1, alternating pairs, a fresh store for every run.
+#   tests/bench/audit_pinned.sh [seconds] [pairs] [connections] [sqlite|postgres] [postgres-url]
+# Needs wrk (Debian package `wrk`) and taskset; psql for PostgreSQL (each run gets a schema of its
+# own, dropped after). Loopback only; each server is stopped after its run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-8}
 pairs=${2:-3}
 conns=${3:-16}
+backend=${4:-sqlite}
+pg_url=${5:-postgres://postgres@127.0.0.1:5432/postgres}
 cargo build -q --release -p scaivault-server-bin --features benchmark
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
 run() { # SKIP_AUDIT(0|1) -> prints reads/s
-    local dir port pid token
+    local dir port pid token schema="" args
     dir=$(mktemp -d)
     port=$((20000 + RANDOM % 20000))
-    SCAIVAULT_BENCHMARK_SKIP_AUDIT=$1 taskset -c 0 target/release/scaivault-server --listen "127.0.0.1:$port" \
-        --data-dir "$dir" --root-token-file "$dir/root" >"$dir/out" 2>"$dir/err" &
+    args=(--listen "127.0.0.1:$port" --data-dir "$dir" --root-token-file "$dir/root")
+    if [ "$backend" = postgres ]; then
+        schema="bench_audit_$$_$RANDOM"
+        psql -q "$pg_url" -c "create schema $schema"
+        args+=(--database-url "$pg_url?options[search_path]=$schema")
+    fi
+    SCAIVAULT_BENCHMARK_SKIP_AUDIT=$1 taskset -c 0 target/release/scaivault-server "${args[@]}" \
+        >"$dir/out" 2>"$dir/err" &
     pid=$!
     for _ in $(seq 1 100); do grep -q "listening on" "$dir/out" 2>/dev/null && break; sleep 0.1; done
     token=$(cat "$dir/root")
@@ -27,9 +36,11 @@ run() { # SKIP_AUDIT(0|1) -> prints reads/s
     taskset -c 1 wrk -t1 -c"$conns" -d"${seconds}s" -H "Authorization: Bearer $token" \
         "http://127.0.0.1:$port/v1/secrets/bench/read" | awk '/Requests\/sec/ {print $2}'
     kill "$pid"; wait "$pid" 2>/dev/null || true
+    [ -n "$schema" ] && psql -q "$pg_url" -c "set client_min_messages = warning" -c "drop schema $schema cascade" >/dev/null
     rm -rf "$dir"
 }
 
+echo "$backend, $conns connections, ${seconds}s per run"
 for _ in $(seq 1 "$pairs"); do
     plain=$(run 1)
     audited=$(run 0)
