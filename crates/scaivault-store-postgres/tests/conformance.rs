@@ -11,12 +11,7 @@ use scaivault_store_postgres::PostgresStore;
 
 async fn fresh() -> Option<Arc<dyn Store>> {
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let Ok(url) = std::env::var("SCAIVAULT_TEST_POSTGRES_URL") else {
-        assert!(!ci, "SCAIVAULT_TEST_POSTGRES_URL must be set under CI");
-        eprintln!("notice: SCAIVAULT_TEST_POSTGRES_URL is not set; skipping a PostgreSQL conformance case");
-        return None;
-    };
+    let url = scaivault_store::conformance::postgres_test_url("conformance case")?;
     let schema = format!(
         "conf_{}_{}_{}",
         std::process::id(),

@@ -6,25 +6,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use scaivault_store::conformance::{
-    RowLock, a_locked_row_delays_only_its_own_write, replicas_share_one_history,
+    RowLock, a_locked_row_delays_only_its_own_write, postgres_test_url, replicas_share_one_history,
 };
 use scaivault_store_postgres::PostgresStore;
 use sqlx::Connection;
 
-/// The test database's URL; `None` (with a notice) outside CI when it is not set.
-fn postgres_url(test: &str) -> Option<String> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let url = std::env::var("SCAIVAULT_TEST_POSTGRES_URL").ok();
-    assert!(url.is_some() || !ci, "SCAIVAULT_TEST_POSTGRES_URL must be set under CI");
-    if url.is_none() {
-        eprintln!("notice: SCAIVAULT_TEST_POSTGRES_URL is not set; skipping the PostgreSQL {test} test");
-    }
-    url
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_one_history_on_postgres() {
-    let Some(url) = postgres_url("replicas") else { return };
+    let Some(url) = postgres_test_url("replicas test") else { return };
     let schema = format!("conf_replicas_{}", std::process::id());
     let a = PostgresStore::connect_in_schema(&url, &schema).await.expect("first store");
     let b = PostgresStore::connect_in_schema(&url, &schema).await.expect("second store");
@@ -54,7 +43,7 @@ impl RowLock for PgRowLock {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_row_delays_only_its_own_write_on_postgres() {
-    let Some(url) = postgres_url("row-lock") else { return };
+    let Some(url) = postgres_test_url("row-lock test") else { return };
     let schema = format!("conf_rowlock_{}", std::process::id());
     let store = PostgresStore::connect_in_schema(&url, &schema).await.expect("store");
     let options =

@@ -3,6 +3,7 @@
 //! holds more than `GROUP_WRITES` writes; a write without a savepoint (bare) that fails fails its
 //! whole group, and one that succeeds leaves the savepoints of the others working.
 
+use scaivault_store::conformance::group_write;
 use scaivault_store::group::{GROUP_WRITES, GroupWriter};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Executor};
@@ -23,36 +24,7 @@ async fn write(
     nudges: &mpsc::Sender<()>,
     x: i64,
 ) -> tokio::task::JoinHandle<Result<(), String>> {
-    run(writer, options, nudges, &format!("INSERT INTO t VALUES ({x})"), false).await
-}
-
-/// Runs `sql` as a write in the open group, `bare` (without its prefix) or not, and waits for the
-/// group's outcome in a task.
-async fn run(
-    writer: &'static Mutex<Writer>,
-    options: &SqliteConnectOptions,
-    nudges: &mpsc::Sender<()>,
-    sql: &str,
-    bare: bool,
-) -> tokio::task::JoinHandle<Result<(), String>> {
-    let mut guard = Writer::lock_for_write(writer, nudges).await;
-    let job = guard.start(options).await.expect("start");
-    *job.bare = bare;
-    *job.sent = true;
-    let sql = if bare { sql.to_owned() } else { format!("{}{sql}", job.prefix) };
-    let written = job
-        .conn
-        .execute(sql.as_str())
-        .await
-        .map(drop)
-        .map_err(|e| scaivault_store::StoreError::Backend(e.to_string()));
-    let nudges = nudges.clone();
-    let waiting =
-        tokio::spawn(
-            async move { Writer::conclude(guard, written, &nudges).await.map_err(|e| e.to_string()) },
-        );
-    tokio::task::yield_now().await;
-    waiting
+    group_write(writer, options, nudges, &format!("INSERT INTO t VALUES ({x})"), false).await
 }
 
 /// A fresh file with one table, and a writer on it (leaked, so a write's guard can move into the
@@ -150,7 +122,8 @@ async fn a_bare_write_that_fails_fails_its_whole_group() {
     let first = write(writer, &options, &nudges, 1).await;
     // Its first statement lands, its second fails: with no savepoint, only the group can go.
     let bare =
-        run(writer, &options, &nudges, "INSERT INTO t VALUES (2); INSERT INTO t VALUES (NULL)", true).await;
+        group_write(writer, &options, &nudges, "INSERT INTO t VALUES (2); INSERT INTO t VALUES (NULL)", true)
+            .await;
     let third = write(writer, &options, &nudges, 3).await;
     writer.lock().await.settle().await;
     assert!(first.await.expect("task").is_err(), "the write before the failed bare one answered success");
@@ -164,11 +137,17 @@ async fn a_bare_write_leaves_the_savepoints_around_it_working() {
     let (_dir, options, writer) = fresh().await;
     let (nudges, _ignored) = mpsc::channel(16);
     let first = write(writer, &options, &nudges, 1).await;
-    let bare = run(writer, &options, &nudges, "INSERT INTO t VALUES (2)", true).await;
+    let bare = group_write(writer, &options, &nudges, "INSERT INTO t VALUES (2)", true).await;
     // A failing write with a savepoint after the bare one is undone alone.
-    let failing =
-        run(writer, &options, &nudges, "INSERT INTO t VALUES (3); INSERT INTO t VALUES (NULL)", false).await;
-    let bare_again = run(writer, &options, &nudges, "INSERT INTO t VALUES (4)", true).await;
+    let failing = group_write(
+        writer,
+        &options,
+        &nudges,
+        "INSERT INTO t VALUES (3); INSERT INTO t VALUES (NULL)",
+        false,
+    )
+    .await;
+    let bare_again = group_write(writer, &options, &nudges, "INSERT INTO t VALUES (4)", true).await;
     let last = write(writer, &options, &nudges, 5).await;
     writer.lock().await.settle().await;
     assert_eq!(first.await.expect("task"), Ok(()));

@@ -51,6 +51,10 @@ pub use events::{
     the_outbox_is_pruned_by_age, webhooks_round_trip,
 };
 
+#[path = "conformance_group.rs"]
+mod group_writes;
+pub use group_writes::{group_write, postgres_test_url};
+
 #[path = "conformance_rotation.rs"]
 mod rotation;
 pub use rotation::{
