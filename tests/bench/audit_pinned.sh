@@ -22,11 +22,14 @@ run() { # SKIP_AUDIT(0|1) -> prints reads/s
     if [ "$backend" = postgres ]; then
         schema="bench_audit_$$_$RANDOM"
         psql -q "$pg_url" -c "create schema $schema"
-        args+=(--database-url "$pg_url?options[search_path]=$schema")
+        local sep='?'; [[ "$pg_url" == *\?* ]] && sep='&'
+        args+=(--database-url "$pg_url${sep}options[search_path]=$schema")
     fi
     SCAIVAULT_BENCHMARK_SKIP_AUDIT=$1 taskset -c 0 target/release/scaivault-server "${args[@]}" \
         >"$dir/out" 2>"$dir/err" &
     pid=$!
+    # Stops the server and drops its schema also when a step below fails.
+    trap "kill $pid 2>/dev/null; [ -n '$schema' ] && psql -q '$pg_url' -c 'set client_min_messages = warning' -c 'drop schema if exists $schema cascade' >/dev/null; rm -rf '$dir'" EXIT
     for _ in $(seq 1 100); do grep -q "listening on" "$dir/out" 2>/dev/null && break; sleep 0.1; done
     token=$(cat "$dir/root")
     curl -sf -X PUT "http://127.0.0.1:$port/v1/secrets/bench/read" -H "Authorization: Bearer $token" \
@@ -38,6 +41,7 @@ run() { # SKIP_AUDIT(0|1) -> prints reads/s
     kill "$pid"; wait "$pid" 2>/dev/null || true
     [ -n "$schema" ] && psql -q "$pg_url" -c "set client_min_messages = warning" -c "drop schema $schema cascade" >/dev/null
     rm -rf "$dir"
+    trap - EXIT
 }
 
 echo "$backend, $conns connections, ${seconds}s per run"

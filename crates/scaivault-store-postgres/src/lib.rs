@@ -19,7 +19,7 @@ use scaivault_store::{
     DEFAULT_MAX_VERSIONS, EVENT_ROWS_PER_INSERT, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent,
     NewToken, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store,
     StoreError, StoredSecret, TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan, WriteSecret,
-    chain_entries, deliveries_of, list_json, oldest_kept, to_micros,
+    chain_entries, deliveries_of, list_json, oldest_kept, to_micros, violates_constraint,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, Postgres, Row, Transaction};
@@ -266,6 +266,10 @@ impl SecretStore for PostgresStore {
             }
             let job = writer.start(&options).await?;
             let written = write_in(job, w.clone(), seal, effects, patient).await;
+            if patient {
+                // Its group ran without a lock timeout: no later write joins it (and runs bare).
+                writer.alone();
+            }
             if matches!(written, Err(StoreError::RowLocked)) {
                 // A row this write needs is locked elsewhere. Waiting here would hold up every
                 // write of this process, and could close a cycle with whoever holds it (another
@@ -688,6 +692,15 @@ impl KeyStore for PostgresStore {
             tx.commit().await.map_err(db_err)?;
             return Ok(done);
         }
+        // The secret's row first, as every write takes it: a version row is then never held by this
+        // transaction while a group that holds the secret prunes it (a write without a savepoint
+        // that waited there would fail its whole group).
+        sqlx::query("SELECT 1 FROM secrets WHERE tenant_id = $1 AND path = $2 FOR UPDATE")
+            .bind(&item.tenant)
+            .bind(&item.path)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         let done = sqlx::query(
             "UPDATE secret_versions SET key_version = $1, wrapped_dek = $2 \
              WHERE tenant_id = $3 AND path = $4 AND version = $5 AND key_version = $6",
@@ -832,8 +845,9 @@ async fn write_in(
     *sent = true;
     let head = match q.build().fetch_optional(&mut *conn).await {
         Ok(found) => found.as_ref().map(head_from_row).transpose()?.ok_or(StoreError::SecretNotFound)?,
-        // The record could not be appended: the whole write rolls back with it.
-        Err(e) if chained.is_some() => return Err(audit_err(db_err(e))),
+        // Unless a row was refused for its content, the record could not be appended: the whole
+        // write rolls back with it.
+        Err(e) if chained.is_some() && !violates_constraint(&e) => return Err(audit_err(db_err(e))),
         Err(e) => return Err(db_err(e)),
     };
     let rotated = match effects.rotation {

@@ -23,7 +23,7 @@ use scaivault_store::{
     EVENT_ROWS_PER_INSERT, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
     SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
     TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries,
-    deliveries_of, list_json, oldest_kept, to_micros,
+    deliveries_of, list_json, oldest_kept, to_micros, violates_constraint,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -440,9 +440,10 @@ impl SecretStore for SqliteStore {
 }
 
 /// A secret write's statements, in the writer's transaction under the job's savepoint: the head's
-/// read (skipped when the group wrote this secret already), then one command for the head, the
-/// version, the pruning, the events and their deliveries, the audit record, its chain head and the
-/// head read back (in two when a rotation completes: the events depend on it).
+/// read (skipped when the group wrote this secret already) and, once per writer, the chain head's;
+/// then one command for the head, the version, the pruning, the events and their deliveries, the
+/// audit record, its chain head and the head read back (split where a rotation completes, since the
+/// events depend on it, and where the events or deliveries need statements of their own).
 async fn write_in(
     job: Job<'_, SqliteConnection>,
     w: WriteSecret<'_>,
@@ -547,8 +548,11 @@ async fn write_in(
         .push_bind(path);
     let head = match q.build().fetch_all(&mut *conn).await {
         Ok(found) => found.first().map(head_from_row).transpose()?.ok_or(StoreError::SecretNotFound)?,
-        // The record could not be appended: the whole write rolls back with it.
-        Err(e) if moved.is_some() => return Err(StoreError::AuditUnavailable(db_err(e).to_string())),
+        // Unless a row was refused for its content, the record could not be appended: the whole
+        // write rolls back with it.
+        Err(e) if moved.is_some() && !violates_constraint(&e) => {
+            return Err(StoreError::AuditUnavailable(db_err(e).to_string()));
+        }
         Err(e) => return Err(db_err(e)),
     };
     if let Some((tenant, head)) = moved {

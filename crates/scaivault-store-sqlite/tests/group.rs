@@ -1,7 +1,8 @@
 //! The group-commit writer's savepoints, driven on a real SQLite connection: a write cut off before
 //! its first statement reached the database must never undo the write before it; a group never
 //! holds more than `GROUP_WRITES` writes; a write without a savepoint (bare) that fails fails its
-//! whole group, and one that succeeds leaves the savepoints of the others working.
+//! whole group, and one that succeeds leaves the savepoints of the others working; a group left
+//! alone takes no other write.
 
 use scaivault_store::conformance::group_write;
 use scaivault_store::group::{GROUP_WRITES, GroupWriter};
@@ -156,4 +157,32 @@ async fn a_bare_write_leaves_the_savepoints_around_it_working() {
     assert_eq!(bare_again.await.expect("task"), Ok(()));
     assert_eq!(last.await.expect("task"), Ok(()));
     assert_eq!(rows(&options).await, vec![1, 2, 4, 5]);
+}
+
+#[tokio::test]
+async fn a_group_left_alone_takes_no_other_write() {
+    let (_dir, options, writer) = fresh().await;
+    let (nudges, mut nudged) = mpsc::channel(16);
+    let first = write(writer, &options, &nudges, 1).await;
+    writer.lock().await.alone();
+    while nudged.try_recv().is_ok() {}
+    let next = {
+        let (options, nudges) = (options.clone(), nudges.clone());
+        tokio::spawn(async move { write(writer, &options, &nudges, 2).await.await })
+    };
+    let asked = tokio::time::timeout(std::time::Duration::from_secs(10), nudged.recv()).await;
+    assert!(matches!(asked, Ok(Some(()))), "the next write did not ask for the lone group's commit");
+    // Had it joined, the commit below would hold it too.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    writer.lock().await.settle().await;
+    assert_eq!(rows(&options).await, vec![1], "the next write joined the group left alone");
+    assert_eq!(first.await.expect("task"), Ok(()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !next.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the next write never finished");
+        writer.lock().await.settle().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(next.await.expect("task").expect("task"), Ok(()));
+    assert_eq!(rows(&options).await, vec![1, 2]);
 }

@@ -36,7 +36,10 @@ where
 {
     let mut guard = GroupWriter::lock_for_write(writer, nudges).await;
     let job = guard.start(options).await.expect("start");
-    *job.bare = bare;
+    // Set only when asked, so a test that mixes both sees `start` reset it.
+    if bare {
+        *job.bare = true;
+    }
     *job.sent = true;
     let sql = if bare { sql.to_owned() } else { format!("{}{sql}", job.prefix) };
     let written =

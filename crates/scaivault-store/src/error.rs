@@ -53,3 +53,10 @@ impl StoreError {
         }
     }
 }
+
+/// Whether `e` is the database refusing a row for its content (a unique, foreign-key, not-null or
+/// check constraint), as opposed to refusing to write at all. A secret write's rows and its audit
+/// record go in one command, so its failure is put down to the audit log unless it is this.
+pub fn violates_constraint(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| !matches!(d.kind(), sqlx::error::ErrorKind::Other))
+}

@@ -12,7 +12,7 @@
 //!
 //! A finished write keeps its savepoint until the next write's first statement releases it (or the
 //! commit does): on SQLite that statement goes with the write's own first one, on PostgreSQL it is
-//! one simple query. While a group is open it holds
+//! one simple query. A bare write releases nothing: the savepoint before it stays the held one. While a group is open it holds
 //! the rows it wrote (on PostgreSQL, locked against every replica), so the writer remembers their
 //! heads and the next write of the same secret in the group does not read them again.
 //!
@@ -235,6 +235,13 @@ where
         Ok(Job { conn, heads, secrets, prefix, sent, bare })
     }
 
+    /// Lets no other write join the open group: the next one waits for its commit and opens a new
+    /// group (as after a full one). For a write that had to run on its own terms, such as one that
+    /// waited for its rows without a lock timeout, so a later write never runs bare without one.
+    pub fn alone(&mut self) {
+        self.writes = self.writes.max(GROUP_WRITES);
+    }
+
     /// Ends a write begun with [`GroupWriter::start`] whose statements gave `written`: lets the write
     /// lock go, nudges the committer, and answers once the group holding the write has committed. A
     /// failed write is undone alone.
@@ -246,6 +253,7 @@ where
         let written = match written {
             Ok(outcome) => {
                 // A bare write made no savepoint: the one before it is still the one held.
+                debug_assert!(!(writer.bare && writer.opens), "a bare write cannot open a group");
                 let cut = writer.cut.take();
                 writer.held = if writer.bare { writer.releases.take() } else { cut };
                 Ok((outcome, GroupCommit(writer.group.as_ref().map(watch::Sender::subscribe))))

@@ -24,7 +24,7 @@ pub mod conformance;
 
 pub use chain::{ChainHead, ChainedRow, chain_entries};
 pub use changes::{ChangeFeed, ChangeNotice};
-pub use error::{StoreError, StoreErrorKind};
+pub use error::{StoreError, StoreErrorKind, violates_constraint};
 pub use events::{
     AttemptOutcome, AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, DeliveryStatus,
     EVENT_ROWS_PER_INSERT, FinishAttempt, NewDelivery, NewEvent, SealedWebhookSecret, StoredEvent,
