@@ -27,6 +27,7 @@ macro_rules! conformance_suite {
             moved_ciphertext_never_opens, policies_and_bindings, policy_epoch_tracks_every_change,
             partners_and_tenants, audit_chains, concurrent_audit_appends_keep_one_chain,
             a_write_and_its_audit_record_commit_together, concurrent_writes_fail_alone,
+            a_write_refused_for_its_text_fails_alone,
             cut_off_writes_leave_all_or_nothing, webhooks_round_trip,
             events_commit_with_their_write, claims_lease_and_order_deliveries, retries_log_and_redelivery,
             rotation_policies_round_trip, schedules_move_only_from_the_revision_they_read,
@@ -917,6 +918,46 @@ pub async fn concurrent_writes_fail_alone(store: Dyn) {
     for (row, (version, writer)) in rows.iter().zip(&written) {
         assert_eq!(row.body, format!(r#"{{"writer":{writer},"version":{version}}}"#));
     }
+}
+
+/// Rounds of concurrent audited writes of one secret, one write per round with a NUL byte in its
+/// record (text PostgreSQL refuses; SQLite keeps it): however the backend groups them, every other
+/// write commits with its record, and the chain holds exactly the writes that answered success. (A
+/// PostgreSQL write sent without a savepoint that failed would take its whole group with it.)
+pub async fn a_write_refused_for_its_text_fails_alone(store: Dyn) {
+    let ring = Arc::new(setup(&store).await);
+    let mut kept = 0;
+    for round in 0..4u64 {
+        let mut tasks = Vec::new();
+        for i in 0..8u64 {
+            let store = store.clone();
+            let ring = ring.clone();
+            tasks.push(tokio::spawn(async move {
+                let entry = |version: u64| {
+                    let mut e = audit_entry(DEFAULT_TENANT, version, "secret.write", Some("nul/x"));
+                    e.id = format!("aud_r{round}w{i}");
+                    e.body = if i == 5 {
+                        format!("{{\"writer\":\"r{round}w{i}\u{0}\"}}")
+                    } else {
+                        format!(r#"{{"writer":"r{round}w{i}"}}"#)
+                    };
+                    e
+                };
+                let p = path("nul/x");
+                let w = write(DEFAULT_TENANT, &p, (round * 8 + i) as i64);
+                (i, put_audited(&store, &ring, w, &format!("r{round}w{i}"), &entry).await)
+            }));
+        }
+        for t in tasks {
+            match t.await.expect("join") {
+                (_, Ok(_)) => kept += 1,
+                (5, Err(_)) => {}
+                (i, Err(e)) => panic!("round {round}: writer {i} failed with the one refused: {e}"),
+            }
+        }
+    }
+    assert!(kept >= 28, "{kept} writes kept");
+    assert_eq!(check_chain(&store, DEFAULT_TENANT).await, kept);
 }
 
 /// Two stores on one database (two replicas): audited writes of one secret from both, and audit
