@@ -16,10 +16,10 @@ use scaivault_domain::SecretMetadata;
 use scaivault_store::group::{GroupWriter, Job, committer};
 use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChangeFeed, ChangeNotice,
-    DEFAULT_MAX_VERSIONS, EVENT_ROWS_PER_INSERT, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent,
-    NewToken, RewrapItem, SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store,
-    StoreError, StoredSecret, TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan, WriteSecret,
-    chain_entries, deliveries_of, list_json, oldest_kept, to_micros, violates_constraint,
+    DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
+    SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
+    TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries,
+    deliveries_of, fit_one_insert, list_json, oldest_kept, to_micros, violates_constraint,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, Postgres, Row, Transaction};
@@ -742,6 +742,8 @@ async fn write_in(
     let path = w.path.as_str();
     let now = to_micros(w.now);
     let key = (w.tenant.to_owned(), path.to_owned());
+    // A repeat write: the group wrote (and locked) this secret already.
+    let repeat = secrets.contains_key(&key);
     let mut existing = match secrets.get(&key) {
         Some(head) => Some(head.clone()),
         None => {
@@ -775,7 +777,7 @@ async fn write_in(
     // secret locked them), no rotation to complete and text PostgreSQL takes, the one statement
     // left can fail only with the database: it goes without a savepoint (one round trip less), and
     // should it fail, the group does (see `Job`).
-    let owned = unsent.is_some()
+    let owned = repeat
         && !patient
         && effects.rotation.is_none()
         && !w.created_by.contains('\0')
@@ -801,12 +803,12 @@ async fn write_in(
     };
     // Without a rotation to complete, the events are known now and go in the same statement (one
     // round trip less per write); a completed rotation changes them, so they follow it.
-    let early = match (effects.events, effects.rotation) {
-        (Some(events), None) => (events.0)(version, current == 0, false)?,
-        _ => Vec::new(),
+    let early = match effects.rotation {
+        None => effects.events_of(version, current == 0, false)?,
+        Some(_) => Vec::new(),
     };
     let deliveries = deliveries_of(&early);
-    let inline = early.len() <= EVENT_ROWS_PER_INSERT && deliveries.len() <= EVENT_ROWS_PER_INSERT;
+    let inline = fit_one_insert(&early, &deliveries);
     let mut q = sqlx::QueryBuilder::<Postgres>::new("WITH up AS (");
     push_head_update(&mut q, (w.tenant, path), &plan, &meta, now)?;
     q.push(format!(" RETURNING {HEAD_COLUMNS}), added AS ("));
@@ -854,12 +856,10 @@ async fn write_in(
         Some(completion) => complete_rotation_in(conn, completion, version).await?,
         None => false,
     };
-    match effects.events {
-        Some(events) if effects.rotation.is_some() => {
-            insert_events_in(conn, &(events.0)(version, current == 0, rotated)?).await?;
-        }
-        _ if !inline => insert_events_in(conn, &early).await?,
-        _ => {}
+    if effects.rotation.is_some() {
+        insert_events_in(conn, &effects.events_of(version, current == 0, rotated)?).await?;
+    } else if !inline {
+        insert_events_in(conn, &early).await?;
     }
     if let Some((rows, moved, _)) = chained {
         heads.insert(rows[0].0.tenant.clone(), moved);

@@ -20,10 +20,10 @@ use scaivault_domain::SecretMetadata;
 use scaivault_store::group::{AuditHeads, GroupWriter, Job, committer};
 use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChainedRow, ChangeFeed,
-    EVENT_ROWS_PER_INSERT, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
-    SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
-    TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries,
-    deliveries_of, list_json, oldest_kept, to_micros, violates_constraint,
+    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem, SealFn, SecretHead,
+    SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenRecord, TokenStore,
+    WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries, deliveries_of, fit_one_insert,
+    list_json, oldest_kept, to_micros, violates_constraint,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -479,7 +479,6 @@ async fn write_in(
     // Each command sent on its own is a round trip to the connection's thread, so the head, the
     // version, the pruning, the events, the audit record, its chain head and the head read back go
     // as one command, unless a rotation completes: its events say whether it did.
-    let events;
     let mut q = sqlx::QueryBuilder::<Sqlite>::new(prefix);
     if existing.is_none() {
         q.push(
@@ -505,22 +504,17 @@ async fn write_in(
     push_prune(&mut q, (w.tenant, path), to_i64(oldest_kept(version, max_versions))?);
     q.push("; ");
     *sent = true;
-    if let Some(completion) = effects.rotation {
-        q.build().execute(&mut *conn).await.map_err(db_err)?;
-        let rotated = complete_rotation_in(conn, completion, version).await?;
-        events = match effects.events {
-            Some(events) => (events.0)(version, current == 0, rotated)?,
-            None => Vec::new(),
-        };
-        q = sqlx::QueryBuilder::new("");
-    } else {
-        events = match effects.events {
-            Some(events) => (events.0)(version, current == 0, false)?,
-            None => Vec::new(),
-        };
-    }
+    let rotated = match effects.rotation {
+        Some(completion) => {
+            q.build().execute(&mut *conn).await.map_err(db_err)?;
+            q = sqlx::QueryBuilder::new("");
+            complete_rotation_in(conn, completion, version).await?
+        }
+        None => false,
+    };
+    let events = effects.events_of(version, current == 0, rotated)?;
     let deliveries = deliveries_of(&events);
-    if events.len() > EVENT_ROWS_PER_INSERT || deliveries.len() > EVENT_ROWS_PER_INSERT {
+    if !fit_one_insert(&events, &deliveries) {
         q.build().execute(&mut *conn).await.map_err(db_err)?;
         insert_events_in(conn, &events).await?;
         q = sqlx::QueryBuilder::new("");

@@ -28,6 +28,42 @@ async fn write(
     group_write(writer, options, nudges, &format!("INSERT INTO t VALUES ({x})"), false).await
 }
 
+/// Starts a write of `x` while the open group takes no more, checks that it asks the committer
+/// (`nudged`) for that group's commit instead of joining it, and then commits the group (had the
+/// write joined, the commit would hold it too). Returns the write's task.
+async fn write_kept_out(
+    writer: &'static Mutex<Writer>,
+    options: &SqliteConnectOptions,
+    nudges: &mpsc::Sender<()>,
+    nudged: &mut mpsc::Receiver<()>,
+    x: i64,
+) -> tokio::task::JoinHandle<Result<(), String>> {
+    while nudged.try_recv().is_ok() {}
+    let next = {
+        let (options, nudges) = (options.clone(), nudges.clone());
+        tokio::spawn(async move { write(writer, &options, &nudges, x).await.await.expect("task") })
+    };
+    let asked = tokio::time::timeout(std::time::Duration::from_secs(10), nudged.recv()).await;
+    assert!(matches!(asked, Ok(Some(()))), "the next write did not ask for the open group's commit");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    writer.lock().await.settle().await;
+    next
+}
+
+/// Commits groups until `write` has finished, and gives its outcome.
+async fn settle_until_done(
+    writer: &'static Mutex<Writer>,
+    write: tokio::task::JoinHandle<Result<(), String>>,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !write.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the write never finished");
+        writer.lock().await.settle().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    write.await.expect("task")
+}
+
 /// A fresh file with one table, and a writer on it (leaked, so a write's guard can move into the
 /// task that waits for its group).
 async fn fresh() -> (tempfile::TempDir, SqliteConnectOptions, &'static Mutex<Writer>) {
@@ -91,28 +127,12 @@ async fn a_full_group_is_committed_before_the_next_write_joins() {
         waiting.push(write(writer, &options, &nudges, x).await);
     }
     assert!(rows(&options).await.is_empty(), "a group committed before it was full");
-    while nudged.try_recv().is_ok() {}
-    let next = {
-        let (options, nudges) = (options.clone(), nudges.clone());
-        tokio::spawn(async move { write(writer, &options, &nudges, GROUP_WRITES as i64).await.await })
-    };
-    // The next write asks for the full group's commit instead of joining it.
-    let asked = tokio::time::timeout(std::time::Duration::from_secs(10), nudged.recv()).await;
-    assert!(matches!(asked, Ok(Some(()))), "the next write did not ask for the full group's commit");
-    // Had it joined, the commit below would hold it too.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    writer.lock().await.settle().await;
+    let next = write_kept_out(writer, &options, &nudges, &mut nudged, GROUP_WRITES as i64).await;
     assert_eq!(rows(&options).await.len(), GROUP_WRITES, "the next write joined the full group");
     for w in waiting {
         assert_eq!(w.await.expect("task"), Ok(()));
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !next.is_finished() {
-        assert!(std::time::Instant::now() < deadline, "the next write never finished");
-        writer.lock().await.settle().await;
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    assert_eq!(next.await.expect("task").expect("task"), Ok(()));
+    assert_eq!(settle_until_done(writer, next).await, Ok(()));
     assert_eq!(rows(&options).await.len(), GROUP_WRITES + 1);
 }
 
@@ -165,24 +185,9 @@ async fn a_group_left_alone_takes_no_other_write() {
     let (nudges, mut nudged) = mpsc::channel(16);
     let first = write(writer, &options, &nudges, 1).await;
     writer.lock().await.alone();
-    while nudged.try_recv().is_ok() {}
-    let next = {
-        let (options, nudges) = (options.clone(), nudges.clone());
-        tokio::spawn(async move { write(writer, &options, &nudges, 2).await.await })
-    };
-    let asked = tokio::time::timeout(std::time::Duration::from_secs(10), nudged.recv()).await;
-    assert!(matches!(asked, Ok(Some(()))), "the next write did not ask for the lone group's commit");
-    // Had it joined, the commit below would hold it too.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    writer.lock().await.settle().await;
+    let next = write_kept_out(writer, &options, &nudges, &mut nudged, 2).await;
     assert_eq!(rows(&options).await, vec![1], "the next write joined the group left alone");
     assert_eq!(first.await.expect("task"), Ok(()));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !next.is_finished() {
-        assert!(std::time::Instant::now() < deadline, "the next write never finished");
-        writer.lock().await.settle().await;
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    assert_eq!(next.await.expect("task").expect("task"), Ok(()));
+    assert_eq!(settle_until_done(writer, next).await, Ok(()));
     assert_eq!(rows(&options).await, vec![1, 2]);
 }

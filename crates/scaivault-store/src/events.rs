@@ -215,6 +215,12 @@ pub fn order_key(path: Option<&str>) -> &str {
 /// every backend's parameter limit.
 pub const EVENT_ROWS_PER_INSERT: usize = 500;
 
+/// Whether `events` and `deliveries` each fit one multi-row `INSERT`, so a write can send them as
+/// part of its own command.
+pub fn fit_one_insert(events: &[NewEvent], deliveries: &[(&NewEvent, &NewDelivery)]) -> bool {
+    events.len() <= EVENT_ROWS_PER_INSERT && deliveries.len() <= EVENT_ROWS_PER_INSERT
+}
+
 /// Every delivery of `events`, beside its event, in order.
 pub fn deliveries_of(events: &[NewEvent]) -> Vec<(&NewEvent, &NewDelivery)> {
     events.iter().flat_map(|e| e.deliveries.iter().map(move |d| (e, d))).collect()

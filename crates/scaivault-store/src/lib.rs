@@ -28,7 +28,8 @@ pub use error::{StoreError, StoreErrorKind, violates_constraint};
 pub use events::{
     AttemptOutcome, AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, DeliveryStatus,
     EVENT_ROWS_PER_INSERT, FinishAttempt, NewDelivery, NewEvent, SealedWebhookSecret, StoredEvent,
-    WEBHOOK_SEAL_PREFIX, WebhookFilter, WebhookKind, WebhookRecord, deliveries_of, micros_opt, order_key,
+    WEBHOOK_SEAL_PREFIX, WebhookFilter, WebhookKind, WebhookRecord, deliveries_of, fit_one_insert,
+    micros_opt, order_key,
 };
 pub use records::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS,

@@ -266,6 +266,17 @@ pub struct WriteEffects<'a> {
     pub rotation: Option<&'a RotationCompletion>,
 }
 
+impl WriteEffects<'_> {
+    /// The events of the write that made `version` (`created`: the secret's first), `rotated`:
+    /// whether it completed a rotation; none when the change emits none.
+    pub fn events_of(&self, version: u64, created: bool, rotated: bool) -> Result<Vec<NewEvent>, StoreError> {
+        match self.events {
+            Some(events) => (events.0)(version, created, rotated),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
 /// A [`EventsFn`] that can be printed.
 pub struct EventsFnRef<'a>(pub &'a EventsFn<'a>);
 
