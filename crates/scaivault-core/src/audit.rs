@@ -2,6 +2,7 @@
 //! answer leaves the server (fail closed). Records are committed in groups by one writer task, and
 //! each request waits for its own record to be durable.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -31,7 +32,8 @@ pub struct RequestInfo {
 /// One audited request.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
-    pub action: String,
+    /// Dotted, such as `secret.read`.
+    pub action: Cow<'static, str>,
     pub secret_path: Option<String>,
     pub version: Option<u64>,
     /// `success`, `denied` or `error`.
@@ -111,7 +113,7 @@ pub(crate) fn audit_entry(
         tenant_id: principal.tenant.clone(),
         identity_type: principal.identity_type.clone(),
         identity_id: principal.identity_id.clone(),
-        action: event.action,
+        action: event.action.into_owned(),
         secret_path: event.secret_path,
         version: event.version,
         outcome: event.outcome.to_owned(),
@@ -139,7 +141,7 @@ pub(crate) fn audit_entry(
 #[derive(Debug, Clone)]
 pub struct WriteAudit {
     pub request: RequestInfo,
-    pub action: String,
+    pub action: Cow<'static, str>,
     pub secret_path: String,
     pub status_created: u16,
     pub status_updated: u16,

@@ -19,7 +19,7 @@ use crate::{ApiError, AppState};
 struct Note {
     principal: Option<Principal>,
     version: Option<u64>,
-    action: String,
+    action: &'static str,
     secret_path: Option<String>,
     request: RequestInfo,
     /// The handler's core call already wrote the record, in its own transaction.
@@ -48,7 +48,7 @@ impl AuditSlot {
         let note = self.note();
         Some(WriteAudit {
             request: note.request.clone(),
-            action: note.action.clone(),
+            action: note.action.into(),
             secret_path: note.secret_path.clone()?,
             status_created: StatusCode::CREATED.as_u16(),
             status_updated: StatusCode::OK.as_u16(),
@@ -68,25 +68,45 @@ impl AuditSlot {
 
 const SECRET_SUFFIXES: [&str; 5] = ["versions", "metadata", "undelete", "destroy", "rotate"];
 
-/// The dotted action of a request, or `None` for routes that touch nothing audited.
-fn action_for(method: &Method, route: &str, path: &str) -> Option<String> {
-    let suffix = || SECRET_SUFFIXES.iter().find(|s| path.ends_with(&format!("/{s}"))).copied();
-    let secret = |base: &str| {
-        let op = match (method.as_str(), suffix()) {
-            ("GET" | "HEAD", Some("versions")) => "versions",
-            ("GET" | "HEAD", _) => "read",
-            ("PUT", _) => "write",
-            ("DELETE", _) => "delete",
-            ("PATCH", _) => "metadata",
-            ("POST", Some(s)) => s,
-            _ => "unknown",
-        };
-        format!("{base}.{op}")
+/// The operation a request makes on a secret: its method and, for the sub-resources, the path's
+/// last segment.
+fn secret_op(method: &Method, path: &str) -> &'static str {
+    let last = path.rsplit_once('/').map_or(path, |(_, last)| last);
+    let suffix = SECRET_SUFFIXES.iter().copied().find(|s| *s == last);
+    match (method.as_str(), suffix) {
+        ("GET" | "HEAD", Some("versions")) => "versions",
+        ("GET" | "HEAD", _) => "read",
+        ("PUT", _) => "write",
+        ("DELETE", _) => "delete",
+        ("PATCH", _) => "metadata",
+        ("POST", Some(s)) => s,
+        _ => "unknown",
+    }
+}
+
+/// `secret.{op}`, or `partner_secret.{op}` for the partner API; spelled out so no request
+/// allocates its action.
+fn secret_action(partner: bool, op: &'static str) -> &'static str {
+    let (tenant, partner_action) = match op {
+        "read" => ("secret.read", "partner_secret.read"),
+        "versions" => ("secret.versions", "partner_secret.versions"),
+        "write" => ("secret.write", "partner_secret.write"),
+        "delete" => ("secret.delete", "partner_secret.delete"),
+        "metadata" => ("secret.metadata", "partner_secret.metadata"),
+        "undelete" => ("secret.undelete", "partner_secret.undelete"),
+        "destroy" => ("secret.destroy", "partner_secret.destroy"),
+        "rotate" => ("secret.rotate", "partner_secret.rotate"),
+        _ => ("secret.unknown", "partner_secret.unknown"),
     };
+    if partner { partner_action } else { tenant }
+}
+
+/// The dotted action of a request, or `None` for routes that touch nothing audited.
+fn action_for(method: &Method, route: &str, path: &str) -> Option<&'static str> {
     let m = method.as_str();
     let action = match (route, m) {
-        ("/v1/secrets/{*path}", _) => return Some(secret("secret")),
-        ("/v1/partner/secrets/{*path}", _) => return Some(secret("partner_secret")),
+        ("/v1/secrets/{*path}", _) => secret_action(false, secret_op(method, path)),
+        ("/v1/partner/secrets/{*path}", _) => secret_action(true, secret_op(method, path)),
         ("/v1/secrets", _) => "secret.list",
         ("/v1/partner/secrets", _) => "partner_secret.list",
         ("/v1/policies", "POST") => "policy.create",
@@ -138,7 +158,7 @@ fn action_for(method: &Method, route: &str, path: &str) -> Option<String> {
         ("/v1/rotation/policies/{id}/rotate", _) => "rotation.force",
         _ => return None,
     };
-    Some(action.to_owned())
+    Some(action)
 }
 
 /// The secret a request is about, when its path parses (a refused path is recorded without one).
@@ -194,7 +214,7 @@ pub(crate) async fn audit_layer(State(state): State<AppState>, mut req: Request,
     let secret_path = secret_path_of(&route, &path);
     {
         let mut note = slot.note();
-        note.action = action.clone();
+        note.action = action;
         note.secret_path = secret_path.clone();
         note.request = info.clone();
     }
@@ -210,8 +230,13 @@ pub(crate) async fn audit_layer(State(state): State<AppState>, mut req: Request,
     // Requests that never authenticated are not audited (the contract audits authenticated ones).
     let Some(principal) = principal else { return response };
     let status = response.status();
-    let event =
-        AuditEvent { action, secret_path, version, outcome: outcome(status), status_code: status.as_u16() };
+    let event = AuditEvent {
+        action: action.into(),
+        secret_path,
+        version,
+        outcome: outcome(status),
+        status_code: status.as_u16(),
+    };
     match state.vault.record_audit(&principal, &info, event).await {
         Ok(()) => response,
         Err(e) => ApiError(e).into_response(),
@@ -225,7 +250,7 @@ mod tests {
     #[test]
     fn actions_and_paths() {
         let check = |m: Method, route: &str, path: &str, action: Option<&str>, secret: Option<&str>| {
-            assert_eq!(action_for(&m, route, path).as_deref(), action, "{m} {path}");
+            assert_eq!(action_for(&m, route, path), action, "{m} {path}");
             assert_eq!(secret_path_of(route, path).as_deref(), secret, "{m} {path}");
         };
         let s = "/v1/secrets/{*path}";
@@ -244,6 +269,33 @@ mod tests {
             Some("partner/x"),
         );
         check(Method::HEAD, s, "/v1/secrets/a/b", Some("secret.read"), Some("a/b"));
+        check(Method::POST, s, "/v1/secrets/a/undelete", Some("secret.undelete"), Some("a"));
+        check(Method::POST, s, "/v1/secrets/a/b", Some("secret.unknown"), Some("a/b"));
+        let partner = "/v1/partner/secrets/{*path}";
+        check(Method::PUT, partner, "/v1/partner/secrets/x", Some("partner_secret.write"), Some("partner/x"));
+        check(
+            Method::DELETE,
+            partner,
+            "/v1/partner/secrets/x",
+            Some("partner_secret.delete"),
+            Some("partner/x"),
+        );
+        check(
+            Method::GET,
+            partner,
+            "/v1/partner/secrets/x/versions",
+            Some("partner_secret.versions"),
+            Some("partner/x"),
+        );
+        check(
+            Method::POST,
+            partner,
+            "/v1/partner/secrets/x/rotate",
+            Some("partner_secret.rotate"),
+            Some("partner/x"),
+        );
+        // A segment only names a sub-resource when it is the whole last segment.
+        check(Method::GET, s, "/v1/secrets/a/oldversions", Some("secret.read"), Some("a/oldversions"));
         check(Method::POST, "/v1/policies", "/v1/policies", Some("policy.create"), None);
         check(Method::DELETE, "/v1/auth/tokens/{id}", "/v1/auth/tokens/tok_1", Some("token.revoke"), None);
         check(Method::GET, "/v1/auth/whoami", "/v1/auth/whoami", None, None);

@@ -530,7 +530,7 @@ async fn write_in(
     let rows;
     if let Some((audit, entry)) = &entry {
         rows = chain_entries(std::slice::from_ref(entry), &mut next, audit.chain)?;
-        push_audit_rows(&mut q, &rows);
+        push_audit_rows(&mut q, &rows, OnFailure::Statement);
         q.push("; ");
         push_audit_heads(&mut q, next.iter().map(|(tenant, head)| (*tenant, *head)), audit.sign);
         q.push("; ");
@@ -835,10 +835,25 @@ fn push_audit_heads<'a>(
     );
 }
 
+/// How an audit insert answers a row it cannot write.
+#[derive(Clone, Copy)]
+enum OnFailure {
+    /// Only the statement is undone: a secret write's record, inside the write's savepoint.
+    Statement,
+    /// The whole transaction is: the audit writer's batch, which fails whole anyway. A multi-row
+    /// insert that may only abort its statement makes SQLite copy every page it touches into a
+    /// statement journal first; one that rolls back needs none.
+    Transaction,
+}
+
 /// One multi-row insert: a round trip per record would cost more than the commit.
-fn push_audit_rows<'a>(q: &mut sqlx::QueryBuilder<'a, Sqlite>, rows: &'a [ChainedRow<'a>]) {
+fn push_audit_rows<'a>(q: &mut sqlx::QueryBuilder<'a, Sqlite>, rows: &'a [ChainedRow<'a>], on: OnFailure) {
+    q.push(match on {
+        OnFailure::Statement => "INSERT",
+        OnFailure::Transaction => "INSERT OR ROLLBACK",
+    });
     q.push(
-        "INSERT INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
+        " INTO audit_log (tenant_id, seq, id, ts, identity_id, action, secret_path, outcome, body, \
              prev_hash, hash) ",
     );
     push_audit_values(q, rows);
@@ -865,7 +880,7 @@ impl AuditStore for SqliteStore {
         let rows = chain_entries(entries, &mut next, chain)?;
         let mut q = sqlx::QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
         for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
-            push_audit_rows(&mut q, chunk);
+            push_audit_rows(&mut q, chunk, OnFailure::Transaction);
             q.push("; ");
         }
         push_audit_heads(&mut q, next.iter().map(|(tenant, head)| (*tenant, *head)), sign);
