@@ -23,7 +23,7 @@ use scaivault_store::{
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, Postgres, Row, Transaction};
-use tokio::sync::{Mutex, MutexGuard, mpsc};
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 
 /// The writer of this store: its connection, the open group and the chain heads it holds locked.
 type Writer = GroupWriter<PgConnection>;
@@ -183,9 +183,8 @@ impl PostgresStore {
     /// for a row that group holds while the group waits for it).
     async fn begin_write(
         &self,
-    ) -> Result<(MutexGuard<'_, Writer>, Transaction<'static, Postgres>), StoreError> {
-        let mut guard = self.write_lock.lock().await;
-        guard.settle().await;
+    ) -> Result<(OwnedMutexGuard<Writer>, Transaction<'static, Postgres>), StoreError> {
+        let guard = Writer::lock_settled(&self.write_lock).await?;
         let tx = self.pool.begin().await.map_err(db_err)?;
         Ok((guard, tx))
     }
@@ -260,24 +259,26 @@ impl SecretStore for PostgresStore {
             attempt += 1;
             // The last attempt waits for its rows inside the writer, in a group of its own.
             let patient = attempt == WRITE_ATTEMPTS;
-            let mut writer = Writer::lock_for_write(&self.write_lock, &self.commits).await;
-            if patient {
-                writer.settle().await;
-            }
+            let mut writer = if patient {
+                Writer::lock_settled(&self.write_lock).await?
+            } else {
+                Writer::lock_for_write(&self.write_lock, &self.commits).await
+            };
             let job = writer.start(&options).await?;
             let written = write_in(job, w.clone(), seal, effects, patient).await;
             if patient {
                 // Its group ran without a lock timeout: no later write joins it (and runs bare).
                 writer.alone();
             }
-            if matches!(written, Err(StoreError::RowLocked)) {
+            if !patient && matches!(written, Err(StoreError::RowLocked)) {
                 // A row this write needs is locked elsewhere. Waiting here would hold up every
                 // write of this process, and could close a cycle with whoever holds it (another
-                // replica's group waiting for a row this group holds). So: undo this write, commit
-                // the group (its writes answer), let the writer go, wait for the secret's rows on a
-                // connection of the pool, and write again.
-                writer.settle().await;
-                drop(writer);
+                // replica's group waiting for a row this group holds). So: undo this write alone,
+                // let the writer go with the committer nudged (the group's other writes commit and
+                // answer, and its row locks go), wait for the secret's rows on a connection of the
+                // pool, and write again. The patient attempt waited without a lock timeout, so a
+                // `RowLocked` there is a real cancel: it fails.
+                let _ = Writer::conclude(writer, written, &self.commits).await;
                 self.wait_for_rows(w.tenant, w.path.as_str()).await?;
                 continue;
             }

@@ -2,6 +2,8 @@
 //! whole transaction: a write without a savepoint (bare) that fails fails its group, nothing of the
 //! group is kept, and the writer's next group works.
 
+use std::sync::Arc;
+
 use std::str::FromStr;
 
 use scaivault_store::conformance::{group_write, postgres_test_url};
@@ -25,8 +27,8 @@ async fn a_bare_write_that_fails_fails_its_whole_group_on_postgres() {
     let options = base.options([("search_path", schema.as_str())]);
     let mut conn = PgConnection::connect_with(&options).await.expect("connect");
     conn.execute("CREATE TABLE t (x BIGINT NOT NULL)").await.expect("create");
-    let writer: &'static Mutex<Writer> =
-        Box::leak(Box::new(Mutex::new(Writer::new("BEGIN", "COMMIT", false))));
+    let writer: &'static Arc<Mutex<Writer>> =
+        Box::leak(Box::new(Arc::new(Mutex::new(Writer::new("BEGIN", "COMMIT", false)))));
     let (nudges, _ignored) = mpsc::channel(16);
 
     let first = group_write(writer, &options, &nudges, "INSERT INTO t VALUES (1)", false).await;

@@ -167,9 +167,8 @@ impl SqliteStore {
 
     async fn begin_write(
         &self,
-    ) -> Result<(tokio::sync::MutexGuard<'_, Writer>, Transaction<'static, Sqlite>), StoreError> {
-        let mut guard = self.write_lock.lock().await;
-        guard.settle().await;
+    ) -> Result<(tokio::sync::OwnedMutexGuard<Writer>, Transaction<'static, Sqlite>), StoreError> {
+        let guard = Writer::lock_settled(&self.write_lock).await?;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
         Ok((guard, tx))
     }

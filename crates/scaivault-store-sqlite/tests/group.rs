@@ -2,7 +2,10 @@
 //! its first statement reached the database must never undo the write before it; a group never
 //! holds more than `GROUP_WRITES` writes; a write without a savepoint (bare) that fails fails its
 //! whole group, and one that succeeds leaves the savepoints of the others working; a group left
-//! alone takes no other write.
+//! alone takes no other write; a request dropped while it has the open group committed cannot cut
+//! that commit off.
+
+use std::sync::Arc;
 
 use scaivault_store::conformance::group_write;
 use scaivault_store::group::{GROUP_WRITES, GroupWriter};
@@ -20,7 +23,7 @@ async fn rows(options: &SqliteConnectOptions) -> Vec<i64> {
 /// Writes `x` in the open group and waits for the group's outcome (in a task, since the group
 /// commits only when the test settles it).
 async fn write(
-    writer: &'static Mutex<Writer>,
+    writer: &'static Arc<Mutex<Writer>>,
     options: &SqliteConnectOptions,
     nudges: &mpsc::Sender<()>,
     x: i64,
@@ -32,7 +35,7 @@ async fn write(
 /// (`nudged`) for that group's commit instead of joining it, and then commits the group (had the
 /// write joined, the commit would hold it too). Returns the write's task.
 async fn write_kept_out(
-    writer: &'static Mutex<Writer>,
+    writer: &'static Arc<Mutex<Writer>>,
     options: &SqliteConnectOptions,
     nudges: &mpsc::Sender<()>,
     nudged: &mut mpsc::Receiver<()>,
@@ -52,7 +55,7 @@ async fn write_kept_out(
 
 /// Commits groups until `write` has finished, and gives its outcome.
 async fn settle_until_done(
-    writer: &'static Mutex<Writer>,
+    writer: &'static Arc<Mutex<Writer>>,
     write: tokio::task::JoinHandle<Result<(), String>>,
 ) -> Result<(), String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -64,16 +67,15 @@ async fn settle_until_done(
     write.await.expect("task")
 }
 
-/// A fresh file with one table, and a writer on it (leaked, so a write's guard can move into the
-/// task that waits for its group).
-async fn fresh() -> (tempfile::TempDir, SqliteConnectOptions, &'static Mutex<Writer>) {
+/// A fresh file with one table, and a writer on it (leaked, so the helpers' tasks can share it).
+async fn fresh() -> (tempfile::TempDir, SqliteConnectOptions, &'static Arc<Mutex<Writer>>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = SqliteConnectOptions::new().filename(dir.path().join("g.db")).create_if_missing(true);
     let mut setup = SqliteConnection::connect_with(&options).await.expect("connect");
     setup.execute("CREATE TABLE t (x INTEGER NOT NULL)").await.expect("create");
     drop(setup);
-    let writer: &'static Mutex<Writer> =
-        Box::leak(Box::new(Mutex::new(Writer::new("BEGIN IMMEDIATE", "COMMIT", true))));
+    let writer: &'static Arc<Mutex<Writer>> =
+        Box::leak(Box::new(Arc::new(Mutex::new(Writer::new("BEGIN IMMEDIATE", "COMMIT", true)))));
     (dir, options, writer)
 }
 
@@ -190,4 +192,37 @@ async fn a_group_left_alone_takes_no_other_write() {
     assert_eq!(first.await.expect("task"), Ok(()));
     assert_eq!(settle_until_done(writer, next).await, Ok(()));
     assert_eq!(rows(&options).await, vec![1, 2]);
+}
+
+#[tokio::test]
+async fn a_request_dropped_while_the_group_commits_leaves_the_commit_whole() {
+    let (_dir, options, writer) = fresh().await;
+    let (nudges, _ignored) = mpsc::channel(16);
+    for (x, yields) in (1..=6).zip([1, 1, 2, 3, 5, 8]) {
+        let waiting = write(writer, &options, &nudges, x).await;
+        // A request (a pooled write, say) wants the writer settled, and its client goes away
+        // while the group's COMMIT is under way: the test runs on one thread, so the request gets
+        // as far as sending it before it is dropped.
+        let request = tokio::spawn(async move {
+            let _guard = GroupWriter::lock_settled(writer).await;
+            std::future::pending::<()>().await;
+        });
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
+        request.abort();
+        let _ = request.await;
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .expect("the group's write never learned how its commit went")
+            .expect("task");
+        let kept = rows(&options).await.contains(&x);
+        assert_eq!(answered.is_ok(), kept, "write {x} answered {answered:?} but kept = {kept}");
+        assert!(kept, "write {x}: the commit was cut off");
+    }
+    // The writer is free again and commits later groups as before.
+    let last = write(writer, &options, &nudges, 7).await;
+    writer.lock().await.settle().await;
+    assert_eq!(last.await.expect("task"), Ok(()));
+    assert_eq!(rows(&options).await, (1..=7).collect::<Vec<_>>());
 }

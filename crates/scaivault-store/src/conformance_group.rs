@@ -1,6 +1,8 @@
 //! Helpers for the backends' tests of the group-commit writer on a real connection, and the
 //! PostgreSQL test database's URL.
 
+use std::sync::Arc;
+
 use sqlx::{Connection, Executor};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
@@ -24,7 +26,7 @@ pub fn postgres_test_url(what: &str) -> Option<String> {
 /// savepoint) or not, and returns the task that waits for the group's outcome (the group commits
 /// only when the test settles it or the nudges reach a committer).
 pub async fn group_write<C>(
-    writer: &'static Mutex<GroupWriter<C>>,
+    writer: &Arc<Mutex<GroupWriter<C>>>,
     options: &C::Options,
     nudges: &mpsc::Sender<()>,
     sql: &str,

@@ -17,8 +17,9 @@
 //! heads and the next write of the same secret in the group does not read them again.
 //!
 //! Everything else that takes the write lock (the pooled write transactions, SQLite's audit
-//! batches) first settles the writer: it commits the open group, so one transaction of this process
-//! at a time writes.
+//! batches) first has the open group committed, so one transaction of this process at a time
+//! writes. On a request's path the commit runs in a task of its own
+//! ([`GroupWriter::lock_settled`]), so a dropped request cannot cut it off.
 //!
 //! The writer's own upkeep (undoing a cut-off write, committing, rolling back) runs on request
 //! paths, whose futures may be dropped at any `.await`. So a write's savepoint counts as undone only
@@ -31,7 +32,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use sqlx::{Connection, Executor};
-use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, watch};
 
 use crate::{ChainHead, SecretHead, StoreError};
 
@@ -186,12 +187,12 @@ where
 
     /// The write lock, for a secret write. A full group is not joined: it is left to the committer
     /// task (so no request's future can cut its commit off), and the write joins the next group.
-    pub async fn lock_for_write<'a>(
-        lock: &'a Mutex<Self>,
+    pub async fn lock_for_write(
+        lock: &Arc<Mutex<Self>>,
         commits: &mpsc::Sender<()>,
-    ) -> MutexGuard<'a, Self> {
+    ) -> OwnedMutexGuard<Self> {
         loop {
-            let writer = lock.lock().await;
+            let writer = lock.clone().lock_owned().await;
             let full = writer.writes >= GROUP_WRITES;
             let Some(group) = writer.group.as_ref().filter(|_| full) else { return writer };
             let mut done = group.subscribe();
@@ -200,6 +201,30 @@ where
             let _ = commits.try_send(());
             let _ = done.wait_for(Option::is_some).await;
         }
+    }
+
+    /// The write lock with no group open, for anything but a secret write (a pooled write
+    /// transaction, a write that waits for its rows without a lock timeout). The open group is
+    /// committed by a task of its own that holds the lock meanwhile and hands it back: the caller
+    /// runs on a request's future, which may be dropped at any `.await`, and a commit cut off there
+    /// would tell the group's writes they failed when they may have been kept. The caller keeps its
+    /// place in the lock's queue.
+    pub async fn lock_settled(lock: &Arc<Mutex<Self>>) -> Result<OwnedMutexGuard<Self>, StoreError>
+    where
+        C: Send + 'static,
+    {
+        let mut writer = lock.clone().lock_owned().await;
+        if writer.group.is_none() {
+            // Upkeep that is safe to cut off: whatever it leaves undone, the next user redoes.
+            writer.recover().await;
+            return Ok(writer);
+        }
+        tokio::spawn(async move {
+            writer.settle().await;
+            writer
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable("the writer stopped while committing".into()))
     }
 
     /// Starts a secret write: undoes a cut-off one, opens the group if there is none, and marks
@@ -246,7 +271,7 @@ where
     /// lock go, nudges the committer, and answers once the group holding the write has committed. A
     /// failed write is undone alone.
     pub async fn conclude<T>(
-        mut writer: MutexGuard<'_, Self>,
+        mut writer: OwnedMutexGuard<Self>,
         written: Result<T, StoreError>,
         commits: &mpsc::Sender<()>,
     ) -> Result<T, StoreError> {
