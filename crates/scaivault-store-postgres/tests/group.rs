@@ -39,7 +39,8 @@ async fn a_bare_write_that_fails_fails_its_whole_group_on_postgres() {
     writer.lock().await.settle().await;
     assert!(first.await.expect("task").is_err(), "a write of the failed group answered success");
     assert!(kept.await.expect("task").is_err(), "a write of the failed group answered success");
-    assert!(failing.await.expect("task").is_err());
+    let refused = failing.await.expect("task").expect_err("the failed bare write answered success");
+    assert!(refused.starts_with("storage unavailable: the write transaction was rolled back"), "{refused}");
     assert_eq!(next.await.expect("task"), Ok(()), "the next group is not affected");
     let rows: Vec<i64> =
         sqlx::query_scalar("SELECT x FROM t ORDER BY x").fetch_all(&mut conn).await.expect("rows");

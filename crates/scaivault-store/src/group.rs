@@ -284,8 +284,15 @@ where
                 Ok((outcome, GroupCommit(writer.group.as_ref().map(watch::Sender::subscribe))))
             }
             Err(e) => {
+                // Sent without a savepoint, a failed write takes its group with it, and answers as
+                // the group's other writes do: the transaction failed, not the write's own request.
+                let lost = writer.bare && writer.sent;
                 writer.undo_cut().await;
-                Err(e)
+                Err(if lost {
+                    StoreError::Unavailable(format!("the write transaction was rolled back: {e}"))
+                } else {
+                    e
+                })
             }
         };
         drop(writer);
