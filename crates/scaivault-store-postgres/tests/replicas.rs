@@ -1,12 +1,14 @@
 //! Two stores on one schema, as two replicas on one PostgreSQL (see
 //! `scaivault_store::conformance::replicas_share_one_history`), and a row held by another
-//! transaction (`a_locked_row_delays_only_its_own_write`).
+//! transaction (`a_locked_row_delays_only_its_own_write`), and a write whose every try is cancelled
+//! (`a_write_cancelled_every_time_gives_up`).
 
 use std::str::FromStr;
 use std::sync::Arc;
 
 use scaivault_store::conformance::{
-    RowLock, a_locked_row_delays_only_its_own_write, postgres_test_url, replicas_share_one_history,
+    CancelWrites, RowLock, a_locked_row_delays_only_its_own_write, a_write_cancelled_every_time_gives_up,
+    postgres_test_url, replicas_share_one_history,
 };
 use scaivault_store_postgres::PostgresStore;
 use sqlx::Connection;
@@ -50,4 +52,35 @@ async fn a_locked_row_delays_only_its_own_write_on_postgres() {
         sqlx::postgres::PgConnectOptions::from_str(&url).expect("url").options([("search_path", &schema)]);
     let conn = sqlx::PgConnection::connect_with(&options).await.expect("lock connection");
     a_locked_row_delays_only_its_own_write(Arc::new(store), &PgRowLock(tokio::sync::Mutex::new(conn))).await;
+}
+
+/// A trigger on the store's schema that cancels every change of one secret's row.
+struct PgCancel(tokio::sync::Mutex<sqlx::PgConnection>);
+
+#[async_trait::async_trait]
+impl CancelWrites for PgCancel {
+    async fn cancel_every_write(&self, path: &str) {
+        let mut conn = self.0.lock().await;
+        let function = format!(
+            "CREATE FUNCTION cancel_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.path = '{path}' THEN RAISE EXCEPTION 'cancelled' USING ERRCODE = 'query_canceled'; END IF; \
+             RETURN NEW; END $$"
+        );
+        sqlx::query(&function).execute(&mut *conn).await.expect("function");
+        sqlx::query("CREATE TRIGGER cancel_writes BEFORE UPDATE ON secrets FOR EACH ROW EXECUTE FUNCTION cancel_writes()")
+            .execute(&mut *conn)
+            .await
+            .expect("trigger");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cancelled_every_time_gives_up_on_postgres() {
+    let Some(url) = postgres_test_url("cancelled-write test") else { return };
+    let schema = format!("conf_cancel_{}", std::process::id());
+    let store = PostgresStore::connect_in_schema(&url, &schema).await.expect("store");
+    let options =
+        sqlx::postgres::PgConnectOptions::from_str(&url).expect("url").options([("search_path", &schema)]);
+    let conn = sqlx::PgConnection::connect_with(&options).await.expect("trigger connection");
+    a_write_cancelled_every_time_gives_up(Arc::new(store), &PgCancel(tokio::sync::Mutex::new(conn))).await;
 }

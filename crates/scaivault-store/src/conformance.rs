@@ -1104,6 +1104,32 @@ pub async fn a_locked_row_delays_only_its_own_write(store: Dyn, lock: &dyn RowLo
     assert_eq!(get(&store, &ring, "lock/q", None).await.expect("read"), "q2");
 }
 
+/// Makes every change of one secret's row fail as a cancelled statement does (on PostgreSQL,
+/// `query_canceled`, which the store also sees when a lock timeout fires just as it is granted).
+#[async_trait::async_trait]
+pub trait CancelWrites: Send + Sync {
+    /// From now on, every change of the default tenant's secret `path` is cancelled.
+    async fn cancel_every_write(&self, path: &str);
+}
+
+/// A write cancelled on every try gives up after its tries (the last one waits without a lock
+/// timeout, so a cancel there is real) instead of trying forever, and the store goes on writing
+/// other secrets. For backends that retry a write whose row was locked elsewhere.
+pub async fn a_write_cancelled_every_time_gives_up(store: Dyn, cancel: &dyn CancelWrites) {
+    let ring = setup(&store).await;
+    let (q, p) = (path("cancel/q"), path("cancel/p"));
+    put(&store, &ring, write(DEFAULT_TENANT, &q, 1), "q1").await.expect("write q");
+    cancel.cancel_every_write("cancel/q").await;
+    let tried =
+        tokio::time::timeout(Duration::from_secs(30), put(&store, &ring, write(DEFAULT_TENANT, &q, 2), "q2"))
+            .await
+            .expect("the cancelled write kept trying");
+    assert!(tried.is_err(), "a write cancelled on every try answered {tried:?}");
+    assert_eq!(get(&store, &ring, "cancel/q", None).await.expect("read"), "q1");
+    put(&store, &ring, write(DEFAULT_TENANT, &p, 3), "p1").await.expect("write p");
+    assert_eq!(get(&store, &ring, "cancel/p", None).await.expect("read"), "p1");
+}
+
 /// Audited writes whose callers give up at any moment (the future dropped) leave either their
 /// whole change or none of it, and the store goes on writing: versions stay gapless, the head points
 /// at the newest, every kept version opens to a value some writer wrote, and every version has its
