@@ -27,15 +27,14 @@ async fn a_bare_write_that_fails_fails_its_whole_group_on_postgres() {
     let options = base.options([("search_path", schema.as_str())]);
     let mut conn = PgConnection::connect_with(&options).await.expect("connect");
     conn.execute("CREATE TABLE t (x BIGINT NOT NULL)").await.expect("create");
-    let writer: &'static Arc<Mutex<Writer>> =
-        Box::leak(Box::new(Arc::new(Mutex::new(Writer::new("BEGIN", "COMMIT", false)))));
+    let writer = Arc::new(Mutex::new(Writer::new("BEGIN", "COMMIT", false)));
     let (nudges, _ignored) = mpsc::channel(16);
 
-    let first = group_write(writer, &options, &nudges, "INSERT INTO t VALUES (1)", false).await;
-    let kept = group_write(writer, &options, &nudges, "INSERT INTO t VALUES (2)", true).await;
+    let first = group_write(&writer, &options, &nudges, "INSERT INTO t VALUES (1)", false).await;
+    let kept = group_write(&writer, &options, &nudges, "INSERT INTO t VALUES (2)", true).await;
     // Aborts the transaction: nothing of the group can commit now.
-    let failing = group_write(writer, &options, &nudges, "INSERT INTO t VALUES (NULL)", true).await;
-    let next = group_write(writer, &options, &nudges, "INSERT INTO t VALUES (4)", false).await;
+    let failing = group_write(&writer, &options, &nudges, "INSERT INTO t VALUES (NULL)", true).await;
+    let next = group_write(&writer, &options, &nudges, "INSERT INTO t VALUES (4)", false).await;
     writer.lock().await.settle().await;
     assert!(first.await.expect("task").is_err(), "a write of the failed group answered success");
     assert!(kept.await.expect("task").is_err(), "a write of the failed group answered success");

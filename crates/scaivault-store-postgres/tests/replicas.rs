@@ -22,6 +22,17 @@ async fn replicas_share_one_history_on_postgres() {
     replicas_share_one_history(Arc::new(a), Arc::new(b)).await;
 }
 
+/// A store in a schema of this test process's own, and a session of its own on the same schema
+/// (another replica's transaction, an operator).
+async fn store_and_session(url: &str, prefix: &str) -> (Arc<PostgresStore>, sqlx::PgConnection) {
+    let schema = format!("{prefix}_{}", std::process::id());
+    let store = PostgresStore::connect_in_schema(url, &schema).await.expect("store");
+    let options =
+        sqlx::postgres::PgConnectOptions::from_str(url).expect("url").options([("search_path", &schema)]);
+    let conn = sqlx::PgConnection::connect_with(&options).await.expect("session");
+    (Arc::new(store), conn)
+}
+
 /// A transaction of its own on the store's schema that holds a secret's row.
 struct PgRowLock(tokio::sync::Mutex<sqlx::PgConnection>);
 
@@ -46,12 +57,8 @@ impl RowLock for PgRowLock {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_row_delays_only_its_own_write_on_postgres() {
     let Some(url) = postgres_test_url("row-lock test") else { return };
-    let schema = format!("conf_rowlock_{}", std::process::id());
-    let store = PostgresStore::connect_in_schema(&url, &schema).await.expect("store");
-    let options =
-        sqlx::postgres::PgConnectOptions::from_str(&url).expect("url").options([("search_path", &schema)]);
-    let conn = sqlx::PgConnection::connect_with(&options).await.expect("lock connection");
-    a_locked_row_delays_only_its_own_write(Arc::new(store), &PgRowLock(tokio::sync::Mutex::new(conn))).await;
+    let (store, conn) = store_and_session(&url, "conf_rowlock").await;
+    a_locked_row_delays_only_its_own_write(store, &PgRowLock(tokio::sync::Mutex::new(conn))).await;
 }
 
 /// A trigger on the store's schema that cancels every change of one secret's row.
@@ -77,10 +84,6 @@ impl CancelWrites for PgCancel {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_cancelled_every_time_gives_up_on_postgres() {
     let Some(url) = postgres_test_url("cancelled-write test") else { return };
-    let schema = format!("conf_cancel_{}", std::process::id());
-    let store = PostgresStore::connect_in_schema(&url, &schema).await.expect("store");
-    let options =
-        sqlx::postgres::PgConnectOptions::from_str(&url).expect("url").options([("search_path", &schema)]);
-    let conn = sqlx::PgConnection::connect_with(&options).await.expect("trigger connection");
-    a_write_cancelled_every_time_gives_up(Arc::new(store), &PgCancel(tokio::sync::Mutex::new(conn))).await;
+    let (store, conn) = store_and_session(&url, "conf_cancel").await;
+    a_write_cancelled_every_time_gives_up(store, &PgCancel(tokio::sync::Mutex::new(conn))).await;
 }
