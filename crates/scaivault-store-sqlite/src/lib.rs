@@ -153,6 +153,13 @@ impl SqliteStore {
         Ok((journal, sync, fk))
     }
 
+    /// The options the linked SQLite was compiled with (`PRAGMA compile_options`), for checks.
+    pub async fn compile_options(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("PRAGMA compile_options").fetch_all(&self.pool).await.map_err(db_err)?;
+        Ok(rows.into_iter().map(|(option,)| option).collect())
+    }
+
     /// The plan SQLite chooses for the rotation scheduler's query (for the benchmark's report).
     pub async fn due_query_plan(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
         let sql = format!("EXPLAIN QUERY PLAN {}", due_assignments_sql());

@@ -18,3 +18,13 @@ async fn file_is_private_and_durable() {
     // Reopening runs no migration twice and keeps the file.
     SqliteStore::open_file(&file).await.expect("reopen").ping().await.expect("ping");
 }
+
+/// The workspace builds SQLite without its memory statistics (`.cargo/config.toml`): with them, every
+/// allocation inside SQLite takes one process-wide lock.
+#[tokio::test]
+async fn sqlite_is_built_without_memory_statistics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open_file(&dir.path().join("vault.db")).await.expect("open");
+    let options = store.compile_options().await.expect("compile options");
+    assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+}
