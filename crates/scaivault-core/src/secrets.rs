@@ -8,7 +8,7 @@ use scaivault_crypto::{SealContext, SecretBytes, chain_hash, random_id};
 use scaivault_domain::{Permission, Scope, SecretPath, SecretType, Version, validate_secret_data};
 use scaivault_events::EventType;
 use scaivault_store::{
-    AuditAppend, EventsFnRef, NewEvent, SecretHead, SecretListQuery, SecretVersionRow, StoreError,
+    AuditAppend, EventsFnRef, NewEvent, SecretListQuery, SecretSummary, SecretVersionRow, StoreError,
     StoredSecret, WriteEffects, WriteSecret,
 };
 
@@ -36,7 +36,7 @@ fn check_max_versions(n: Option<u32>) -> Result<(), CoreError> {
     }
 }
 
-fn list_item(h: SecretHead) -> SecretListItem {
+fn list_item(h: SecretSummary) -> SecretListItem {
     SecretListItem {
         path: h.path,
         secret_type: h.secret_type,
@@ -348,7 +348,7 @@ impl Vault {
                 Ok((head, events))
             })
             .await?;
-        Ok(list_item(head))
+        Ok(list_item(head.into()))
     }
 
     /// `GET /v1/secrets?prefix=&tag=&limit=&cursor=`: only paths the caller may list, never values.
@@ -426,7 +426,7 @@ impl Vault {
                 Ok((head, events))
             })
             .await?;
-        Ok(list_item(head))
+        Ok(list_item(head.into()))
     }
 
     /// `POST /v1/secrets/{path}/destroy`: erases ciphertext for good.

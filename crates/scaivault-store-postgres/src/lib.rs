@@ -17,9 +17,10 @@ use scaivault_store::group::{GroupWriter, Job, committer};
 use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChangeFeed, ChangeNotice,
     DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
-    SealFn, SecretHead, SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret,
-    TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries,
-    deliveries_of, fit_one_insert, list_json, oldest_kept, to_micros, violates_constraint,
+    SUMMARY_COLUMNS, SealFn, SecretHead, SecretListQuery, SecretStore, SecretSummary, SecretVersionRow,
+    Store, StoreError, StoredSecret, TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan,
+    WriteSecret, chain_entries, deliveries_of, fit_one_insert, list_json, oldest_kept, to_micros,
+    violates_constraint,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, Postgres, Row, Transaction};
@@ -369,12 +370,12 @@ impl SecretStore for PostgresStore {
         &self,
         tenant: &str,
         q: SecretListQuery<'_>,
-    ) -> Result<Vec<SecretHead>, StoreError> {
+    ) -> Result<Vec<SecretSummary>, StoreError> {
         // A prefix becomes a plain range on the path index, so a list reads its page and no more.
         let range = q.prefix_range();
         let seek = if range.is_some() { "AND path >= $6 AND path < $7" } else { "" };
         let sql = format!(
-            "SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = $1 AND deleted_at IS NULL \
+            "SELECT {SUMMARY_COLUMNS} FROM secrets WHERE tenant_id = $1 AND deleted_at IS NULL \
              AND current_version > 0 \
              AND ($2::text IS NULL OR left(path, length($2)) = $2) \
              AND ($3::text IS NULL OR path > $3) \
@@ -387,7 +388,7 @@ impl SecretStore for PostgresStore {
             query = query.bind(*low).bind(high.as_str());
         }
         let rows = query.fetch_all(&self.pool).await.map_err(db_err)?;
-        rows.iter().map(head_from_row).collect()
+        rows.iter().map(summary_from_row).collect()
     }
 
     async fn soft_delete(

@@ -20,10 +20,10 @@ use scaivault_domain::SecretMetadata;
 use scaivault_store::group::{AuditHeads, GroupWriter, Job, committer};
 use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChainedRow, ChangeFeed,
-    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem, SealFn, SecretHead,
-    SecretListQuery, SecretStore, SecretVersionRow, Store, StoreError, StoredSecret, TokenRecord, TokenStore,
-    WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries, deliveries_of, fit_one_insert,
-    list_json, oldest_kept, to_micros, violates_constraint,
+    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem, SUMMARY_COLUMNS, SealFn,
+    SecretHead, SecretListQuery, SecretStore, SecretSummary, SecretVersionRow, Store, StoreError,
+    StoredSecret, TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries,
+    deliveries_of, fit_one_insert, list_json, oldest_kept, to_micros, violates_constraint,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -319,13 +319,13 @@ impl SecretStore for SqliteStore {
         &self,
         tenant: &str,
         q: SecretListQuery<'_>,
-    ) -> Result<Vec<SecretHead>, StoreError> {
+    ) -> Result<Vec<SecretSummary>, StoreError> {
         // A prefix becomes a plain range on the path index (the planner cannot seek through an
         // `? IS NULL OR …` condition), so a list reads its page and no more.
         let range = q.prefix_range();
         let seek = if range.is_some() { "AND path >= ? AND path < ?" } else { "" };
         let sql = format!(
-            "SELECT {HEAD_COLUMNS} FROM secrets WHERE tenant_id = ? AND deleted_at IS NULL {seek} \
+            "SELECT {SUMMARY_COLUMNS} FROM secrets WHERE tenant_id = ? AND deleted_at IS NULL {seek} \
              AND (? IS NULL OR substr(path, 1, length(?)) = ?) \
              AND (? IS NULL OR path > ?) \
              AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(metadata, '$.tags') WHERE value = ?)) \
@@ -347,7 +347,7 @@ impl SecretStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        rows.iter().map(head_from_row).collect()
+        rows.iter().map(summary_from_row).collect()
     }
 
     async fn soft_delete(

@@ -363,7 +363,17 @@ pub async fn list_filters_and_pages(store: Dyn) {
         });
         put(&store, &ring, w, "v").await.expect("write");
     }
-    let names = |v: Vec<crate::SecretHead>| v.into_iter().map(|h| h.path).collect::<Vec<_>>();
+    // A list's row says what the secret's head says.
+    let listed = store
+        .list_secrets(
+            DEFAULT_TENANT,
+            SecretListQuery { prefix: Some("app/b"), limit: 100, ..Default::default() },
+        )
+        .await
+        .expect("list");
+    let head = store.read_secret(DEFAULT_TENANT, "app/b", None).await.expect("read").head;
+    assert_eq!(listed, vec![crate::SecretSummary::from(head)]);
+    let names = |v: Vec<crate::SecretSummary>| v.into_iter().map(|h| h.path).collect::<Vec<_>>();
     let q = |prefix, tag, after, limit| SecretListQuery { prefix, tag, after, limit };
     assert_eq!(
         names(store.list_secrets(DEFAULT_TENANT, q(Some("app/"), None, None, 100)).await.expect("l")),

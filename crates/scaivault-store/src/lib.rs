@@ -34,9 +34,9 @@ pub use events::{
 pub use records::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS,
     KeyStatus, NewAuditEntry, NewToken, PartnerRecord, PolicyColumns, PolicyRecord, PolicySnapshot,
-    RewrapItem, SecretHead, SecretHeadColumns, SecretListQuery, SecretVersionRow, StoredSecret, TenantRecord,
-    TokenColumns, TokenRecord, VersionColumns, WriteOutcome, WritePlan, WriteSecret, from_micros, list_json,
-    oldest_kept, to_micros,
+    RewrapItem, SUMMARY_COLUMNS, SecretHead, SecretHeadColumns, SecretListQuery, SecretSummary,
+    SecretSummaryColumns, SecretVersionRow, StoredSecret, TenantRecord, TokenColumns, TokenRecord,
+    VersionColumns, WriteOutcome, WritePlan, WriteSecret, from_micros, list_json, oldest_kept, to_micros,
 };
 pub use rotation::{AssignmentRecord, RotationCompletion, RotationPolicyRecord};
 pub use scaivault_crypto::{SealedSecret, StoredMasterKey};

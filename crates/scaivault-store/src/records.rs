@@ -206,23 +206,77 @@ pub struct SecretHeadColumns {
     pub deleted_at: Option<i64>,
 }
 
+fn parse_secret_type(text: &str, path: &str) -> Result<SecretType, crate::StoreError> {
+    text.parse().map_err(|_| crate::StoreError::Corrupt(format!("secret type of {path}")))
+}
+
+fn parse_metadata(text: &str, path: &str) -> Result<SecretMetadata, crate::StoreError> {
+    serde_json::from_str(text).map_err(|_| crate::StoreError::Corrupt(format!("metadata of {path}")))
+}
+
 impl TryFrom<SecretHeadColumns> for SecretHead {
     type Error = crate::StoreError;
 
     fn try_from(c: SecretHeadColumns) -> Result<Self, Self::Error> {
         Ok(SecretHead {
-            secret_type: c
-                .secret_type
-                .parse()
-                .map_err(|_| crate::StoreError::Corrupt(format!("secret type of {}", c.path)))?,
-            metadata: serde_json::from_str(&c.metadata)
-                .map_err(|_| crate::StoreError::Corrupt(format!("metadata of {}", c.path)))?,
+            secret_type: parse_secret_type(&c.secret_type, &c.path)?,
+            metadata: parse_metadata(&c.metadata, &c.path)?,
             current_version: non_negative(c.current_version, "version")?,
             max_versions: u32::try_from(c.max_versions)
                 .map_err(|_| crate::StoreError::Corrupt("max_versions".into()))?,
             created_at: from_micros(c.created_at)?,
             updated_at: from_micros(c.updated_at)?,
             deleted_at: opt_from_micros(c.deleted_at)?,
+            path: c.path,
+        })
+    }
+}
+
+/// A live secret as a list shows it: the columns of [`SecretHead`] a list answers, and no more
+/// (every column read costs a copy per row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretSummary {
+    pub path: String,
+    pub secret_type: SecretType,
+    pub metadata: SecretMetadata,
+    pub current_version: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<SecretHead> for SecretSummary {
+    fn from(h: SecretHead) -> Self {
+        SecretSummary {
+            path: h.path,
+            secret_type: h.secret_type,
+            metadata: h.metadata,
+            current_version: h.current_version,
+            updated_at: h.updated_at,
+        }
+    }
+}
+
+/// The columns of a list's row ([`SUMMARY_COLUMNS`]), as both backends read them.
+#[derive(Debug)]
+pub struct SecretSummaryColumns {
+    pub path: String,
+    pub secret_type: String,
+    pub metadata: String,
+    pub current_version: i64,
+    pub updated_at: i64,
+}
+
+/// What a list selects from `secrets`, in both backends.
+pub const SUMMARY_COLUMNS: &str = "path, secret_type, metadata, current_version, updated_at";
+
+impl TryFrom<SecretSummaryColumns> for SecretSummary {
+    type Error = crate::StoreError;
+
+    fn try_from(c: SecretSummaryColumns) -> Result<Self, Self::Error> {
+        Ok(SecretSummary {
+            secret_type: parse_secret_type(&c.secret_type, &c.path)?,
+            metadata: parse_metadata(&c.metadata, &c.path)?,
+            current_version: non_negative(c.current_version, "version")?,
+            updated_at: from_micros(c.updated_at)?,
             path: c.path,
         })
     }

@@ -22,6 +22,17 @@ macro_rules! row_decoders {
             .try_into()
         }
 
+        fn summary_from_row(row: &$row) -> Result<$crate::SecretSummary, $crate::StoreError> {
+            $crate::SecretSummaryColumns {
+                path: row.try_get("path").map_err(db_err)?,
+                secret_type: row.try_get("secret_type").map_err(db_err)?,
+                metadata: row.try_get("metadata").map_err(db_err)?,
+                current_version: row.try_get("current_version").map_err(db_err)?,
+                updated_at: row.try_get("updated_at").map_err(db_err)?,
+            }
+            .try_into()
+        }
+
         fn version_from_row(row: &$row) -> Result<$crate::SecretVersionRow, $crate::StoreError> {
             version_from_prefixed(row, "")
         }

@@ -11,8 +11,8 @@ use crate::{
 };
 use crate::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingRecord, KeyStatus, NewAuditEntry, NewToken,
-    PartnerRecord, PolicyRecord, PolicySnapshot, RewrapItem, SecretHead, SecretListQuery, SecretVersionRow,
-    StoreError, StoredSecret, TenantRecord, TokenRecord, WriteOutcome, WriteSecret,
+    PartnerRecord, PolicyRecord, PolicySnapshot, RewrapItem, SecretHead, SecretListQuery, SecretSummary,
+    SecretVersionRow, StoreError, StoredSecret, TenantRecord, TokenRecord, WriteOutcome, WriteSecret,
 };
 
 /// Seals the plaintext for the version number storage assigned, inside the write's transaction, so
@@ -66,7 +66,7 @@ pub trait SecretStore: Send + Sync + Debug {
         &self,
         tenant: &str,
         query: SecretListQuery<'_>,
-    ) -> Result<Vec<SecretHead>, StoreError>;
+    ) -> Result<Vec<SecretSummary>, StoreError>;
 
     async fn soft_delete(
         &self,
