@@ -174,6 +174,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         state.skip_audit_for_benchmark = true;
     }
     let app = router(state);
+    let shutdown = shutdown_signal()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{addr}");
     tracing::info!(
@@ -186,8 +187,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         "serving"
     );
     match tls {
-        Some(config) => scaivault_server::serve_tls(listener, app, config, shutdown_signal()).await,
-        None => scaivault_server::serve(listener, app, shutdown_signal()).await,
+        Some(config) => scaivault_server::serve_tls(listener, app, config, shutdown).await,
+        None => scaivault_server::serve(listener, app, shutdown).await,
     }
     .context("server failed")?;
     // Deliveries in flight are left to their lease: another replica, or the next start, sends them.
@@ -221,23 +222,20 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// What stops the server gracefully: SIGTERM or SIGINT. The handlers are registered here, before
+/// the server says it is listening; registered only once the returned future first ran, a signal
+/// sent as soon as "listening on" appeared would still have killed the process outright.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+        tracing::info!("shutdown signal received; finishing in-flight requests");
+    })
 }
 
 #[cfg(test)]
@@ -255,5 +253,20 @@ mod tests {
             assert_eq!(redact_url(url), shown);
             assert!(!redact_url(url).contains("pw"));
         }
+    }
+
+    /// A SIGTERM that arrives as soon as the handlers are set up, before anything waited on them,
+    /// stops the server gracefully instead of killing the process (this test's own, here).
+    #[tokio::test]
+    async fn a_sigterm_before_the_first_wait_is_still_a_graceful_stop() {
+        let stop = super::shutdown_signal().expect("handlers");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        tokio::time::timeout(std::time::Duration::from_secs(10), stop)
+            .await
+            .expect("the signal ends the wait");
     }
 }
