@@ -2,9 +2,8 @@
 //! whole transaction: a write without a savepoint (bare) that fails fails its group, nothing of the
 //! group is kept, and the writer's next group works.
 
-use std::sync::Arc;
-
 use std::str::FromStr;
+use std::sync::Arc;
 
 use scaivault_store::conformance::{group_write, postgres_test_url};
 use scaivault_store::group::GroupWriter;

@@ -2,9 +2,12 @@
 //! the same batch (the insert says `OR ROLLBACK`; an `OR IGNORE` or `OR REPLACE` would leave a
 //! silent gap or overwrite a record), and the chain goes on from where it was once the cause is gone.
 
+use std::sync::Arc;
+
 use chrono::{TimeZone, Utc};
-use scaivault_crypto::{AuditKey, GENESIS_HASH, RootKey, chain_hash};
-use scaivault_store::{AuditFilter, AuditOrder, AuditStore, NewAuditEntry};
+use scaivault_crypto::{AuditKey, chain_hash};
+use scaivault_store::conformance::{audit_test_key, check_chain};
+use scaivault_store::{AuditStore, NewAuditEntry, Store};
 use scaivault_store_sqlite::SqliteStore;
 use sqlx::SqlitePool;
 
@@ -28,30 +31,13 @@ async fn append(store: &SqliteStore, key: &AuditKey, entries: &[NewAuditEntry]) 
     store.append_audit(entries, &chain_hash, &sign).await.is_ok()
 }
 
-/// The chain's sequence numbers, each link checked, and the signed head's position.
-async fn chain(store: &SqliteStore, key: &AuditKey) -> (Vec<u64>, u64) {
-    let rows = store
-        .audit_page(TENANT, &AuditFilter::default(), AuditOrder::OldestFirst, None, 100)
-        .await
-        .expect("page");
-    let mut prev = GENESIS_HASH;
-    for row in &rows {
-        assert_eq!(row.prev_hash, prev.to_vec(), "record {} does not follow its predecessor", row.seq);
-        prev = chain_hash(TENANT, row.seq, &prev, row.body.as_bytes());
-        assert_eq!(row.hash, prev.to_vec(), "record {}", row.seq);
-    }
-    let head = store.audit_head(TENANT).await.expect("head").expect("a head");
-    assert!(key.verify_head(TENANT, head.seq, &prev, &head.mac), "the signed head is not the chain's end");
-    (rows.iter().map(|r| r.seq).collect(), head.seq)
-}
-
 #[tokio::test]
 async fn a_batch_with_a_refused_row_writes_none_of_its_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("a.db");
     let store = SqliteStore::open_file(&file).await.expect("store");
     let raw = SqlitePool::connect(&format!("sqlite://{}", file.display())).await.expect("raw pool");
-    let key = AuditKey::derive(&RootKey::from_bytes(&[9u8; 32]).expect("key"));
+    let key = audit_test_key();
 
     assert!(append(&store, &key, &[entry(1), entry(2)]).await);
     // A squatter where the next batch's second row goes.
@@ -83,5 +69,6 @@ async fn a_batch_with_a_refused_row_writes_none_of_its_rows() {
     sqlx::query("DELETE FROM audit_log WHERE id = 'aud_squatter'").execute(&raw).await.expect("delete");
     assert!(append(&store, &key, &[entry(3), entry(4), entry(5)]).await);
     assert!(append(&store, &key, &[entry(6)]).await);
-    assert_eq!(chain(&store, &key).await, (vec![1, 2, 3, 4, 5, 6], 6));
+    let store: Arc<dyn Store> = Arc::new(store);
+    assert_eq!(check_chain(&store, TENANT).await, 6, "the chain is not 1 to 6, whole and signed");
 }

@@ -134,7 +134,7 @@ async fn put_audited(
     value: &str,
     entry: &(dyn Fn(u64) -> crate::NewAuditEntry + Send + Sync),
 ) -> Result<WriteOutcome, StoreError> {
-    let key = scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
+    let key = audit_test_key();
     let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
     let build = |version: u64, _: bool| entry(version);
     let append = crate::AuditAppend { build: &build, chain: &scaivault_crypto::chain_hash, sign: &sign };
@@ -363,7 +363,12 @@ pub async fn list_filters_and_pages(store: Dyn) {
         });
         put(&store, &ring, w, "v").await.expect("write");
     }
-    // A list's row says what the secret's head says.
+    // A list's row says what the secret's head says (written twice, so its creation and its last
+    // change differ).
+    let b = path("app/b");
+    let mut again = write(DEFAULT_TENANT, &b, 10);
+    again.metadata = Some(SecretMetadata { tags: vec!["odd".into()], ..Default::default() });
+    put(&store, &ring, again, "v2").await.expect("write again");
     let listed = store
         .list_secrets(
             DEFAULT_TENANT,
@@ -758,15 +763,22 @@ fn audit_entry(tenant: &str, n: u64, action: &str, path: Option<&str>) -> crate:
     }
 }
 
+/// The key the suite signs audit chain heads with (and [`check_chain`] checks them against).
+pub fn audit_test_key() -> scaivault_crypto::AuditKey {
+    scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"))
+}
+
 async fn append(store: &Dyn, entries: &[crate::NewAuditEntry]) {
-    let key = scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
+    let key = audit_test_key();
     let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
     store.append_audit(entries, &scaivault_crypto::chain_hash, &sign).await.expect("append");
 }
 
-/// Walks a tenant's chain from the start and checks every link and the signed head.
-async fn check_chain(store: &Dyn, tenant: &str) -> u64 {
-    let key = scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
+/// Walks a tenant's chain from the start and checks every link, that the sequence numbers run from
+/// 1 without a gap, and that the head is the chain's end, signed with [`audit_test_key`]. Returns the
+/// last sequence number.
+pub async fn check_chain(store: &Dyn, tenant: &str) -> u64 {
+    let key = audit_test_key();
     let mut prev = scaivault_crypto::GENESIS_HASH;
     let mut last = 0;
     loop {
@@ -1172,7 +1184,7 @@ pub async fn cut_off_writes_leave_all_or_nothing(store: Dyn) {
 
 pub async fn a_write_and_its_audit_record_commit_together(store: Dyn) {
     let ring = setup(&store).await;
-    let key = scaivault_crypto::AuditKey::derive(&RootKey::from_bytes(&[42u8; 32]).expect("key"));
+    let key = audit_test_key();
     let sign = move |t: &str, seq: u64, h: &[u8; 32]| key.sign_head(t, seq, h);
     let build = |version: u64, created: bool| {
         let mut e = audit_entry(DEFAULT_TENANT, version, "secret.write", Some("w/x"));
