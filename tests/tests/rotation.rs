@@ -154,6 +154,8 @@ async fn the_seed_001_rotation_walkthrough() {
             ("secret.versions".to_owned(), None),
         ];
         assert_eq!(trail[..5], expected, "{backend:?}: {trail:?}");
+        // The forced rotation's record carries the status it was answered with.
+        assert_eq!(r.body["logs"][1]["status_code"], 202, "{backend:?}: {}", r.body["logs"][1]);
         drop(server);
     }
 }

@@ -55,7 +55,15 @@ pub(crate) struct Options {
     #[serde(default, rename = "jwt-issuer")]
     pub(crate) jwt_issuers: Vec<String>,
     /// Allow webhook URLs on loopback and private networks
-    #[arg(long, env = "SCAIVAULT_WEBHOOK_ALLOW_PRIVATE", global = true, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(
+        long,
+        env = "SCAIVAULT_WEBHOOK_ALLOW_PRIVATE",
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub(crate) webhook_allow_private: Option<bool>,
     /// Webhook retry delays [default: 30s,5m,30m,2h,8h,24h]
     #[arg(long, env = "SCAIVAULT_WEBHOOK_RETRY_SCHEDULE", global = true)]
@@ -262,6 +270,26 @@ mod tests {
         assert_eq!(s.rate_limits.per_tenant, None);
         let s = parse(&["--jwt-issuer", "https://idp=https://idp/jwks,aud=vault"]).expect("issuer");
         assert_eq!(s.jwt_issuers[0].audience.as_deref(), Some("vault"));
+    }
+
+    #[test]
+    fn webhook_allow_private_is_a_switch_with_an_optional_boolish_value() {
+        let cli = |args: &[&str]| {
+            let mut all = vec!["scaivault-server"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all)
+        };
+        // A bare switch does not swallow the subcommand after it.
+        let c = cli(&["--webhook-allow-private", "serve"]).expect("switch then subcommand");
+        assert!(matches!(c.command, Some(Command::Serve)));
+        assert_eq!(c.options.webhook_allow_private, Some(true));
+        // The value the environment variable gives goes through the same parser: 1/0, yes/no, on/off.
+        for (value, expected) in [("1", true), ("yes", true), ("true", true), ("0", false), ("off", false)] {
+            let flag = format!("--webhook-allow-private={value}");
+            let c = cli(&[flag.as_str()]).expect(value);
+            assert_eq!(c.options.webhook_allow_private, Some(expected), "{value}");
+        }
+        assert!(cli(&["--webhook-allow-private=maybe"]).is_err());
     }
 
     fn tempfile_dir() -> PathBuf {

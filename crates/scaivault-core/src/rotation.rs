@@ -413,7 +413,8 @@ impl Vault {
                     secret_path: Some(path.to_string()),
                     version: None,
                     outcome: "success",
-                    status_code: 200,
+                    // The forced rotation is answered 202 Accepted, as its own record says.
+                    status_code: 202,
                 };
                 self.record_audit(principal, request, event).await?;
             }

@@ -33,8 +33,6 @@ pub enum UrlError {
          start the server with --webhook-allow-private to allow it"
     )]
     ForbiddenAddress { host: String },
-    #[error("webhook URL host '{0}' does not resolve")]
-    Unresolvable(String),
 }
 
 /// Whether an IPv4 address is one a webhook must not reach: "this network", loopback, private, CGNAT,
@@ -135,8 +133,8 @@ fn forbidden(url: &Url) -> UrlError {
     UrlError::ForbiddenAddress { host: url.host_str().unwrap_or_default().to_owned() }
 }
 
-/// The creation-time check: refuses a URL whose host is, or resolves to any, forbidden address, or does
-/// not resolve at all. With `allow_private` every parsed URL passes (nothing is resolved).
+/// The creation-time check: refuses a URL whose host is, or resolves to any, forbidden address (a
+/// name that does not resolve passes, and is checked at every connection). With `allow_private` every parsed URL passes (nothing is resolved).
 pub async fn check_webhook_url(url: &Url, allow_private: bool) -> Result<(), UrlError> {
     if allow_private {
         return Ok(());
@@ -149,21 +147,17 @@ pub async fn check_webhook_url(url: &Url, allow_private: bool) -> Result<(), Url
         return Err(forbidden(url));
     }
     let port = url.port_or_known_default().unwrap_or(0);
-    let unresolvable = || UrlError::Unresolvable(host.to_owned());
-    let addrs: Vec<SocketAddr> = tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host, port)))
-        .await
-        .map_err(|_| unresolvable())?
-        .map_err(|_| unresolvable())?
-        .collect();
-    judge_resolved(url, &addrs)
+    // A name that does not resolve (yet, or not from here) is accepted: the receiver may not be up,
+    // and every connection is checked again by the guarded resolver, which drops forbidden answers.
+    let Ok(Ok(addrs)) = tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host, port))).await else {
+        return Ok(());
+    };
+    judge_resolved(url, &addrs.collect::<Vec<_>>())
 }
 
-/// A name is refused at creation when it does not resolve, or when any of its addresses is
-/// forbidden (a later answer could pick that one).
+/// A name is refused at creation when any of its addresses is forbidden (a later answer could pick
+/// that one).
 fn judge_resolved(url: &Url, addrs: &[SocketAddr]) -> Result<(), UrlError> {
-    if addrs.is_empty() {
-        return Err(UrlError::Unresolvable(url.host_str().unwrap_or_default().to_owned()));
-    }
     if addrs.iter().any(|a| is_forbidden_ip(a.ip())) {
         return Err(forbidden(url));
     }
@@ -257,7 +251,7 @@ mod tests {
             judge_resolved(&url, &addrs(&["93.184.216.34", "::ffff:10.0.0.1"])),
             Err(UrlError::ForbiddenAddress { .. })
         ));
-        assert!(matches!(judge_resolved(&url, &[]), Err(UrlError::Unresolvable(_))));
+        assert!(judge_resolved(&url, &[]).is_ok());
         assert!(judge_resolved(&url, &addrs(&["93.184.216.34", "2606:4700::1"])).is_ok());
         let mixed = addrs(&["169.254.169.254", "93.184.216.34", "::1"]);
         assert_eq!(connectable(mixed.clone(), false), addrs(&["93.184.216.34"]));
@@ -402,12 +396,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unresolvable_names_are_refused() {
-        let url = parse_webhook_url("https://does-not-exist.invalid/").unwrap();
-        assert_eq!(
-            check_webhook_url(&url, false).await,
-            Err(UrlError::Unresolvable("does-not-exist.invalid".into()))
-        );
+    async fn names_that_do_not_resolve_are_accepted_and_guarded_at_connection() {
+        // The seed pages' receivers (`reporting.acme.example`) resolve nowhere; a webhook is still
+        // created, and a delivery to it fails like one to a receiver that is down.
+        for raw in ["https://does-not-exist.invalid/", "https://reporting.acme.example/scaivault/events"] {
+            let url = parse_webhook_url(raw).unwrap();
+            assert_eq!(check_webhook_url(&url, false).await, Ok(()), "{raw}");
+        }
+        // A name is still refused when it is, or resolves to, a forbidden address.
+        let url = parse_webhook_url("http://localhost./hook").unwrap();
+        assert!(matches!(check_webhook_url(&url, false).await, Err(UrlError::ForbiddenAddress { .. })));
     }
 
     #[tokio::test]

@@ -1,0 +1,33 @@
+use thiserror::Error;
+
+/// What went wrong talking to an external store. No message carries a secret value or a
+/// credential: a store's error text is cut to its first line and to 200 characters, and bodies of
+/// successful answers are never quoted.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum FederationError {
+    /// The backend's configuration cannot work (a bad address, a credential of the wrong shape).
+    #[error("federation backend configuration: {0}")]
+    Config(String),
+    /// The store has no such secret, or no such version of it.
+    #[error("the federation backend has no secret '{0}'")]
+    NotFound(String),
+    /// The store refused ScaiVault's own credential.
+    #[error("the federation backend refused ScaiVault's credential ({status})")]
+    Denied { status: u16 },
+    /// The store answered with an error.
+    #[error("the federation backend answered {status}: {message}")]
+    Backend { status: u16, message: String },
+    /// The store could not be reached, or did not answer in time.
+    #[error("the federation backend is unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// A store's error text, cut to something safe to put in an answer and a log line.
+pub(crate) fn short(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default().trim();
+    let mut out: String = line.chars().take(200).collect();
+    if out.len() < line.len() {
+        out.push('…');
+    }
+    out
+}

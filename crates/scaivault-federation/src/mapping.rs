@@ -1,0 +1,223 @@
+//! Ordered path mappings: which backend name a ScaiVault path under a mount stands for.
+
+use scaivault_domain::{GlobPattern, SecretPath, substitute_captures};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::BackendType;
+
+/// One `{source, target}` template pair, as configured.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingRule {
+    /// A glob over ScaiVault paths under the backend's mount; each `*` and `**` captures.
+    pub source: String,
+    /// The backend's own name, with as many wildcards as `source`, filled in order.
+    pub target: String,
+}
+
+/// Why a mapping is refused, or a path cannot be mapped.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum MappingError {
+    #[error("path_mapping needs at least one rule")]
+    Empty,
+    #[error("path_mapping[{index}].source: {reason}")]
+    Source { index: usize, reason: String },
+    #[error("path_mapping[{index}].source must lie under the mount '{mount}'")]
+    OutsideMount { index: usize, mount: String },
+    #[error("path_mapping[{index}].target: {reason}")]
+    Target { index: usize, reason: String },
+    /// The path maps to a name the backend cannot hold.
+    #[error("'{path}' maps to '{name}', which a {backend} secret name cannot be")]
+    Unrepresentable { path: String, name: String, backend: &'static str },
+}
+
+/// A backend's validated mapping: first matching rule wins.
+#[derive(Clone, Debug)]
+pub struct PathMapping {
+    rules: Vec<(GlobPattern, String)>,
+    backend: BackendType,
+}
+
+impl PathMapping {
+    /// Checks every rule against the mount and the backend's naming rules.
+    pub fn new(
+        mount: &SecretPath,
+        rules: &[MappingRule],
+        backend: BackendType,
+    ) -> Result<PathMapping, MappingError> {
+        if rules.is_empty() {
+            return Err(MappingError::Empty);
+        }
+        let prefix = format!("{mount}/");
+        let mut compiled = Vec::with_capacity(rules.len());
+        for (index, rule) in rules.iter().enumerate() {
+            let source = GlobPattern::parse(&rule.source)
+                .map_err(|e| MappingError::Source { index, reason: e.to_string() })?;
+            // The mount is a literal path, so a source under it starts with it, wildcard-free.
+            if !rule.source.starts_with(&prefix) {
+                return Err(MappingError::OutsideMount { index, mount: mount.to_string() });
+            }
+            check_target(&rule.target, backend).map_err(|reason| MappingError::Target { index, reason })?;
+            let dummies = vec!["x".to_owned(); source.capture_count()];
+            substitute_captures(&rule.target, &dummies)
+                .map_err(|e| MappingError::Target { index, reason: e.to_string() })?;
+            compiled.push((source, rule.target.clone()));
+        }
+        Ok(PathMapping { rules: compiled, backend })
+    }
+
+    /// The backend's name for `path`: `Ok(None)` when no rule matches.
+    pub fn target(&self, path: &SecretPath) -> Result<Option<String>, MappingError> {
+        for (source, template) in &self.rules {
+            let Some(captures) = source.captures(path) else { continue };
+            // The template was checked against this rule's capture count when the mapping was made.
+            let name = substitute_captures(template, &captures)
+                .map_err(|e| MappingError::Target { index: 0, reason: e.to_string() })?;
+            if name.is_empty() || (!self.backend.allows_slash() && name.contains('/')) {
+                return Err(MappingError::Unrepresentable {
+                    path: path.to_string(),
+                    name,
+                    backend: self.backend.as_str(),
+                });
+            }
+            return Ok(Some(name));
+        }
+        Ok(None)
+    }
+}
+
+/// A target template may hold what the backend's names hold, and never a segment that would move
+/// the request elsewhere in the backend's API (`.`, `..`, an empty one, a query or a fragment).
+fn check_target(target: &str, backend: BackendType) -> Result<(), String> {
+    if target.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(c) = target.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_./*+=@".contains(*c))) {
+        return Err(format!("character {c:?} is not allowed"));
+    }
+    for segment in target.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(format!("segment '{segment}' is not allowed"));
+        }
+    }
+    if !backend.allows_slash() && target.contains('/') {
+        return Err(format!("a {} secret name has no '/'", backend.as_str()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn path(s: &str) -> SecretPath {
+        SecretPath::parse(s).unwrap()
+    }
+
+    fn rule(source: &str, target: &str) -> MappingRule {
+        MappingRule { source: source.into(), target: target.into() }
+    }
+
+    fn vault(rules: &[MappingRule]) -> Result<PathMapping, MappingError> {
+        PathMapping::new(&path("external/hashicorp"), rules, BackendType::HashicorpVault)
+    }
+
+    #[test]
+    fn the_contracts_example_maps_into_kv2_data() {
+        let m = vault(&[rule("external/hashicorp/**", "secret/data/**")]).unwrap();
+        assert_eq!(
+            m.target(&path("external/hashicorp/app/db/password")).unwrap().as_deref(),
+            Some("secret/data/app/db/password")
+        );
+        assert_eq!(m.target(&path("elsewhere/app")).unwrap(), None);
+    }
+
+    #[test]
+    fn first_match_wins_and_single_stars_capture_in_order() {
+        let m = vault(&[
+            rule("external/hashicorp/legacy/*/creds", "kv/data/old-*"),
+            rule("external/hashicorp/*/db/**", "secret/data/*/database/**"),
+            rule("external/hashicorp/**", "secret/data/**"),
+        ])
+        .unwrap();
+        let t = |p: &str| m.target(&path(p)).unwrap();
+        assert_eq!(t("external/hashicorp/legacy/billing/creds").as_deref(), Some("kv/data/old-billing"));
+        assert_eq!(
+            t("external/hashicorp/prod/db/main/password").as_deref(),
+            Some("secret/data/prod/database/main/password")
+        );
+        assert_eq!(t("external/hashicorp/prod/api-key").as_deref(), Some("secret/data/prod/api-key"));
+    }
+
+    #[test]
+    fn bad_mappings_are_refused_with_the_rule_named() {
+        assert_eq!(vault(&[]).unwrap_err(), MappingError::Empty);
+        assert!(matches!(
+            vault(&[rule("other/**", "secret/data/**")]),
+            Err(MappingError::OutsideMount { index: 0, .. })
+        ));
+        // A mount name that is only a prefix of a segment is not the mount.
+        assert!(matches!(
+            vault(&[rule("external/hashicorp-2/**", "secret/data/**")]),
+            Err(MappingError::OutsideMount { .. })
+        ));
+        assert!(matches!(
+            vault(&[
+                rule("external/hashicorp/**", "secret/data/**"),
+                rule("external/hashicorp/**", "secret/**/x/**")
+            ]),
+            Err(MappingError::Target { index: 1, .. })
+        ));
+        for target in [
+            "",
+            "secret/../sys/**",
+            "secret/./**",
+            "secret//**",
+            "/secret/**",
+            "secret/**?x=1",
+            "sec ret/**",
+            "secret/%2e%2e/**",
+        ] {
+            assert!(
+                matches!(vault(&[rule("external/hashicorp/**", target)]), Err(MappingError::Target { .. })),
+                "{target:?}"
+            );
+        }
+        assert!(matches!(
+            vault(&[rule("external/hashicorp/[x]", "secret/x")]),
+            Err(MappingError::Source { .. })
+        ));
+    }
+
+    #[test]
+    fn names_without_slashes_for_stores_that_have_none() {
+        let mount = path("external/gcp");
+        let m = PathMapping::new(&mount, &[rule("external/gcp/*", "app-*")], BackendType::GcpSecretManager)
+            .unwrap();
+        assert_eq!(m.target(&path("external/gcp/db")).unwrap().as_deref(), Some("app-db"));
+        let m = PathMapping::new(&mount, &[rule("external/gcp/**", "app-**")], BackendType::GcpSecretManager);
+        assert!(matches!(m, Err(MappingError::Target { .. })), "a ** segment template is refused: {m:?}");
+        assert!(
+            PathMapping::new(&mount, &[rule("external/gcp/**", "app/**")], BackendType::AzureKeyVault)
+                .is_err()
+        );
+    }
+
+    proptest! {
+        /// Whatever ScaiVault path is read, a `**` mapping gives back exactly the path below the mount
+        /// under the target prefix, and never a name with an empty, `.` or `..` segment.
+        #[test]
+        fn a_double_star_mapping_moves_the_path_under_the_target(
+            segments in proptest::collection::vec("[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,12}", 1..6)
+        ) {
+            let rest = segments.join("/");
+            let Ok(p) = SecretPath::parse(&format!("external/hashicorp/{rest}")) else { return Ok(()) };
+            let m = vault(&[rule("external/hashicorp/**", "secret/data/**")]).unwrap();
+            let name = m.target(&p).unwrap().unwrap();
+            prop_assert_eq!(&name, &format!("secret/data/{rest}"));
+            prop_assert!(name.split('/').all(|s| !s.is_empty() && s != "." && s != ".."));
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! HashiCorp Vault and OpenBao, KV version 2 (and version 1 paths, read as they are).
+//!
+//! A target is a Vault API path below `/v1/`, such as `secret/data/app/db/password`: the mapping
+//! decides the mount and the `data/` segment, so any KV mount works. Reads pass `?version=N`.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use reqwest::{Method, StatusCode, Url};
+use scaivault_crypto::SecretBytes;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+
+use crate::error::short;
+use crate::{Backend, ExternalSecret, FederationError};
+
+/// Every call to the store gives up after this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How ScaiVault logs in to Vault.
+pub enum VaultAuth {
+    /// A Vault token, used as it is.
+    Token(SecretBytes),
+    /// An AppRole (at the `approle` auth mount): its token is fetched on first use and again when
+    /// it nears the end of its lease or is refused.
+    AppRole { role_id: String, secret_id: SecretBytes },
+}
+
+impl std::fmt::Debug for VaultAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VaultAuth::Token(_) => f.write_str("Token([redacted])"),
+            VaultAuth::AppRole { role_id, .. } => {
+                write!(f, "AppRole {{ role_id: {role_id:?}, secret_id: [redacted] }}")
+            }
+        }
+    }
+}
+
+impl VaultAuth {
+    /// The credential from the ScaiVault secret a backend's `credentials_path` names: `{"token"}`
+    /// for `token`, `{"role_id", "secret_id"}` for `approle`. The message names missing fields only.
+    pub fn from_secret(auth_method: &str, data: &Map<String, Value>) -> Result<VaultAuth, FederationError> {
+        let field = |name: &str| {
+            data.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
+                FederationError::Config(format!(
+                    "the credential secret has no string field '{name}' ({auth_method})"
+                ))
+            })
+        };
+        match auth_method {
+            "token" => Ok(VaultAuth::Token(SecretBytes::new(field("token")?.as_bytes().to_vec()))),
+            "approle" => Ok(VaultAuth::AppRole {
+                role_id: field("role_id")?.to_owned(),
+                secret_id: SecretBytes::new(field("secret_id")?.as_bytes().to_vec()),
+            }),
+            other => Err(FederationError::Config(format!(
+                "auth_method '{other}' is not supported for hashicorp_vault yet (token, approle)"
+            ))),
+        }
+    }
+}
+
+/// Where the store is and how to log in.
+#[derive(Debug)]
+pub struct VaultConnection {
+    /// `https://vault.internal:8200` (http is accepted for loopback and test setups).
+    pub address: String,
+    /// Vault Enterprise / OpenBao namespace, sent as `X-Vault-Namespace`.
+    pub namespace: Option<String>,
+    pub auth: VaultAuth,
+}
+
+/// A Vault or OpenBao server.
+#[derive(Debug)]
+pub struct VaultBackend {
+    http: reqwest::Client,
+    base: Url,
+    namespace: Option<String>,
+    auth: VaultAuth,
+    /// The AppRole login's token and when to log in again.
+    login: Mutex<Option<(SecretBytes, Instant)>>,
+}
+
+impl VaultBackend {
+    pub fn new(connection: VaultConnection) -> Result<VaultBackend, FederationError> {
+        let base = Url::parse(&connection.address)
+            .map_err(|e| FederationError::Config(format!("address '{}': {e}", connection.address)))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(FederationError::Config("address must be an http or https URL".into()));
+        }
+        if !base.username().is_empty() || base.password().is_some() || base.query().is_some() {
+            return Err(FederationError::Config("address must not carry user information or a query".into()));
+        }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| FederationError::Config(short(&e.to_string())))?;
+        Ok(VaultBackend {
+            http,
+            base,
+            namespace: connection.namespace,
+            auth: connection.auth,
+            login: Mutex::new(None),
+        })
+    }
+
+    /// `base/v1/<api path>`, each segment of the API path encoded as one URL segment.
+    fn url(&self, api_path: &str) -> Url {
+        let mut url = self.base.clone();
+        {
+            // `new` refused URLs that cannot be a base.
+            let mut segments = url.path_segments_mut().expect("a base URL");
+            segments.pop_if_empty().push("v1");
+            segments.extend(api_path.split('/'));
+        }
+        url
+    }
+
+    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        let builder = self.http.request(method, url);
+        match &self.namespace {
+            Some(ns) if !ns.is_empty() => builder.header("X-Vault-Namespace", ns),
+            _ => builder,
+        }
+    }
+
+    /// The token to send: the configured one, or the AppRole login's (logging in when there is
+    /// none, it is near its end, or `fresh` asks for a new one after a refusal).
+    async fn token(&self, fresh: bool) -> Result<SecretBytes, FederationError> {
+        let (role_id, secret_id) = match &self.auth {
+            VaultAuth::Token(token) => return Ok(SecretBytes::new(token.expose().to_vec())),
+            VaultAuth::AppRole { role_id, secret_id } => (role_id, secret_id),
+        };
+        let mut login = self.login.lock().await;
+        if let Some((token, renew_at)) = login.as_ref()
+            && !fresh
+            && Instant::now() < *renew_at
+        {
+            return Ok(SecretBytes::new(token.expose().to_vec()));
+        }
+        let secret_id = std::str::from_utf8(secret_id.expose())
+            .map_err(|_| FederationError::Config("secret_id is not UTF-8".into()))?;
+        let body = serde_json::json!({"role_id": role_id, "secret_id": secret_id});
+        let response = self
+            .request(Method::POST, self.url("auth/approle/login"))
+            .json(&body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(match status {
+                StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    FederationError::Denied { status: status.as_u16() }
+                }
+                _ => backend_error(status, response).await,
+            });
+        }
+        let answer: LoginAnswer = response.json().await.map_err(|_| malformed("the AppRole login"))?;
+        // Log in again at 80% of the lease, so a token is never used at the edge of its life.
+        let lease = Duration::from_secs(answer.auth.lease_duration.max(1)).mul_f64(0.8);
+        let token = SecretBytes::new(answer.auth.client_token.into_bytes());
+        *login = Some((SecretBytes::new(token.expose().to_vec()), Instant::now() + lease));
+        Ok(token)
+    }
+
+    /// A GET with the token, logging in again once if an AppRole token is refused.
+    async fn get(&self, url: Url) -> Result<reqwest::Response, FederationError> {
+        let mut fresh = false;
+        loop {
+            let token = self.token(fresh).await?;
+            let token = std::str::from_utf8(token.expose())
+                .map_err(|_| FederationError::Config("the Vault token is not UTF-8".into()))?;
+            let response = self
+                .request(Method::GET, url.clone())
+                .header("X-Vault-Token", token)
+                .send()
+                .await
+                .map_err(unreachable)?;
+            let status = response.status();
+            if status == StatusCode::FORBIDDEN && !fresh && matches!(self.auth, VaultAuth::AppRole { .. }) {
+                fresh = true;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for VaultBackend {
+    async fn read(&self, target: &str, version: Option<u64>) -> Result<ExternalSecret, FederationError> {
+        let mut url = self.url(target);
+        if let Some(v) = version {
+            url.query_pairs_mut().append_pair("version", &v.to_string());
+        }
+        let response = self.get(url).await?;
+        let status = response.status();
+        match status {
+            s if s.is_success() => {}
+            StatusCode::NOT_FOUND => return Err(FederationError::NotFound(target.to_owned())),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(FederationError::Denied { status: status.as_u16() });
+            }
+            _ => return Err(backend_error(status, response).await),
+        }
+        let answer: ReadAnswer = response.json().await.map_err(|_| malformed("a read"))?;
+        secret_of(answer, target)
+    }
+
+    async fn check(&self) -> Result<(), FederationError> {
+        let response = self.get(self.url("auth/token/lookup-self")).await?;
+        let status = response.status();
+        match status {
+            s if s.is_success() => Ok(()),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(FederationError::Denied { status: status.as_u16() })
+            }
+            _ => Err(backend_error(status, response).await),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginAnswer {
+    auth: LoginAuth,
+}
+
+#[derive(Deserialize)]
+struct LoginAuth {
+    client_token: String,
+    #[serde(default)]
+    lease_duration: u64,
+}
+
+#[derive(Deserialize)]
+struct ReadAnswer {
+    data: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize, Default)]
+struct KvMetadata {
+    version: Option<u64>,
+    created_time: Option<String>,
+    custom_metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    deletion_time: String,
+    #[serde(default)]
+    destroyed: bool,
+}
+
+/// KV v2 answers `{data: {data, metadata}}`; KV v1 answers `{data: {…the fields…}}`.
+fn secret_of(answer: ReadAnswer, target: &str) -> Result<ExternalSecret, FederationError> {
+    let mut outer = answer.data.ok_or_else(|| FederationError::NotFound(target.to_owned()))?;
+    let is_v2 =
+        outer.len() == 2 && outer.contains_key("data") && outer.get("metadata").is_some_and(Value::is_object);
+    if !is_v2 {
+        return Ok(ExternalSecret {
+            data: outer,
+            custom: Default::default(),
+            version: None,
+            created_at: None,
+        });
+    }
+    let metadata: KvMetadata = outer
+        .remove("metadata")
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|_| malformed("a read's metadata"))?
+        .unwrap_or_default();
+    // A deleted or destroyed version has no data (Vault also answers 404 for it).
+    let Some(Value::Object(data)) = outer.remove("data") else {
+        return Err(FederationError::NotFound(target.to_owned()));
+    };
+    if metadata.destroyed || !metadata.deletion_time.is_empty() {
+        return Err(FederationError::NotFound(target.to_owned()));
+    }
+    let custom = metadata
+        .custom_metadata
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+        .collect();
+    let created_at = metadata
+        .created_time
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    Ok(ExternalSecret { data, custom, version: metadata.version, created_at })
+}
+
+fn unreachable(e: reqwest::Error) -> FederationError {
+    // Without the URL: the message says what failed, the backend's id says where.
+    FederationError::Unreachable(short(&e.without_url().to_string()))
+}
+
+fn malformed(what: &str) -> FederationError {
+    FederationError::Backend {
+        status: 200,
+        message: format!("{what} did not answer in the Vault API's shape"),
+    }
+}
+
+/// Vault's `{"errors": ["…"]}`, first line of the first one; never the body otherwise.
+async fn backend_error(status: StatusCode, response: reqwest::Response) -> FederationError {
+    #[derive(Deserialize)]
+    struct Errors {
+        #[serde(default)]
+        errors: Vec<String>,
+    }
+    let message = match response.json::<Errors>().await {
+        Ok(e) if !e.errors.is_empty() => short(&e.errors[0]),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    FederationError::Backend { status: status.as_u16(), message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn answer(v: Value) -> ReadAnswer {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn kv2_answers_become_data_custom_metadata_and_version() {
+        let s = secret_of(
+            answer(json!({"data": {"data": {"password": "p", "port": 5432}, "metadata": {
+                "version": 3, "created_time": "2026-11-01T10:00:00.123456Z",
+                "custom_metadata": {"owner": "platform"}, "deletion_time": "", "destroyed": false}}})),
+            "secret/data/x",
+        )
+        .unwrap();
+        assert_eq!(serde_json::Value::Object(s.data), json!({"password": "p", "port": 5432}));
+        assert_eq!(s.custom.get("owner").map(String::as_str), Some("platform"));
+        assert_eq!(s.version, Some(3));
+        assert_eq!(s.created_at.unwrap().to_rfc3339(), "2026-11-01T10:00:00.123456+00:00");
+    }
+
+    #[test]
+    fn kv1_answers_are_the_data_itself() {
+        let s = secret_of(answer(json!({"data": {"data": "x", "other": 1}})), "kv/x").unwrap();
+        assert_eq!(serde_json::Value::Object(s.data), json!({"data": "x", "other": 1}));
+        assert_eq!(s.version, None);
+    }
+
+    #[test]
+    fn deleted_and_destroyed_versions_are_not_found() {
+        for metadata in [
+            json!({"version": 2, "deletion_time": "2026-11-01T10:00:00Z", "destroyed": false}),
+            json!({"version": 2, "deletion_time": "", "destroyed": true}),
+        ] {
+            let r = secret_of(answer(json!({"data": {"data": null, "metadata": metadata}})), "secret/data/x");
+            assert_eq!(r.unwrap_err(), FederationError::NotFound("secret/data/x".into()));
+        }
+    }
+
+    #[test]
+    fn credentials_never_print() {
+        let auth = VaultAuth::from_secret(
+            "approle",
+            json!({"role_id": "r-1", "secret_id": "s3cr3t-id"}).as_object().unwrap(),
+        )
+        .unwrap();
+        assert!(!format!("{auth:?}").contains("s3cr3t-id"));
+        let auth =
+            VaultAuth::from_secret("token", json!({"token": "hvs.t0ken"}).as_object().unwrap()).unwrap();
+        assert!(!format!("{auth:?}").contains("t0ken"));
+        let e = VaultAuth::from_secret(
+            "approle",
+            json!({"role_id": "r-1", "secret": "s3cr3t-id"}).as_object().unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("secret_id") && !e.to_string().contains("s3cr3t"), "{e}");
+        assert!(VaultAuth::from_secret("kubernetes", &Map::new()).is_err());
+    }
+
+    #[test]
+    fn urls_encode_each_segment_under_v1() {
+        let b = VaultBackend::new(VaultConnection {
+            address: "http://127.0.0.1:8200/".into(),
+            namespace: None,
+            auth: VaultAuth::Token(SecretBytes::new(b"t".to_vec())),
+        })
+        .unwrap();
+        assert_eq!(b.url("secret/data/app/db").as_str(), "http://127.0.0.1:8200/v1/secret/data/app/db");
+        assert_eq!(b.url("secret/data/a?b#c").as_str(), "http://127.0.0.1:8200/v1/secret/data/a%3Fb%23c");
+        for bad in ["ftp://h/", "http://u:p@h/", "http://h/?q=1", "not a url", "mailto:a@b"] {
+            let r = VaultBackend::new(VaultConnection {
+                address: bad.into(),
+                namespace: None,
+                auth: VaultAuth::Token(SecretBytes::new(b"t".to_vec())),
+            });
+            assert!(matches!(r, Err(FederationError::Config(_))), "{bad}");
+        }
+    }
+}
