@@ -6,6 +6,7 @@
 
 mod audit;
 mod error;
+mod federation;
 mod identity;
 mod policies;
 mod rotation;
@@ -16,6 +17,10 @@ mod webhooks;
 
 pub use audit::{AuditList, AuditRecord, AuditVerification};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use federation::{
+    FederationBackendList, FederationBackendRequest, FederationBackendResponse, FederationConnection,
+    FederationStatus, PathMappingRule, SkippedPath, UpdateFederationBackendRequest,
+};
 pub use identity::{PartnerList, PartnerRequest, PartnerResponse, TenantList, TenantRequest, TenantResponse};
 pub use policies::{
     BindingList, BindingRequest, BindingResponse, EvaluatedRule, PolicyList, PolicyRequest, PolicyResponse,

@@ -76,12 +76,17 @@ impl Principal {
 
     /// The server itself (automatic rotation), acting in `tenant`; never the result of authentication.
     pub(crate) fn system(tenant: &str) -> Principal {
+        Principal::system_named(tenant, "rotation")
+    }
+
+    /// The server itself doing `what` (`system:<what>` in the audit trail), acting in `tenant`.
+    pub(crate) fn system_named(tenant: &str, what: &str) -> Principal {
         Principal {
             token_id: "system".into(),
             kind: TokenKind::Root,
             tenant: tenant.to_owned(),
             identity_type: "system".into(),
-            identity_id: "rotation".into(),
+            identity_id: what.into(),
             scopes: Vec::new(),
             groups: Vec::new(),
             expires_at: None,

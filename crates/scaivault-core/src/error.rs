@@ -25,6 +25,15 @@ pub enum CoreError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// A change to a path a proxy-mode federation backend serves.
+    #[error("{0}")]
+    ReadOnlyPath(String),
+    /// A federation backend answered with an error (or its configuration cannot work).
+    #[error("{0}")]
+    BackendError(String),
+    /// A federation backend did not answer.
+    #[error("{0}")]
+    BackendUnavailable(String),
     #[error("version {0} has expired: its grace period is over")]
     SecretExpired(u64),
     #[error("{0}")]
@@ -49,6 +58,9 @@ impl CoreError {
             CoreError::VersionNotFound(_) => ErrorCode::VersionNotFound,
             CoreError::NotFound(_) => ErrorCode::NotFound,
             CoreError::Conflict(_) => ErrorCode::Conflict,
+            CoreError::ReadOnlyPath(_) => ErrorCode::ReadOnlyPath,
+            CoreError::BackendError(_) => ErrorCode::BackendError,
+            CoreError::BackendUnavailable(_) => ErrorCode::ServiceUnavailable,
             CoreError::SecretExpired(_) => ErrorCode::SecretExpired,
             CoreError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             CoreError::RateLimited(_) => ErrorCode::RateLimited,
@@ -61,7 +73,7 @@ impl CoreError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             CoreError::RateLimited(secs) => Some(*secs),
-            CoreError::Unavailable(_) => Some(5),
+            CoreError::Unavailable(_) | CoreError::BackendUnavailable(_) => Some(5),
             _ => None,
         }
     }

@@ -12,6 +12,7 @@ mod clock;
 mod delivery;
 mod error;
 mod events;
+mod federation;
 mod jwt;
 mod keys;
 mod paging;

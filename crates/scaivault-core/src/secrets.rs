@@ -68,6 +68,7 @@ impl Vault {
     ) -> Result<(SecretWritten, bool), CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsWrite, Permission::Write, path).await?;
+        self.refuse_federated_write_in(space, &ns, path).await?;
         self.write_version(principal, &ns, path, req, audit).await
     }
 
@@ -211,7 +212,31 @@ impl Vault {
         version: Option<Version>,
     ) -> Result<SecretResponse, CoreError> {
         let ns = self.authorize_secret(principal, space, Scope::SecretsRead, Permission::Read, path).await?;
+        if space == Space::Tenant
+            && let Some(backend) = self.federated(&ns, path).await?
+        {
+            return self.federated_read(&ns, &backend, path, version).await;
+        }
         self.read_version(&ns, path, version).await
+    }
+
+    /// A secret as a read answers it, for the system's own use (a federation backend's credential).
+    pub(crate) async fn read_secret_unchecked_response(
+        &self,
+        ns: &str,
+        path: &SecretPath,
+    ) -> Result<SecretResponse, CoreError> {
+        self.read_version(ns, path, None).await
+    }
+
+    /// Refuses a change under a proxy-mode federation backend's mount (tenant secrets only).
+    async fn refuse_federated_write_in(
+        &self,
+        space: Space,
+        ns: &str,
+        path: &SecretPath,
+    ) -> Result<(), CoreError> {
+        if space == Space::Tenant { self.refuse_federated_write(ns, path).await } else { Ok(()) }
     }
 
     /// The current data of a secret, for the system's own use (automatic rotation).
@@ -316,6 +341,7 @@ impl Vault {
     ) -> Result<SecretListItem, CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsWrite, Permission::Write, path).await?;
+        self.refuse_federated_write_in(space, &ns, path).await?;
         check_max_versions(req.max_versions)?;
         let tenant = ns.as_str();
         let touches_metadata =
@@ -401,6 +427,7 @@ impl Vault {
     ) -> Result<(), CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsDelete, Permission::Delete, path).await?;
+        self.refuse_federated_write_in(space, &ns, path).await?;
         let tenant = ns.as_str();
         self.with_events(tenant, EventType::SecretDeleted, path, serde_json::json!({}), |events| async move {
             self.store.soft_delete(tenant, path.as_str(), self.clock.now(), &events).await?;
@@ -418,6 +445,7 @@ impl Vault {
     ) -> Result<SecretListItem, CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsDelete, Permission::Delete, path).await?;
+        self.refuse_federated_write_in(space, &ns, path).await?;
         let tenant = ns.as_str();
         let data = serde_json::json!({ "undeleted": true });
         let head = self
@@ -439,6 +467,7 @@ impl Vault {
     ) -> Result<DestroyResponse, CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsDelete, Permission::Delete, path).await?;
+        self.refuse_federated_write_in(space, &ns, path).await?;
         if req.versions.as_ref().is_some_and(|v| v.is_empty() || v.contains(&0)) {
             return Err(CoreError::InvalidRequest(
                 "versions must be a non-empty list of version numbers".into(),

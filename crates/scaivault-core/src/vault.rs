@@ -34,6 +34,7 @@ pub struct Vault {
     pub(crate) token_limiter: Option<Limiter>,
     pub(crate) tenant_limiter: Option<Limiter>,
     pub(crate) events: Events,
+    pub(crate) federation: crate::federation::Federation,
 }
 
 /// What opening storage produced: the vault, and the root token when this start created it (shown
@@ -78,6 +79,7 @@ impl Vault {
             token_limiter: config.rate_limits.per_token.map(Limiter::new),
             tenant_limiter: config.rate_limits.per_tenant.map(Limiter::new),
             events: Events::new(config.events)?,
+            federation: Default::default(),
         };
         let root_token = vault.bootstrap().await?;
         Ok(Opened { vault, root_token })

@@ -11,6 +11,8 @@
 mod config;
 mod error;
 mod mapping;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod vault;
 
 use std::collections::BTreeMap;

@@ -156,6 +156,12 @@ fn action_for(method: &Method, route: &str, path: &str) -> Option<&'static str> 
         ("/v1/rotation/policies/{id}/secrets/{*path}", "DELETE") => "rotation.unassign",
         ("/v1/rotation/policies/{id}/secrets/{*path}", _) => "rotation.readers",
         ("/v1/rotation/policies/{id}/rotate", _) => "rotation.force",
+        ("/v1/federation/backends", "POST") => "federation.backend.create",
+        ("/v1/federation/backends", _) => "federation.backend.list",
+        ("/v1/federation/backends/{id}", "PATCH") => "federation.backend.update",
+        ("/v1/federation/backends/{id}", "DELETE") => "federation.backend.delete",
+        ("/v1/federation/backends/{id}", _) => "federation.backend.read",
+        ("/v1/federation/backends/{id}/status", _) => "federation.backend.status",
         _ => return None,
     };
     Some(action)

@@ -55,7 +55,9 @@ pub async fn serve(
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    use handlers::{audit as audit_routes, identity, policies, rotation, secrets, sys, tokens, webhooks};
+    use handlers::{
+        audit as audit_routes, federation, identity, policies, rotation, secrets, sys, tokens, webhooks,
+    };
     let inner = Router::new()
         .route("/v1/health", get(sys::health))
         .route("/v1/health/ready", get(sys::ready))
@@ -118,6 +120,12 @@ pub fn router(state: AppState) -> Router {
             get(rotation::assignment).delete(rotation::assignment),
         )
         .route("/v1/rotation/policies/{id}/rotate", post(rotation::rotate))
+        .route("/v1/federation/backends", post(federation::create).get(federation::list))
+        .route(
+            "/v1/federation/backends/{id}",
+            get(federation::get).patch(federation::update).delete(federation::delete),
+        )
+        .route("/v1/federation/backends/{id}/status", get(federation::status))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit_layer))
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(handlers::not_found)

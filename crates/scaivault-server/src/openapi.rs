@@ -73,6 +73,9 @@ const R: Option<&str> = Some("subscriptions:read");
 const WH: &str = "/v1/webhooks/{id}";
 const A: Option<&str> = Some("admin");
 const ROT: &str = "/v1/rotation/policies/{id}";
+const FED: &str = "/v1/federation/backends/{id}";
+const FW: Option<&str> = Some("federation:write");
+const FR: Option<&str> = Some("federation:read");
 const PAGE: &[(&str, &str)] = &[("limit", "1-1000"), ("cursor", "opaque")];
 
 fn tenant_operations() -> Vec<Operation> {
@@ -391,6 +394,31 @@ fn tenant_operations() -> Vec<Operation> {
                 "Make rotation due now (all, or the named secrets)",
                 A,
             )
+        },
+        Operation {
+            request: Some(schema::<api::FederationBackendRequest>),
+            response: Some(schema::<api::FederationBackendResponse>),
+            status: 201,
+            ..op("post", "/v1/federation/backends", "Front an external secret store (proxy mode)", FW)
+        },
+        Operation {
+            response: Some(schema::<api::FederationBackendList>),
+            query: PAGE,
+            ..op("get", "/v1/federation/backends", "List federation backends", FR)
+        },
+        Operation {
+            response: Some(schema::<api::FederationBackendResponse>),
+            ..op("get", FED, "A federation backend", FR)
+        },
+        Operation {
+            request: Some(schema::<api::UpdateFederationBackendRequest>),
+            response: Some(schema::<api::FederationBackendResponse>),
+            ..op("patch", FED, "Change a federation backend", FW)
+        },
+        Operation { status: 204, ..op("delete", FED, "Stop fronting a backend", FW) },
+        Operation {
+            response: Some(schema::<api::FederationStatus>),
+            ..op("get", "/v1/federation/backends/{id}/status", "Ask the backend now: state and latency", FR)
         },
         Operation {
             request: Some(schema::<api::PartnerRequest>),

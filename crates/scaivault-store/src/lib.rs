@@ -10,6 +10,8 @@ mod changes;
 mod error;
 mod event_sql;
 mod events;
+mod federation;
+mod federation_sql;
 pub mod group;
 mod policy_sql;
 mod records;
@@ -31,6 +33,7 @@ pub use events::{
     WEBHOOK_SEAL_PREFIX, WebhookFilter, WebhookKind, WebhookRecord, deliveries_of, fit_one_insert,
     micros_opt, order_key,
 };
+pub use federation::FederationBackendRecord;
 pub use records::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS,
     KeyStatus, NewAuditEntry, NewToken, PartnerRecord, PolicyColumns, PolicyRecord, PolicySnapshot,
@@ -41,8 +44,8 @@ pub use records::{
 pub use rotation::{AssignmentRecord, RotationCompletion, RotationPolicyRecord};
 pub use scaivault_crypto::{SealedSecret, StoredMasterKey};
 pub use traits::{
-    AuditAppend, AuditStore, ChainFn, EventStore, EventsFn, EventsFnRef, HeadMacFn, KeyStore, PolicyStore,
-    RotationStore, SealFn, SecretStore, Store, TenantStore, TokenStore, WriteEffects,
+    AuditAppend, AuditStore, ChainFn, EventStore, EventsFn, EventsFnRef, FederationStore, HeadMacFn,
+    KeyStore, PolicyStore, RotationStore, SealFn, SecretStore, Store, TenantStore, TokenStore, WriteEffects,
 };
 
 /// The tenant every fresh installation starts with.

@@ -6,8 +6,9 @@ use scaivault_crypto::{CryptoError, SealedSecret, StoredMasterKey, TokenHash};
 use scaivault_domain::SecretMetadata;
 
 use crate::{
-    AssignmentRecord, ChangeFeed, Claim, ClaimedDelivery, DeliveryRecord, FinishAttempt, NewEvent,
-    RotationCompletion, RotationPolicyRecord, StoredEvent, WebhookFilter, WebhookKind, WebhookRecord,
+    AssignmentRecord, ChangeFeed, Claim, ClaimedDelivery, DeliveryRecord, FederationBackendRecord,
+    FinishAttempt, NewEvent, RotationCompletion, RotationPolicyRecord, StoredEvent, WebhookFilter,
+    WebhookKind, WebhookRecord,
 };
 use crate::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingRecord, KeyStatus, NewAuditEntry, NewToken,
@@ -242,7 +243,15 @@ pub trait AuditStore: Send + Sync + Debug {
 /// Everything a backend provides.
 #[async_trait]
 pub trait Store:
-    SecretStore + TokenStore + KeyStore + PolicyStore + TenantStore + AuditStore + EventStore + RotationStore
+    SecretStore
+    + TokenStore
+    + KeyStore
+    + PolicyStore
+    + TenantStore
+    + AuditStore
+    + EventStore
+    + RotationStore
+    + FederationStore
 {
     /// Answers when the database does; used by readiness.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -427,4 +436,32 @@ pub trait RotationStore: Send + Sync + Debug {
         next: &AssignmentRecord,
         events: &[NewEvent],
     ) -> Result<bool, StoreError>;
+}
+
+/// Federation backends' configurations.
+#[async_trait]
+pub trait FederationStore: Send + Sync + Debug {
+    /// `AlreadyExists` when the tenant has a backend of that id, name or mount.
+    async fn create_federation_backend(&self, backend: &FederationBackendRecord) -> Result<(), StoreError>;
+
+    /// `NotFound` when missing.
+    async fn get_federation_backend(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<FederationBackendRecord, StoreError>;
+
+    /// In id order, ids strictly after `after`.
+    async fn list_federation_backends(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<FederationBackendRecord>, StoreError>;
+
+    /// `NotFound` when missing; `AlreadyExists` when the new name or mount is another's.
+    async fn update_federation_backend(&self, backend: &FederationBackendRecord) -> Result<(), StoreError>;
+
+    /// `NotFound` when missing.
+    async fn delete_federation_backend(&self, tenant: &str, id: &str) -> Result<(), StoreError>;
 }

@@ -1,4 +1,5 @@
 pub(crate) mod audit;
+pub(crate) mod federation;
 pub(crate) mod identity;
 pub(crate) mod policies;
 pub(crate) mod rotation;

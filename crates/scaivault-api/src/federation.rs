@@ -1,0 +1,128 @@
+use chrono::{DateTime, Utc};
+use scaivault_domain::DurationSpec;
+use serde::{Deserialize, Serialize};
+
+/// One `{source, target}` template of a backend's `path_mapping`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PathMappingRule {
+    /// A glob over ScaiVault paths under the mount; each `*` and `**` captures.
+    pub source: String,
+    /// The backend's own name, its wildcards filled in order.
+    pub target: String,
+}
+
+/// How to reach a backend. Which fields apply depends on the backend's type (Vault: `address`,
+/// `namespace`, `auth_method`, `credentials_path`, `ca_cert_path`). `credentials_path` names the
+/// ScaiVault secret holding the credential; the credential itself never appears here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConnection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_path: Option<String>,
+    #[serde(default)]
+    pub ca_cert_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+}
+
+/// `POST /v1/federation/backends`
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FederationBackendRequest {
+    /// 1-64 of `a-z 0-9 - _`, unique in the tenant.
+    pub name: String,
+    /// `hashicorp_vault`, `aws_secrets_manager`, `azure_key_vault` or `gcp_secret_manager`.
+    #[serde(rename = "type")]
+    pub backend_type: String,
+    /// `proxy` (default) or `sync`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// The ScaiVault path prefix the backend serves.
+    pub mount: String,
+    pub connection: FederationConnection,
+    pub path_mapping: Vec<PathMappingRule>,
+    /// Default `5m`.
+    #[serde(default)]
+    pub sync_interval: Option<DurationSpec>,
+    #[serde(default)]
+    pub write_through: bool,
+    /// `backend_wins` (default), `local_wins` or `manual`.
+    #[serde(default)]
+    pub conflict_resolution: Option<String>,
+}
+
+/// `PATCH /v1/federation/backends/{id}`: absent fields keep their value; the type stays.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateFederationBackendRequest {
+    pub name: Option<String>,
+    pub mode: Option<String>,
+    pub mount: Option<String>,
+    pub connection: Option<FederationConnection>,
+    pub path_mapping: Option<Vec<PathMappingRule>>,
+    pub sync_interval: Option<DurationSpec>,
+    pub write_through: Option<bool>,
+    pub conflict_resolution: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FederationBackendResponse {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub backend_type: String,
+    pub mode: String,
+    pub mount: String,
+    pub connection: FederationConnection,
+    pub path_mapping: Vec<PathMappingRule>,
+    pub sync_interval: DurationSpec,
+    pub write_through: bool,
+    pub conflict_resolution: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FederationBackendList {
+    pub backends: Vec<FederationBackendResponse>,
+    pub next_cursor: Option<String>,
+}
+
+/// A path a sync left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SkippedPath {
+    pub path: String,
+    pub reason: String,
+}
+
+/// `GET /v1/federation/backends/{id}/status`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FederationStatus {
+    /// `healthy`, `degraded` (answers, but refuses or errs) or `unreachable`.
+    pub state: String,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_sync_duration_ms: Option<u64>,
+    pub secrets_synced: u64,
+    pub skipped: Vec<SkippedPath>,
+    pub conflicts: u64,
+    /// Median of this process's recent calls to the backend, in milliseconds.
+    pub latency_ms: Option<u64>,
+    pub last_error: Option<String>,
+}

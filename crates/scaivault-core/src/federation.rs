@@ -1,0 +1,562 @@
+//! Federation: backends' configurations (`/v1/federation/backends`), reads under a proxy-mode
+//! backend's mount forwarded live to the backend, and writes there refused.
+//!
+//! A backend's credential lives in an ordinary ScaiVault secret (`connection.credentials_path`),
+//! read by the server with its own authority, audited as `federation.credential.read` whenever it
+//! is opened (on first use, and after the secret or the backend changed).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use scaivault_api::{
+    FederationBackendList, FederationBackendRequest, FederationBackendResponse, FederationConnection,
+    FederationStatus, PathMappingRule, SecretResponse, UpdateFederationBackendRequest,
+};
+use scaivault_crypto::random_id;
+use scaivault_domain::{DurationSpec, Scope, SecretMetadata, SecretPath, SecretType, Version};
+use scaivault_federation::{
+    Backend, BackendType, ConflictResolution, FederationError, MappingError, MappingRule, Mode, PathMapping,
+    VaultAuth, VaultBackend, VaultConnection,
+};
+use scaivault_store::{FederationBackendRecord, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditEvent, RequestInfo};
+use crate::paging::{decode_cursor, encode_cursor, limit};
+use crate::{CoreError, Principal, Vault};
+
+/// How long a replica may serve another replica's backend changes late.
+const MOUNTS_TTL: Duration = Duration::from_secs(5);
+const DEFAULT_SYNC_INTERVAL: &str = "5m";
+/// Latencies kept per backend for its status.
+const LATENCY_SAMPLES: usize = 64;
+/// Backends per tenant the read path considers.
+const MAX_BACKENDS: u32 = 1000;
+
+/// What a backend record's `config` column holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredConfig {
+    connection: FederationConnection,
+    path_mapping: Vec<PathMappingRule>,
+    sync_interval: DurationSpec,
+    write_through: bool,
+    conflict_resolution: ConflictResolution,
+}
+
+/// A backend as the read path uses it.
+#[derive(Debug)]
+pub(crate) struct Mounted {
+    id: String,
+    mount: SecretPath,
+    mode: Mode,
+    backend_type: BackendType,
+    mapping: PathMapping,
+    connection: FederationConnection,
+    updated_at: DateTime<Utc>,
+}
+
+impl Mounted {
+    fn serves(&self, path: &SecretPath) -> bool {
+        let (p, m) = (path.as_str(), self.mount.as_str());
+        p == m || p.strip_prefix(m).is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    latencies_ms: VecDeque<u64>,
+    last_error: Option<String>,
+}
+
+type Client = Arc<dyn Backend>;
+/// A tenant's backends, and when they were loaded.
+type TenantMounts = (Instant, Arc<Vec<Arc<Mounted>>>);
+
+/// The federation state of this process.
+#[derive(Debug, Default)]
+pub(crate) struct Federation {
+    /// Per tenant: its backends and when they were loaded. This process's changes drop the
+    /// tenant's entry; another replica's are seen within `MOUNTS_TTL`.
+    mounts: Mutex<HashMap<String, TenantMounts>>,
+    /// Per backend: its client, and what it was built from (backend change time and credential
+    /// version), so an AppRole login is reused until either changes.
+    clients: tokio::sync::Mutex<HashMap<String, (String, Client)>>,
+    stats: Mutex<HashMap<String, Stats>>,
+}
+
+impl Federation {
+    fn forget(&self, tenant: &str) {
+        self.mounts.lock().expect("mounts lock").remove(tenant);
+    }
+
+    fn note(&self, id: &str, started: Instant, result: Result<(), &FederationError>) {
+        let mut stats = self.stats.lock().expect("stats lock");
+        let s = stats.entry(id.to_owned()).or_default();
+        if s.latencies_ms.len() == LATENCY_SAMPLES {
+            s.latencies_ms.pop_front();
+        }
+        s.latencies_ms.push_back(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        if let Err(e) = result {
+            s.last_error = Some(e.to_string());
+        }
+    }
+
+    fn status_of(&self, id: &str) -> (Option<u64>, Option<String>) {
+        let stats = self.stats.lock().expect("stats lock");
+        let Some(s) = stats.get(id) else { return (None, None) };
+        let mut sorted: Vec<u64> = s.latencies_ms.iter().copied().collect();
+        sorted.sort_unstable();
+        (sorted.get(sorted.len() / 2).copied(), s.last_error.clone())
+    }
+}
+
+fn bad(field: &str, e: impl std::fmt::Display) -> CoreError {
+    CoreError::InvalidRequest(format!("{field}: {e}"))
+}
+
+fn check_name(name: &str) -> Result<(), CoreError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok { Ok(()) } else { Err(bad("name", "must be 1-64 of a-z, 0-9, '-' and '_'")) }
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> Result<T, CoreError> {
+    serde_json::from_value(serde_json::Value::String(value.to_owned()))
+        .map_err(|_| bad(field, format!("'{value}' is not one of the contract's values")))
+}
+
+fn name_of<T: Serialize>(value: T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn rules(mapping: &[PathMappingRule]) -> Vec<MappingRule> {
+    mapping.iter().map(|r| MappingRule { source: r.source.clone(), target: r.target.clone() }).collect()
+}
+
+/// Checks what this server can serve today; answers the mount and the compiled mapping.
+fn check_backend(
+    backend_type: BackendType,
+    mode: Mode,
+    mount: &str,
+    config: &StoredConfig,
+) -> Result<(SecretPath, PathMapping), CoreError> {
+    if backend_type != BackendType::HashicorpVault {
+        return Err(bad(
+            "type",
+            format!("'{}' is not supported yet (hashicorp_vault is)", backend_type.as_str()),
+        ));
+    }
+    if mode != Mode::Proxy {
+        return Err(bad("mode", "'sync' is not supported yet (proxy is)"));
+    }
+    let mount = SecretPath::parse(mount).map_err(|e| CoreError::InvalidPath(format!("mount: {e}")))?;
+    let mapping = PathMapping::new(&mount, &rules(&config.path_mapping), backend_type)
+        .map_err(|e| bad("path_mapping", e))?;
+    let c = &config.connection;
+    let address =
+        c.address.as_deref().ok_or_else(|| bad("connection.address", "is required for hashicorp_vault"))?;
+    // The address is checked the way the client will use it (scheme, no user information).
+    VaultBackend::new(VaultConnection {
+        address: address.to_owned(),
+        namespace: None,
+        auth: VaultAuth::Token(scaivault_crypto::SecretBytes::new(Vec::new())),
+    })
+    .map_err(|e| bad("connection.address", e))?;
+    match c.auth_method.as_deref() {
+        Some("token" | "approle") => {}
+        Some(other) => {
+            return Err(bad(
+                "connection.auth_method",
+                format!("'{other}' is not supported yet (token, approle)"),
+            ));
+        }
+        None => return Err(bad("connection.auth_method", "is required (token or approle)")),
+    }
+    let credentials =
+        c.credentials_path.as_deref().ok_or_else(|| bad("connection.credentials_path", "is required"))?;
+    let credentials = SecretPath::parse(credentials)
+        .map_err(|e| CoreError::InvalidPath(format!("connection.credentials_path: {e}")))?;
+    if credentials.as_str() == mount.as_str() || credentials.as_str().starts_with(&format!("{mount}/")) {
+        return Err(bad("connection.credentials_path", "must not lie under the backend's own mount"));
+    }
+    if c.ca_cert_path.is_some() {
+        return Err(bad("connection.ca_cert_path", "is not supported yet (the system's roots are used)"));
+    }
+    Ok((mount, mapping))
+}
+
+fn response(r: &FederationBackendRecord) -> Result<FederationBackendResponse, CoreError> {
+    let config: StoredConfig = serde_json::from_str(&r.config)
+        .map_err(|e| CoreError::Internal(format!("federation backend {} config: {e}", r.id)))?;
+    Ok(FederationBackendResponse {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        backend_type: r.backend_type.clone(),
+        mode: r.mode.clone(),
+        mount: r.mount.clone(),
+        connection: config.connection,
+        path_mapping: config.path_mapping,
+        sync_interval: config.sync_interval,
+        write_through: config.write_through,
+        conflict_resolution: name_of(config.conflict_resolution),
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    })
+}
+
+fn mounted(r: &FederationBackendRecord) -> Result<Mounted, CoreError> {
+    let config: StoredConfig = serde_json::from_str(&r.config)
+        .map_err(|e| CoreError::Internal(format!("federation backend {} config: {e}", r.id)))?;
+    let backend_type: BackendType = parse_enum("type", &r.backend_type)?;
+    let mode: Mode = parse_enum("mode", &r.mode)?;
+    let mount = SecretPath::parse(&r.mount).map_err(|e| CoreError::Internal(format!("stored mount: {e}")))?;
+    let mapping = PathMapping::new(&mount, &rules(&config.path_mapping), backend_type)
+        .map_err(|e| CoreError::Internal(format!("stored mapping: {e}")))?;
+    Ok(Mounted {
+        id: r.id.clone(),
+        mount,
+        mode,
+        backend_type,
+        mapping,
+        connection: config.connection,
+        updated_at: r.updated_at,
+    })
+}
+
+fn not_found(e: StoreError) -> CoreError {
+    match e {
+        StoreError::NotFound => CoreError::NotFound("federation backend"),
+        StoreError::AlreadyExists => {
+            CoreError::Conflict("the tenant has a federation backend of that name or mount".into())
+        }
+        other => other.into(),
+    }
+}
+
+impl From<FederationError> for CoreError {
+    fn from(e: FederationError) -> Self {
+        match e {
+            FederationError::NotFound(_) => CoreError::SecretNotFound,
+            FederationError::Unreachable(_) => CoreError::BackendUnavailable(e.to_string()),
+            FederationError::Config(_) | FederationError::Denied { .. } | FederationError::Backend { .. } => {
+                CoreError::BackendError(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<MappingError> for CoreError {
+    fn from(e: MappingError) -> Self {
+        CoreError::InvalidPath(e.to_string())
+    }
+}
+
+impl Vault {
+    /// `POST /v1/federation/backends`
+    pub async fn create_federation_backend(
+        &self,
+        principal: &Principal,
+        req: FederationBackendRequest,
+    ) -> Result<FederationBackendResponse, CoreError> {
+        self.authorize(principal, Scope::FederationWrite, None).await?;
+        check_name(&req.name)?;
+        let backend_type: BackendType = parse_enum("type", &req.backend_type)?;
+        let mode: Mode = req.mode.as_deref().map(|m| parse_enum("mode", m)).transpose()?.unwrap_or_default();
+        let config = StoredConfig {
+            connection: req.connection,
+            path_mapping: req.path_mapping,
+            sync_interval: match req.sync_interval {
+                Some(d) => d,
+                None => DurationSpec::parse(DEFAULT_SYNC_INTERVAL)
+                    .map_err(|e| CoreError::Internal(e.to_string()))?,
+            },
+            write_through: req.write_through,
+            conflict_resolution: req
+                .conflict_resolution
+                .as_deref()
+                .map(|c| parse_enum("conflict_resolution", c))
+                .transpose()?
+                .unwrap_or_default(),
+        };
+        let (mount, _) = check_backend(backend_type, mode, &req.mount, &config)?;
+        self.check_mount_is_free(&principal.tenant, &mount, None).await?;
+        let now = self.clock.now();
+        let record = FederationBackendRecord {
+            tenant: principal.tenant.clone(),
+            id: random_id("fed_")?,
+            name: req.name,
+            backend_type: backend_type.as_str().to_owned(),
+            mode: name_of(mode),
+            mount: mount.to_string(),
+            config: serde_json::to_string(&config).map_err(|e| CoreError::Internal(e.to_string()))?,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.create_federation_backend(&record).await.map_err(not_found)?;
+        self.federation.forget(&principal.tenant);
+        response(&record)
+    }
+
+    /// `GET /v1/federation/backends`
+    pub async fn list_federation_backends(
+        &self,
+        principal: &Principal,
+        limit_param: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<FederationBackendList, CoreError> {
+        self.authorize(principal, Scope::FederationRead, None).await?;
+        let limit = limit(limit_param)?;
+        let after = decode_cursor(cursor)?;
+        let rows = self.store.list_federation_backends(&principal.tenant, after.as_deref(), limit).await?;
+        let next_cursor =
+            (rows.len() as u32 == limit).then(|| rows.last().map(|b| encode_cursor(&b.id))).flatten();
+        Ok(FederationBackendList {
+            backends: rows.iter().map(response).collect::<Result<_, _>>()?,
+            next_cursor,
+        })
+    }
+
+    /// `GET /v1/federation/backends/{id}`
+    pub async fn get_federation_backend(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<FederationBackendResponse, CoreError> {
+        self.authorize(principal, Scope::FederationRead, None).await?;
+        response(&self.store.get_federation_backend(&principal.tenant, id).await.map_err(not_found)?)
+    }
+
+    /// `PATCH /v1/federation/backends/{id}`
+    pub async fn update_federation_backend(
+        &self,
+        principal: &Principal,
+        id: &str,
+        req: UpdateFederationBackendRequest,
+    ) -> Result<FederationBackendResponse, CoreError> {
+        self.authorize(principal, Scope::FederationWrite, None).await?;
+        let mut record = self.store.get_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
+        let mut config: StoredConfig = serde_json::from_str(&record.config)
+            .map_err(|e| CoreError::Internal(format!("federation backend {id} config: {e}")))?;
+        if let Some(name) = req.name {
+            check_name(&name)?;
+            record.name = name;
+        }
+        let mut mode: Mode = parse_enum("mode", &record.mode)?;
+        if let Some(m) = req.mode.as_deref() {
+            mode = parse_enum("mode", m)?;
+        }
+        if let Some(mount) = req.mount {
+            record.mount = mount;
+        }
+        if let Some(connection) = req.connection {
+            config.connection = connection;
+        }
+        if let Some(mapping) = req.path_mapping {
+            config.path_mapping = mapping;
+        }
+        if let Some(interval) = req.sync_interval {
+            config.sync_interval = interval;
+        }
+        if let Some(w) = req.write_through {
+            config.write_through = w;
+        }
+        if let Some(c) = req.conflict_resolution.as_deref() {
+            config.conflict_resolution = parse_enum("conflict_resolution", c)?;
+        }
+        let backend_type: BackendType = parse_enum("type", &record.backend_type)?;
+        let (mount, _) = check_backend(backend_type, mode, &record.mount, &config)?;
+        self.check_mount_is_free(&principal.tenant, &mount, Some(id)).await?;
+        record.mount = mount.to_string();
+        record.mode = name_of(mode);
+        record.config = serde_json::to_string(&config).map_err(|e| CoreError::Internal(e.to_string()))?;
+        record.updated_at = self.clock.now();
+        self.store.update_federation_backend(&record).await.map_err(not_found)?;
+        self.federation.forget(&principal.tenant);
+        response(&record)
+    }
+
+    /// `DELETE /v1/federation/backends/{id}`: its mount becomes an ordinary, empty part of the tree.
+    pub async fn delete_federation_backend(&self, principal: &Principal, id: &str) -> Result<(), CoreError> {
+        self.authorize(principal, Scope::FederationWrite, None).await?;
+        self.store.delete_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
+        self.federation.forget(&principal.tenant);
+        self.federation.clients.lock().await.remove(id);
+        Ok(())
+    }
+
+    /// `GET /v1/federation/backends/{id}/status`: asks the backend now, with its credential.
+    pub async fn federation_status(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<FederationStatus, CoreError> {
+        self.authorize(principal, Scope::FederationRead, None).await?;
+        let record = self.store.get_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
+        let backend = Arc::new(mounted(&record)?);
+        let started = Instant::now();
+        let checked = match self.federation_client(&principal.tenant, &backend).await {
+            Ok(client) => client.check().await,
+            Err(e) => Err(FederationError::Config(e.to_string())),
+        };
+        self.federation.note(id, started, checked.as_ref().map(|_| ()));
+        let state = match &checked {
+            Ok(()) => "healthy",
+            Err(FederationError::Unreachable(_)) => "unreachable",
+            Err(_) => "degraded",
+        };
+        let (latency_ms, last_error) = self.federation.status_of(id);
+        Ok(FederationStatus {
+            state: state.into(),
+            last_sync_at: None,
+            last_sync_duration_ms: None,
+            secrets_synced: 0,
+            skipped: Vec::new(),
+            conflicts: 0,
+            latency_ms,
+            last_error,
+        })
+    }
+
+    /// Refuses a mount that contains, or lies inside, another backend's mount of the tenant.
+    async fn check_mount_is_free(
+        &self,
+        tenant: &str,
+        mount: &SecretPath,
+        except: Option<&str>,
+    ) -> Result<(), CoreError> {
+        let nested = |a: &str, b: &str| a == b || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'));
+        for other in self.store.list_federation_backends(tenant, None, MAX_BACKENDS).await? {
+            if Some(other.id.as_str()) != except
+                && (nested(mount.as_str(), &other.mount) || nested(&other.mount, mount.as_str()))
+            {
+                return Err(CoreError::Conflict(format!(
+                    "mount overlaps federation backend {}'s mount '{}'",
+                    other.id, other.mount
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tenant's backend serving `path`, if any.
+    pub(crate) async fn federated(
+        &self,
+        tenant: &str,
+        path: &SecretPath,
+    ) -> Result<Option<Arc<Mounted>>, CoreError> {
+        let cached = {
+            let mounts = self.federation.mounts.lock().expect("mounts lock");
+            mounts.get(tenant).filter(|(at, _)| at.elapsed() < MOUNTS_TTL).map(|(_, m)| m.clone())
+        };
+        let backends = match cached {
+            Some(m) => m,
+            None => {
+                let rows = self.store.list_federation_backends(tenant, None, MAX_BACKENDS).await?;
+                let loaded: Arc<Vec<Arc<Mounted>>> =
+                    Arc::new(rows.iter().map(|r| mounted(r).map(Arc::new)).collect::<Result<_, _>>()?);
+                let mut mounts = self.federation.mounts.lock().expect("mounts lock");
+                mounts.insert(tenant.to_owned(), (Instant::now(), loaded.clone()));
+                loaded
+            }
+        };
+        Ok(backends.iter().find(|b| b.serves(path)).cloned())
+    }
+
+    /// Refuses a change to a path a proxy-mode backend serves.
+    pub(crate) async fn refuse_federated_write(
+        &self,
+        tenant: &str,
+        path: &SecretPath,
+    ) -> Result<(), CoreError> {
+        match self.federated(tenant, path).await? {
+            Some(b) => Err(CoreError::ReadOnlyPath(format!(
+                "'{path}' is served by federation backend {} in proxy mode: write to the backend itself",
+                b.id
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// A read under a backend's mount, already authorised on the ScaiVault path.
+    pub(crate) async fn federated_read(
+        &self,
+        tenant: &str,
+        backend: &Arc<Mounted>,
+        path: &SecretPath,
+        version: Option<Version>,
+    ) -> Result<SecretResponse, CoreError> {
+        let target = backend.mapping.target(path)?.ok_or_else(|| {
+            CoreError::InvalidPath(format!(
+                "no path_mapping rule of federation backend {} matches '{path}'",
+                backend.id
+            ))
+        })?;
+        let client = self.federation_client(tenant, backend).await?;
+        let started = Instant::now();
+        let read = client.read(&target, version.map(|v| v.get())).await;
+        self.federation.note(&backend.id, started, read.as_ref().map(|_| ()));
+        let secret = read.map_err(|e| match (e, version) {
+            (FederationError::NotFound(_), Some(v)) => CoreError::VersionNotFound(v.get()),
+            (e, _) => e.into(),
+        })?;
+        let metadata = SecretMetadata { custom: secret.custom, ..SecretMetadata::default() };
+        Ok(SecretResponse {
+            path: path.to_string(),
+            version: secret.version.unwrap_or(1),
+            data: secret.data,
+            secret_type: SecretType::default(),
+            metadata,
+            created_at: secret.created_at.unwrap_or_else(|| self.clock.now()),
+            created_by: format!("federation:{}", backend.id),
+            expires_at: None,
+        })
+    }
+
+    /// The backend's client, built from its credential secret; rebuilt when the backend or the
+    /// credential changed. Opening the credential is audited.
+    async fn federation_client(&self, tenant: &str, backend: &Arc<Mounted>) -> Result<Client, CoreError> {
+        debug_assert_eq!(backend.backend_type, BackendType::HashicorpVault);
+        if backend.mode != Mode::Proxy {
+            return Err(CoreError::BackendError("sync mode is not served yet".into()));
+        }
+        let c = &backend.connection;
+        let credentials_path = c.credentials_path.as_deref().unwrap_or_default();
+        let credentials_path = SecretPath::parse(credentials_path)
+            .map_err(|e| CoreError::BackendError(format!("credentials_path: {e}")))?;
+        let credential =
+            self.read_secret_unchecked_response(tenant, &credentials_path).await.map_err(|e| match e {
+                CoreError::SecretNotFound => CoreError::BackendError(format!(
+                    "federation backend {}: its credentials_path '{credentials_path}' holds no secret",
+                    backend.id
+                )),
+                other => other,
+            })?;
+        let built_from = format!("{}|{}", backend.updated_at.timestamp_micros(), credential.version);
+        let mut clients = self.federation.clients.lock().await;
+        if let Some((from, client)) = clients.get(&backend.id)
+            && *from == built_from
+        {
+            return Ok(client.clone());
+        }
+        let auth = VaultAuth::from_secret(c.auth_method.as_deref().unwrap_or_default(), &credential.data)?;
+        let client: Client = Arc::new(VaultBackend::new(VaultConnection {
+            address: c.address.clone().unwrap_or_default(),
+            namespace: c.namespace.clone(),
+            auth,
+        })?);
+        let system = Principal::system_named(tenant, "federation");
+        let request = RequestInfo { request_id: random_id("req_")?, client_ip: None, user_agent: None };
+        let event = AuditEvent {
+            action: "federation.credential.read".into(),
+            secret_path: Some(credentials_path.to_string()),
+            version: Some(credential.version),
+            outcome: "success",
+            status_code: 200,
+        };
+        self.record_audit(&system, &request, event).await?;
+        clients.insert(backend.id.clone(), (built_from, client.clone()));
+        Ok(client)
+    }
+}

@@ -1,0 +1,67 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use scaivault_api::{FederationBackendRequest, UpdateFederationBackendRequest};
+
+use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::handlers::tokens::PageQuery;
+use crate::{ApiError, AppState};
+
+/// `POST /v1/federation/backends`
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(req): ApiJson<FederationBackendRequest>,
+) -> Result<Response, ApiError> {
+    Ok((StatusCode::CREATED, Json(state.vault.create_federation_backend(&caller, req).await?))
+        .into_response())
+}
+
+/// `GET /v1/federation/backends`
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.list_federation_backends(&caller, q.limit, q.cursor.as_deref()).await?)
+        .into_response())
+}
+
+/// `GET /v1/federation/backends/{id}`
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.get_federation_backend(&caller, &id).await?).into_response())
+}
+
+/// `PATCH /v1/federation/backends/{id}`
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateFederationBackendRequest>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.update_federation_backend(&caller, &id, req).await?).into_response())
+}
+
+/// `DELETE /v1/federation/backends/{id}`
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.vault.delete_federation_backend(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/federation/backends/{id}/status`
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.federation_status(&caller, &id).await?).into_response())
+}

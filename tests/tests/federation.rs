@@ -1,0 +1,273 @@
+//! Federation with the real binary in front of a real OpenBao dev server: a proxy-mode backend
+//! configured as SPEC section 8 shows it (AppRole credential kept in ScaiVault), live reads with
+//! versions and custom metadata, writes refused, policies on the ScaiVault path, the audit trail,
+//! status, and a backend that stops answering. On SQLite and, when configured, PostgreSQL.
+
+use reqwest::Method;
+use scaivault_e2e::{Api, Backend, Scratch, http_client, leaks_in, random_alnum, start_with_root};
+use scaivault_federation::testing::OpenBaoDev;
+use serde_json::{Value, json};
+
+const MOUNT: &str = "external/hashicorp";
+const PASSWORD: &str = "external/hashicorp/app/db/password";
+
+fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Sqlite];
+    if scaivault_e2e::postgres_url().is_some() {
+        all.push(Backend::Postgres);
+    }
+    all
+}
+
+/// An AppRole that may read `secret/data/app/*` only; answers its role_id and secret_id.
+async fn approle(bao: &OpenBaoDev) -> (String, String) {
+    bao.call(Method::POST, "sys/auth/approle", json!({"type": "approle"})).await;
+    bao.call(
+        Method::PUT,
+        "sys/policies/acl/scaivault",
+        json!({"policy": "path \"secret/data/app/*\" { capabilities = [\"read\"] }"}),
+    )
+    .await;
+    bao.call(Method::POST, "auth/approle/role/scaivault", json!({"token_policies": ["scaivault"]})).await;
+    let role = bao.call(Method::GET, "auth/approle/role/scaivault/role-id", json!({})).await;
+    let secret = bao.call(Method::POST, "auth/approle/role/scaivault/secret-id", json!({})).await;
+    (
+        role["data"]["role_id"].as_str().expect("role_id").to_owned(),
+        secret["data"]["secret_id"].as_str().expect("secret_id").to_owned(),
+    )
+}
+
+fn backend_config(address: &str) -> Value {
+    json!({
+        "name": "hashicorp-prod",
+        "type": "hashicorp_vault",
+        "mode": "proxy",
+        "mount": MOUNT,
+        "connection": {
+            "address": address,
+            "namespace": null,
+            "auth_method": "approle",
+            "credentials_path": "infra/federation/vault-approle",
+            "ca_cert_path": null
+        },
+        "path_mapping": [{"source": "external/hashicorp/**", "target": "secret/data/**"}],
+        "sync_interval": "5m",
+        "write_through": false,
+        "conflict_resolution": "backend_wins"
+    })
+}
+
+#[tokio::test]
+async fn a_proxy_backend_serves_live_reads_and_refuses_writes() {
+    for backend in backends() {
+        let Some(mut bao) = OpenBaoDev::start().await else { return };
+        let (role_id, secret_id) = approle(&bao).await;
+        let first = random_alnum(24);
+        let second = random_alnum(24);
+        for value in [&first, &second] {
+            bao.call(Method::POST, "secret/data/app/db/password", json!({"data": {"password": value}})).await;
+        }
+        bao.call(
+            Method::POST,
+            "secret/metadata/app/db/password",
+            json!({"custom_metadata": {"owner": "platform"}}),
+        )
+        .await;
+        bao.call(Method::POST, "secret/data/other/key", json!({"data": {"key": "outside"}})).await;
+
+        let scratch = Scratch::new();
+        let storage = backend.fresh(scratch.path()).expect("storage");
+        let (server, root) = start_with_root(scratch.path(), &storage).await;
+        let client = http_client();
+        let api = Api::new(&client, &server, &root);
+
+        // The credential first, as an ordinary secret; then the backend that names it.
+        let r = api
+            .put_secret(
+                "infra/federation/vault-approle",
+                &json!({"data": {"role_id": role_id, "secret_id": secret_id}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = api.post("/v1/federation/backends", &backend_config(bao.address())).await;
+        assert_eq!(r.status, 201, "{backend:?}: {}", r.text);
+        let id = r.body["id"].as_str().expect("id").to_owned();
+        assert!(id.starts_with("fed_"), "{id}");
+        assert_eq!(r.body["connection"]["credentials_path"], "infra/federation/vault-approle");
+        assert!(!r.text.contains(&secret_id), "the credential never appears in the configuration");
+        let r = api.post("/v1/federation/backends", &backend_config(bao.address())).await;
+        assert_eq!((r.status, r.code()), (409, "conflict"), "same name and mount: {}", r.text);
+        let mut nested = backend_config(bao.address());
+        nested["name"] = json!("nested");
+        nested["mount"] = json!("external/hashicorp/app");
+        nested["path_mapping"] = json!([{"source": "external/hashicorp/app/**", "target": "secret/data/**"}]);
+        let r = api.post("/v1/federation/backends", &nested).await;
+        assert_eq!((r.status, r.code()), (409, "conflict"), "overlapping mount: {}", r.text);
+
+        // Reads are forwarded live: the current version, a named one, and the custom metadata.
+        let r = api.get_secret(PASSWORD, None).await;
+        assert_eq!(r.status, 200, "{backend:?}: {}", r.text);
+        assert_eq!(r.body["data"]["password"], second.as_str());
+        assert_eq!((r.body["version"].as_u64(), r.body["path"].as_str()), (Some(2), Some(PASSWORD)));
+        assert_eq!(r.body["metadata"]["custom"]["owner"], "platform");
+        assert_eq!(r.body["created_by"], format!("federation:{id}"));
+        let r = api.get_secret(PASSWORD, Some(1)).await;
+        assert_eq!(r.body["data"]["password"], first.as_str(), "{}", r.text);
+        let r = api.get_secret(PASSWORD, Some(7)).await;
+        assert_eq!((r.status, r.code()), (404, "version_not_found"), "{}", r.text);
+        bao.call(Method::POST, "secret/data/app/db/password", json!({"data": {"password": "third"}})).await;
+        assert_eq!(
+            api.get_secret(PASSWORD, None).await.body["data"]["password"],
+            "third",
+            "nothing is cached"
+        );
+        let r = api.get_secret("external/hashicorp/app/missing", None).await;
+        assert_eq!((r.status, r.code()), (404, "secret_not_found"), "{}", r.text);
+        // Outside the AppRole's Vault policy: the backend refuses ScaiVault.
+        let r = api.get_secret("external/hashicorp/other/key", None).await;
+        assert_eq!((r.status, r.code()), (502, "backend_error"), "{}", r.text);
+
+        // Writes under the mount are refused; the backend is authoritative.
+        let r = api.put_secret(PASSWORD, &json!({"data": {"password": "local"}})).await;
+        assert_eq!((r.status, r.code()), (409, "read_only_path"), "{}", r.text);
+        let r = api.send(Method::DELETE, &format!("/v1/secrets/{PASSWORD}"), None).await;
+        assert_eq!((r.status, r.code()), (409, "read_only_path"), "{}", r.text);
+
+        // The caller's policies apply to the ScaiVault path, before the backend is asked.
+        let r = api
+            .post("/v1/auth/tokens", &json!({"identity_type": "service_account", "identity_id": "sa:nosy", "scopes": ["secrets:read"]}))
+            .await;
+        let nosy = api.with_token(r.body["token"].as_str().expect("token"));
+        let r = nosy.get_secret(PASSWORD, None).await;
+        assert_eq!((r.status, r.code()), (403, "access_denied"), "{}", r.text);
+        let r = nosy.get("/v1/federation/backends").await;
+        assert_eq!((r.status, r.code()), (403, "access_denied"), "federation:read is needed: {}", r.text);
+
+        // The trail: reads of the federated path, the denied one, and the credential opened once.
+        let r = api.get(&format!("/v1/audit/secrets/{PASSWORD}")).await;
+        let outcomes: Vec<(&str, &str)> = r.body["logs"]
+            .as_array()
+            .expect("logs")
+            .iter()
+            .map(|l| (l["action"].as_str().unwrap_or_default(), l["outcome"].as_str().unwrap_or_default()))
+            .collect();
+        assert!(outcomes.contains(&("secret.read", "success")), "{outcomes:?}");
+        assert!(outcomes.contains(&("secret.read", "denied")), "{outcomes:?}");
+        let r = api.get("/v1/audit/secrets/infra/federation/vault-approle").await;
+        let opened: Vec<&Value> = r.body["logs"]
+            .as_array()
+            .expect("logs")
+            .iter()
+            .filter(|l| l["action"] == "federation.credential.read")
+            .collect();
+        assert_eq!(opened.len(), 1, "opened once, then reused: {}", r.text);
+        assert_eq!(opened[0]["identity_id"], "federation");
+        let export = api.get("/v1/audit/export").await;
+        let leaks = leaks_in(
+            export.text.as_bytes(),
+            &[
+                ("first", first.as_bytes()),
+                ("second", second.as_bytes()),
+                ("secret_id", secret_id.as_bytes()),
+            ],
+        );
+        assert!(leaks.is_empty(), "{leaks:?}");
+
+        // Status asks the backend now; list and PATCH work; a stopped backend is unreachable.
+        let r = api.get(&format!("/v1/federation/backends/{id}/status")).await;
+        assert_eq!((r.status, r.body["state"].as_str()), (200, Some("healthy")), "{}", r.text);
+        assert!(r.body["latency_ms"].is_u64(), "{}", r.text);
+        let r = api.get("/v1/federation/backends").await;
+        assert_eq!(r.body["backends"][0]["id"], id.as_str(), "{}", r.text);
+        let r = api
+            .send(
+                Method::PATCH,
+                &format!("/v1/federation/backends/{id}"),
+                Some(json!({"path_mapping": [{"source": "external/hashicorp/db/*", "target": "secret/data/app/db/*"}]}).to_string().into_bytes()),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = api.get_secret("external/hashicorp/db/password", None).await;
+        assert_eq!(r.body["data"]["password"], "third", "the new mapping serves at once: {}", r.text);
+        let r = api.get_secret(PASSWORD, None).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_path"), "no rule maps it any more: {}", r.text);
+        bao.stop();
+        let r = api.get_secret("external/hashicorp/db/password", None).await;
+        assert_eq!((r.status, r.code()), (503, "service_unavailable"), "{}", r.text);
+        let r = api.get(&format!("/v1/federation/backends/{id}/status")).await;
+        assert_eq!(r.body["state"], "unreachable", "{}", r.text);
+        assert!(r.body["last_error"].is_string(), "{}", r.text);
+
+        // Deleted: the mount is an ordinary, empty part of the tree again.
+        let r = api.send(Method::DELETE, &format!("/v1/federation/backends/{id}"), None).await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        let r = api.get_secret("external/hashicorp/db/password", None).await;
+        assert_eq!((r.status, r.code()), (404, "secret_not_found"), "{}", r.text);
+        let r = api.put_secret(PASSWORD, &json!({"data": {"password": "now-local"}})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        drop(server);
+    }
+}
+
+#[tokio::test]
+async fn configurations_this_server_cannot_serve_are_refused_clearly() {
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let client = http_client();
+    let api = Api::new(&client, &server, &root);
+    let base = backend_config("http://127.0.0.1:1");
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = base.clone();
+        f(&mut v);
+        v
+    };
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (with(&|v| v["type"] = json!("aws_secrets_manager")), "invalid_request", "not supported yet"),
+        (with(&|v| v["type"] = json!("consul")), "invalid_request", "type"),
+        (with(&|v| v["mode"] = json!("sync")), "invalid_request", "not supported yet"),
+        (with(&|v| v["mount"] = json!("external//x")), "invalid_path", "mount"),
+        (with(&|v| v["path_mapping"] = json!([])), "invalid_request", "path_mapping"),
+        (
+            with(&|v| v["path_mapping"] = json!([{"source": "other/**", "target": "secret/data/**"}])),
+            "invalid_request",
+            "mount",
+        ),
+        (
+            with(&|v| {
+                v["path_mapping"] = json!([{"source": "external/hashicorp/**", "target": "secret/../sys/**"}])
+            }),
+            "invalid_request",
+            "target",
+        ),
+        (with(&|v| v["connection"]["address"] = json!("ftp://vault")), "invalid_request", "address"),
+        (with(&|v| v["connection"]["auth_method"] = json!("kubernetes")), "invalid_request", "auth_method"),
+        (
+            with(&|v| v["connection"]["credentials_path"] = json!("external/hashicorp/cred")),
+            "invalid_request",
+            "credentials_path",
+        ),
+        (
+            with(&|v| v["connection"]["ca_cert_path"] = json!("/etc/ca.pem")),
+            "invalid_request",
+            "ca_cert_path",
+        ),
+        (with(&|v| v["name"] = json!("Bad Name")), "invalid_request", "name"),
+        (with(&|v| v["unknown"] = json!(1)), "invalid_request", "unknown"),
+    ];
+    for (body, code, mentions) in cases {
+        let r = api.post("/v1/federation/backends", &body).await;
+        assert_eq!((r.status / 100, r.code()), (4, code), "{body}: {}", r.text);
+        assert!(r.text.contains(mentions), "{body}: {}", r.text);
+    }
+    let r = api.get("/v1/federation/backends").await;
+    assert_eq!(r.body["backends"], json!([]), "nothing was stored: {}", r.text);
+    let r = api.get("/v1/federation/backends/fed_missing").await;
+    assert_eq!((r.status, r.code()), (404, "not_found"), "{}", r.text);
+    // A backend whose credential secret is missing answers reads with backend_error, not a panic.
+    let r = api.post("/v1/federation/backends", &base).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = api.get_secret(PASSWORD, None).await;
+    assert_eq!((r.status, r.code()), (502, "backend_error"), "{}", r.text);
+    assert!(r.text.contains("credentials_path"), "{}", r.text);
+}
