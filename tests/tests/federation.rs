@@ -5,7 +5,7 @@
 
 use reqwest::Method;
 use scaivault_e2e::{Api, Backend, Scratch, http_client, leaks_in, random_alnum, start_with_root};
-use scaivault_federation::testing::OpenBaoDev;
+use scaivault_federation::testing::{MotoServer, OpenBaoDev};
 use serde_json::{Value, json};
 
 const MOUNT: &str = "external/hashicorp";
@@ -223,7 +223,25 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
         v
     };
     let cases: Vec<(Value, &str, &str)> = vec![
-        (with(&|v| v["type"] = json!("aws_secrets_manager")), "invalid_request", "not supported yet"),
+        (with(&|v| v["type"] = json!("azure_key_vault")), "invalid_request", "not supported yet"),
+        (with(&|v| v["type"] = json!("aws_secrets_manager")), "invalid_request", "region"),
+        (
+            with(&|v| {
+                v["type"] = json!("aws_secrets_manager");
+                v["connection"] = json!({"region": "us-east-1", "role_arn": "arn:aws:iam::1:role/x", "credentials_path": "a/b"});
+            }),
+            "invalid_request",
+            "role_arn",
+        ),
+        (
+            with(&|v| {
+                v["type"] = json!("aws_secrets_manager");
+                v["connection"] =
+                    json!({"region": "us-east-1", "endpoint": "http://h/x", "credentials_path": "a/b"});
+            }),
+            "invalid_request",
+            "endpoint",
+        ),
         (with(&|v| v["type"] = json!("consul")), "invalid_request", "type"),
         (with(&|v| v["mode"] = json!("sync")), "invalid_request", "not supported yet"),
         (with(&|v| v["mount"] = json!("external//x")), "invalid_path", "mount"),
@@ -270,4 +288,64 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
     let r = api.get_secret(PASSWORD, None).await;
     assert_eq!((r.status, r.code()), (502, "backend_error"), "{}", r.text);
     assert!(r.text.contains("credentials_path"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn an_aws_secrets_manager_backend_serves_current_values_and_tags() {
+    let Some(mut moto) = MotoServer::start().await else { return };
+    let password = random_alnum(24);
+    moto.call(
+        "CreateSecret",
+        json!({"Name": "prod/db", "SecretString": json!({"user": "app", "password": password}).to_string(),
+               "Tags": [{"Key": "team", "Value": "billing"}]}),
+    )
+    .await;
+    moto.call("CreateSecret", json!({"Name": "prod/api-key", "SecretString": "plain-key"})).await;
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let client = http_client();
+    let api = Api::new(&client, &server, &root);
+    let keys = json!({"data": {"access_key_id": "AKIATESTING", "secret_access_key": "testing-secret"}});
+    assert_eq!(api.put_secret("infra/federation/aws", &keys).await.status, 201);
+    let r = api
+        .post(
+            "/v1/federation/backends",
+            &json!({
+                "name": "aws-prod",
+                "type": "aws_secrets_manager",
+                "mount": "external/aws",
+                "connection": {"region": "us-east-1", "endpoint": moto.endpoint(), "credentials_path": "infra/federation/aws"},
+                "path_mapping": [{"source": "external/aws/**", "target": "**"}]
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(!r.text.contains("testing-secret"));
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(r.body["mode"], "proxy", "proxy is the default");
+
+    let r = api.get_secret("external/aws/prod/db", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"], json!({"user": "app", "password": password}));
+    assert_eq!(r.body["metadata"]["custom"]["team"], "billing");
+    let r = api.get_secret("external/aws/prod/api-key", None).await;
+    assert_eq!(r.body["data"], json!({"value": "plain-key"}), "{}", r.text);
+    let r = api.get_secret("external/aws/prod/db", Some(1)).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_request"), "versions are not numbered: {}", r.text);
+    let r = api.get_secret("external/aws/prod/none", None).await;
+    assert_eq!((r.status, r.code()), (404, "secret_not_found"), "{}", r.text);
+    let r = api.put_secret("external/aws/prod/db", &json!({"data": {"password": "x"}})).await;
+    assert_eq!((r.status, r.code()), (409, "read_only_path"), "{}", r.text);
+    let r = api.get(&format!("/v1/federation/backends/{id}/status")).await;
+    assert_eq!(r.body["state"], "healthy", "{}", r.text);
+    moto.stop();
+    let r = api.get_secret("external/aws/prod/db", None).await;
+    assert_eq!((r.status, r.code()), (503, "service_unavailable"), "{}", r.text);
+    let export = api.get("/v1/audit/export").await;
+    assert!(
+        leaks_in(export.text.as_bytes(), &[("password", password.as_bytes()), ("key", b"testing-secret")])
+            .is_empty()
+    );
+    drop(server);
 }

@@ -14,11 +14,11 @@ use scaivault_api::{
     FederationBackendList, FederationBackendRequest, FederationBackendResponse, FederationConnection,
     FederationStatus, PathMappingRule, SecretResponse, UpdateFederationBackendRequest,
 };
-use scaivault_crypto::random_id;
+use scaivault_crypto::{SecretBytes, random_id};
 use scaivault_domain::{DurationSpec, Scope, SecretMetadata, SecretPath, SecretType, Version};
 use scaivault_federation::{
-    Backend, BackendType, ConflictResolution, FederationError, MappingError, MappingRule, Mode, PathMapping,
-    VaultAuth, VaultBackend, VaultConnection,
+    AwsBackend, AwsConnection, AwsCredentials, Backend, BackendType, ConflictResolution, FederationError,
+    MappingError, MappingRule, Mode, PathMapping, VaultAuth, VaultBackend, VaultConnection,
 };
 use scaivault_store::{FederationBackendRecord, StoreError};
 use serde::{Deserialize, Serialize};
@@ -142,10 +142,13 @@ fn check_backend(
     mount: &str,
     config: &StoredConfig,
 ) -> Result<(SecretPath, PathMapping), CoreError> {
-    if backend_type != BackendType::HashicorpVault {
+    if !matches!(backend_type, BackendType::HashicorpVault | BackendType::AwsSecretsManager) {
         return Err(bad(
             "type",
-            format!("'{}' is not supported yet (hashicorp_vault is)", backend_type.as_str()),
+            format!(
+                "'{}' is not supported yet (hashicorp_vault and aws_secrets_manager are)",
+                backend_type.as_str()
+            ),
         ));
     }
     if mode != Mode::Proxy {
@@ -155,24 +158,49 @@ fn check_backend(
     let mapping = PathMapping::new(&mount, &rules(&config.path_mapping), backend_type)
         .map_err(|e| bad("path_mapping", e))?;
     let c = &config.connection;
-    let address =
-        c.address.as_deref().ok_or_else(|| bad("connection.address", "is required for hashicorp_vault"))?;
-    // The address is checked the way the client will use it (scheme, no user information).
-    VaultBackend::new(VaultConnection {
-        address: address.to_owned(),
-        namespace: None,
-        auth: VaultAuth::Token(scaivault_crypto::SecretBytes::new(Vec::new())),
-    })
-    .map_err(|e| bad("connection.address", e))?;
-    match c.auth_method.as_deref() {
-        Some("token" | "approle") => {}
-        Some(other) => {
+    if backend_type == BackendType::HashicorpVault {
+        let address = c
+            .address
+            .as_deref()
+            .ok_or_else(|| bad("connection.address", "is required for hashicorp_vault"))?;
+        // The address is checked the way the client will use it (scheme, no user information).
+        VaultBackend::new(VaultConnection {
+            address: address.to_owned(),
+            namespace: None,
+            auth: VaultAuth::Token(SecretBytes::new(Vec::new())),
+        })
+        .map_err(|e| bad("connection.address", e))?;
+        match c.auth_method.as_deref() {
+            Some("token" | "approle") => {}
+            Some(other) => {
+                return Err(bad(
+                    "connection.auth_method",
+                    format!("'{other}' is not supported yet (token, approle)"),
+                ));
+            }
+            None => return Err(bad("connection.auth_method", "is required (token or approle)")),
+        }
+    } else {
+        let region = c
+            .region
+            .as_deref()
+            .ok_or_else(|| bad("connection.region", "is required for aws_secrets_manager"))?;
+        AwsBackend::new(AwsConnection {
+            region: region.to_owned(),
+            endpoint: c.endpoint.clone(),
+            credentials: AwsCredentials {
+                access_key_id: String::new(),
+                secret_access_key: SecretBytes::new(Vec::new()),
+                session_token: None,
+            },
+        })
+        .map_err(|e| bad("connection", e))?;
+        if c.role_arn.is_some() {
             return Err(bad(
-                "connection.auth_method",
-                format!("'{other}' is not supported yet (token, approle)"),
+                "connection.role_arn",
+                "is not supported yet (give static keys in credentials_path)",
             ));
         }
-        None => return Err(bad("connection.auth_method", "is required (token or approle)")),
     }
     let credentials =
         c.credentials_path.as_deref().ok_or_else(|| bad("connection.credentials_path", "is required"))?;
@@ -239,6 +267,7 @@ impl From<FederationError> for CoreError {
     fn from(e: FederationError) -> Self {
         match e {
             FederationError::NotFound(_) => CoreError::SecretNotFound,
+            FederationError::Unsupported(m) => CoreError::InvalidRequest(m),
             FederationError::Unreachable(_) => CoreError::BackendUnavailable(e.to_string()),
             FederationError::Config(_) | FederationError::Denied { .. } | FederationError::Backend { .. } => {
                 CoreError::BackendError(e.to_string())
@@ -517,7 +546,6 @@ impl Vault {
     /// The backend's client, built from its credential secret; rebuilt when the backend or the
     /// credential changed. Opening the credential is audited.
     async fn federation_client(&self, tenant: &str, backend: &Arc<Mounted>) -> Result<Client, CoreError> {
-        debug_assert_eq!(backend.backend_type, BackendType::HashicorpVault);
         if backend.mode != Mode::Proxy {
             return Err(CoreError::BackendError("sync mode is not served yet".into()));
         }
@@ -540,12 +568,18 @@ impl Vault {
         {
             return Ok(client.clone());
         }
-        let auth = VaultAuth::from_secret(c.auth_method.as_deref().unwrap_or_default(), &credential.data)?;
-        let client: Client = Arc::new(VaultBackend::new(VaultConnection {
-            address: c.address.clone().unwrap_or_default(),
-            namespace: c.namespace.clone(),
-            auth,
-        })?);
+        let client: Client = match backend.backend_type {
+            BackendType::AwsSecretsManager => Arc::new(AwsBackend::new(AwsConnection {
+                region: c.region.clone().unwrap_or_default(),
+                endpoint: c.endpoint.clone(),
+                credentials: AwsCredentials::from_secret(&credential.data)?,
+            })?),
+            _ => Arc::new(VaultBackend::new(VaultConnection {
+                address: c.address.clone().unwrap_or_default(),
+                namespace: c.namespace.clone(),
+                auth: VaultAuth::from_secret(c.auth_method.as_deref().unwrap_or_default(), &credential.data)?,
+            })?),
+        };
         let system = Principal::system_named(tenant, "federation");
         let request = RequestInfo { request_id: random_id("req_")?, client_ip: None, user_agent: None };
         let event = AuditEvent {

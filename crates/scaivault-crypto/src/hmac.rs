@@ -1,5 +1,6 @@
-//! HMAC-SHA256 and raw random bytes for callers outside this crate (webhook signatures), so that ring
-//! stays the one crypto provider and no other crate hand-rolls a MAC or a constant-time compare.
+//! HMAC-SHA256, SHA-256 and raw random bytes for callers outside this crate (webhook signatures, the
+//! AWS request signatures of federation), so that ring stays the one crypto provider and no other
+//! crate hand-rolls a MAC, a digest or a constant-time compare.
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -37,6 +38,17 @@ pub fn verify_hmac_sha256(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
     }
 }
 
+/// SHA-256 of the concatenation of `parts`.
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in parts {
+        ctx.update(part);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
 /// `n` bytes from the system CSPRNG, for secrets that are not tokens or ids (webhook signing keys).
 pub fn random_bytes(n: usize) -> Result<Vec<u8>, CryptoError> {
     let mut out = vec![0u8; n];
@@ -50,6 +62,14 @@ mod tests {
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn sha256_of_parts_is_that_of_their_concatenation() {
+        // FIPS 180-2, "abc".
+        let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(hex(&sha256(&[b"abc"])), expected);
+        assert_eq!(hex(&sha256(&[b"a", b"", b"bc"])), expected);
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub enum FederationError {
     /// The store answered with an error.
     #[error("the federation backend answered {status}: {message}")]
     Backend { status: u16, message: String },
+    /// The request asks for something this store does not offer (a numbered AWS version).
+    #[error("{0}")]
+    Unsupported(String),
     /// The store could not be reached, or did not answer in time.
     #[error("the federation backend is unreachable: {0}")]
     Unreachable(String),

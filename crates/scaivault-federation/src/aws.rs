@@ -1,0 +1,331 @@
+//! AWS Secrets Manager (and services that speak its API, through `endpoint`): `GetSecretValue` and
+//! `DescribeSecret` for reads, signed with Signature Version 4 and static keys.
+//!
+//! A target is a `SecretId` (a name or an ARN). Its value becomes ScaiVault's `data`: a
+//! `SecretString` holding a JSON object as that object, any other string as `{"value": …}`, a
+//! `SecretBinary` as `{"value_base64": …}`; its tags become `metadata.custom`. AWS versions are
+//! ids and stages, not numbers, so a proxied read answers the current (`AWSCURRENT`) value only.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use reqwest::{StatusCode, Url};
+use scaivault_crypto::SecretBytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::error::short;
+use crate::sigv4::{Request, Signer, amz_date};
+use crate::{Backend, ExternalSecret, FederationError};
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const SERVICE: &str = "secretsmanager";
+const JSON_1_1: &str = "application/x-amz-json-1.1";
+
+/// Static IAM keys.
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: SecretBytes,
+    /// For temporary keys.
+    pub session_token: Option<SecretBytes>,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwsCredentials {
+    /// The credential from the ScaiVault secret a backend's `credentials_path` names:
+    /// `{"access_key_id", "secret_access_key"}` and, for temporary keys, `"session_token"`.
+    pub fn from_secret(data: &Map<String, Value>) -> Result<AwsCredentials, FederationError> {
+        let field = |name: &str| {
+            data.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
+                FederationError::Config(format!("the credential secret has no string field '{name}'"))
+            })
+        };
+        Ok(AwsCredentials {
+            access_key_id: field("access_key_id")?.to_owned(),
+            secret_access_key: SecretBytes::new(field("secret_access_key")?.as_bytes().to_vec()),
+            session_token: data
+                .get("session_token")
+                .and_then(Value::as_str)
+                .map(|t| SecretBytes::new(t.as_bytes().to_vec())),
+        })
+    }
+}
+
+/// Where the service is and who calls it.
+#[derive(Debug)]
+pub struct AwsConnection {
+    pub region: String,
+    /// A compatible service's URL; default `https://secretsmanager.<region>.amazonaws.com`.
+    pub endpoint: Option<String>,
+    pub credentials: AwsCredentials,
+}
+
+/// An AWS Secrets Manager API.
+#[derive(Debug)]
+pub struct AwsBackend {
+    http: reqwest::Client,
+    url: Url,
+    host: String,
+    region: String,
+    credentials: AwsCredentials,
+}
+
+/// Checks a region name: letters, digits and dashes (it becomes part of a host name).
+pub(crate) fn check_region(region: &str) -> Result<(), FederationError> {
+    let ok = !region.is_empty()
+        && region.len() <= 32
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(FederationError::Config(format!("region '{region}' is not an AWS region name")))
+    }
+}
+
+/// The service URL: `endpoint`, or the region's public one.
+pub(crate) fn service_url(region: &str, endpoint: Option<&str>) -> Result<Url, FederationError> {
+    check_region(region)?;
+    let raw = endpoint.map_or_else(|| format!("https://{SERVICE}.{region}.amazonaws.com/"), str::to_owned);
+    let url = Url::parse(&raw).map_err(|e| FederationError::Config(format!("endpoint '{raw}': {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(FederationError::Config("endpoint must be an http or https URL".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.path() != "/" {
+        return Err(FederationError::Config(
+            "endpoint must be a bare http(s) URL: no user, path or query".into(),
+        ));
+    }
+    Ok(url)
+}
+
+impl AwsBackend {
+    pub fn new(connection: AwsConnection) -> Result<AwsBackend, FederationError> {
+        let url = service_url(&connection.region, connection.endpoint.as_deref())?;
+        let host = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| FederationError::Config(short(&e.to_string())))?;
+        Ok(AwsBackend { http, url, host, region: connection.region, credentials: connection.credentials })
+    }
+
+    /// One signed call of the JSON protocol; the answer's JSON, or the service's error.
+    pub(crate) async fn call(&self, action: &str, body: &Value) -> Result<Value, FederationError> {
+        let body = serde_json::to_vec(body).map_err(|e| FederationError::Config(e.to_string()))?;
+        let now = amz_date(Utc::now());
+        let target = format!("secretsmanager.{action}");
+        let token =
+            self.credentials.session_token.as_ref().map(|t| String::from_utf8_lossy(t.expose()).into_owned());
+        let mut headers = vec![
+            ("content-type", JSON_1_1),
+            ("host", self.host.as_str()),
+            ("x-amz-date", now.as_str()),
+            ("x-amz-target", target.as_str()),
+        ];
+        if let Some(t) = &token {
+            headers.push(("x-amz-security-token", t.as_str()));
+        }
+        let signer = Signer {
+            access_key_id: &self.credentials.access_key_id,
+            secret_access_key: self.credentials.secret_access_key.expose(),
+            region: &self.region,
+            service: SERVICE,
+        };
+        let authorization = signer.authorization(
+            &Request { method: "POST", path: "/", query: &[], headers: &headers, body: &body },
+            &now,
+        );
+        let mut request = self.http.post(self.url.clone()).header("authorization", authorization).body(body);
+        for (name, value) in headers.iter().filter(|(name, _)| *name != "host") {
+            request = request.header(*name, *value);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| FederationError::Unreachable(short(&e.without_url().to_string())))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| FederationError::Unreachable(short(&e.without_url().to_string())))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|_| FederationError::Backend {
+                status: status.as_u16(),
+                message: format!("{action} did not answer in the Secrets Manager API's shape"),
+            });
+        }
+        Err(error_of(status, &bytes))
+    }
+}
+
+/// AWS's `{"__type": "…#ResourceNotFoundException", "message": "…"}`, sorted into ours.
+fn error_of(status: StatusCode, body: &[u8]) -> FederationError {
+    #[derive(Deserialize, Default)]
+    struct AwsError {
+        #[serde(rename = "__type", default)]
+        kind: String,
+        #[serde(alias = "Message", default)]
+        message: String,
+    }
+    let e: AwsError = serde_json::from_slice(body).unwrap_or_default();
+    let kind = e.kind.rsplit('#').next().unwrap_or_default();
+    match kind {
+        "ResourceNotFoundException" => FederationError::NotFound(String::new()),
+        "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "IncompleteSignature"
+        | "ExpiredTokenException" => FederationError::Denied { status: status.as_u16() },
+        "" => FederationError::Backend {
+            status: status.as_u16(),
+            message: status.canonical_reason().unwrap_or("error").to_owned(),
+        },
+        kind => FederationError::Backend {
+            status: status.as_u16(),
+            message: short(&format!("{kind}: {}", e.message)),
+        },
+    }
+}
+
+/// `GetSecretValue`'s answer as ScaiVault's data.
+fn data_of(answer: &Value) -> Result<Map<String, Value>, FederationError> {
+    if let Some(text) = answer.get("SecretString").and_then(Value::as_str) {
+        return Ok(match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::from_iter([("value".to_owned(), Value::String(text.to_owned()))]),
+        });
+    }
+    if let Some(b64) = answer.get("SecretBinary").and_then(Value::as_str) {
+        return Ok(Map::from_iter([("value_base64".to_owned(), Value::String(b64.to_owned()))]));
+    }
+    Err(FederationError::Backend { status: 200, message: "GetSecretValue answered no value".into() })
+}
+
+fn time_of(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    let secs = v?.as_f64()?;
+    DateTime::from_timestamp_micros((secs * 1e6) as i64)
+}
+
+#[async_trait]
+impl Backend for AwsBackend {
+    async fn read(&self, target: &str, version: Option<u64>) -> Result<ExternalSecret, FederationError> {
+        if version.is_some() {
+            return Err(FederationError::Unsupported(
+                "AWS Secrets Manager versions are not numbered: read the current version".into(),
+            ));
+        }
+        let id = json!({"SecretId": target});
+        let (value, described) =
+            tokio::join!(self.call("GetSecretValue", &id), self.call("DescribeSecret", &id));
+        let named = |e: FederationError| match e {
+            FederationError::NotFound(_) => FederationError::NotFound(target.to_owned()),
+            other => other,
+        };
+        let value = value.map_err(named)?;
+        let described = described.map_err(named)?;
+        let custom: BTreeMap<String, String> = described
+            .get("Tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| Some((t.get("Key")?.as_str()?.to_owned(), t.get("Value")?.as_str()?.to_owned())))
+            .collect();
+        Ok(ExternalSecret {
+            data: data_of(&value)?,
+            custom,
+            version: None,
+            created_at: time_of(value.get("CreatedDate")),
+        })
+    }
+
+    async fn check(&self) -> Result<(), FederationError> {
+        self.call("ListSecrets", &json!({"MaxResults": 1})).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_take_the_contracts_shapes() {
+        let d = data_of(&json!({"SecretString": "{\"user\": \"app\", \"port\": 5432}"})).unwrap();
+        assert_eq!(Value::Object(d), json!({"user": "app", "port": 5432}));
+        let d = data_of(&json!({"SecretString": "plain-text"})).unwrap();
+        assert_eq!(Value::Object(d), json!({"value": "plain-text"}));
+        let d = data_of(&json!({"SecretString": "[1, 2]"})).unwrap();
+        assert_eq!(Value::Object(d), json!({"value": "[1, 2]"}), "only an object is taken apart");
+        let d = data_of(&json!({"SecretBinary": "AAEC"})).unwrap();
+        assert_eq!(Value::Object(d), json!({"value_base64": "AAEC"}));
+        assert!(data_of(&json!({})).is_err());
+    }
+
+    #[test]
+    fn errors_are_sorted_by_their_type() {
+        let e = |body: &str| error_of(StatusCode::BAD_REQUEST, body.as_bytes());
+        assert!(matches!(
+            e(r#"{"__type":"ResourceNotFoundException","message":"no"}"#),
+            FederationError::NotFound(_)
+        ));
+        assert!(matches!(
+            e(r#"{"__type":"com.amazonaws#UnrecognizedClientException","message":"bad key"}"#),
+            FederationError::Denied { status: 400 }
+        ));
+        assert_eq!(
+            e(r#"{"__type":"InternalServiceError","message":"boom\nsecond"}"#),
+            FederationError::Backend { status: 400, message: "InternalServiceError: boom".into() }
+        );
+        assert_eq!(e("<html>"), FederationError::Backend { status: 400, message: "Bad Request".into() });
+    }
+
+    #[test]
+    fn service_urls_and_regions() {
+        assert_eq!(
+            service_url("eu-west-1", None).unwrap().as_str(),
+            "https://secretsmanager.eu-west-1.amazonaws.com/"
+        );
+        assert_eq!(
+            service_url("us-east-1", Some("http://127.0.0.1:5000")).unwrap().as_str(),
+            "http://127.0.0.1:5000/"
+        );
+        for (region, endpoint) in [
+            ("EU", None),
+            ("eu-west-1.evil.com/x", None),
+            ("", None),
+            ("us-east-1", Some("ftp://h/")),
+            ("us-east-1", Some("http://h/path")),
+            ("us-east-1", Some("http://u:p@h/")),
+        ] {
+            assert!(service_url(region, endpoint).is_err(), "{region} {endpoint:?}");
+        }
+    }
+
+    #[test]
+    fn credentials_never_print() {
+        let c = AwsCredentials::from_secret(
+            json!({"access_key_id": "AKIA1", "secret_access_key": "very-secret"}).as_object().unwrap(),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("very-secret"));
+        let e =
+            AwsCredentials::from_secret(json!({"access_key_id": "AKIA1"}).as_object().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("secret_access_key"));
+    }
+}
