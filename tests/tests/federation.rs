@@ -282,6 +282,33 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
     assert_eq!(r.body["backends"], json!([]), "nothing was stored: {}", r.text);
     let r = api.get("/v1/federation/backends/fed_missing").await;
     assert_eq!((r.status, r.code()), (404, "not_found"), "{}", r.text);
+    // Naming a credential needs the right to read it: federation:write alone could otherwise send
+    // any secret of the tenant to an address of the caller's choosing.
+    let r = api
+        .post("/v1/auth/tokens", &json!({"identity_type": "service_account", "identity_id": "sa:fed-admin", "scopes": ["federation:write", "federation:read"]}))
+        .await;
+    let fed_admin = api.with_token(r.body["token"].as_str().expect("token"));
+    let r = fed_admin.post("/v1/federation/backends", &base).await;
+    assert_eq!((r.status, r.code()), (403, "access_denied"), "{}", r.text);
+    assert!(r.text.contains("credentials_path"), "{}", r.text);
+    let r = api
+        .post("/v1/policies", &json!({"name": "fed-cred", "rules": [{"path_pattern": "infra/federation/*", "permissions": ["read"]}]}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let policy = r.body["id"].as_str().expect("policy id").to_owned();
+    let r = api
+        .post(
+            &format!("/v1/policies/{policy}/bindings"),
+            &json!({"identity_type": "service_account", "identity_id": "sa:fed-admin"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = fed_admin.post("/v1/federation/backends", &base).await;
+    assert_eq!(r.status, 201, "allowed once a policy lets it read the credential: {}", r.text);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    let r = fed_admin.send(Method::DELETE, &format!("/v1/federation/backends/{id}"), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+
     // A backend whose credential secret is missing answers reads with backend_error, not a panic.
     let r = api.post("/v1/federation/backends", &base).await;
     assert_eq!(r.status, 201, "{}", r.text);

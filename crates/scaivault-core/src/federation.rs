@@ -15,7 +15,7 @@ use scaivault_api::{
     FederationStatus, PathMappingRule, SecretResponse, UpdateFederationBackendRequest,
 };
 use scaivault_crypto::{SecretBytes, random_id};
-use scaivault_domain::{DurationSpec, Scope, SecretMetadata, SecretPath, SecretType, Version};
+use scaivault_domain::{DurationSpec, Permission, Scope, SecretMetadata, SecretPath, SecretType, Version};
 use scaivault_federation::{
     AwsBackend, AwsConnection, AwsCredentials, Backend, BackendType, ConflictResolution, FederationError,
     MappingError, MappingRule, Mode, PathMapping, VaultAuth, VaultBackend, VaultConnection,
@@ -135,13 +135,14 @@ fn rules(mapping: &[PathMappingRule]) -> Vec<MappingRule> {
     mapping.iter().map(|r| MappingRule { source: r.source.clone(), target: r.target.clone() }).collect()
 }
 
-/// Checks what this server can serve today; answers the mount and the compiled mapping.
+/// Checks what this server can serve today; answers the mount, the compiled mapping and the path of
+/// the credential secret.
 fn check_backend(
     backend_type: BackendType,
     mode: Mode,
     mount: &str,
     config: &StoredConfig,
-) -> Result<(SecretPath, PathMapping), CoreError> {
+) -> Result<(SecretPath, PathMapping, SecretPath), CoreError> {
     if !matches!(backend_type, BackendType::HashicorpVault | BackendType::AwsSecretsManager) {
         return Err(bad(
             "type",
@@ -212,7 +213,7 @@ fn check_backend(
     if c.ca_cert_path.is_some() {
         return Err(bad("connection.ca_cert_path", "is not supported yet (the system's roots are used)"));
     }
-    Ok((mount, mapping))
+    Ok((mount, mapping, credentials))
 }
 
 fn response(r: &FederationBackendRecord) -> Result<FederationBackendResponse, CoreError> {
@@ -309,7 +310,8 @@ impl Vault {
                 .transpose()?
                 .unwrap_or_default(),
         };
-        let (mount, _) = check_backend(backend_type, mode, &req.mount, &config)?;
+        let (mount, _, credentials) = check_backend(backend_type, mode, &req.mount, &config)?;
+        self.may_use_credential(principal, &credentials).await?;
         self.check_mount_is_free(&principal.tenant, &mount, None).await?;
         let now = self.clock.now();
         let record = FederationBackendRecord {
@@ -395,7 +397,8 @@ impl Vault {
             config.conflict_resolution = parse_enum("conflict_resolution", c)?;
         }
         let backend_type: BackendType = parse_enum("type", &record.backend_type)?;
-        let (mount, _) = check_backend(backend_type, mode, &record.mount, &config)?;
+        let (mount, _, credentials) = check_backend(backend_type, mode, &record.mount, &config)?;
+        self.may_use_credential(principal, &credentials).await?;
         self.check_mount_is_free(&principal.tenant, &mount, Some(id)).await?;
         record.mount = mount.to_string();
         record.mode = name_of(mode);
@@ -446,6 +449,24 @@ impl Vault {
             latency_ms,
             last_error,
         })
+    }
+
+    /// The server will send the credential secret to the backend's address, so whoever names it
+    /// must be allowed to read it: otherwise `federation:write` alone would let a caller send any
+    /// secret of the tenant to an address of their choosing.
+    async fn may_use_credential(
+        &self,
+        principal: &Principal,
+        credentials: &SecretPath,
+    ) -> Result<(), CoreError> {
+        self.authorize(principal, Scope::FederationWrite, Some((Permission::Read, credentials)))
+            .await
+            .map_err(|e| match e {
+                CoreError::AccessDenied(_) => CoreError::AccessDenied(format!(
+                    "connection.credentials_path: no policy lets the caller read '{credentials}'"
+                )),
+                other => other,
+            })
     }
 
     /// Refuses a mount that contains, or lies inside, another backend's mount of the tenant.
