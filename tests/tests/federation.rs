@@ -259,6 +259,12 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
             "target",
         ),
         (with(&|v| v["connection"]["address"] = json!("ftp://vault")), "invalid_request", "address"),
+        (
+            with(&|v| v["path_mapping"] = json!([{"source": "external/hashicorp/**", "target": "**"}])),
+            "invalid_request",
+            "secrets engine",
+        ),
+        (with(&|v| v["connection"]["namespace"] = json!("team a\n")), "invalid_request", "namespace"),
         (with(&|v| v["connection"]["auth_method"] = json!("kubernetes")), "invalid_request", "auth_method"),
         (
             with(&|v| v["connection"]["credentials_path"] = json!("external/hashicorp/cred")),
@@ -304,7 +310,25 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let r = fed_admin.post("/v1/federation/backends", &base).await;
-    assert_eq!(r.status, 201, "allowed once a policy lets it read the credential: {}", r.text);
+    assert_eq!((r.status, r.code()), (403, "access_denied"), "it may not write the mount either: {}", r.text);
+    assert!(r.text.contains("mount"), "{}", r.text);
+    let r = api
+        .post("/v1/policies", &json!({"name": "fed-mount", "rules": [{"path_pattern": "external/**", "permissions": ["write"]}]}))
+        .await;
+    let policy = r.body["id"].as_str().expect("policy id").to_owned();
+    let r = api
+        .post(
+            &format!("/v1/policies/{policy}/bindings"),
+            &json!({"identity_type": "service_account", "identity_id": "sa:fed-admin"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = fed_admin.post("/v1/federation/backends", &base).await;
+    assert_eq!(
+        r.status, 201,
+        "allowed once policies let it read the credential and write the mount: {}",
+        r.text
+    );
     let id = r.body["id"].as_str().expect("id").to_owned();
     let r = fed_admin.send(Method::DELETE, &format!("/v1/federation/backends/{id}"), None).await;
     assert_eq!(r.status, 204, "{}", r.text);
@@ -315,6 +339,14 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
     let r = api.get_secret(PASSWORD, None).await;
     assert_eq!((r.status, r.code()), (502, "backend_error"), "{}", r.text);
     assert!(r.text.contains("credentials_path"), "{}", r.text);
+    // A mount cannot be laid over local secrets: they would be hidden, yet live.
+    let id =
+        api.get("/v1/federation/backends").await.body["backends"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(api.send(Method::DELETE, &format!("/v1/federation/backends/{id}"), None).await.status, 204);
+    assert_eq!(api.put_secret("external/hashicorp/local/x", &json!({"data": {"k": "v"}})).await.status, 201);
+    let r = api.post("/v1/federation/backends", &base).await;
+    assert_eq!((r.status, r.code()), (409, "conflict"), "{}", r.text);
+    assert!(r.text.contains("local secrets"), "{}", r.text);
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use scaivault_federation::{
     AwsBackend, AwsConnection, AwsCredentials, Backend, BackendType, ConflictResolution, FederationError,
     MappingError, MappingRule, Mode, PathMapping, VaultAuth, VaultBackend, VaultConnection,
 };
-use scaivault_store::{FederationBackendRecord, StoreError};
+use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, RequestInfo};
@@ -80,15 +80,20 @@ pub(crate) struct Federation {
     /// Per tenant: its backends and when they were loaded. This process's changes drop the
     /// tenant's entry; another replica's are seen within `MOUNTS_TTL`.
     mounts: Mutex<HashMap<String, TenantMounts>>,
+    /// Moved by every change this process makes, so a load that began before a change is not
+    /// cached after it.
+    generation: std::sync::atomic::AtomicU64,
     /// Per backend: its client, and what it was built from (backend change time and credential
     /// version), so an AppRole login is reused until either changes.
-    clients: tokio::sync::Mutex<HashMap<String, (String, Client)>>,
+    clients: Mutex<HashMap<String, (String, Client)>>,
     stats: Mutex<HashMap<String, Stats>>,
 }
 
 impl Federation {
     fn forget(&self, tenant: &str) {
-        self.mounts.lock().expect("mounts lock").remove(tenant);
+        let mut mounts = self.mounts.lock().expect("mounts lock");
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        mounts.remove(tenant);
     }
 
     fn note(&self, id: &str, started: Instant, result: Result<(), &FederationError>) {
@@ -171,6 +176,11 @@ fn check_backend(
             auth: VaultAuth::Token(SecretBytes::new(Vec::new())),
         })
         .map_err(|e| bad("connection.address", e))?;
+        if let Some(ns) = c.namespace.as_deref()
+            && (ns.len() > 256 || !ns.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)))
+        {
+            return Err(bad("connection.namespace", "must be at most 256 of A-Z a-z 0-9 - _ . /"));
+        }
         match c.auth_method.as_deref() {
             Some("token" | "approle") => {}
             Some(other) => {
@@ -312,6 +322,7 @@ impl Vault {
         };
         let (mount, _, credentials) = check_backend(backend_type, mode, &req.mount, &config)?;
         self.may_use_credential(principal, &credentials).await?;
+        self.may_mount(principal, &mount).await?;
         self.check_mount_is_free(&principal.tenant, &mount, None).await?;
         let now = self.clock.now();
         let record = FederationBackendRecord {
@@ -368,6 +379,7 @@ impl Vault {
     ) -> Result<FederationBackendResponse, CoreError> {
         self.authorize(principal, Scope::FederationWrite, None).await?;
         let mut record = self.store.get_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
+        let old_mount = record.mount.clone();
         let mut config: StoredConfig = serde_json::from_str(&record.config)
             .map_err(|e| CoreError::Internal(format!("federation backend {id} config: {e}")))?;
         if let Some(name) = req.name {
@@ -399,6 +411,9 @@ impl Vault {
         let backend_type: BackendType = parse_enum("type", &record.backend_type)?;
         let (mount, _, credentials) = check_backend(backend_type, mode, &record.mount, &config)?;
         self.may_use_credential(principal, &credentials).await?;
+        if mount.as_str() != old_mount {
+            self.may_mount(principal, &mount).await?;
+        }
         self.check_mount_is_free(&principal.tenant, &mount, Some(id)).await?;
         record.mount = mount.to_string();
         record.mode = name_of(mode);
@@ -414,7 +429,7 @@ impl Vault {
         self.authorize(principal, Scope::FederationWrite, None).await?;
         self.store.delete_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
         self.federation.forget(&principal.tenant);
-        self.federation.clients.lock().await.remove(id);
+        self.federation.clients.lock().expect("clients lock").remove(id);
         Ok(())
     }
 
@@ -469,6 +484,33 @@ impl Vault {
             })
     }
 
+    /// A mount takes over reads and writes of its subtree, so whoever sets it must be allowed to
+    /// write there, and the subtree must hold no local secret (it would be hidden, yet live).
+    async fn may_mount(&self, principal: &Principal, mount: &SecretPath) -> Result<(), CoreError> {
+        self.authorize(principal, Scope::FederationWrite, Some((Permission::Write, mount))).await.map_err(
+            |e| match e {
+                CoreError::AccessDenied(_) => {
+                    CoreError::AccessDenied(format!("mount: no policy lets the caller write '{mount}'"))
+                }
+                other => other,
+            },
+        )?;
+        let tenant = principal.tenant.as_str();
+        let below = format!("{mount}/");
+        let query = SecretListQuery { prefix: Some(&below), tag: None, after: None, limit: 1 };
+        let exists = match self.store.read_secret(tenant, mount.as_str(), None).await {
+            Ok(_) => true,
+            Err(StoreError::SecretNotFound) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if exists || !self.store.list_secrets(tenant, query).await?.is_empty() {
+            return Err(CoreError::Conflict(format!(
+                "mount '{mount}' already holds local secrets: a backend cannot be laid over them"
+            )));
+        }
+        Ok(())
+    }
+
     /// Refuses a mount that contains, or lies inside, another backend's mount of the tenant.
     async fn check_mount_is_free(
         &self,
@@ -477,7 +519,13 @@ impl Vault {
         except: Option<&str>,
     ) -> Result<(), CoreError> {
         let nested = |a: &str, b: &str| a == b || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'));
-        for other in self.store.list_federation_backends(tenant, None, MAX_BACKENDS).await? {
+        let others = self.store.list_federation_backends(tenant, None, MAX_BACKENDS).await?;
+        if except.is_none() && others.len() >= MAX_BACKENDS as usize {
+            return Err(CoreError::Conflict(format!(
+                "a tenant has at most {MAX_BACKENDS} federation backends"
+            )));
+        }
+        for other in others {
             if Some(other.id.as_str()) != except
                 && (nested(mount.as_str(), &other.mount) || nested(&other.mount, mount.as_str()))
             {
@@ -503,11 +551,14 @@ impl Vault {
         let backends = match cached {
             Some(m) => m,
             None => {
+                let generation = self.federation.generation.load(std::sync::atomic::Ordering::SeqCst);
                 let rows = self.store.list_federation_backends(tenant, None, MAX_BACKENDS).await?;
                 let loaded: Arc<Vec<Arc<Mounted>>> =
                     Arc::new(rows.iter().map(|r| mounted(r).map(Arc::new)).collect::<Result<_, _>>()?);
                 let mut mounts = self.federation.mounts.lock().expect("mounts lock");
-                mounts.insert(tenant.to_owned(), (Instant::now(), loaded.clone()));
+                if self.federation.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+                    mounts.insert(tenant.to_owned(), (Instant::now(), loaded.clone()));
+                }
                 loaded
             }
         };
@@ -551,6 +602,13 @@ impl Vault {
             (FederationError::NotFound(_), Some(v)) => CoreError::VersionNotFound(v.get()),
             (e, _) => e.into(),
         })?;
+        // A store without versions (Vault KV v1) has only the one it answers: call it 1.
+        if let Some(v) = version
+            && secret.version.is_none()
+            && v.get() != 1
+        {
+            return Err(CoreError::VersionNotFound(v.get()));
+        }
         let metadata = SecretMetadata { custom: secret.custom, ..SecretMetadata::default() };
         Ok(SecretResponse {
             path: path.to_string(),
@@ -583,12 +641,15 @@ impl Vault {
                 other => other,
             })?;
         let built_from = format!("{}|{}", backend.updated_at.timestamp_micros(), credential.version);
-        let mut clients = self.federation.clients.lock().await;
-        if let Some((from, client)) = clients.get(&backend.id)
-            && *from == built_from
         {
-            return Ok(client.clone());
+            let clients = self.federation.clients.lock().expect("clients lock");
+            if let Some((from, client)) = clients.get(&backend.id)
+                && *from == built_from
+            {
+                return Ok(client.clone());
+            }
         }
+        // Built and audited without the lock: two first reads may both build (and both audit).
         let client: Client = match backend.backend_type {
             BackendType::AwsSecretsManager => Arc::new(AwsBackend::new(AwsConnection {
                 region: c.region.clone().unwrap_or_default(),
@@ -611,6 +672,7 @@ impl Vault {
             status_code: 200,
         };
         self.record_audit(&system, &request, event).await?;
+        let mut clients = self.federation.clients.lock().expect("clients lock");
         clients.insert(backend.id.clone(), (built_from, client.clone()));
         Ok(client)
     }

@@ -239,7 +239,11 @@ impl Backend for AwsBackend {
             other => other,
         };
         let value = value.map_err(named)?;
-        let described = described.map_err(named)?;
+        // Tags are a courtesy: a role allowed only GetSecretValue (AWS's least privilege) still reads.
+        let described = match described {
+            Err(FederationError::Denied { .. }) => Value::Null,
+            other => other.map_err(named)?,
+        };
         let custom: BTreeMap<String, String> = described
             .get("Tags")
             .and_then(Value::as_array)

@@ -104,8 +104,22 @@ fn check_target(target: &str, backend: BackendType) -> Result<(), String> {
     if !backend.allows_slash() && target.contains('/') {
         return Err(format!("a {} secret name has no '/'", backend.as_str()));
     }
+    if backend == BackendType::HashicorpVault {
+        // A Vault target is an API path: its first segment must name a secrets engine, fixed by the
+        // configuration, so no ScaiVault path can reach Vault's own endpoints (`auth/token/…`, `sys/…`).
+        let first = target.split('/').next().unwrap_or_default();
+        if first.contains('*') {
+            return Err("the first segment must be a literal secrets engine mount (such as 'secret')".into());
+        }
+        if VAULT_API_ROOTS.contains(&first) {
+            return Err(format!("'{first}/' is Vault's own API, not a secrets engine"));
+        }
+    }
     Ok(())
 }
+
+/// First path segments of Vault's API that are not secrets engines a mapping may read.
+const VAULT_API_ROOTS: &[&str] = &["sys", "auth", "identity", "cubbyhole"];
 
 #[cfg(test)]
 mod tests {
@@ -189,6 +203,27 @@ mod tests {
             vault(&[rule("external/hashicorp/[x]", "secret/x")]),
             Err(MappingError::Source { .. })
         ));
+    }
+
+    #[test]
+    fn vault_targets_cannot_reach_vaults_own_api() {
+        // With `** -> **` a reader could ask for `external/hashicorp/auth/token/lookup-self`.
+        for target in
+            ["**", "*/data/**", "se*/data/**", "sys/**", "auth/token/**", "identity/**", "cubbyhole/**"]
+        {
+            assert!(
+                matches!(vault(&[rule("external/hashicorp/**", target)]), Err(MappingError::Target { .. })),
+                "{target}"
+            );
+        }
+        assert!(vault(&[rule("external/hashicorp/**", "kv/data/**")]).is_ok());
+        // Other stores' names are not API paths.
+        let aws = PathMapping::new(
+            &path("external/aws"),
+            &[rule("external/aws/**", "**")],
+            BackendType::AwsSecretsManager,
+        );
+        assert!(aws.is_ok());
     }
 
     #[test]

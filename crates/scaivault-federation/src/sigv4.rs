@@ -9,8 +9,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What is signed.
-#[derive(Debug)]
+/// What is signed. (No `Debug`: its headers may hold a session token.)
 pub(crate) struct Request<'a> {
     pub(crate) method: &'a str,
     pub(crate) path: &'a str,
@@ -21,8 +20,7 @@ pub(crate) struct Request<'a> {
     pub(crate) body: &'a [u8],
 }
 
-/// Who signs, where.
-#[derive(Debug)]
+/// Who signs, where. (No `Debug`: it holds the secret key.)
 pub(crate) struct Signer<'a> {
     pub(crate) access_key_id: &'a str,
     pub(crate) secret_access_key: &'a [u8],
@@ -111,6 +109,22 @@ mod tests {
             example()
                 .authorization(&r, "20150830T123600Z")
                 .ends_with("Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500")
+        );
+    }
+
+    #[test]
+    fn the_aws_test_suites_post_x_www_form_urlencoded_signs_the_body_and_content_type() {
+        let headers = [
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("host", "example.amazonaws.com"),
+            ("x-amz-date", "20150830T123600Z"),
+        ];
+        let r = Request { method: "POST", path: "/", query: &[], headers: &headers, body: b"Param1=value1" };
+        assert_eq!(
+            example().authorization(&r, "20150830T123600Z"),
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date, \
+             Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"
         );
     }
 

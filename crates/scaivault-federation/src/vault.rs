@@ -132,18 +132,22 @@ impl VaultBackend {
     }
 
     /// The token to send: the configured one, or the AppRole login's (logging in when there is
-    /// none, it is near its end, or `fresh` asks for a new one after a refusal).
-    async fn token(&self, fresh: bool) -> Result<SecretBytes, FederationError> {
+    /// none, it is near its end, or `refused` is the one cached: a token Vault no longer takes).
+    async fn token(&self, refused: Option<&SecretBytes>) -> Result<SecretBytes, FederationError> {
         let (role_id, secret_id) = match &self.auth {
             VaultAuth::Token(token) => return Ok(SecretBytes::new(token.expose().to_vec())),
             VaultAuth::AppRole { role_id, secret_id } => (role_id, secret_id),
         };
         let mut login = self.login.lock().await;
-        if let Some((token, renew_at)) = login.as_ref()
-            && !fresh
-            && Instant::now() < *renew_at
-        {
-            return Ok(SecretBytes::new(token.expose().to_vec()));
+        if let Some((token, renew_at)) = login.as_ref() {
+            let usable = match refused {
+                // Another request may have logged in again already.
+                Some(r) => r.expose() != token.expose(),
+                None => Instant::now() < *renew_at,
+            };
+            if usable {
+                return Ok(SecretBytes::new(token.expose().to_vec()));
+            }
         }
         let secret_id = std::str::from_utf8(secret_id.expose())
             .map_err(|_| FederationError::Config("secret_id is not UTF-8".into()))?;
@@ -171,23 +175,30 @@ impl VaultBackend {
         Ok(token)
     }
 
-    /// A GET with the token, logging in again once if an AppRole token is refused.
+    async fn send_get(&self, url: Url, token: &SecretBytes) -> Result<reqwest::Response, FederationError> {
+        let token = std::str::from_utf8(token.expose())
+            .map_err(|_| FederationError::Config("the Vault token is not UTF-8".into()))?;
+        self.request(Method::GET, url).header("X-Vault-Token", token).send().await.map_err(unreachable)
+    }
+
+    /// A GET with the token. Vault answers 403 both for a path the token's policy refuses and for
+    /// a token it no longer knows; only the second (seen by `lookup-self`) logs an AppRole in again,
+    /// once, so reads of a refused path never spend `secret_id` uses.
     async fn get(&self, url: Url) -> Result<reqwest::Response, FederationError> {
-        let mut fresh = false;
+        let mut refused: Option<SecretBytes> = None;
         loop {
-            let token = self.token(fresh).await?;
-            let token = std::str::from_utf8(token.expose())
-                .map_err(|_| FederationError::Config("the Vault token is not UTF-8".into()))?;
-            let response = self
-                .request(Method::GET, url.clone())
-                .header("X-Vault-Token", token)
-                .send()
-                .await
-                .map_err(unreachable)?;
-            let status = response.status();
-            if status == StatusCode::FORBIDDEN && !fresh && matches!(self.auth, VaultAuth::AppRole { .. }) {
-                fresh = true;
-                continue;
+            let token = self.token(refused.as_ref()).await?;
+            let response = self.send_get(url.clone(), &token).await?;
+            if response.status() == StatusCode::FORBIDDEN
+                && refused.is_none()
+                && matches!(self.auth, VaultAuth::AppRole { .. })
+            {
+                let alive =
+                    self.send_get(self.url("auth/token/lookup-self"), &token).await?.status().is_success();
+                if !alive {
+                    refused = Some(token);
+                    continue;
+                }
             }
             return Ok(response);
         }

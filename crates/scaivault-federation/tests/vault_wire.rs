@@ -59,6 +59,14 @@ async fn approle_logs_in_once_sends_the_namespace_and_logs_in_again_when_refused
         .respond_with(ResponseTemplate::new(403).set_body_json(json!({"errors": ["permission denied"]})))
         .mount(&vault)
         .await;
+    // Vault no longer knows tok-1 (revoked), which is what makes a new login worth it.
+    Mock::given(method("GET"))
+        .and(path("/v1/auth/token/lookup-self"))
+        .and(header("X-Vault-Token", "tok-1"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"errors": ["permission denied"]})))
+        .expect(1)
+        .mount(&vault)
+        .await;
     Mock::given(method("GET"))
         .and(path("/v1/secret/data/app/db"))
         .and(header("X-Vault-Token", "tok-2"))
@@ -78,6 +86,39 @@ async fn approle_logs_in_once_sends_the_namespace_and_logs_in_again_when_refused
     }
     let s = backend.read("secret/data/app/db", None).await.unwrap();
     assert_eq!((s.data["password"].as_str(), s.version), (Some("v5-pass"), Some(5)));
+}
+
+#[tokio::test]
+async fn a_path_the_approles_policy_refuses_does_not_log_in_again() {
+    let vault = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/approle/login"))
+        .respond_with(login("tok-1"))
+        .expect(1)
+        .mount(&vault)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/data/forbidden"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"errors": ["permission denied"]})))
+        .expect(3)
+        .mount(&vault)
+        .await;
+    // The token is alive: the 403 is the policy's, not the token's.
+    Mock::given(method("GET"))
+        .and(path("/v1/auth/token/lookup-self"))
+        .and(header("X-Vault-Token", "tok-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {"ttl": 3000}})))
+        .mount(&vault)
+        .await;
+    let backend =
+        VaultBackend::new(VaultConnection { address: vault.uri(), namespace: None, auth: approle() })
+            .unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            backend.read("secret/data/forbidden", None).await.unwrap_err(),
+            FederationError::Denied { status: 403 }
+        );
+    }
 }
 
 #[tokio::test]
