@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use scaivault_client::api::{
-    BindingRequest, CreateTokenRequest, CreateWebhookRequest, DestroyRequest, PatchMetadataRequest,
-    PolicyRequest, PolicyRuleSpec, PolicyTestRequest, RotationPolicyRequest, UpdateWebhookRequest,
-    WebhookFilters, WriteSecretRequest,
+    BindingRequest, CreateTokenRequest, CreateWebhookRequest, DestroyRequest, FederationBackendRequest,
+    PatchMetadataRequest, PolicyRequest, PolicyRuleSpec, PolicyTestRequest, RotationPolicyRequest,
+    UpdateFederationBackendRequest, UpdateWebhookRequest, WebhookFilters, WriteSecretRequest,
 };
 use scaivault_client::{AuditFilter, CacheConfig, Client, Page};
 use scaivault_e2e::{Backend, Scratch, start_with_root};
@@ -137,6 +137,26 @@ async fn every_method_reaches_its_route() {
     assert_eq!(vault.stale_readers(&rot.id, "app/db").await.expect("readers").current_version, 4);
     vault.unassign_rotation(&rot.id, "app/db").await.expect("unassign");
     vault.delete_rotation_policy(&rot.id).await.expect("delete rotation policy");
+
+    // Federation: configuration round trip (the backend is not reached; its status says so).
+    vault.write_secret("infra/vault-token", &write(json!({"token": "t"}))).await.expect("credential");
+    let fed = vault
+        .create_federation_backend(
+            &serde_json::from_value::<FederationBackendRequest>(json!({
+                "name": "vault-a", "type": "hashicorp_vault", "mount": "external/a",
+                "connection": {"address": "http://127.0.0.1:9", "auth_method": "token", "credentials_path": "infra/vault-token"},
+                "path_mapping": [{"source": "external/a/**", "target": "secret/data/**"}]
+            }))
+            .expect("request"),
+        )
+        .await
+        .expect("federation backend");
+    assert_eq!(vault.list_federation_backends(&Page::default()).await.expect("list").backends.len(), 1);
+    assert_eq!(vault.get_federation_backend(&fed.id).await.expect("get").mount, "external/a");
+    let renamed = UpdateFederationBackendRequest { name: Some("vault-b".into()), ..Default::default() };
+    assert_eq!(vault.update_federation_backend(&fed.id, &renamed).await.expect("update").name, "vault-b");
+    assert_eq!(vault.federation_status(&fed.id).await.expect("status").state, "unreachable");
+    vault.delete_federation_backend(&fed.id).await.expect("delete federation backend");
     vault.delete_webhook(&hook.id).await.expect("delete webhook");
 
     vault.delete_secret("app/db").await.expect("delete");

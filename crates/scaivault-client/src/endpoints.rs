@@ -393,6 +393,41 @@ impl Client {
         self.call_empty(Method::DELETE, self.url(&["v1", "subscriptions", id]), NO_BODY).await
     }
 
+    // ---- federation
+
+    pub async fn create_federation_backend(
+        &self,
+        req: &FederationBackendRequest,
+    ) -> Result<FederationBackendResponse, Error> {
+        self.call(Method::POST, self.url(&["v1", "federation", "backends"]), Some(req)).await
+    }
+
+    pub async fn list_federation_backends(&self, page: &Page) -> Result<FederationBackendList, Error> {
+        let url = with_query(self.url(&["v1", "federation", "backends"]), &page.params());
+        self.call(Method::GET, url, NO_BODY).await
+    }
+
+    pub async fn get_federation_backend(&self, id: &str) -> Result<FederationBackendResponse, Error> {
+        self.call(Method::GET, self.url(&["v1", "federation", "backends", id]), NO_BODY).await
+    }
+
+    pub async fn update_federation_backend(
+        &self,
+        id: &str,
+        req: &UpdateFederationBackendRequest,
+    ) -> Result<FederationBackendResponse, Error> {
+        self.call(Method::PATCH, self.url(&["v1", "federation", "backends", id]), Some(req)).await
+    }
+
+    pub async fn delete_federation_backend(&self, id: &str) -> Result<(), Error> {
+        self.call_empty(Method::DELETE, self.url(&["v1", "federation", "backends", id]), NO_BODY).await
+    }
+
+    /// Asks the backend now: its state, latency and last error.
+    pub async fn federation_status(&self, id: &str) -> Result<FederationStatus, Error> {
+        self.call(Method::GET, self.url(&["v1", "federation", "backends", id, "status"]), NO_BODY).await
+    }
+
     // ---- rotation
 
     pub async fn create_rotation_policy(
