@@ -209,6 +209,17 @@ async fn a_proxy_backend_serves_live_reads_and_refuses_writes() {
     }
 }
 
+/// A policy `name` allowing `permission` on `pattern`, bound to the service account `identity`.
+async fn grant(api: &Api, name: &str, pattern: &str, permission: &str, identity: &str) {
+    let rule = json!({"name": name, "rules": [{"path_pattern": pattern, "permissions": [permission]}]});
+    let r = api.post("/v1/policies", &rule).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let policy = r.body["id"].as_str().expect("policy id").to_owned();
+    let binding = json!({"identity_type": "service_account", "identity_id": identity});
+    let r = api.post(&format!("/v1/policies/{policy}/bindings"), &binding).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
 #[tokio::test]
 async fn configurations_this_server_cannot_serve_are_refused_clearly() {
     let scratch = Scratch::new();
@@ -297,32 +308,11 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
     let r = fed_admin.post("/v1/federation/backends", &base).await;
     assert_eq!((r.status, r.code()), (403, "access_denied"), "{}", r.text);
     assert!(r.text.contains("credentials_path"), "{}", r.text);
-    let r = api
-        .post("/v1/policies", &json!({"name": "fed-cred", "rules": [{"path_pattern": "infra/federation/*", "permissions": ["read"]}]}))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let policy = r.body["id"].as_str().expect("policy id").to_owned();
-    let r = api
-        .post(
-            &format!("/v1/policies/{policy}/bindings"),
-            &json!({"identity_type": "service_account", "identity_id": "sa:fed-admin"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    grant(&api, "fed-cred", "infra/federation/*", "read", "sa:fed-admin").await;
     let r = fed_admin.post("/v1/federation/backends", &base).await;
     assert_eq!((r.status, r.code()), (403, "access_denied"), "it may not write the mount either: {}", r.text);
     assert!(r.text.contains("mount"), "{}", r.text);
-    let r = api
-        .post("/v1/policies", &json!({"name": "fed-mount", "rules": [{"path_pattern": "external/**", "permissions": ["write"]}]}))
-        .await;
-    let policy = r.body["id"].as_str().expect("policy id").to_owned();
-    let r = api
-        .post(
-            &format!("/v1/policies/{policy}/bindings"),
-            &json!({"identity_type": "service_account", "identity_id": "sa:fed-admin"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    grant(&api, "fed-mount", "external/**", "write", "sa:fed-admin").await;
     let r = fed_admin.post("/v1/federation/backends", &base).await;
     assert_eq!(
         r.status, 201,

@@ -7,7 +7,6 @@
 //! ids and stages, not numbers, so a proxied read answers the current (`AWSCURRENT`) value only.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,8 +19,6 @@ use crate::error::short;
 use crate::sigv4::{Request, Signer, amz_date};
 use crate::{Backend, ExternalSecret, FederationError};
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const SERVICE: &str = "secretsmanager";
 const JSON_1_1: &str = "application/x-amz-json-1.1";
 
@@ -116,13 +113,7 @@ impl AwsBackend {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_owned(),
         };
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| FederationError::Config(short(&e.to_string())))?;
+        let http = crate::error::http_client()?;
         Ok(AwsBackend { http, url, host, region: connection.region, credentials: connection.credentials })
     }
 

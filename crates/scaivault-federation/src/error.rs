@@ -34,3 +34,15 @@ pub(crate) fn short(text: &str) -> String {
     }
     out
 }
+
+/// The HTTP client every adapter uses: no proxies from the environment, no redirects, and a call
+/// gives up after 10 s (5 s to connect).
+pub(crate) fn http_client() -> Result<reqwest::Client, FederationError> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(10))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| FederationError::Config(short(&e.to_string())))
+}

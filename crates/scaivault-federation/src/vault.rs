@@ -16,10 +16,6 @@ use tokio::sync::Mutex;
 use crate::error::short;
 use crate::{Backend, ExternalSecret, FederationError};
 
-/// Every call to the store gives up after this long.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// How ScaiVault logs in to Vault.
 pub enum VaultAuth {
     /// A Vault token, used as it is.
@@ -95,13 +91,7 @@ impl VaultBackend {
         if !base.username().is_empty() || base.password().is_some() || base.query().is_some() {
             return Err(FederationError::Config("address must not carry user information or a query".into()));
         }
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| FederationError::Config(short(&e.to_string())))?;
+        let http = crate::error::http_client()?;
         Ok(VaultBackend {
             http,
             base,

@@ -22,6 +22,22 @@ macro_rules! federation_store_impl {
             })
         }
 
+        /// Binds every column, in `FEDERATION_COLUMNS` order, as `$1`…`$9`.
+        fn bind_federation_backend<'q>(
+            q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            b: &'q $crate::FederationBackendRecord,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            q.bind(&b.tenant)
+                .bind(&b.id)
+                .bind(&b.name)
+                .bind(&b.backend_type)
+                .bind(&b.mode)
+                .bind(&b.mount)
+                .bind(&b.config)
+                .bind($crate::to_micros(b.created_at))
+                .bind($crate::to_micros(b.updated_at))
+        }
+
         #[async_trait]
         impl $crate::FederationStore for $store {
             async fn create_federation_backend(
@@ -32,16 +48,7 @@ macro_rules! federation_store_impl {
                 let sql = format!(
                     "INSERT INTO federation_backends ({FEDERATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                 );
-                sqlx::query(&sql)
-                    .bind(&b.tenant)
-                    .bind(&b.id)
-                    .bind(&b.name)
-                    .bind(&b.backend_type)
-                    .bind(&b.mode)
-                    .bind(&b.mount)
-                    .bind(&b.config)
-                    .bind($crate::to_micros(b.created_at))
-                    .bind($crate::to_micros(b.updated_at))
+                bind_federation_backend(sqlx::query(&sql), b)
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;
@@ -90,16 +97,9 @@ macro_rules! federation_store_impl {
             ) -> Result<(), $crate::StoreError> {
                 let q = sqlx::query(
                     "UPDATE federation_backends SET name = $3, backend_type = $4, mode = $5, mount = $6, config = $7, \
-                     updated_at = $8 WHERE tenant_id = $1 AND id = $2",
-                )
-                .bind(&b.tenant)
-                .bind(&b.id)
-                .bind(&b.name)
-                .bind(&b.backend_type)
-                .bind(&b.mode)
-                .bind(&b.mount)
-                .bind(&b.config)
-                .bind($crate::to_micros(b.updated_at));
+                     created_at = $8, updated_at = $9 WHERE tenant_id = $1 AND id = $2",
+                );
+                let q = bind_federation_backend(q, b);
                 change_exactly_one(self, q).await
             }
 
