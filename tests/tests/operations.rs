@@ -119,6 +119,17 @@ async fn bad_configuration_exits_with_one_line() {
         &["root key", "master key"],
     ));
 
+    // (g) a flag that does not exist, (h) a value the flag's parser refuses, (i) an unknown key in
+    // the TOML file: clap's and the TOML parser's several-line messages come out as one line.
+    let cmd = ServerCommand::new(dir).arg("--data-dir").arg(data("g")).arg("--bogus-flag");
+    problems.extend(check_refusal("g: --bogus-flag", &cmd.run_to_exit().await, &["bogus-flag"]));
+    let cmd = ServerCommand::new(dir).arg("--data-dir").arg(data("h")).arg("--webhook-allow-private=maybe");
+    problems.extend(check_refusal("h: --webhook-allow-private=maybe", &cmd.run_to_exit().await, &["maybe"]));
+    let config = dir.join("bad.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nbogus-key = 1\n").expect("write config");
+    let cmd = ServerCommand::new(dir).arg("--data-dir").arg(data("i")).arg("--config").arg(&config);
+    problems.extend(check_refusal("i: unknown TOML key", &cmd.run_to_exit().await, &["bogus-key"]));
+
     assert!(problems.is_empty(), "bad configuration was not refused properly:\n{}", problems.join("\n"));
 }
 

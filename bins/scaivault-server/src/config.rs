@@ -211,7 +211,8 @@ impl Options {
 
 fn read_file(path: &Path) -> anyhow::Result<Options> {
     let text = std::fs::read_to_string(path).with_context(|| format!("--config {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("--config {}", path.display()))
+    // The parser's message without its source snippet, so the reason stays one line.
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: {}", path.display(), e.message().trim()))
 }
 
 #[cfg(test)]

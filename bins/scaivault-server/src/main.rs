@@ -26,7 +26,11 @@ use scaivault_store_sqlite::SqliteStore;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help and --version
+        Err(e) => return usage(&e),
+    };
     let settings = match cli.options.resolve() {
         Ok(s) => s,
         Err(e) => return fail(&e),
@@ -50,8 +54,22 @@ fn main() -> ExitCode {
 
 /// One line, the reason, and a non-zero exit.
 fn fail(e: &anyhow::Error) -> ExitCode {
-    eprintln!("scaivault-server: {e:#}");
+    eprintln!("scaivault-server: {}", one_line(&format!("{e:#}")));
     ExitCode::FAILURE
+}
+
+/// A malformed command line: clap's reason on one line (its usage and tips left out), exit 2.
+fn usage(e: &clap::Error) -> ExitCode {
+    let text = e.render().to_string();
+    let reason = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let reason = reason.trim().strip_prefix("error: ").unwrap_or(reason.trim());
+    eprintln!("scaivault-server: {reason} (see --help)");
+    ExitCode::from(2)
+}
+
+/// Joins a message's lines, so a reason that spans several still prints as one.
+fn one_line(text: &str) -> String {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 fn init_logging(format: LogFormat) {
