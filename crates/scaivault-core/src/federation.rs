@@ -221,7 +221,10 @@ fn check_backend(
         return Err(bad("connection.credentials_path", "must not lie under the backend's own mount"));
     }
     if c.ca_cert_path.is_some() {
-        return Err(bad("connection.ca_cert_path", "is not supported yet (the system's roots are used)"));
+        return Err(bad(
+            "connection.ca_cert_path",
+            "is not supported yet (HTTPS trusts the bundled public roots only)",
+        ));
     }
     Ok((mount, mapping, credentials))
 }
