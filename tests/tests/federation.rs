@@ -162,15 +162,13 @@ async fn a_proxy_backend_serves_live_reads_and_refuses_writes() {
             .collect();
         assert_eq!(opened.len(), 1, "opened once, then reused: {}", r.text);
         assert_eq!(opened[0]["identity_id"], "federation");
+        // Neither the audit export nor the server's log carries a value or the credential.
         let export = api.get("/v1/audit/export").await;
-        let leaks = leaks_in(
-            export.text.as_bytes(),
-            &[
-                ("first", first.as_bytes()),
-                ("second", second.as_bytes()),
-                ("secret_id", secret_id.as_bytes()),
-            ],
-        );
+        let watched =
+            [("first", first.as_bytes()), ("second", second.as_bytes()), ("secret_id", secret_id.as_bytes())];
+        let leaks = leaks_in(export.text.as_bytes(), &watched);
+        assert!(leaks.is_empty(), "{leaks:?}");
+        let leaks = leaks_in(format!("{}{}", server.stdout(), server.stderr()).as_bytes(), &watched);
         assert!(leaks.is_empty(), "{leaks:?}");
 
         // Status asks the backend now; list and PATCH work; a stopped backend is unreachable.
@@ -391,10 +389,10 @@ async fn an_aws_secrets_manager_backend_serves_current_values_and_tags() {
     moto.stop();
     let r = api.get_secret("external/aws/prod/db", None).await;
     assert_eq!((r.status, r.code()), (503, "service_unavailable"), "{}", r.text);
+    let watched = [("password", password.as_bytes()), ("key", b"testing-secret".as_slice())];
     let export = api.get("/v1/audit/export").await;
-    assert!(
-        leaks_in(export.text.as_bytes(), &[("password", password.as_bytes()), ("key", b"testing-secret")])
-            .is_empty()
-    );
+    assert!(leaks_in(export.text.as_bytes(), &watched).is_empty());
+    let log = format!("{}{}", server.stdout(), server.stderr());
+    assert!(leaks_in(log.as_bytes(), &watched).is_empty(), "the server's log carries a value or the key");
     drop(server);
 }

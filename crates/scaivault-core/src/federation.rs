@@ -14,17 +14,18 @@ use scaivault_api::{
     FederationBackendList, FederationBackendRequest, FederationBackendResponse, FederationConnection,
     FederationStatus, PathMappingRule, SecretResponse, UpdateFederationBackendRequest,
 };
-use scaivault_crypto::{SecretBytes, random_id};
+use scaivault_crypto::random_id;
 use scaivault_domain::{DurationSpec, Permission, Scope, SecretMetadata, SecretPath, SecretType, Version};
 use scaivault_federation::{
     AwsBackend, AwsConnection, AwsCredentials, Backend, BackendType, ConflictResolution, FederationError,
-    MappingError, MappingRule, Mode, PathMapping, VaultAuth, VaultBackend, VaultConnection,
+    MappingError, MappingRule, Mode, PathMapping, VaultAuth, VaultBackend, VaultConnection, service_url,
 };
 use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, RequestInfo};
 use crate::paging::{decode_cursor, encode_cursor, limit};
+use crate::rotation::check_name;
 use crate::{CoreError, Principal, Vault};
 
 /// How long a replica may serve another replica's backend changes late.
@@ -121,12 +122,6 @@ fn bad(field: &str, e: impl std::fmt::Display) -> CoreError {
     CoreError::InvalidRequest(format!("{field}: {e}"))
 }
 
-fn check_name(name: &str) -> Result<(), CoreError> {
-    let ok = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok { Ok(()) } else { Err(bad("name", "must be 1-64 of a-z, 0-9, '-' and '_'")) }
-}
-
 fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, value: &str) -> Result<T, CoreError> {
     serde_json::from_value(serde_json::Value::String(value.to_owned()))
         .map_err(|_| bad(field, format!("'{value}' is not one of the contract's values")))
@@ -169,13 +164,7 @@ fn check_backend(
             .address
             .as_deref()
             .ok_or_else(|| bad("connection.address", "is required for hashicorp_vault"))?;
-        // The address is checked the way the client will use it (scheme, no user information).
-        VaultBackend::new(VaultConnection {
-            address: address.to_owned(),
-            namespace: None,
-            auth: VaultAuth::Token(SecretBytes::new(Vec::new())),
-        })
-        .map_err(|e| bad("connection.address", e))?;
+        VaultBackend::check_address(address).map_err(|e| bad("connection.address", e))?;
         if let Some(ns) = c.namespace.as_deref()
             && (ns.len() > 256 || !ns.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)))
         {
@@ -196,16 +185,7 @@ fn check_backend(
             .region
             .as_deref()
             .ok_or_else(|| bad("connection.region", "is required for aws_secrets_manager"))?;
-        AwsBackend::new(AwsConnection {
-            region: region.to_owned(),
-            endpoint: c.endpoint.clone(),
-            credentials: AwsCredentials {
-                access_key_id: String::new(),
-                secret_access_key: SecretBytes::new(Vec::new()),
-                session_token: None,
-            },
-        })
-        .map_err(|e| bad("connection", e))?;
+        service_url(region, c.endpoint.as_deref()).map_err(|e| bad("connection", e))?;
         if c.role_arn.is_some() {
             return Err(bad(
                 "connection.role_arn",
@@ -229,9 +209,13 @@ fn check_backend(
     Ok((mount, mapping, credentials))
 }
 
+fn config_of(r: &FederationBackendRecord) -> Result<StoredConfig, CoreError> {
+    serde_json::from_str(&r.config)
+        .map_err(|e| CoreError::Internal(format!("federation backend {} config: {e}", r.id)))
+}
+
 fn response(r: &FederationBackendRecord) -> Result<FederationBackendResponse, CoreError> {
-    let config: StoredConfig = serde_json::from_str(&r.config)
-        .map_err(|e| CoreError::Internal(format!("federation backend {} config: {e}", r.id)))?;
+    let config = config_of(r)?;
     Ok(FederationBackendResponse {
         id: r.id.clone(),
         name: r.name.clone(),
@@ -249,8 +233,7 @@ fn response(r: &FederationBackendRecord) -> Result<FederationBackendResponse, Co
 }
 
 fn mounted(r: &FederationBackendRecord) -> Result<Mounted, CoreError> {
-    let config: StoredConfig = serde_json::from_str(&r.config)
-        .map_err(|e| CoreError::Internal(format!("federation backend {} config: {e}", r.id)))?;
+    let config = config_of(r)?;
     let backend_type: BackendType = parse_enum("type", &r.backend_type)?;
     let mode: Mode = parse_enum("mode", &r.mode)?;
     let mount = SecretPath::parse(&r.mount).map_err(|e| CoreError::Internal(format!("stored mount: {e}")))?;
@@ -383,8 +366,7 @@ impl Vault {
         self.authorize(principal, Scope::FederationWrite, None).await?;
         let mut record = self.store.get_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
         let old_mount = record.mount.clone();
-        let mut config: StoredConfig = serde_json::from_str(&record.config)
-            .map_err(|e| CoreError::Internal(format!("federation backend {id} config: {e}")))?;
+        let mut config = config_of(&record)?;
         if let Some(name) = req.name {
             check_name(&name)?;
             record.name = name;

@@ -118,7 +118,8 @@ fn policy_response(p: &RotationPolicyRecord) -> Result<RotationPolicyResponse, C
     })
 }
 
-fn check_name(name: &str) -> Result<(), CoreError> {
+/// A tenant object's name (rotation policies, federation backends): 1-64 of `a-z 0-9 - _`.
+pub(crate) fn check_name(name: &str) -> Result<(), CoreError> {
     let ok = (1..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if ok {

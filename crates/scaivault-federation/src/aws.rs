@@ -43,11 +43,7 @@ impl AwsCredentials {
     /// The credential from the ScaiVault secret a backend's `credentials_path` names:
     /// `{"access_key_id", "secret_access_key"}` and, for temporary keys, `"session_token"`.
     pub fn from_secret(data: &Map<String, Value>) -> Result<AwsCredentials, FederationError> {
-        let field = |name: &str| {
-            data.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
-                FederationError::Config(format!("the credential secret has no string field '{name}'"))
-            })
-        };
+        let field = |name: &str| crate::error::credential_field(data, name);
         Ok(AwsCredentials {
             access_key_id: field("access_key_id")?.to_owned(),
             secret_access_key: SecretBytes::new(field("secret_access_key")?.as_bytes().to_vec()),
@@ -90,8 +86,9 @@ pub(crate) fn check_region(region: &str) -> Result<(), FederationError> {
     }
 }
 
-/// The service URL: `endpoint`, or the region's public one.
-pub(crate) fn service_url(region: &str, endpoint: Option<&str>) -> Result<Url, FederationError> {
+/// The service URL: `endpoint`, or the region's public one; refuses a region that is not a region
+/// name and an endpoint that is not a bare http(s) URL.
+pub fn service_url(region: &str, endpoint: Option<&str>) -> Result<Url, FederationError> {
     check_region(region)?;
     let raw = endpoint.map_or_else(|| format!("https://{SERVICE}.{region}.amazonaws.com/"), str::to_owned);
     let url = Url::parse(&raw).map_err(|e| FederationError::Config(format!("endpoint '{raw}': {e}")))?;

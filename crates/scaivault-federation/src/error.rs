@@ -46,3 +46,14 @@ pub(crate) fn http_client() -> Result<reqwest::Client, FederationError> {
         .build()
         .map_err(|e| FederationError::Config(short(&e.to_string())))
 }
+
+/// A non-empty string field of a credential secret; the message names the field, never a value.
+pub(crate) fn credential_field<'a>(
+    data: &'a serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<&'a str, FederationError> {
+    data.get(name)
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| FederationError::Config(format!("the credential secret has no string field '{name}'")))
+}

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-pub use aws::{AwsBackend, AwsConnection, AwsCredentials};
+pub use aws::{AwsBackend, AwsConnection, AwsCredentials, service_url};
 pub use config::{BackendType, ConflictResolution, Mode};
 pub use error::FederationError;
 pub use mapping::{MappingError, MappingRule, PathMapping};

@@ -40,13 +40,7 @@ impl VaultAuth {
     /// The credential from the ScaiVault secret a backend's `credentials_path` names: `{"token"}`
     /// for `token`, `{"role_id", "secret_id"}` for `approle`. The message names missing fields only.
     pub fn from_secret(auth_method: &str, data: &Map<String, Value>) -> Result<VaultAuth, FederationError> {
-        let field = |name: &str| {
-            data.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
-                FederationError::Config(format!(
-                    "the credential secret has no string field '{name}' ({auth_method})"
-                ))
-            })
-        };
+        let field = |name: &str| crate::error::credential_field(data, name);
         match auth_method {
             "token" => Ok(VaultAuth::Token(SecretBytes::new(field("token")?.as_bytes().to_vec()))),
             "approle" => Ok(VaultAuth::AppRole {
@@ -82,15 +76,22 @@ pub struct VaultBackend {
 }
 
 impl VaultBackend {
-    pub fn new(connection: VaultConnection) -> Result<VaultBackend, FederationError> {
-        let base = Url::parse(&connection.address)
-            .map_err(|e| FederationError::Config(format!("address '{}': {e}", connection.address)))?;
+    /// The server's base URL, if `address` can be one: http or https, without user information
+    /// or a query.
+    pub fn check_address(address: &str) -> Result<Url, FederationError> {
+        let base =
+            Url::parse(address).map_err(|e| FederationError::Config(format!("address '{address}': {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(FederationError::Config("address must be an http or https URL".into()));
         }
         if !base.username().is_empty() || base.password().is_some() || base.query().is_some() {
             return Err(FederationError::Config("address must not carry user information or a query".into()));
         }
+        Ok(base)
+    }
+
+    pub fn new(connection: VaultConnection) -> Result<VaultBackend, FederationError> {
+        let base = VaultBackend::check_address(&connection.address)?;
         let http = crate::error::http_client()?;
         Ok(VaultBackend {
             http,
