@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::short;
 use crate::sigv4::{Request, Signer, amz_date};
-use crate::{Backend, ExternalSecret, FederationError};
+use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
 
 const SERVICE: &str = "secretsmanager";
 const JSON_1_1: &str = "application/x-amz-json-1.1";
@@ -211,17 +211,20 @@ fn time_of(v: Option<&Value>) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_micros((secs * 1e6) as i64)
 }
 
-#[async_trait]
-impl Backend for AwsBackend {
-    async fn read(&self, target: &str, version: Option<u64>) -> Result<ExternalSecret, FederationError> {
-        if version.is_some() {
-            return Err(FederationError::Unsupported(
-                "AWS Secrets Manager versions are not numbered: read the current version".into(),
-            ));
-        }
+impl AwsBackend {
+    /// `GetSecretValue` (of `version_id`, or `AWSCURRENT`) with `DescribeSecret`'s tags.
+    async fn read_id(
+        &self,
+        target: &str,
+        version_id: Option<&str>,
+    ) -> Result<ExternalSecret, FederationError> {
         let id = json!({"SecretId": target});
+        let mut get = id.clone();
+        if let Some(v) = version_id {
+            get["VersionId"] = Value::String(v.to_owned());
+        }
         let (value, described) =
-            tokio::join!(self.call("GetSecretValue", &id), self.call("DescribeSecret", &id));
+            tokio::join!(self.call("GetSecretValue", &get), self.call("DescribeSecret", &id));
         let named = |e: FederationError| match e {
             FederationError::NotFound(_) => FederationError::NotFound(target.to_owned()),
             other => other,
@@ -247,6 +250,128 @@ impl Backend for AwsBackend {
         })
     }
 
+    /// Every page of a listing call: `key` of each answer's `field` array.
+    async fn pages(
+        &self,
+        action: &str,
+        mut body: Value,
+        field: &str,
+        limit: usize,
+    ) -> Result<Vec<Value>, FederationError> {
+        let mut out = Vec::new();
+        loop {
+            let answer = self.call(action, &body).await?;
+            out.extend(answer.get(field).and_then(Value::as_array).into_iter().flatten().cloned());
+            if out.len() > limit {
+                return Err(crate::too_many(limit));
+            }
+            match answer.get("NextToken").and_then(Value::as_str) {
+                Some(token) if !token.is_empty() => body["NextToken"] = Value::String(token.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// ScaiVault's data as a `SecretString` or `SecretBinary`: the inverse of [`data_of`].
+fn value_of(data: &Map<String, Value>) -> (&'static str, Value) {
+    if data.len() == 1 {
+        if let Some(Value::String(text)) = data.get("value") {
+            return ("SecretString", Value::String(text.clone()));
+        }
+        if let Some(Value::String(b64)) = data.get("value_base64") {
+            return ("SecretBinary", Value::String(b64.clone()));
+        }
+    }
+    ("SecretString", Value::String(Value::Object(data.clone()).to_string()))
+}
+
+/// A `ClientRequestToken`: 16 random bytes as 32 hex digits (AWS takes 32 to 64 characters).
+fn request_token() -> Result<String, FederationError> {
+    let bytes = scaivault_crypto::random_bytes(16).map_err(|e| FederationError::Config(e.to_string()))?;
+    Ok(crate::hex(&bytes))
+}
+
+#[async_trait]
+impl Backend for AwsBackend {
+    async fn read(&self, target: &str, version: Option<u64>) -> Result<ExternalSecret, FederationError> {
+        if version.is_some() {
+            return Err(FederationError::Unsupported(
+                "AWS Secrets Manager versions are not numbered: read the current version".into(),
+            ));
+        }
+        self.read_id(target, None).await
+    }
+
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, FederationError> {
+        let secrets = self.pages("ListSecrets", json!({"MaxResults": 100}), "SecretList", limit).await?;
+        Ok(secrets
+            .iter()
+            .filter_map(|s| s.get("Name").and_then(Value::as_str))
+            .filter(|name| name.starts_with(prefix))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Versions by creation time, `AWSCURRENT` last; one only `AWSPENDING` (a rotation under way)
+    /// is not yet a value.
+    async fn versions(&self, target: &str) -> Result<Vec<RemoteVersion>, FederationError> {
+        let body = json!({"SecretId": target, "MaxResults": 100});
+        let listed =
+            self.pages("ListSecretVersionIds", body, "Versions", 1000).await.map_err(|e| match e {
+                FederationError::NotFound(_) => FederationError::NotFound(target.to_owned()),
+                other => other,
+            })?;
+        let stages = |v: &Value| -> Vec<String> {
+            v.get("VersionStages")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        };
+        let mut current = None;
+        let mut older = Vec::new();
+        for v in &listed {
+            let Some(id) = v.get("VersionId").and_then(Value::as_str) else { continue };
+            let stages = stages(v);
+            let version = RemoteVersion { id: id.to_owned(), created_at: time_of(v.get("CreatedDate")) };
+            if stages.iter().any(|s| s == "AWSCURRENT") {
+                current = Some(version);
+            } else if !(stages.len() == 1 && stages[0] == "AWSPENDING") {
+                older.push(version);
+            }
+        }
+        let current = current.ok_or_else(|| FederationError::NotFound(target.to_owned()))?;
+        older.sort_by_key(|v| v.created_at);
+        older.push(current);
+        Ok(older)
+    }
+
+    async fn read_version(&self, target: &str, id: &str) -> Result<ExternalSecret, FederationError> {
+        self.read_id(target, Some(id)).await
+    }
+
+    /// `PutSecretValue`, or `CreateSecret` for a name the service does not hold yet.
+    async fn write(&self, target: &str, data: &Map<String, Value>) -> Result<RemoteVersion, FederationError> {
+        let (field, value) = value_of(data);
+        let mut body = json!({"SecretId": target, "ClientRequestToken": request_token()?});
+        body[field] = value.clone();
+        let answer = match self.call("PutSecretValue", &body).await {
+            Err(FederationError::NotFound(_)) => {
+                let mut create = json!({"Name": target, "ClientRequestToken": request_token()?});
+                create[field] = value;
+                self.call("CreateSecret", &create).await?
+            }
+            other => other?,
+        };
+        let id = answer.get("VersionId").and_then(Value::as_str).ok_or_else(|| FederationError::Backend {
+            status: 200,
+            message: "a write answered no VersionId".into(),
+        })?;
+        Ok(RemoteVersion { id: id.to_owned(), created_at: None })
+    }
+
     async fn check(&self) -> Result<(), FederationError> {
         self.call("ListSecrets", &json!({"MaxResults": 1})).await.map(|_| ())
     }
@@ -267,6 +392,21 @@ mod tests {
         let d = data_of(&json!({"SecretBinary": "AAEC"})).unwrap();
         assert_eq!(Value::Object(d), json!({"value_base64": "AAEC"}));
         assert!(data_of(&json!({})).is_err());
+    }
+
+    #[test]
+    fn writes_take_the_inverse_shapes() {
+        for stored in [
+            json!({"SecretString": "{\"port\":5432,\"user\":\"app\"}"}),
+            json!({"SecretString": "plain-text"}),
+            json!({"SecretBinary": "AAEC"}),
+        ] {
+            let data = data_of(&stored).unwrap();
+            let (field, value) = value_of(&data);
+            assert_eq!(json!({field: value}), stored);
+        }
+        let (field, value) = value_of(json!({"value": "x", "other": "y"}).as_object().unwrap());
+        assert_eq!((field, value), ("SecretString", json!("{\"other\":\"y\",\"value\":\"x\"}")));
     }
 
     #[test]

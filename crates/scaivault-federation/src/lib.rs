@@ -30,6 +30,8 @@ pub use error::FederationError;
 pub use mapping::{MappingError, MappingRule, PathMapping};
 pub use vault::{VaultAuth, VaultBackend, VaultConnection};
 
+pub(crate) use sigv4::hex;
+
 /// One secret as an external store holds it, already in ScaiVault's value shape.
 #[derive(Clone, PartialEq)]
 pub struct ExternalSecret {
@@ -55,6 +57,18 @@ impl std::fmt::Debug for ExternalSecret {
     }
 }
 
+/// One version of a secret as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteVersion {
+    /// The store's own id of the version: Vault's number, AWS's `VersionId`, or, where the store
+    /// keeps no versions (Vault KV v1), a digest of the value.
+    pub id: String,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// At most this many names are listed in one sync of a backend.
+pub const MAX_LISTED: usize = 10_000;
+
 /// An external secret store, addressed by its own names (the targets of a [`PathMapping`]).
 #[async_trait]
 pub trait Backend: Send + Sync + std::fmt::Debug {
@@ -64,4 +78,31 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Whether the store answers, with the caller's credential (for a backend's status).
     async fn check(&self) -> Result<(), FederationError>;
+
+    /// Every secret name beginning with `prefix` (the literal start of a mapping target: empty or
+    /// ending in `/`), in the store's order; more than `limit` is an error.
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, FederationError>;
+
+    /// The readable versions of `target`, oldest first; the last is the current one.
+    async fn versions(&self, target: &str) -> Result<Vec<RemoteVersion>, FederationError>;
+
+    /// The version of `target` that [`Backend::versions`] called `id`.
+    async fn read_version(&self, target: &str, id: &str) -> Result<ExternalSecret, FederationError>;
+
+    /// Stores `data` as the new current value of `target` (creating it if need be) and answers
+    /// the version it became.
+    async fn write(&self, target: &str, data: &Map<String, Value>) -> Result<RemoteVersion, FederationError>;
+}
+
+/// A digest standing for a value, for stores that keep no version ids.
+pub(crate) fn digest_of(data: &Map<String, Value>) -> String {
+    let bytes = serde_json::to_vec(data).unwrap_or_default();
+    format!("sha256:{}", hex(&scaivault_crypto::sha256(&[&bytes])))
+}
+
+/// More names than a sync takes.
+pub(crate) fn too_many(limit: usize) -> FederationError {
+    FederationError::Unsupported(format!(
+        "the backend holds more than {limit} secrets under the mapping; narrow the path_mapping"
+    ))
 }

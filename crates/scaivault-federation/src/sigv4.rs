@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use scaivault_crypto::{hmac_sha256, sha256};
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

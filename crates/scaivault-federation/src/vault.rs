@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 use crate::error::short;
-use crate::{Backend, ExternalSecret, FederationError};
+use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
 
 /// How ScaiVault logs in to Vault.
 pub enum VaultAuth {
@@ -166,26 +166,41 @@ impl VaultBackend {
         Ok(token)
     }
 
-    async fn send_get(&self, url: Url, token: &SecretBytes) -> Result<reqwest::Response, FederationError> {
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        token: &SecretBytes,
+    ) -> Result<reqwest::Response, FederationError> {
         let token = std::str::from_utf8(token.expose())
             .map_err(|_| FederationError::Config("the Vault token is not UTF-8".into()))?;
-        self.request(Method::GET, url).header("X-Vault-Token", token).send().await.map_err(unreachable)
+        let mut request = self.request(method, url).header("X-Vault-Token", token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.map_err(unreachable)
     }
 
-    /// A GET with the token. Vault answers 403 both for a path the token's policy refuses and for
+    /// A call with the token. Vault answers 403 both for a path the token's policy refuses and for
     /// a token it no longer knows; only the second (seen by `lookup-self`) logs an AppRole in again,
-    /// once, so reads of a refused path never spend `secret_id` uses.
-    async fn get(&self, url: Url) -> Result<reqwest::Response, FederationError> {
+    /// once, so calls to a refused path never spend `secret_id` uses.
+    async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, FederationError> {
         let mut refused: Option<SecretBytes> = None;
         loop {
             let token = self.token(refused.as_ref()).await?;
-            let response = self.send_get(url.clone(), &token).await?;
+            let response = self.send(method.clone(), url.clone(), body, &token).await?;
             if response.status() == StatusCode::FORBIDDEN
                 && refused.is_none()
                 && matches!(self.auth, VaultAuth::AppRole { .. })
             {
-                let alive =
-                    self.send_get(self.url("auth/token/lookup-self"), &token).await?.status().is_success();
+                let lookup = self.url("auth/token/lookup-self");
+                let alive = self.send(Method::GET, lookup, None, &token).await?.status().is_success();
                 if !alive {
                     refused = Some(token);
                     continue;
@@ -194,6 +209,36 @@ impl VaultBackend {
             return Ok(response);
         }
     }
+
+    async fn get(&self, url: Url) -> Result<reqwest::Response, FederationError> {
+        self.call(Method::GET, url, None).await
+    }
+
+    /// A call's JSON answer; `None` for 404 (and for an empty success, such as KV v1's write).
+    async fn json(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, FederationError> {
+        let response = self.call(method, url, body).await?;
+        let status = response.status();
+        match status {
+            StatusCode::NO_CONTENT | StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => response.json().await.map(Some).map_err(|_| malformed("a call")),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(FederationError::Denied { status: status.as_u16() })
+            }
+            _ => Err(backend_error(status, response).await),
+        }
+    }
+}
+
+/// A KV v2 target `<mount>/data/<name>` as `(mount, name)`; `None` for anything else (KV v1).
+fn kv2(target: &str) -> Option<(&str, &str)> {
+    let (mount, rest) = target.split_once('/')?;
+    let name = rest.strip_prefix("data/").or_else(|| (rest == "data").then_some(""))?;
+    Some((mount, name))
 }
 
 #[async_trait]
@@ -228,6 +273,92 @@ impl Backend for VaultBackend {
             _ => Err(backend_error(status, response).await),
         }
     }
+
+    /// KV v2 lists `<mount>/metadata/…`, KV v1 the path itself; folders (`…/`) are walked.
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, FederationError> {
+        let (list_root, name_root) = match kv2(prefix) {
+            Some((mount, name)) => (format!("{mount}/metadata/{name}"), format!("{mount}/data/{name}")),
+            None => (prefix.to_owned(), prefix.to_owned()),
+        };
+        let mut names = Vec::new();
+        let mut folders = vec![String::new()];
+        while let Some(folder) = folders.pop() {
+            let mut url = self.url(format!("{list_root}{folder}").trim_end_matches('/'));
+            url.query_pairs_mut().append_pair("list", "true");
+            let Some(answer) = self.json(Method::GET, url, None).await? else { continue };
+            let keys = answer.pointer("/data/keys").and_then(Value::as_array).cloned().unwrap_or_default();
+            for key in keys.iter().filter_map(Value::as_str) {
+                if key.ends_with('/') {
+                    folders.push(format!("{folder}{key}"));
+                } else {
+                    names.push(format!("{name_root}{folder}{key}"));
+                }
+                if names.len() + folders.len() > limit {
+                    return Err(crate::too_many(limit));
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// KV v2: the versions neither deleted nor destroyed, from the metadata; a secret whose current
+    /// version is deleted has none. KV v1: the one value, named by its digest.
+    async fn versions(&self, target: &str) -> Result<Vec<RemoteVersion>, FederationError> {
+        let Some((mount, name)) = kv2(target) else {
+            let secret = self.read(target, None).await?;
+            return Ok(vec![RemoteVersion { id: crate::digest_of(&secret.data), created_at: None }]);
+        };
+        let answer = self
+            .json(Method::GET, self.url(&format!("{mount}/metadata/{name}")), None)
+            .await?
+            .ok_or_else(|| FederationError::NotFound(target.to_owned()))?;
+        let metadata: KvAllMetadata = serde_json::from_value(answer.get("data").cloned().unwrap_or_default())
+            .map_err(|_| malformed("the metadata"))?;
+        let mut live: Vec<(u64, RemoteVersion)> = metadata
+            .versions
+            .iter()
+            .filter(|(_, v)| v.deletion_time.is_empty() && !v.destroyed)
+            .filter_map(|(n, v)| {
+                let n: u64 = n.parse().ok()?;
+                (n <= metadata.current_version).then(|| {
+                    (n, RemoteVersion { id: n.to_string(), created_at: time_of(v.created_time.as_deref()) })
+                })
+            })
+            .collect();
+        live.sort_by_key(|(n, _)| *n);
+        if live.last().map(|(n, _)| *n) != Some(metadata.current_version) {
+            return Err(FederationError::NotFound(target.to_owned()));
+        }
+        Ok(live.into_iter().map(|(_, v)| v).collect())
+    }
+
+    async fn read_version(&self, target: &str, id: &str) -> Result<ExternalSecret, FederationError> {
+        if kv2(target).is_none() {
+            return self.read(target, None).await;
+        }
+        let n = id.parse().map_err(|_| FederationError::NotFound(format!("{target}?version={id}")))?;
+        self.read(target, Some(n)).await
+    }
+
+    /// KV v2 `POST <mount>/data/<name> {"data": …}`; KV v1 `POST <path> {…}`.
+    async fn write(&self, target: &str, data: &Map<String, Value>) -> Result<RemoteVersion, FederationError> {
+        let body = match kv2(target) {
+            Some(_) => serde_json::json!({ "data": data }),
+            None => Value::Object(data.clone()),
+        };
+        let answer = self.json(Method::POST, self.url(target), Some(&body)).await?;
+        if kv2(target).is_none() {
+            return Ok(RemoteVersion { id: crate::digest_of(data), created_at: None });
+        }
+        let answer = answer.ok_or_else(|| FederationError::NotFound(target.to_owned()))?;
+        let version =
+            answer.pointer("/data/version").and_then(Value::as_u64).ok_or_else(|| malformed("a write"))?;
+        Ok(RemoteVersion {
+            id: version.to_string(),
+            created_at: time_of(answer.pointer("/data/created_time").and_then(Value::as_str)),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -256,6 +387,17 @@ struct KvMetadata {
     deletion_time: String,
     #[serde(default)]
     destroyed: bool,
+}
+
+#[derive(Deserialize)]
+struct KvAllMetadata {
+    current_version: u64,
+    #[serde(default)]
+    versions: std::collections::BTreeMap<String, KvMetadata>,
+}
+
+fn time_of(text: Option<&str>) -> Option<DateTime<Utc>> {
+    text.and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
 }
 
 /// KV v2 answers `{data: {data, metadata}}`; KV v1 answers `{data: {…the fields…}}`.
@@ -290,11 +432,7 @@ fn secret_of(answer: ReadAnswer, target: &str) -> Result<ExternalSecret, Federat
         .into_iter()
         .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
         .collect();
-    let created_at = metadata
-        .created_time
-        .as_deref()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc));
+    let created_at = time_of(metadata.created_time.as_deref());
     Ok(ExternalSecret { data, custom, version: metadata.version, created_at })
 }
 

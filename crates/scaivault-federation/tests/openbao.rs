@@ -144,3 +144,75 @@ async fn a_stopped_server_is_unreachable() {
     let e = backend.read("secret/data/app/x", None).await.unwrap_err();
     assert!(matches!(e, FederationError::Unreachable(_)), "{e:?}");
 }
+
+#[tokio::test]
+async fn lists_versions_reads_and_writes_kv2_for_a_sync() {
+    let Some(bao) = OpenBaoDev::start().await else { return };
+    let post = reqwest::Method::POST;
+    for (path, pass) in
+        [("app/db/password", "one"), ("app/db/password", "two"), ("app/api/key", "k"), ("other/x", "o")]
+    {
+        bao.call(post.clone(), &format!("secret/data/{path}"), json!({"data": {"v": pass}})).await;
+    }
+    let b = backend_of(&bao, token(ROOT));
+
+    // Listing walks folders under the prefix, answers data paths, sorted, and honours the limit.
+    assert_eq!(
+        b.list("secret/data/app/", 100).await.unwrap(),
+        vec!["secret/data/app/api/key".to_owned(), "secret/data/app/db/password".to_owned()]
+    );
+    assert_eq!(b.list("secret/data/", 100).await.unwrap().len(), 3);
+    assert!(b.list("secret/data/nothing/", 100).await.unwrap().is_empty());
+    assert!(matches!(b.list("secret/data/", 2).await, Err(FederationError::Unsupported(_))));
+
+    // Versions oldest first, the current last; a deleted version is left out.
+    let target = "secret/data/app/db/password";
+    let ids: Vec<String> = b.versions(target).await.unwrap().into_iter().map(|v| v.id).collect();
+    assert_eq!(ids, ["1", "2"]);
+    assert_eq!(b.read_version(target, "1").await.unwrap().data["v"], "one");
+    bao.call(post.clone(), "secret/delete/app/db/password", json!({"versions": [1]})).await;
+    let versions = b.versions(target).await.unwrap();
+    assert_eq!(versions.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["2"]);
+    assert!(versions[0].created_at.is_some());
+    assert!(matches!(b.versions("secret/data/app/none").await, Err(FederationError::NotFound(_))));
+
+    // A write makes the next version, and creates a secret that did not exist.
+    let data = json!({"v": "three"}).as_object().unwrap().clone();
+    assert_eq!(b.write(target, &data).await.unwrap().id, "3");
+    assert_eq!(b.read(target, None).await.unwrap().data["v"], "three");
+    assert_eq!(b.write("secret/data/app/new", &data).await.unwrap().id, "1");
+    assert_eq!(b.list("secret/data/app/", 100).await.unwrap().len(), 3);
+
+    // A token that may only read cannot write, and the refusal carries no value.
+    bao.call(
+        post.clone(),
+        "sys/policies/acl/reader",
+        json!({"policy": "path \"secret/*\" { capabilities = [\"read\", \"list\"] }"}),
+    )
+    .await;
+    let reader = bao.call(post.clone(), "auth/token/create", json!({"policies": ["reader"]})).await;
+    let reader = reader["auth"]["client_token"].as_str().unwrap().to_owned();
+    let r = backend_of(&bao, token(&reader));
+    assert_eq!(r.list("secret/data/app/", 100).await.unwrap().len(), 3);
+    let e = r.write(target, &data).await.unwrap_err();
+    assert_eq!(e, FederationError::Denied { status: 403 });
+    assert!(!e.to_string().contains("three"));
+}
+
+#[tokio::test]
+async fn kv1_versions_are_digests_of_the_value() {
+    let Some(bao) = OpenBaoDev::start().await else { return };
+    let post = reqwest::Method::POST;
+    bao.call(post.clone(), "sys/mounts/kv1", json!({"type": "kv", "options": {"version": "1"}})).await;
+    bao.call(post.clone(), "kv1/app/token", json!({"v": "a"})).await;
+    let b = backend_of(&bao, token(ROOT));
+    assert_eq!(b.list("kv1/", 100).await.unwrap(), vec!["kv1/app/token".to_owned()]);
+    let first = b.versions("kv1/app/token").await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(first[0].id.starts_with("sha256:"));
+    assert_eq!(b.read_version("kv1/app/token", &first[0].id).await.unwrap().data["v"], "a");
+    let data = json!({"v": "b"}).as_object().unwrap().clone();
+    let written = b.write("kv1/app/token", &data).await.unwrap();
+    assert_ne!(written.id, first[0].id);
+    assert_eq!(b.versions("kv1/app/token").await.unwrap()[0].id, written.id);
+}
