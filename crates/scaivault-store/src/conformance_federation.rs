@@ -1,7 +1,7 @@
 //! Conformance cases of federation backends' configurations.
 
 use super::{Dyn, at, setup};
-use crate::{DEFAULT_TENANT, FederationBackendRecord, StoreError};
+use crate::{DEFAULT_TENANT, FederationBackendRecord, StoreError, SyncPathRecord, SyncRunRecord};
 
 fn backend(id: &str, name: &str, mount: &str) -> FederationBackendRecord {
     FederationBackendRecord {
@@ -72,4 +72,74 @@ pub async fn federation_backends_round_trip(store: Dyn) {
     ));
     assert_eq!(ids(store.list_federation_backends(DEFAULT_TENANT, None, 10).await.expect("list")), ["fed_b"]);
     assert!(store.get_federation_backend("tnt_other", "fed_a").await.is_ok(), "the other tenant's stays");
+}
+
+pub async fn sync_runs_lease_and_path_states(store: Dyn) {
+    setup(&store).await;
+    let t = DEFAULT_TENANT;
+    let mut synced = backend("s", "vault-sync", "external/sync");
+    synced.mode = "sync".into();
+    store.create_federation_backend(&synced).await.expect("create");
+    store.create_federation_backend(&backend("p", "vault-proxy", "external/proxy")).await.expect("create");
+
+    // A sync-mode backend never synced is due at once; a proxy one never.
+    assert_eq!(store.due_sync_runs(at(10), 10).await.expect("due"), [(t.to_owned(), "fed_s".to_owned())]);
+    assert_eq!(store.get_sync_run(t, "fed_s").await.expect("get"), None);
+
+    // One claim holds the backend until its lease runs out.
+    assert!(store.claim_sync_run(t, "fed_s", at(10), at(70), true).await.expect("claim"));
+    assert!(!store.claim_sync_run(t, "fed_s", at(20), at(80), false).await.expect("held"));
+    assert!(store.due_sync_runs(at(20), 10).await.expect("due").is_empty(), "a held backend is not due");
+    assert!(store.claim_sync_run(t, "fed_s", at(70), at(130), false).await.expect("expired lease"));
+
+    let run = SyncRunRecord {
+        tenant: t.into(),
+        backend_id: "fed_s".into(),
+        next_sync_at: at(400),
+        lease_until: None,
+        last_sync_at: Some(at(71)),
+        last_duration_ms: Some(1_250),
+        report: Some("{\"synced\":2}".into()),
+        consecutive_failures: 1,
+    };
+    store.finish_sync_run(&run).await.expect("finish");
+    assert_eq!(store.get_sync_run(t, "fed_s").await.expect("get"), Some(run.clone()));
+    // Finished: not due before its next time (a scheduled claim fails), but a manual sync may run.
+    assert!(store.due_sync_runs(at(399), 10).await.expect("due").is_empty());
+    assert!(!store.claim_sync_run(t, "fed_s", at(100), at(160), true).await.expect("not due"));
+    assert_eq!(store.due_sync_runs(at(400), 10).await.expect("due").len(), 1);
+    assert!(store.claim_sync_run(t, "fed_s", at(100), at(160), false).await.expect("manual"));
+
+    // Path states: created, replaced, listed in path order, read one by one.
+    let state = |path: &str, local: u64, conflict: bool| SyncPathRecord {
+        tenant: t.into(),
+        backend_id: "fed_s".into(),
+        path: path.into(),
+        remote_version: format!("r{local}"),
+        local_version: local,
+        conflict,
+        remote_at: conflict.then(|| at(5)),
+        local_at: conflict.then(|| at(6)),
+        updated_at: at(local as i64),
+    };
+    store.put_sync_path(&state("external/sync/b", 1, false)).await.expect("put");
+    store.put_sync_path(&state("external/sync/a", 1, false)).await.expect("put");
+    store.put_sync_path(&state("external/sync/a", 3, true)).await.expect("replace");
+    let listed = store.list_sync_paths(t, "fed_s").await.expect("list");
+    assert_eq!(listed, [state("external/sync/a", 3, true), state("external/sync/b", 1, false)]);
+    assert_eq!(
+        store.get_sync_path(t, "fed_s", "external/sync/b").await.expect("get"),
+        Some(state("external/sync/b", 1, false))
+    );
+    assert_eq!(store.get_sync_path(t, "fed_s", "external/sync/c").await.expect("get"), None);
+    assert!(store.list_sync_paths("tnt_other", "fed_s").await.expect("list").is_empty());
+    store.clear_sync_paths(t, "fed_s").await.expect("clear");
+    assert!(store.list_sync_paths(t, "fed_s").await.expect("list").is_empty());
+
+    // Deleting the backend forgets its schedule and states.
+    store.put_sync_path(&state("external/sync/a", 1, false)).await.expect("put");
+    store.delete_federation_backend(t, "fed_s").await.expect("delete");
+    assert_eq!(store.get_sync_run(t, "fed_s").await.expect("get"), None);
+    assert!(store.list_sync_paths(t, "fed_s").await.expect("list").is_empty());
+    assert!(store.due_sync_runs(at(1_000), 10).await.expect("due").is_empty());
 }

@@ -18,3 +18,37 @@ pub struct FederationBackendRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// The sync schedule and last outcome of one sync-mode backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRunRecord {
+    pub tenant: String,
+    pub backend_id: String,
+    /// When the scheduler next syncs the backend.
+    pub next_sync_at: DateTime<Utc>,
+    /// A sync in progress holds the backend until then (a crashed one's lease runs out).
+    pub lease_until: Option<DateTime<Utc>>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_duration_ms: Option<u64>,
+    /// The last sync's report, as JSON.
+    pub report: Option<String>,
+    /// Syncs that failed in a row since the last that succeeded.
+    pub consecutive_failures: u32,
+}
+
+/// What the last sync knew of one path it keeps: the backend's and the local current versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncPathRecord {
+    pub tenant: String,
+    pub backend_id: String,
+    /// The ScaiVault path.
+    pub path: String,
+    pub remote_version: String,
+    pub local_version: u64,
+    /// Flagged by a `manual` conflict: left out of syncs until resolved.
+    pub conflict: bool,
+    /// When the flagged conflict's two sides were written.
+    pub remote_at: Option<DateTime<Utc>>,
+    pub local_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}

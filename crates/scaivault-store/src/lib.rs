@@ -33,13 +33,14 @@ pub use events::{
     WEBHOOK_SEAL_PREFIX, WebhookFilter, WebhookKind, WebhookRecord, deliveries_of, fit_one_insert,
     micros_opt, order_key,
 };
-pub use federation::FederationBackendRecord;
+pub use federation::{FederationBackendRecord, SyncPathRecord, SyncRunRecord};
 pub use records::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS,
     KeyStatus, NewAuditEntry, NewToken, PartnerRecord, PolicyColumns, PolicyRecord, PolicySnapshot,
     RewrapItem, SUMMARY_COLUMNS, SecretHead, SecretHeadColumns, SecretListQuery, SecretSummary,
     SecretSummaryColumns, SecretVersionRow, StoredSecret, TenantRecord, TokenColumns, TokenRecord,
-    VersionColumns, WriteOutcome, WritePlan, WriteSecret, from_micros, list_json, oldest_kept, to_micros,
+    VersionColumns, WriteOutcome, WritePlan, WriteSecret, from_micros, list_json, oldest_kept,
+    opt_from_micros, to_micros,
 };
 pub use rotation::{AssignmentRecord, RotationCompletion, RotationPolicyRecord};
 pub use scaivault_crypto::{SealedSecret, StoredMasterKey};

@@ -185,7 +185,7 @@ pub fn from_micros(micros: i64) -> Result<DateTime<Utc>, crate::StoreError> {
         .ok_or_else(|| crate::StoreError::Corrupt(format!("timestamp {micros}")))
 }
 
-fn opt_from_micros(micros: Option<i64>) -> Result<Option<DateTime<Utc>>, crate::StoreError> {
+pub fn opt_from_micros(micros: Option<i64>) -> Result<Option<DateTime<Utc>>, crate::StoreError> {
     micros.map(from_micros).transpose()
 }
 

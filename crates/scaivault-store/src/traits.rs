@@ -7,8 +7,8 @@ use scaivault_domain::SecretMetadata;
 
 use crate::{
     AssignmentRecord, ChangeFeed, Claim, ClaimedDelivery, DeliveryRecord, FederationBackendRecord,
-    FinishAttempt, NewEvent, RotationCompletion, RotationPolicyRecord, StoredEvent, WebhookFilter,
-    WebhookKind, WebhookRecord,
+    FinishAttempt, NewEvent, RotationCompletion, RotationPolicyRecord, StoredEvent, SyncPathRecord,
+    SyncRunRecord, WebhookFilter, WebhookKind, WebhookRecord,
 };
 use crate::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingRecord, KeyStatus, NewAuditEntry, NewToken,
@@ -462,6 +462,53 @@ pub trait FederationStore: Send + Sync + Debug {
     /// `NotFound` when missing; `AlreadyExists` when the new name or mount is another's.
     async fn update_federation_backend(&self, backend: &FederationBackendRecord) -> Result<(), StoreError>;
 
-    /// `NotFound` when missing.
+    /// `NotFound` when missing. Removes the backend's sync schedule and path states with it.
     async fn delete_federation_backend(&self, tenant: &str, id: &str) -> Result<(), StoreError>;
+
+    /// Takes the backend for one sync until `lease_until` if no other sync holds it (and, when
+    /// `scheduled`, if it is due at `now`); false when it may not. Creates the schedule if missing.
+    async fn claim_sync_run(
+        &self,
+        tenant: &str,
+        backend_id: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        scheduled: bool,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a sync's outcome and next time, and releases its lease.
+    async fn finish_sync_run(&self, run: &SyncRunRecord) -> Result<(), StoreError>;
+
+    /// The schedule and last outcome, if the backend was ever synced.
+    async fn get_sync_run(&self, tenant: &str, backend_id: &str)
+    -> Result<Option<SyncRunRecord>, StoreError>;
+
+    /// Sync-mode backends, of every tenant, that are due at `now` and not held: `(tenant, id)`,
+    /// most overdue first (never synced before all).
+    async fn due_sync_runs(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Every path state of the backend, in path order.
+    async fn list_sync_paths(
+        &self,
+        tenant: &str,
+        backend_id: &str,
+    ) -> Result<Vec<SyncPathRecord>, StoreError>;
+
+    /// One path's state, if the backend's syncs keep it.
+    async fn get_sync_path(
+        &self,
+        tenant: &str,
+        backend_id: &str,
+        path: &str,
+    ) -> Result<Option<SyncPathRecord>, StoreError>;
+
+    /// Creates or replaces one path's state.
+    async fn put_sync_path(&self, state: &SyncPathRecord) -> Result<(), StoreError>;
+
+    /// Forgets every path state of the backend (its mount or mapping changed).
+    async fn clear_sync_paths(&self, tenant: &str, backend_id: &str) -> Result<(), StoreError>;
 }
