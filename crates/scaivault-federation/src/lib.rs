@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod mapping;
 mod sigv4;
+mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod vault;
@@ -28,6 +29,7 @@ pub use aws::{AwsBackend, AwsConnection, AwsCredentials, service_url};
 pub use config::{BackendType, ConflictResolution, Mode};
 pub use error::FederationError;
 pub use mapping::{MappingError, MappingRule, PathMapping};
+pub use sync::{LastSync, MAX_PULLED_VERSIONS, SyncAction, decide};
 pub use vault::{VaultAuth, VaultBackend, VaultConnection};
 
 pub(crate) use sigv4::hex;

@@ -30,6 +30,12 @@ pub enum MappingError {
     /// The path maps to a name the backend cannot hold.
     #[error("'{path}' maps to '{name}', which a {backend} secret name cannot be")]
     Unrepresentable { path: String, name: String, backend: &'static str },
+    /// A backend name a rule's target matches gives no valid ScaiVault path.
+    #[error("not a valid ScaiVault path: {reason}")]
+    NotAPath { reason: String },
+    /// A backend name whose path an earlier rule maps to another name.
+    #[error("'{path}' is mapped to '{other}' by an earlier path_mapping rule")]
+    Shadowed { path: String, other: String },
 }
 
 /// A backend's validated mapping: first matching rule wins.
@@ -37,6 +43,14 @@ pub enum MappingError {
 pub struct PathMapping {
     rules: Vec<(GlobPattern, String)>,
     backend: BackendType,
+}
+
+/// One segment of a target template, for mapping backend names back to paths.
+enum TemplateSegment<'a> {
+    /// `**`: any number of whole segments (at least one at the end).
+    Any,
+    /// Literal pieces between single stars.
+    Pieces(Vec<&'a str>),
 }
 
 impl PathMapping {
@@ -85,6 +99,127 @@ impl PathMapping {
         }
         Ok(None)
     }
+}
+
+impl PathMapping {
+    /// The literal starts of the rules' targets, each cut after its last `/` before a wildcard (so
+    /// empty or ending in `/`): listing the backend under these finds every name a rule can map.
+    /// A prefix inside another is left out.
+    pub fn list_prefixes(&self) -> Vec<String> {
+        let mut prefixes: Vec<String> = self
+            .rules
+            .iter()
+            .map(|(_, target)| {
+                let literal = target.split('*').next().unwrap_or_default();
+                literal.rfind('/').map_or(String::new(), |i| literal[..=i].to_owned())
+            })
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        let all = prefixes.clone();
+        prefixes.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q.as_str())));
+        prefixes
+    }
+
+    /// The ScaiVault path a backend name stands for: the first rule whose target matches it, its
+    /// captures put into the rule's source. `Ok(None)` when no target matches; an error when the
+    /// path would not be valid, or when mapping it forward would give another name (an earlier
+    /// rule claims it), so a synced path is always one a read maps to the same name.
+    pub fn source(&self, name: &str) -> Result<Option<SecretPath>, MappingError> {
+        for (source, template) in &self.rules {
+            let Some(captures) = template_captures(template, name) else { continue };
+            let path = substitute_captures(source.as_str(), &captures)
+                .map_err(|e| MappingError::NotAPath { reason: e.to_string() })?;
+            let path =
+                SecretPath::parse(&path).map_err(|e| MappingError::NotAPath { reason: e.to_string() })?;
+            return match self.target(&path)? {
+                Some(back) if back == name => Ok(Some(path)),
+                other => {
+                    Err(MappingError::Shadowed { path: path.to_string(), other: other.unwrap_or_default() })
+                }
+            };
+        }
+        Ok(None)
+    }
+}
+
+fn template_segments(template: &str) -> Vec<TemplateSegment<'_>> {
+    template
+        .split('/')
+        .map(
+            |s| {
+                if s == "**" { TemplateSegment::Any } else { TemplateSegment::Pieces(s.split('*').collect()) }
+            },
+        )
+        .collect()
+}
+
+/// What each wildcard of `template` matched in `name`, left to right, each taking as little as it
+/// can; `None` when it does not match. Memoised over (template segment, name segment), so the cost
+/// is polynomial whatever the name.
+fn template_captures(template: &str, name: &str) -> Option<Vec<String>> {
+    let pattern = template_segments(template);
+    let names: Vec<&str> = name.split('/').collect();
+    let (p, n) = (pattern.len(), names.len());
+    // reach[i][j]: pattern segments i.. match name segments j..
+    let mut reach = vec![false; (p + 1) * (n + 1)];
+    let at = |i: usize, j: usize| i * (n + 1) + j;
+    reach[at(p, n)] = true;
+    for i in (0..p).rev() {
+        for j in (0..=n).rev() {
+            reach[at(i, j)] = match &pattern[i] {
+                TemplateSegment::Any if i + 1 == p => j < n,
+                TemplateSegment::Any => reach[at(i + 1, j)] || (j < n && reach[at(i, j + 1)]),
+                TemplateSegment::Pieces(pieces) => {
+                    j < n && reach[at(i + 1, j + 1)] && pieces_match(pieces, names[j], &mut Vec::new())
+                }
+            };
+        }
+    }
+    if !reach[at(0, 0)] {
+        return None;
+    }
+    let mut captures = Vec::new();
+    let mut j = 0;
+    for (i, segment) in pattern.iter().enumerate() {
+        match segment {
+            TemplateSegment::Any => {
+                let end = if i + 1 == p { n } else { (j..=n).find(|&k| reach[at(i + 1, k)])? };
+                captures.push(names[j..end].join("/"));
+                j = end;
+            }
+            TemplateSegment::Pieces(pieces) => {
+                pieces_match(pieces, names[j], &mut captures);
+                j += 1;
+            }
+        }
+    }
+    Some(captures)
+}
+
+/// Matches one name segment against literal pieces separated by single stars (each middle piece at
+/// its leftmost place), pushing what each star matched.
+fn pieces_match(pieces: &[&str], text: &str, captures: &mut Vec<String>) -> bool {
+    let [first, middle @ .., last] = pieces else {
+        return pieces.first().is_some_and(|p| *p == text);
+    };
+    if text.len() < first.len() + last.len() || !text.starts_with(first) || !text.ends_with(last) {
+        return false;
+    }
+    let end = text.len() - last.len();
+    let mut pos = first.len();
+    let mut spans = Vec::with_capacity(pieces.len() - 1);
+    for piece in middle {
+        let Some(found) = text.get(pos..end).and_then(|t| t.find(piece)) else { return false };
+        spans.push((pos, pos + found));
+        pos += found + piece.len();
+    }
+    spans.push((pos, end));
+    if spans.iter().any(|&(a, b)| text.get(a..b).is_none()) {
+        return false;
+    }
+    captures.extend(spans.into_iter().map(|(a, b)| text[a..b].to_owned()));
+    true
 }
 
 /// A target template may hold what the backend's names hold, and never a segment that would move
@@ -240,7 +375,80 @@ mod tests {
         );
     }
 
+    #[test]
+    fn backend_names_map_back_to_the_paths_that_read_them() {
+        let m = vault(&[
+            rule("external/hashicorp/legacy/*/creds", "kv/data/old-*"),
+            rule("external/hashicorp/*/db/**", "secret/data/*/database/**"),
+            rule("external/hashicorp/**", "secret/data/**"),
+        ])
+        .unwrap();
+        assert_eq!(m.list_prefixes(), ["kv/data/", "secret/data/"]);
+        let back = |name: &str| m.source(name).map(|p| p.map(|p| p.to_string()));
+        assert_eq!(
+            back("kv/data/old-billing").unwrap().as_deref(),
+            Some("external/hashicorp/legacy/billing/creds")
+        );
+        assert_eq!(
+            back("secret/data/prod/database/main/password").unwrap().as_deref(),
+            Some("external/hashicorp/prod/db/main/password"),
+        );
+        assert!(
+            matches!(back("secret/data/prod/db/main"), Err(MappingError::Shadowed { .. })),
+            "the third rule's path, which the second sends to secret/data/prod/database/main"
+        );
+        assert_eq!(back("secret/data/app/key").unwrap().as_deref(), Some("external/hashicorp/app/key"));
+        assert_eq!(back("other/data/x").unwrap(), None);
+        assert_eq!(back("kv/data/new-billing").unwrap(), None);
+        // A name whose path is not valid, or whose path an earlier rule sends elsewhere, is refused.
+        assert!(matches!(back("secret/data/app/has space"), Err(MappingError::NotAPath { .. })));
+        assert!(matches!(back("secret/data/app/versions"), Err(MappingError::NotAPath { .. })));
+        assert!(matches!(back("secret/data/legacy/x/creds"), Err(MappingError::Shadowed { .. })));
+        let aws = PathMapping::new(
+            &path("external/aws"),
+            &[rule("external/aws/**", "prod/**")],
+            BackendType::AwsSecretsManager,
+        )
+        .unwrap();
+        assert_eq!(aws.list_prefixes(), ["prod/"]);
+        assert_eq!(aws.source("prod/db/url").unwrap().unwrap().as_str(), "external/aws/db/url");
+        assert_eq!(aws.source("prod").unwrap(), None, "a trailing ** needs a segment");
+        let flat = PathMapping::new(
+            &path("external/aws"),
+            &[rule("external/aws/*", "app-*"), rule("external/aws/x/y", "fixed")],
+            BackendType::AwsSecretsManager,
+        )
+        .unwrap();
+        assert_eq!(flat.list_prefixes(), [""]);
+        assert_eq!(flat.source("app-db").unwrap().unwrap().as_str(), "external/aws/db");
+        assert_eq!(flat.source("fixed").unwrap().unwrap().as_str(), "external/aws/x/y");
+    }
+
     proptest! {
+        /// Every path a mapping sends to a name comes back from that name, and any name at all
+        /// either maps back to a path that reads it or is refused: never a path that reads another.
+        #[test]
+        fn names_and_paths_round_trip(
+            segments in proptest::collection::vec("[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,8}", 1..5),
+            noise in "[a-z/*. -]{0,24}",
+        ) {
+            let m = vault(&[
+                rule("external/hashicorp/legacy/*/creds", "kv/data/old-*"),
+                rule("external/hashicorp/*/db/**", "secret/data/*/database/**"),
+                rule("external/hashicorp/**", "secret/data/**"),
+            ]).unwrap();
+            if let Ok(p) = SecretPath::parse(&format!("external/hashicorp/{}", segments.join("/")))
+                && let Ok(Some(name)) = m.target(&p)
+            {
+                prop_assert_eq!(m.source(&name).unwrap(), Some(p));
+            }
+            for name in [format!("secret/data/{noise}"), format!("kv/data/old-{noise}"), noise.clone()] {
+                if let Ok(Some(p)) = m.source(&name) {
+                    prop_assert_eq!(m.target(&p).unwrap(), Some(name));
+                }
+            }
+        }
+
         /// Whatever ScaiVault path is read, a `**` mapping gives back exactly the path below the mount
         /// under the target prefix, and never a name with an empty, `.` or `..` segment.
         #[test]
