@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use scaivault_client::api::{
-    BindingRequest, CreateTokenRequest, CreateWebhookRequest, DestroyRequest, FederationBackendRequest,
-    PatchMetadataRequest, PolicyRequest, PolicyRuleSpec, PolicyTestRequest, RotationPolicyRequest,
-    UpdateFederationBackendRequest, UpdateWebhookRequest, WebhookFilters, WriteSecretRequest,
+    BindingRequest, CreateTokenRequest, CreateWebhookRequest, DestroyRequest, ErrorCode,
+    FederationBackendRequest, PatchMetadataRequest, PolicyRequest, PolicyRuleSpec, PolicyTestRequest,
+    ResolveConflictRequest, RotationPolicyRequest, UpdateFederationBackendRequest, UpdateWebhookRequest,
+    WebhookFilters, WriteSecretRequest,
 };
 use scaivault_client::{AuditFilter, CacheConfig, Client, Page};
 use scaivault_e2e::{Backend, Scratch, start_with_root};
@@ -156,6 +157,17 @@ async fn every_method_reaches_its_route() {
     let renamed = UpdateFederationBackendRequest { name: Some("vault-b".into()), ..Default::default() };
     assert_eq!(vault.update_federation_backend(&fed.id, &renamed).await.expect("update").name, "vault-b");
     assert_eq!(vault.federation_status(&fed.id).await.expect("status").state, "unreachable");
+    // A proxy-mode backend has nothing to sync and no conflicts.
+    assert_eq!(
+        vault.sync_federation_backend(&fed.id).await.expect_err("proxy mode").code(),
+        Some(ErrorCode::Conflict)
+    );
+    assert!(vault.list_sync_conflicts(&fed.id).await.expect("conflicts").conflicts.is_empty());
+    let resolve = ResolveConflictRequest { path: "external/a/x".into(), winner: "local".into() };
+    assert_eq!(
+        vault.resolve_sync_conflict(&fed.id, &resolve).await.expect_err("proxy mode").code(),
+        Some(ErrorCode::Conflict)
+    );
     vault.delete_federation_backend(&fed.id).await.expect("delete federation backend");
     vault.delete_webhook(&hook.id).await.expect("delete webhook");
 

@@ -1,12 +1,20 @@
 //! Federation with the real binary in front of a real OpenBao dev server: a proxy-mode backend
 //! configured as SPEC section 8 shows it (AppRole credential kept in ScaiVault), live reads with
 //! versions and custom metadata, writes refused, policies on the ScaiVault path, the audit trail,
-//! status, and a backend that stops answering. On SQLite and, when configured, PostgreSQL.
+//! status, and a backend that stops answering; and sync mode: history pulled into local storage,
+//! reads served while the backend is down, write-through, conflicts settled or flagged, and the
+//! sync events. On SQLite and, when configured, PostgreSQL.
+
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use scaivault_e2e::{Api, Backend, Scratch, http_client, leaks_in, random_alnum, start_with_root};
+use scaivault_e2e::{
+    Api, Backend, Scratch, ServerCommand, ServerProcess, Storage, http_client, leaks_in, random_alnum,
+    start_with_root,
+};
 use scaivault_federation::testing::{MotoServer, OpenBaoDev};
 use serde_json::{Value, json};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const MOUNT: &str = "external/hashicorp";
 const PASSWORD: &str = "external/hashicorp/app/db/password";
@@ -252,7 +260,16 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
             "endpoint",
         ),
         (with(&|v| v["type"] = json!("consul")), "invalid_request", "type"),
-        (with(&|v| v["mode"] = json!("sync")), "invalid_request", "not supported yet"),
+        (
+            with(&|v| {
+                v["mode"] = json!("sync");
+                v["conflict_resolution"] = json!("local_wins");
+            }),
+            "invalid_request",
+            "write_through",
+        ),
+        (with(&|v| v["sync_interval"] = json!("1s")), "invalid_request", "sync_interval"),
+        (with(&|v| v["unreachable_after"] = json!(0)), "invalid_request", "unreachable_after"),
         (with(&|v| v["mount"] = json!("external//x")), "invalid_path", "mount"),
         (with(&|v| v["path_mapping"] = json!([])), "invalid_request", "path_mapping"),
         (
@@ -394,5 +411,333 @@ async fn an_aws_secrets_manager_backend_serves_current_values_and_tags() {
     assert!(leaks_in(export.text.as_bytes(), &watched).is_empty());
     let log = format!("{}{}", server.stdout(), server.stderr());
     assert!(leaks_in(log.as_bytes(), &watched).is_empty(), "the server's log carries a value or the key");
+    drop(server);
+}
+
+/// A server that may deliver webhooks to loopback and runs its scheduler every second.
+async fn start_scheduled(dir: &std::path::Path, storage: &Storage) -> (ServerProcess, String) {
+    let server = ServerCommand::new(dir)
+        .storage(storage)
+        .arg("--webhook-allow-private")
+        .arg("--scheduler-tick")
+        .arg("1s")
+        .root_token_file(&dir.join("root-token"))
+        .start()
+        .await;
+    let root = server.root_token().expect("root token").to_owned();
+    (server, root)
+}
+
+/// Polls `f` every 200 ms until it is true, for at most `secs` seconds.
+async fn eventually<F: std::future::Future<Output = bool>>(secs: u64, mut f: impl FnMut() -> F) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+async fn sync_now(api: &Api, id: &str) -> Value {
+    let r = api.post(&format!("/v1/federation/backends/{id}/sync"), &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
+async fn patch(api: &Api, id: &str, body: Value) -> scaivault_e2e::Reply {
+    api.send(Method::PATCH, &format!("/v1/federation/backends/{id}"), Some(body.to_string().into_bytes()))
+        .await
+}
+
+async fn bao_password(bao: &OpenBaoDev) -> Value {
+    bao.call(Method::GET, "secret/data/app/db/password", json!({})).await["data"]["data"]["password"].clone()
+}
+
+#[tokio::test]
+async fn a_sync_backend_keeps_history_serves_locally_and_settles_conflicts() {
+    for backend in backends() {
+        let Some(mut bao) = OpenBaoDev::start().await else { return };
+        let root_token = scaivault_federation::testing::OPENBAO_ROOT_TOKEN;
+        let first = random_alnum(24);
+        let second = random_alnum(24);
+        for value in [&first, &second] {
+            bao.call(Method::POST, "secret/data/app/db/password", json!({"data": {"password": value}})).await;
+        }
+        bao.call(
+            Method::POST,
+            "secret/metadata/app/db/password",
+            json!({"custom_metadata": {"owner": "platform"}}),
+        )
+        .await;
+        bao.call(Method::POST, "secret/data/app/api/key", json!({"data": {"key": "k-1"}})).await;
+        // A name no ScaiVault path can have (a reserved last segment): skipped and reported.
+        bao.call(Method::POST, "secret/data/app/versions", json!({"data": {"x": "y"}})).await;
+
+        let receiver = MockServer::start().await;
+        Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&receiver)
+            .await;
+        let scratch = Scratch::new();
+        let storage = backend.fresh(scratch.path()).expect("storage");
+        let (server, root) = start_scheduled(scratch.path(), &storage).await;
+        let client = http_client();
+        let api = Api::new(&client, &server, &root);
+        let hook = json!({"name": "fed-alerts", "url": receiver.uri(),
+            "events": ["federation.sync.completed", "federation.sync.failed", "federation.backend.unreachable"]});
+        assert_eq!(api.post("/v1/webhooks", &hook).await.status, 201);
+        let r = api.put_secret("infra/federation/vault-token", &json!({"data": {"token": root_token}})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let mut config = backend_config(bao.address());
+        config["mode"] = json!("sync");
+        config["sync_interval"] = json!("1h");
+        config["connection"]["auth_method"] = json!("token");
+        config["connection"]["credentials_path"] = json!("infra/federation/vault-token");
+        let r = api.post("/v1/federation/backends", &config).await;
+        assert_eq!(r.status, 201, "{backend:?}: {}", r.text);
+        let id = r.body["id"].as_str().expect("id").to_owned();
+
+        // The scheduler syncs a new backend at once: history, custom metadata, every mapped name.
+        assert!(
+            eventually(20, || async {
+                api.get(&format!("/v1/federation/backends/{id}/status")).await.body["last_sync_at"]
+                    .is_string()
+            })
+            .await,
+            "{backend:?}: the first scheduled sync never landed"
+        );
+        let r = api.get_secret(PASSWORD, None).await;
+        assert_eq!(
+            (r.body["data"]["password"].as_str(), r.body["version"].as_u64()),
+            (Some(second.as_str()), Some(2))
+        );
+        assert_eq!(r.body["metadata"]["custom"]["owner"], "platform", "{}", r.text);
+        assert_eq!(api.get_secret(PASSWORD, Some(1)).await.body["data"]["password"], first.as_str());
+        assert_eq!(api.get_secret("external/hashicorp/app/api/key", None).await.body["data"]["key"], "k-1");
+        let report = sync_now(&api, &id).await;
+        assert_eq!((report["synced"].as_u64(), report["unchanged"].as_u64()), (Some(0), Some(2)), "{report}");
+        assert_eq!(report["skipped"][0]["path"], "secret/data/app/versions", "{report}");
+        assert!(
+            report["skipped"][0]["reason"].as_str().unwrap_or_default().contains("not a valid"),
+            "{report}"
+        );
+
+        // A new backend version comes across as the next local one.
+        bao.call(Method::POST, "secret/data/app/db/password", json!({"data": {"password": "third"}})).await;
+        assert_eq!(sync_now(&api, &id).await["synced"], 1);
+        let r = api.get_secret(PASSWORD, None).await;
+        assert_eq!(
+            (r.body["data"]["password"].as_str(), r.body["version"].as_u64()),
+            (Some("third"), Some(3))
+        );
+
+        // Without write-through a local write stays local (the backend goes stale), until the
+        // backend changes too: then backend_wins overwrites it.
+        let r = api.put_secret(PASSWORD, &json!({"data": {"password": "local-4"}})).await;
+        assert_eq!(r.status, 200, "sync mode takes writes: {}", r.text);
+        assert_eq!(sync_now(&api, &id).await["unchanged"], 2);
+        assert_eq!(bao_password(&bao).await, "third");
+        bao.call(Method::POST, "secret/data/app/db/password", json!({"data": {"password": "remote-4"}}))
+            .await;
+        let report = sync_now(&api, &id).await;
+        assert_eq!(report["conflicts"][0]["path"], PASSWORD, "{report}");
+        assert_eq!(report["conflicts"][0]["resolution"], "backend_wins", "{report}");
+        assert_eq!(api.get_secret(PASSWORD, None).await.body["data"]["password"], "remote-4");
+
+        // manual: flagged, left alone by later syncs, settled by resolve.
+        assert_eq!(patch(&api, &id, json!({"conflict_resolution": "manual"})).await.status, 200);
+        api.put_secret(PASSWORD, &json!({"data": {"password": "mine"}})).await;
+        bao.call(Method::POST, "secret/data/app/db/password", json!({"data": {"password": "theirs"}})).await;
+        let report = sync_now(&api, &id).await;
+        assert_eq!(report["conflicts"][0]["resolution"], "manual", "{report}");
+        bao.call(Method::POST, "secret/data/app/db/password", json!({"data": {"password": "theirs-2"}}))
+            .await;
+        sync_now(&api, &id).await;
+        assert_eq!(
+            api.get_secret(PASSWORD, None).await.body["data"]["password"],
+            "mine",
+            "excluded until resolved"
+        );
+        let r = api.get(&format!("/v1/federation/backends/{id}/conflicts")).await;
+        assert_eq!(r.body["conflicts"][0]["path"], PASSWORD, "{}", r.text);
+        assert!(r.body["conflicts"][0]["remote_updated_at"].is_string(), "{}", r.text);
+        assert_eq!(api.get(&format!("/v1/federation/backends/{id}/status")).await.body["conflicts"], 1);
+        let resolve = |winner: &str| json!({"path": PASSWORD, "winner": winner});
+        let r =
+            api.post(&format!("/v1/federation/backends/{id}/conflicts/resolve"), &resolve("nobody")).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
+        let r =
+            api.post(&format!("/v1/federation/backends/{id}/conflicts/resolve"), &resolve("backend")).await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        assert_eq!(api.get_secret(PASSWORD, None).await.body["data"]["password"], "theirs-2");
+        let r =
+            api.post(&format!("/v1/federation/backends/{id}/conflicts/resolve"), &resolve("backend")).await;
+        assert_eq!((r.status, r.code()), (404, "not_found"), "nothing is flagged now: {}", r.text);
+        assert_eq!(sync_now(&api, &id).await["conflicts"], json!([]));
+
+        // With write-through, a write reaches the backend first; local_wins needs it.
+        let r = patch(&api, &id, json!({"conflict_resolution": "local_wins"})).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
+        let r = patch(&api, &id, json!({"write_through": true, "conflict_resolution": "local_wins"})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let through = random_alnum(24);
+        let r = api.put_secret(PASSWORD, &json!({"data": {"password": through}})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(bao_password(&bao).await, through.as_str());
+        let r = api.put_secret("external/hashicorp/app/new", &json!({"data": {"fresh": "yes"}})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let fresh = bao.call(Method::GET, "secret/data/app/new", json!({})).await;
+        assert_eq!(fresh["data"]["data"]["fresh"], "yes", "created in the backend too");
+        let report = sync_now(&api, &id).await;
+        assert_eq!((report["synced"].as_u64(), report["unchanged"].as_u64()), (Some(0), Some(3)), "{report}");
+        // A stale compare-and-set is refused before the backend is written.
+        let r = api.put_secret(PASSWORD, &json!({"data": {"password": "cas"}, "cas": 1})).await;
+        assert_eq!(r.status / 100, 4, "{}", r.text);
+        assert_eq!(bao_password(&bao).await, through.as_str());
+
+        let r = api.get(&format!("/v1/federation/backends/{id}/status")).await;
+        assert!(r.body["last_sync_at"].is_string() && r.body["last_sync_duration_ms"].is_u64(), "{}", r.text);
+        assert_eq!(
+            (r.body["secrets_synced"].as_u64(), r.body["conflicts"].as_u64()),
+            (Some(3), Some(0)),
+            "{}",
+            r.text
+        );
+        assert_eq!(r.body["skipped"][0]["path"], "secret/data/app/versions", "{}", r.text);
+        // Synced writes are audited as the system's, with the usual secret events.
+        let r = api.get(&format!("/v1/audit/secrets/{PASSWORD}")).await;
+        assert!(r.text.contains("federation.sync.write"), "{}", r.text);
+
+        // The backend stops: reads go on locally, syncs fail, and after three in a row the backend
+        // is reported unreachable.
+        bao.stop();
+        assert_eq!(api.get_secret(PASSWORD, None).await.body["data"]["password"], through.as_str());
+        for _ in 0..3 {
+            let r = api.post(&format!("/v1/federation/backends/{id}/sync"), &json!({})).await;
+            assert_eq!((r.status, r.code()), (503, "service_unavailable"), "{}", r.text);
+        }
+        let r = api.put_secret(PASSWORD, &json!({"data": {"password": "nowhere"}})).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (503, "service_unavailable"),
+            "write-through needs the backend: {}",
+            r.text
+        );
+        assert_eq!(api.get_secret(PASSWORD, None).await.body["data"]["password"], through.as_str());
+        let kinds = || async {
+            let got = receiver.received_requests().await.unwrap_or_default();
+            got.iter()
+                .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+                .map(|e| e["event_type"].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            eventually(20, || async { kinds().await.iter().any(|k| k == "federation.backend.unreachable") })
+                .await,
+            "{backend:?}: {:?}",
+            kinds().await
+        );
+        let seen = kinds().await;
+        assert!(seen.iter().any(|k| k == "federation.sync.completed"), "{seen:?}");
+        assert_eq!(seen.iter().filter(|k| *k == "federation.sync.failed").count(), 3, "{seen:?}");
+
+        // Back to proxy is refused while synced secrets live under the mount.
+        let r = patch(&api, &id, json!({"mode": "proxy"})).await;
+        assert_eq!((r.status, r.code()), (409, "conflict"), "{}", r.text);
+
+        let watched = [
+            ("first", first.as_bytes()),
+            ("second", second.as_bytes()),
+            ("through", through.as_bytes()),
+            ("token", root_token.as_bytes()),
+        ];
+        let export = api.get("/v1/audit/export").await;
+        let deliveries: Vec<u8> = receiver
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|r| r.body.clone())
+            .collect();
+        for (what, bytes) in [
+            ("export", export.text.into_bytes()),
+            ("log", format!("{}{}", server.stdout(), server.stderr()).into_bytes()),
+            ("events", deliveries),
+        ] {
+            let leaks = leaks_in(&bytes, &watched);
+            assert!(leaks.is_empty(), "{backend:?} {what}: {leaks:?}");
+        }
+        drop(server);
+    }
+}
+
+#[tokio::test]
+async fn an_aws_sync_backend_keeps_awscurrent_as_current_and_writes_through() {
+    let Some(moto) = MotoServer::start().await else { return };
+    let old = random_alnum(24);
+    let current = random_alnum(24);
+    moto.call(
+        "CreateSecret",
+        json!({"Name": "prod/db", "SecretString": json!({"password": old}).to_string(),
+        "Tags": [{"Key": "team", "Value": "billing"}]}),
+    )
+    .await;
+    moto.call(
+        "PutSecretValue",
+        json!({"SecretId": "prod/db", "SecretString": json!({"password": current}).to_string()}),
+    )
+    .await;
+    moto.call("CreateSecret", json!({"Name": "prod/api-key", "SecretString": "plain-key"})).await;
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let client = http_client();
+    let api = Api::new(&client, &server, &root);
+    let keys = json!({"data": {"access_key_id": "AKIATESTING", "secret_access_key": "testing-secret"}});
+    assert_eq!(api.put_secret("infra/federation/aws", &keys).await.status, 201);
+    let r = api
+        .post(
+            "/v1/federation/backends",
+            &json!({
+                "name": "aws-sync", "type": "aws_secrets_manager", "mode": "sync", "mount": "external/aws",
+                "connection": {"region": "us-east-1", "endpoint": moto.endpoint(), "credentials_path": "infra/federation/aws"},
+                "path_mapping": [{"source": "external/aws/**", "target": "prod/**"}],
+                "write_through": true
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    let report = sync_now(&api, &id).await;
+    assert_eq!(report["synced"], 2, "{report}");
+    let r = api.get_secret("external/aws/db", None).await;
+    assert_eq!(
+        (r.body["data"]["password"].as_str(), r.body["version"].as_u64()),
+        (Some(current.as_str()), Some(2))
+    );
+    assert_eq!(r.body["metadata"]["custom"]["team"], "billing", "{}", r.text);
+    assert_eq!(api.get_secret("external/aws/db", Some(1)).await.body["data"]["password"], old.as_str());
+    assert_eq!(
+        api.get_secret("external/aws/api-key", None).await.body["data"],
+        json!({"value": "plain-key"})
+    );
+
+    // Writes go to AWS first, in the inverse shapes, and the next sync finds nothing new.
+    let r = api.put_secret("external/aws/api-key", &json!({"data": {"value": "rotated-key"}})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let raw = moto.call("GetSecretValue", json!({"SecretId": "prod/api-key"})).await;
+    assert_eq!(raw["SecretString"], "rotated-key");
+    assert_eq!(sync_now(&api, &id).await["unchanged"], 2);
+    moto.call("PutSecretValue", json!({"SecretId": "prod/db", "SecretString": "{\"password\": \"p-3\"}"}))
+        .await;
+    assert_eq!(sync_now(&api, &id).await["synced"], 1);
+    assert_eq!(api.get_secret("external/aws/db", None).await.body["data"]["password"], "p-3");
+    let watched =
+        [("old", old.as_bytes()), ("current", current.as_bytes()), ("key", b"testing-secret".as_slice())];
+    let log = format!("{}{}", server.stdout(), server.stderr());
+    assert!(leaks_in(log.as_bytes(), &watched).is_empty(), "the server's log carries a value or the key");
+    assert!(leaks_in(api.get("/v1/audit/export").await.text.as_bytes(), &watched).is_empty());
     drop(server);
 }

@@ -63,9 +63,13 @@ pub struct FederationBackendRequest {
     pub sync_interval: Option<DurationSpec>,
     #[serde(default)]
     pub write_through: bool,
-    /// `backend_wins` (default), `local_wins` or `manual`.
+    /// `backend_wins` (default), `local_wins` (needs `write_through`) or `manual`.
     #[serde(default)]
     pub conflict_resolution: Option<String>,
+    /// Sync mode: `federation.backend.unreachable` fires when this many syncs in a row failed
+    /// (default 3).
+    #[serde(default)]
+    pub unreachable_after: Option<u32>,
 }
 
 /// `PATCH /v1/federation/backends/{id}`: absent fields keep their value; the type stays.
@@ -80,6 +84,7 @@ pub struct UpdateFederationBackendRequest {
     pub sync_interval: Option<DurationSpec>,
     pub write_through: Option<bool>,
     pub conflict_resolution: Option<String>,
+    pub unreachable_after: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -95,6 +100,7 @@ pub struct FederationBackendResponse {
     pub sync_interval: DurationSpec,
     pub write_through: bool,
     pub conflict_resolution: String,
+    pub unreachable_after: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -125,4 +131,47 @@ pub struct FederationStatus {
     /// Median of this process's recent calls to the backend, in milliseconds.
     pub latency_ms: Option<u64>,
     pub last_error: Option<String>,
+}
+
+/// `POST /v1/federation/backends/{id}/sync`, and the last one's in the backend's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SyncReport {
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// Paths this sync changed here or in the backend.
+    pub synced: u64,
+    /// Paths already in step.
+    pub unchanged: u64,
+    /// Backend names (or paths) left out, and why.
+    pub skipped: Vec<SkippedPath>,
+    /// Paths that changed on both sides, and how each was settled.
+    pub conflicts: Vec<SyncConflict>,
+}
+
+/// A path changed both here and in the backend since the last sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SyncConflict {
+    pub path: String,
+    /// When the backend's current version was written, where the backend says.
+    pub remote_updated_at: Option<DateTime<Utc>>,
+    /// When the local current version was written.
+    pub local_updated_at: Option<DateTime<Utc>>,
+    /// `backend_wins` or `local_wins` (settled by this sync), or `manual` (flagged, waiting for
+    /// `POST …/conflicts/resolve`).
+    pub resolution: String,
+}
+
+/// `GET /v1/federation/backends/{id}/conflicts`: the flagged paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SyncConflictList {
+    pub conflicts: Vec<SyncConflict>,
+}
+
+/// `POST /v1/federation/backends/{id}/conflicts/resolve`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveConflictRequest {
+    pub path: String,
+    /// `local` or `backend`.
+    pub winner: String,
 }

@@ -19,7 +19,8 @@ pub use audit::{AuditList, AuditRecord, AuditVerification};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use federation::{
     FederationBackendList, FederationBackendRequest, FederationBackendResponse, FederationConnection,
-    FederationStatus, PathMappingRule, SkippedPath, UpdateFederationBackendRequest,
+    FederationStatus, PathMappingRule, ResolveConflictRequest, SkippedPath, SyncConflict, SyncConflictList,
+    SyncReport, UpdateFederationBackendRequest,
 };
 pub use identity::{PartnerList, PartnerRequest, PartnerResponse, TenantList, TenantRequest, TenantResponse};
 pub use policies::{

@@ -428,6 +428,22 @@ impl Client {
         self.call(Method::GET, self.url(&["v1", "federation", "backends", id, "status"]), NO_BODY).await
     }
 
+    /// Syncs a sync-mode backend now and answers the report.
+    pub async fn sync_federation_backend(&self, id: &str) -> Result<SyncReport, Error> {
+        self.call(Method::POST, self.url(&["v1", "federation", "backends", id, "sync"]), NO_BODY).await
+    }
+
+    /// The paths a `manual` conflict flagged.
+    pub async fn list_sync_conflicts(&self, id: &str) -> Result<SyncConflictList, Error> {
+        self.call(Method::GET, self.url(&["v1", "federation", "backends", id, "conflicts"]), NO_BODY).await
+    }
+
+    /// Settles a flagged path: `winner` is `local` or `backend`.
+    pub async fn resolve_sync_conflict(&self, id: &str, req: &ResolveConflictRequest) -> Result<(), Error> {
+        let url = self.url(&["v1", "federation", "backends", id, "conflicts", "resolve"]);
+        self.call_empty(Method::POST, url, Some(req)).await
+    }
+
     // ---- rotation
 
     pub async fn create_rotation_policy(

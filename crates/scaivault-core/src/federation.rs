@@ -1,5 +1,6 @@
 //! Federation: backends' configurations (`/v1/federation/backends`), reads under a proxy-mode
-//! backend's mount forwarded live to the backend, and writes there refused.
+//! backend's mount forwarded live to the backend, and writes there refused. Sync mode's runs are
+//! in [`crate::sync`].
 //!
 //! A backend's credential lives in an ordinary ScaiVault secret (`connection.credentials_path`),
 //! read by the server with its own authority, audited as `federation.credential.read` whenever it
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use scaivault_api::{
     FederationBackendList, FederationBackendRequest, FederationBackendResponse, FederationConnection,
-    FederationStatus, PathMappingRule, SecretResponse, UpdateFederationBackendRequest,
+    FederationStatus, PathMappingRule, SecretResponse, SyncReport, UpdateFederationBackendRequest,
 };
 use scaivault_crypto::random_id;
 use scaivault_domain::{DurationSpec, Permission, Scope, SecretMetadata, SecretPath, SecretType, Version};
@@ -35,6 +36,14 @@ const DEFAULT_SYNC_INTERVAL: &str = "5m";
 const LATENCY_SAMPLES: usize = 64;
 /// Backends per tenant the read path considers.
 const MAX_BACKENDS: u32 = 1000;
+/// Failed syncs in a row before `federation.backend.unreachable`, unless configured.
+pub(crate) const DEFAULT_UNREACHABLE_AFTER: u32 = 3;
+/// The shortest `sync_interval` accepted.
+const MIN_SYNC_INTERVAL_SECS: u64 = 10;
+
+fn default_unreachable_after() -> u32 {
+    DEFAULT_UNREACHABLE_AFTER
+}
 
 /// What a backend record's `config` column holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,22 +53,28 @@ struct StoredConfig {
     sync_interval: DurationSpec,
     write_through: bool,
     conflict_resolution: ConflictResolution,
+    #[serde(default = "default_unreachable_after")]
+    unreachable_after: u32,
 }
 
-/// A backend as the read path uses it.
+/// A backend as the read, write and sync paths use it.
 #[derive(Debug)]
 pub(crate) struct Mounted {
-    id: String,
-    mount: SecretPath,
-    mode: Mode,
+    pub(crate) id: String,
+    pub(crate) mount: SecretPath,
+    pub(crate) mode: Mode,
     backend_type: BackendType,
-    mapping: PathMapping,
+    pub(crate) mapping: PathMapping,
     connection: FederationConnection,
+    pub(crate) write_through: bool,
+    pub(crate) resolution: ConflictResolution,
+    pub(crate) sync_interval: DurationSpec,
+    pub(crate) unreachable_after: u32,
     updated_at: DateTime<Utc>,
 }
 
 impl Mounted {
-    fn serves(&self, path: &SecretPath) -> bool {
+    pub(crate) fn serves(&self, path: &SecretPath) -> bool {
         let (p, m) = (path.as_str(), self.mount.as_str());
         p == m || p.strip_prefix(m).is_some_and(|rest| rest.starts_with('/'))
     }
@@ -71,13 +86,15 @@ struct Stats {
     last_error: Option<String>,
 }
 
-type Client = Arc<dyn Backend>;
+pub(crate) type Client = Arc<dyn Backend>;
 /// A tenant's backends, and when they were loaded.
 type TenantMounts = (Instant, Arc<Vec<Arc<Mounted>>>);
 
 /// The federation state of this process.
 #[derive(Debug, Default)]
 pub(crate) struct Federation {
+    /// Sync outcomes of this process, by `completed` / `failed`, for `/metrics`.
+    pub(crate) sync_results: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Per tenant: its backends and when they were loaded. This process's changes drop the
     /// tenant's entry; another replica's are seen within `MOUNTS_TTL`.
     mounts: Mutex<HashMap<String, TenantMounts>>,
@@ -97,7 +114,7 @@ impl Federation {
         mounts.remove(tenant);
     }
 
-    fn note(&self, id: &str, started: Instant, result: Result<(), &FederationError>) {
+    pub(crate) fn note(&self, id: &str, started: Instant, result: Result<(), &FederationError>) {
         let mut stats = self.stats.lock().expect("stats lock");
         let s = stats.entry(id.to_owned()).or_default();
         if s.latencies_ms.len() == LATENCY_SAMPLES {
@@ -118,7 +135,7 @@ impl Federation {
     }
 }
 
-fn bad(field: &str, e: impl std::fmt::Display) -> CoreError {
+pub(crate) fn bad(field: &str, e: impl std::fmt::Display) -> CoreError {
     CoreError::InvalidRequest(format!("{field}: {e}"))
 }
 
@@ -139,7 +156,6 @@ fn rules(mapping: &[PathMappingRule]) -> Vec<MappingRule> {
 /// the credential secret.
 fn check_backend(
     backend_type: BackendType,
-    mode: Mode,
     mount: &str,
     config: &StoredConfig,
 ) -> Result<(SecretPath, PathMapping, SecretPath), CoreError> {
@@ -152,8 +168,17 @@ fn check_backend(
             ),
         ));
     }
-    if mode != Mode::Proxy {
-        return Err(bad("mode", "'sync' is not supported yet (proxy is)"));
+    if config.conflict_resolution == ConflictResolution::LocalWins && !config.write_through {
+        return Err(bad(
+            "conflict_resolution",
+            "'local_wins' writes to the backend, so it needs write_through: true",
+        ));
+    }
+    if config.sync_interval.as_secs() < MIN_SYNC_INTERVAL_SECS {
+        return Err(bad("sync_interval", format!("must be at least {MIN_SYNC_INTERVAL_SECS}s")));
+    }
+    if !(1..=1000).contains(&config.unreachable_after) {
+        return Err(bad("unreachable_after", "must be between 1 and 1000"));
     }
     let mount = SecretPath::parse(mount).map_err(|e| CoreError::InvalidPath(format!("mount: {e}")))?;
     let mapping = PathMapping::new(&mount, &rules(&config.path_mapping), backend_type)
@@ -227,12 +252,13 @@ fn response(r: &FederationBackendRecord) -> Result<FederationBackendResponse, Co
         sync_interval: config.sync_interval,
         write_through: config.write_through,
         conflict_resolution: name_of(config.conflict_resolution),
+        unreachable_after: config.unreachable_after,
         created_at: r.created_at,
         updated_at: r.updated_at,
     })
 }
 
-fn mounted(r: &FederationBackendRecord) -> Result<Mounted, CoreError> {
+pub(crate) fn mounted(r: &FederationBackendRecord) -> Result<Mounted, CoreError> {
     let config = config_of(r)?;
     let backend_type: BackendType = parse_enum("type", &r.backend_type)?;
     let mode: Mode = parse_enum("mode", &r.mode)?;
@@ -246,11 +272,15 @@ fn mounted(r: &FederationBackendRecord) -> Result<Mounted, CoreError> {
         backend_type,
         mapping,
         connection: config.connection,
+        write_through: config.write_through,
+        resolution: config.conflict_resolution,
+        sync_interval: config.sync_interval,
+        unreachable_after: config.unreachable_after,
         updated_at: r.updated_at,
     })
 }
 
-fn not_found(e: StoreError) -> CoreError {
+pub(crate) fn not_found(e: StoreError) -> CoreError {
     match e {
         StoreError::NotFound => CoreError::NotFound("federation backend"),
         StoreError::AlreadyExists => {
@@ -305,8 +335,9 @@ impl Vault {
                 .map(|c| parse_enum("conflict_resolution", c))
                 .transpose()?
                 .unwrap_or_default(),
+            unreachable_after: req.unreachable_after.unwrap_or(DEFAULT_UNREACHABLE_AFTER),
         };
-        let (mount, _, credentials) = check_backend(backend_type, mode, &req.mount, &config)?;
+        let (mount, _, credentials) = check_backend(backend_type, &req.mount, &config)?;
         self.may_use_credential(principal, &credentials).await?;
         self.may_mount(principal, &mount).await?;
         self.check_mount_is_free(&principal.tenant, &mount, None).await?;
@@ -366,7 +397,9 @@ impl Vault {
         self.authorize(principal, Scope::FederationWrite, None).await?;
         let mut record = self.store.get_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
         let old_mount = record.mount.clone();
+        let old_mode: Mode = parse_enum("mode", &record.mode)?;
         let mut config = config_of(&record)?;
+        let old_mapping = config.path_mapping.clone();
         if let Some(name) = req.name {
             check_name(&name)?;
             record.name = name;
@@ -393,13 +426,27 @@ impl Vault {
         if let Some(c) = req.conflict_resolution.as_deref() {
             config.conflict_resolution = parse_enum("conflict_resolution", c)?;
         }
+        if let Some(n) = req.unreachable_after {
+            config.unreachable_after = n;
+        }
         let backend_type: BackendType = parse_enum("type", &record.backend_type)?;
-        let (mount, _, credentials) = check_backend(backend_type, mode, &record.mount, &config)?;
+        let (mount, _, credentials) = check_backend(backend_type, &record.mount, &config)?;
         self.may_use_credential(principal, &credentials).await?;
         if mount.as_str() != old_mount {
             self.may_mount(principal, &mount).await?;
+        } else if old_mode == Mode::Sync && mode == Mode::Proxy {
+            // Proxy reads would hide what syncs stored here, yet it would stay live.
+            self.mount_is_empty(&principal.tenant, &mount).await.map_err(|_| {
+                CoreError::Conflict(format!(
+                    "mount '{mount}' holds synced secrets: delete them before switching to proxy, or stay in sync mode"
+                ))
+            })?;
         }
         self.check_mount_is_free(&principal.tenant, &mount, Some(id)).await?;
+        // What the last syncs recorded is about paths and names this change may have moved.
+        if mount.as_str() != old_mount || config.path_mapping != old_mapping {
+            self.store.clear_sync_paths(&principal.tenant, id).await?;
+        }
         record.mount = mount.to_string();
         record.mode = name_of(mode);
         record.config = serde_json::to_string(&config).map_err(|e| CoreError::Internal(e.to_string()))?;
@@ -439,13 +486,26 @@ impl Vault {
             Err(_) => "degraded",
         };
         let (latency_ms, last_error) = self.federation.status_of(id);
+        let run = self.store.get_sync_run(&principal.tenant, id).await?;
+        let report: Option<SyncReport> = run
+            .as_ref()
+            .and_then(|r| r.report.as_deref())
+            .map(|r| {
+                serde_json::from_str(r).map_err(|e| CoreError::Internal(format!("stored sync report: {e}")))
+            })
+            .transpose()?;
+        let flagged = if backend.mode == Mode::Sync {
+            self.store.list_sync_paths(&principal.tenant, id).await?.iter().filter(|s| s.conflict).count()
+        } else {
+            0
+        };
         Ok(FederationStatus {
             state: state.into(),
-            last_sync_at: None,
-            last_sync_duration_ms: None,
-            secrets_synced: 0,
-            skipped: Vec::new(),
-            conflicts: 0,
+            last_sync_at: run.as_ref().and_then(|r| r.last_sync_at),
+            last_sync_duration_ms: run.as_ref().and_then(|r| r.last_duration_ms),
+            secrets_synced: report.as_ref().map_or(0, |r| r.synced + r.unchanged),
+            skipped: report.map(|r| r.skipped).unwrap_or_default(),
+            conflicts: flagged as u64,
             latency_ms,
             last_error,
         })
@@ -480,7 +540,11 @@ impl Vault {
                 other => other,
             },
         )?;
-        let tenant = principal.tenant.as_str();
+        self.mount_is_empty(&principal.tenant, mount).await
+    }
+
+    /// `Conflict` when the subtree of `mount` holds a local secret.
+    async fn mount_is_empty(&self, tenant: &str, mount: &SecretPath) -> Result<(), CoreError> {
         let below = format!("{mount}/");
         let query = SecretListQuery { prefix: Some(&below), tag: None, after: None, limit: 1 };
         let exists = match self.store.read_secret(tenant, mount.as_str(), None).await {
@@ -550,18 +614,18 @@ impl Vault {
         Ok(backends.iter().find(|b| b.serves(path)).cloned())
     }
 
-    /// Refuses a change to a path a proxy-mode backend serves.
+    /// Refuses a change to a path a proxy-mode backend serves (sync mode keeps them locally).
     pub(crate) async fn refuse_federated_write(
         &self,
         tenant: &str,
         path: &SecretPath,
     ) -> Result<(), CoreError> {
         match self.federated(tenant, path).await? {
-            Some(b) => Err(CoreError::ReadOnlyPath(format!(
+            Some(b) if b.mode == Mode::Proxy => Err(CoreError::ReadOnlyPath(format!(
                 "'{path}' is served by federation backend {} in proxy mode: write to the backend itself",
                 b.id
             ))),
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -609,10 +673,11 @@ impl Vault {
 
     /// The backend's client, built from its credential secret; rebuilt when the backend or the
     /// credential changed. Opening the credential is audited.
-    async fn federation_client(&self, tenant: &str, backend: &Arc<Mounted>) -> Result<Client, CoreError> {
-        if backend.mode != Mode::Proxy {
-            return Err(CoreError::BackendError("sync mode is not served yet".into()));
-        }
+    pub(crate) async fn federation_client(
+        &self,
+        tenant: &str,
+        backend: &Mounted,
+    ) -> Result<Client, CoreError> {
         let c = &backend.connection;
         let credentials_path = c.credentials_path.as_deref().unwrap_or_default();
         let credentials_path = SecretPath::parse(credentials_path)

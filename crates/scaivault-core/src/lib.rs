@@ -21,6 +21,7 @@ mod ratelimit;
 mod rotation;
 mod secrets;
 mod space;
+mod sync;
 mod tenancy;
 mod tokens;
 mod vault;

@@ -637,7 +637,10 @@ impl Vault {
     }
 
     /// Runs [`Vault::rotation_tick`] every `tick` until `shutdown` turns true.
+    /// Federation syncs run beside it, on their own task, so a long sync never holds up rotations.
     pub async fn run_scheduler(self: Arc<Self>, tick: Duration, mut shutdown: watch::Receiver<bool>) {
+        let syncs = tokio::spawn(self.clone().run_federation_syncs(tick, shutdown.clone()));
+        let _stop_syncs = AbortOnDrop(syncs);
         loop {
             if *shutdown.borrow() {
                 return;
@@ -726,4 +729,13 @@ pub(crate) fn rotated_event_data(
         "next_rotation_at": completion.next.next_rotation_at,
         "previous_version_expires_at": completion.grace_until,
     })
+}
+
+/// Stops a task when dropped (the scheduler's sync loop, when the scheduler is stopped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

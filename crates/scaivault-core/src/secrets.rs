@@ -68,6 +68,13 @@ impl Vault {
     ) -> Result<(SecretWritten, bool), CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsWrite, Permission::Write, path).await?;
+        if space == Space::Tenant
+            && let Some(backend) = self.federated(&ns, path).await?
+            && backend.write_through
+            && backend.mode == scaivault_federation::Mode::Sync
+        {
+            return self.write_through(principal, &ns, &backend, path, req, audit).await;
+        }
         self.refuse_federated_write_in(space, &ns, path).await?;
         self.write_version(principal, &ns, path, req, audit).await
     }
@@ -79,11 +86,23 @@ impl Vault {
         principal: &Principal,
         ns: &str,
         path: &SecretPath,
-        req: WriteSecretRequest,
+        mut req: WriteSecretRequest,
         audit: Option<WriteAudit>,
     ) -> Result<(SecretWritten, bool), CoreError> {
+        let plaintext = self.checked_plaintext(ns, path, &mut req).await?;
+        self.write_checked(principal, ns, path, req, plaintext, audit).await
+    }
+
+    /// Checks a write's options and data (size, and shape for its type), and answers the data as
+    /// it will be sealed. `req.data` is taken.
+    pub(crate) async fn checked_plaintext(
+        &self,
+        ns: &str,
+        path: &SecretPath,
+        req: &mut WriteSecretRequest,
+    ) -> Result<SecretBytes, CoreError> {
         check_max_versions(req.options.as_ref().and_then(|o| o.max_versions))?;
-        let data = serde_json::Value::Object(req.data);
+        let data = serde_json::Value::Object(std::mem::take(&mut req.data));
         let plaintext = SecretBytes::new(
             serde_json::to_vec(&data).map_err(|e| CoreError::Internal(format!("serialising data: {e}")))?,
         );
@@ -106,7 +125,19 @@ impl Vault {
             None => SecretType::default(),
         };
         validate_secret_data(effective_type, &data).map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
-        drop(data);
+        Ok(plaintext)
+    }
+
+    /// [`Vault::write_version`] of data already checked by [`Vault::checked_plaintext`].
+    pub(crate) async fn write_checked(
+        &self,
+        principal: &Principal,
+        ns: &str,
+        path: &SecretPath,
+        req: WriteSecretRequest,
+        plaintext: SecretBytes,
+        audit: Option<WriteAudit>,
+    ) -> Result<(SecretWritten, bool), CoreError> {
         let actor = principal.actor();
         let tenant = ns;
         // The write and its audit record commit in one transaction, or neither does.
@@ -214,6 +245,7 @@ impl Vault {
         let ns = self.authorize_secret(principal, space, Scope::SecretsRead, Permission::Read, path).await?;
         if space == Space::Tenant
             && let Some(backend) = self.federated(&ns, path).await?
+            && backend.mode == scaivault_federation::Mode::Proxy
         {
             return self.federated_read(&ns, &backend, path, version).await;
         }

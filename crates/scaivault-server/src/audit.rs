@@ -162,6 +162,9 @@ fn action_for(method: &Method, route: &str, path: &str) -> Option<&'static str> 
         ("/v1/federation/backends/{id}", "DELETE") => "federation.backend.delete",
         ("/v1/federation/backends/{id}", _) => "federation.backend.read",
         ("/v1/federation/backends/{id}/status", _) => "federation.backend.status",
+        ("/v1/federation/backends/{id}/sync", _) => "federation.sync.run",
+        ("/v1/federation/backends/{id}/conflicts", _) => "federation.conflict.list",
+        ("/v1/federation/backends/{id}/conflicts/resolve", _) => "federation.conflict.resolve",
         _ => return None,
     };
     Some(action)

@@ -126,6 +126,9 @@ pub fn router(state: AppState) -> Router {
             get(federation::get).patch(federation::update).delete(federation::delete),
         )
         .route("/v1/federation/backends/{id}/status", get(federation::status))
+        .route("/v1/federation/backends/{id}/sync", post(federation::sync))
+        .route("/v1/federation/backends/{id}/conflicts", get(federation::conflicts))
+        .route("/v1/federation/backends/{id}/conflicts/resolve", post(federation::resolve))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit_layer))
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(handlers::not_found)

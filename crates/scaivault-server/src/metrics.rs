@@ -32,6 +32,7 @@ pub struct Metrics {
     deliveries: Family<OutcomeLabels, Counter>,
     rotation: Family<StateLabels, Gauge>,
     caches: Gauge,
+    syncs: Family<OutcomeLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -87,6 +88,12 @@ impl Metrics {
             "1 while in-memory caches are used, 0 while changes by other replicas could go unannounced",
             caches.clone(),
         );
+        let syncs = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "federation_syncs",
+            "Federation syncs this process ran, by outcome (completed, failed)",
+            syncs.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
@@ -95,6 +102,7 @@ impl Metrics {
             deliveries,
             rotation,
             caches,
+            syncs,
         }
     }
 
@@ -121,6 +129,11 @@ impl Metrics {
         let o = vault.delivery_outcomes();
         for (outcome, n) in [("delivered", &o.delivered), ("retried", &o.retried), ("failed", &o.failed)] {
             self.deliveries.get_or_create(&OutcomeLabels { outcome }).inner().store(n.load(Relaxed), Relaxed);
+        }
+        let syncs = vault.federation_sync_results();
+        for outcome in ["completed", "failed"] {
+            let n = syncs.iter().find(|(o, _)| *o == outcome).map_or(0, |(_, n)| *n);
+            self.syncs.get_or_create(&OutcomeLabels { outcome }).inner().store(n, Relaxed);
         }
     }
 

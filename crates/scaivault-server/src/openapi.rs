@@ -399,7 +399,7 @@ fn tenant_operations() -> Vec<Operation> {
             request: Some(schema::<api::FederationBackendRequest>),
             response: Some(schema::<api::FederationBackendResponse>),
             status: 201,
-            ..op("post", "/v1/federation/backends", "Front an external secret store (proxy mode)", FW)
+            ..op("post", "/v1/federation/backends", "Front an external secret store (proxy or sync mode)", FW)
         },
         Operation {
             response: Some(schema::<api::FederationBackendList>),
@@ -418,7 +418,30 @@ fn tenant_operations() -> Vec<Operation> {
         Operation { status: 204, ..op("delete", FED, "Stop fronting a backend", FW) },
         Operation {
             response: Some(schema::<api::FederationStatus>),
-            ..op("get", "/v1/federation/backends/{id}/status", "Ask the backend now: state and latency", FR)
+            ..op(
+                "get",
+                "/v1/federation/backends/{id}/status",
+                "Ask the backend now: state, latency, last sync",
+                FR,
+            )
+        },
+        Operation {
+            response: Some(schema::<api::SyncReport>),
+            ..op("post", "/v1/federation/backends/{id}/sync", "Sync a sync-mode backend now and report", FW)
+        },
+        Operation {
+            response: Some(schema::<api::SyncConflictList>),
+            ..op("get", "/v1/federation/backends/{id}/conflicts", "Paths flagged by a manual conflict", FR)
+        },
+        Operation {
+            request: Some(schema::<api::ResolveConflictRequest>),
+            status: 204,
+            ..op(
+                "post",
+                "/v1/federation/backends/{id}/conflicts/resolve",
+                "Settle a flagged path: the local or the backend's value wins",
+                FW,
+            )
         },
         Operation {
             request: Some(schema::<api::PartnerRequest>),

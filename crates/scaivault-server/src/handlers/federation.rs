@@ -2,7 +2,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use scaivault_api::{FederationBackendRequest, UpdateFederationBackendRequest};
+use scaivault_api::{FederationBackendRequest, ResolveConflictRequest, UpdateFederationBackendRequest};
 
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::handlers::tokens::PageQuery;
@@ -64,4 +64,33 @@ pub(crate) async fn status(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.federation_status(&caller, &id).await?).into_response())
+}
+
+/// `POST /v1/federation/backends/{id}/sync`
+pub(crate) async fn sync(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.sync_federation_backend(&caller, &id).await?).into_response())
+}
+
+/// `GET /v1/federation/backends/{id}/conflicts`
+pub(crate) async fn conflicts(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.list_sync_conflicts(&caller, &id).await?).into_response())
+}
+
+/// `POST /v1/federation/backends/{id}/conflicts/resolve`
+pub(crate) async fn resolve(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ResolveConflictRequest>,
+) -> Result<StatusCode, ApiError> {
+    state.vault.resolve_sync_conflict(&caller, &id, req).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
