@@ -240,7 +240,51 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
         v
     };
     let cases: Vec<(Value, &str, &str)> = vec![
-        (with(&|v| v["type"] = json!("azure_key_vault")), "invalid_request", "not supported yet"),
+        (
+            with(&|v| {
+                v["type"] = json!("azure_key_vault");
+                v["path_mapping"] = json!([{"source": "external/hashicorp/*", "target": "*"}]);
+            }),
+            "invalid_request",
+            "vault_url",
+        ),
+        (
+            with(&|v| {
+                v["type"] = json!("azure_key_vault");
+                v["path_mapping"] = json!([{"source": "external/hashicorp/*", "target": "*"}]);
+                v["connection"] = json!({"vault_url": "https://kv1.vault.azure.net", "tenant_id": "t1",
+                    "auth_method": "managed_identity", "credentials_path": "a/b"});
+            }),
+            "invalid_request",
+            "not supported yet",
+        ),
+        (
+            with(&|v| {
+                v["type"] = json!("azure_key_vault");
+                v["path_mapping"] = json!([{"source": "external/hashicorp/*", "target": "*"}]);
+                v["connection"] = json!({"vault_url": "https://kv1.vault.azure.net/secrets", "tenant_id": "t1",
+                    "credentials_path": "a/b"});
+            }),
+            "invalid_request",
+            "vault_url",
+        ),
+        (
+            with(&|v| {
+                v["type"] = json!("gcp_secret_manager");
+                v["path_mapping"] = json!([{"source": "external/hashicorp/*", "target": "*"}]);
+            }),
+            "invalid_request",
+            "project_id",
+        ),
+        (
+            with(&|v| {
+                v["type"] = json!("gcp_secret_manager");
+                v["path_mapping"] = json!([{"source": "external/hashicorp/*", "target": "*"}]);
+                v["connection"] = json!({"project_id": "p1", "auth_method": "workload_identity", "credentials_path": "a/b"});
+            }),
+            "invalid_request",
+            "not supported yet",
+        ),
         (with(&|v| v["type"] = json!("aws_secrets_manager")), "invalid_request", "region"),
         (
             with(&|v| {
@@ -411,6 +455,113 @@ async fn an_aws_secrets_manager_backend_serves_current_values_and_tags() {
     assert!(leaks_in(export.text.as_bytes(), &watched).is_empty());
     let log = format!("{}{}", server.stdout(), server.stderr());
     assert!(leaks_in(log.as_bytes(), &watched).is_empty(), "the server's log carries a value or the key");
+    drop(server);
+}
+
+/// Stand-ins for Azure Key Vault and GCP Secret Manager, built from their public REST documentation.
+async fn cloud_standins(password: &str) -> MockServer {
+    use base64::Engine;
+    use wiremock::matchers::{method, path};
+    let server = MockServer::start().await;
+    let token =
+        |t: &str| ResponseTemplate::new(200).set_body_json(json!({"access_token": t, "expires_in": 3599}));
+    Mock::given(method("POST"))
+        .and(path("/tenant-1/oauth2/v2.0/token"))
+        .respond_with(token("az"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST")).and(path("/token")).respond_with(token("gcp")).mount(&server).await;
+    let value = json!({"user": "app", "password": password}).to_string();
+    Mock::given(method("GET"))
+        .and(path("/secrets/prod-db"))
+        .and(wiremock::matchers::header("authorization", "Bearer az"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": value,
+            "id": format!("{}/secrets/prod-db/0a1b2c", server.uri()),
+            "attributes": {"enabled": true, "created": 1_700_000_000}, "tags": {"team": "billing"}})))
+        .mount(&server)
+        .await;
+    let payload = base64::engine::general_purpose::STANDARD.encode(&value);
+    Mock::given(method("GET"))
+        .and(path("/v1/projects/p1/secrets/prod-db/versions/2:access"))
+        .and(wiremock::matchers::header("authorization", "Bearer gcp"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"name": "projects/9/secrets/prod-db/versions/2", "payload": {"data": payload}}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/projects/p1/secrets/prod-db"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"labels": {"team": "payments"}})))
+        .mount(&server)
+        .await;
+    // Everything else is a missing secret, as both services answer it.
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": {"code": "SecretNotFound"}})))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn azure_and_gcp_backends_serve_proxy_reads_with_credentials_kept_in_scaivault() {
+    let password = random_alnum(24);
+    let cloud = cloud_standins(&password).await;
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let client = http_client();
+    let api = Api::new(&client, &server, &root);
+    let client_secret = random_alnum(32);
+    let azure_credential = json!({"data": {"client_id": "app-1", "client_secret": client_secret}});
+    assert_eq!(api.put_secret("infra/federation/azure", &azure_credential).await.status, 201);
+    let key = json!({"data": {"type": "service_account", "project_id": "p1", "private_key_id": "kid-1",
+        "private_key": include_str!("../../crates/scaivault-core/tests/fixtures/rsa2048-test-key.pem"),
+        "client_email": "scaivault@p1.iam.gserviceaccount.com", "token_uri": format!("{}/token", cloud.uri())}});
+    assert_eq!(api.put_secret("infra/federation/gcp", &key).await.status, 201);
+    let backends = [
+        json!({"name": "azure-prod", "type": "azure_key_vault", "mount": "external/azure",
+            "connection": {"vault_url": cloud.uri(), "tenant_id": "tenant-1", "auth_method": "client_secret",
+                "authority_host": cloud.uri(), "credentials_path": "infra/federation/azure"},
+            "path_mapping": [{"source": "external/azure/*/*", "target": "*-*"}]}),
+        json!({"name": "gcp-prod", "type": "gcp_secret_manager", "mount": "external/gcp",
+            "connection": {"project_id": "p1", "auth_method": "service_account_key", "endpoint": cloud.uri(),
+                "credentials_path": "infra/federation/gcp"},
+            "path_mapping": [{"source": "external/gcp/*/*", "target": "*-*"}]}),
+    ];
+    for b in &backends {
+        let r = api.post("/v1/federation/backends", b).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert!(!r.text.contains(&client_secret) && !r.text.contains("PRIVATE KEY"), "{}", r.text);
+    }
+
+    let r = api.get_secret("external/azure/prod/db", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"], json!({"user": "app", "password": password}));
+    assert_eq!(r.body["metadata"]["custom"]["team"], "billing");
+    let r = api.get_secret("external/azure/prod/db", Some(1)).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_request"), "Azure versions are not numbered: {}", r.text);
+    let r = api.get_secret("external/gcp/prod/db", Some(2)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"], json!({"user": "app", "password": password}));
+    assert_eq!(r.body["metadata"]["custom"]["team"], "payments");
+    for missing in ["external/azure/prod/none", "external/gcp/prod/none"] {
+        let r = api.get_secret(missing, None).await;
+        assert_eq!((r.status, r.code()), (404, "secret_not_found"), "{missing}: {}", r.text);
+    }
+    let r = api.get_secret("external/gcp/a/b/c", None).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_path"), "no mapping matches: {}", r.text);
+    let r = api.put_secret("external/gcp/prod/db", &json!({"data": {"password": "x"}})).await;
+    assert_eq!((r.status, r.code()), (409, "read_only_path"), "{}", r.text);
+
+    let watched = [("password", password.as_bytes()), ("client secret", client_secret.as_bytes())];
+    let export = api.get("/v1/audit/export").await;
+    assert!(leaks_in(export.text.as_bytes(), &watched).is_empty());
+    let log = format!("{}{}", server.stdout(), server.stderr());
+    assert!(
+        leaks_in(log.as_bytes(), &watched).is_empty(),
+        "the server's log carries a value or a credential"
+    );
+    assert!(!log.contains("PRIVATE KEY"));
     drop(server);
 }
 

@@ -13,7 +13,9 @@ pub struct PathMappingRule {
 }
 
 /// How to reach a backend. Which fields apply depends on the backend's type (Vault: `address`,
-/// `namespace`, `auth_method`, `credentials_path`, `ca_cert_path`). `credentials_path` names the
+/// `namespace`, `auth_method`, `credentials_path`, `ca_cert_path`; AWS: `region`, `endpoint`,
+/// `credentials_path`, `role_arn`; Azure: `vault_url`, `tenant_id`, `auth_method`, `authority_host`,
+/// `credentials_path`; GCP: `project_id`, `auth_method`, `endpoint`, `credentials_path`). `credentials_path` names the
 /// ScaiVault secret holding the credential; the credential itself never appears here.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +40,9 @@ pub struct FederationConnection {
     pub vault_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
+    /// Azure: another cloud's sign-in host (default `https://login.microsoftonline.com/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_id: Option<String>,
 }

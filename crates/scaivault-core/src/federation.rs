@@ -18,8 +18,10 @@ use scaivault_api::{
 use scaivault_crypto::random_id;
 use scaivault_domain::{DurationSpec, Permission, Scope, SecretMetadata, SecretPath, SecretType, Version};
 use scaivault_federation::{
-    AwsBackend, AwsConnection, AwsCredentials, Backend, BackendType, ConflictResolution, FederationError,
-    MappingError, MappingRule, Mode, PathMapping, VaultAuth, VaultBackend, VaultConnection, service_url,
+    AwsBackend, AwsConnection, AwsCredentials, AzureBackend, AzureClientSecret, AzureConnection, Backend,
+    BackendType, ConflictResolution, FederationError, GcpBackend, GcpConnection, GcpServiceAccount,
+    MappingError, MappingRule, Mode, PathMapping, VaultAuth, VaultBackend, VaultConnection, azure_urls,
+    gcp_base_url, service_url,
 };
 use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError};
 use serde::{Deserialize, Serialize};
@@ -159,15 +161,6 @@ fn check_backend(
     mount: &str,
     config: &StoredConfig,
 ) -> Result<(SecretPath, PathMapping, SecretPath), CoreError> {
-    if !matches!(backend_type, BackendType::HashicorpVault | BackendType::AwsSecretsManager) {
-        return Err(bad(
-            "type",
-            format!(
-                "'{}' is not supported yet (hashicorp_vault and aws_secrets_manager are)",
-                backend_type.as_str()
-            ),
-        ));
-    }
     if config.conflict_resolution == ConflictResolution::LocalWins && !config.write_through {
         return Err(bad(
             "conflict_resolution",
@@ -204,6 +197,40 @@ fn check_backend(
                 ));
             }
             None => return Err(bad("connection.auth_method", "is required (token or approle)")),
+        }
+    } else if backend_type == BackendType::AzureKeyVault {
+        let vault_url = c
+            .vault_url
+            .as_deref()
+            .ok_or_else(|| bad("connection.vault_url", "is required for azure_key_vault"))?;
+        let tenant_id = c
+            .tenant_id
+            .as_deref()
+            .ok_or_else(|| bad("connection.tenant_id", "is required for azure_key_vault"))?;
+        azure_urls(vault_url, tenant_id, c.authority_host.as_deref()).map_err(|e| bad("connection", e))?;
+        match c.auth_method.as_deref() {
+            Some("client_secret") | None => {}
+            Some(other) => {
+                return Err(bad(
+                    "connection.auth_method",
+                    format!("'{other}' is not supported yet (client_secret)"),
+                ));
+            }
+        }
+    } else if backend_type == BackendType::GcpSecretManager {
+        let project = c
+            .project_id
+            .as_deref()
+            .ok_or_else(|| bad("connection.project_id", "is required for gcp_secret_manager"))?;
+        gcp_base_url(project, c.endpoint.as_deref()).map_err(|e| bad("connection", e))?;
+        match c.auth_method.as_deref() {
+            Some("service_account_key") | None => {}
+            Some(other) => {
+                return Err(bad(
+                    "connection.auth_method",
+                    format!("'{other}' is not supported yet (service_account_key)"),
+                ));
+            }
         }
     } else {
         let region = c
@@ -705,6 +732,17 @@ impl Vault {
                 region: c.region.clone().unwrap_or_default(),
                 endpoint: c.endpoint.clone(),
                 credentials: AwsCredentials::from_secret(&credential.data)?,
+            })?),
+            BackendType::AzureKeyVault => Arc::new(AzureBackend::new(AzureConnection {
+                vault_url: c.vault_url.clone().unwrap_or_default(),
+                tenant_id: c.tenant_id.clone().unwrap_or_default(),
+                authority_host: c.authority_host.clone(),
+                credentials: AzureClientSecret::from_secret(&credential.data)?,
+            })?),
+            BackendType::GcpSecretManager => Arc::new(GcpBackend::new(GcpConnection {
+                project_id: c.project_id.clone().unwrap_or_default(),
+                endpoint: c.endpoint.clone(),
+                account: GcpServiceAccount::from_secret(&credential.data)?,
             })?),
             _ => Arc::new(VaultBackend::new(VaultConnection {
                 address: c.address.clone().unwrap_or_default(),

@@ -91,16 +91,7 @@ pub(crate) fn check_region(region: &str) -> Result<(), FederationError> {
 pub fn service_url(region: &str, endpoint: Option<&str>) -> Result<Url, FederationError> {
     check_region(region)?;
     let raw = endpoint.map_or_else(|| format!("https://{SERVICE}.{region}.amazonaws.com/"), str::to_owned);
-    let url = Url::parse(&raw).map_err(|e| FederationError::Config(format!("endpoint '{raw}': {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(FederationError::Config("endpoint must be an http or https URL".into()));
-    }
-    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.path() != "/" {
-        return Err(FederationError::Config(
-            "endpoint must be a bare http(s) URL: no user, path or query".into(),
-        ));
-    }
-    Ok(url)
+    crate::rest::bare_url("endpoint", &raw)
 }
 
 impl AwsBackend {
@@ -195,10 +186,7 @@ fn error_of(status: StatusCode, body: &[u8]) -> FederationError {
 /// `GetSecretValue`'s answer as ScaiVault's data.
 fn data_of(answer: &Value) -> Result<Map<String, Value>, FederationError> {
     if let Some(text) = answer.get("SecretString").and_then(Value::as_str) {
-        return Ok(match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::from_iter([("value".to_owned(), Value::String(text.to_owned()))]),
-        });
+        return Ok(crate::rest::data_of_text(text));
     }
     if let Some(b64) = answer.get("SecretBinary").and_then(Value::as_str) {
         return Ok(Map::from_iter([("value_base64".to_owned(), Value::String(b64.to_owned()))]));

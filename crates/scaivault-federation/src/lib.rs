@@ -10,9 +10,12 @@
 //! Manager ([`AwsBackend`], Signature Version 4 with static keys).
 
 mod aws;
+mod azure;
 mod config;
 mod error;
+mod gcp;
 mod mapping;
+mod rest;
 mod sigv4;
 mod sync;
 #[cfg(feature = "testing")]
@@ -26,8 +29,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use aws::{AwsBackend, AwsConnection, AwsCredentials, service_url};
+pub use azure::{AzureBackend, AzureClientSecret, AzureConnection, azure_urls};
 pub use config::{BackendType, ConflictResolution, Mode};
 pub use error::FederationError;
+pub use gcp::{GcpBackend, GcpConnection, GcpServiceAccount, check_project_id, gcp_base_url};
 pub use mapping::{MappingError, MappingRule, PathMapping};
 pub use sync::{LastSync, MAX_PULLED_VERSIONS, SyncAction, decide};
 pub use vault::{VaultAuth, VaultBackend, VaultConnection};

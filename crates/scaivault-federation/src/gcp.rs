@@ -1,0 +1,312 @@
+//! GCP Secret Manager (REST API v1), authenticated as a service account: a JWT signed with the
+//! account's key (RS256) exchanged at its `token_uri` for an access token.
+//!
+//! A target is a secret id in the backend's project. A version's payload bytes become ScaiVault's
+//! `data` as AWS strings do (a JSON object as itself, other text as `{"value"}`, other bytes as
+//! `{"value_base64"}`); the secret's labels become `metadata.custom`. Versions are numbered, so
+//! `?version=N` reads version N.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use reqwest::{Method, Url};
+use scaivault_crypto::{JwtSigningKey, SecretBytes};
+use serde_json::{Map, Value, json};
+
+use crate::rest::{Bearer, Issued, bytes_of, data_of_bytes, fetch_token};
+use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
+
+const DEFAULT_ENDPOINT: &str = "https://secretmanager.googleapis.com/";
+const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+const PAGE_SIZE: u32 = 250;
+
+/// A service account's key, from the JSON file GCP issues (kept in a ScaiVault secret).
+pub struct GcpServiceAccount {
+    pub client_email: String,
+    pub private_key_id: Option<String>,
+    /// The RSA private key's PKCS#8 DER.
+    private_key: SecretBytes,
+    pub token_uri: Url,
+}
+
+impl std::fmt::Debug for GcpServiceAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcpServiceAccount")
+            .field("client_email", &self.client_email)
+            .field("private_key", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+impl GcpServiceAccount {
+    /// The credential from the ScaiVault secret a backend's `credentials_path` names: the
+    /// service-account key JSON (`client_email`, `private_key` as PEM, `token_uri`, and
+    /// `private_key_id`).
+    pub fn from_secret(data: &Map<String, Value>) -> Result<GcpServiceAccount, FederationError> {
+        let field = |name: &str| crate::error::credential_field(data, name);
+        let pem = field("private_key")?;
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).map(str::trim).collect();
+        let der = STANDARD.decode(body).map_err(|_| {
+            FederationError::Config("the credential's private_key is not a PEM private key".into())
+        })?;
+        JwtSigningKey::rs256_from_der(&der).map_err(|_| {
+            FederationError::Config(
+                "the credential's private_key is not an RSA private key of 2048 bits or more".into(),
+            )
+        })?;
+        let token_uri = field("token_uri").unwrap_or("https://oauth2.googleapis.com/token");
+        let token_uri = Url::parse(token_uri)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| {
+                FederationError::Config("the credential's token_uri is not an http(s) URL".into())
+            })?;
+        Ok(GcpServiceAccount {
+            client_email: field("client_email")?.to_owned(),
+            private_key_id: data.get("private_key_id").and_then(Value::as_str).map(str::to_owned),
+            private_key: SecretBytes::new(der),
+            token_uri,
+        })
+    }
+}
+
+/// Where the project is and who calls it.
+#[derive(Debug)]
+pub struct GcpConnection {
+    pub project_id: String,
+    /// A compatible service's URL; default `https://secretmanager.googleapis.com/`.
+    pub endpoint: Option<String>,
+    pub account: GcpServiceAccount,
+}
+
+/// A GCP Secret Manager project.
+#[derive(Debug)]
+pub struct GcpBackend {
+    http: reqwest::Client,
+    /// `…/v1/projects/<project>/`
+    base: Url,
+    account: GcpServiceAccount,
+    bearer: Bearer,
+}
+
+/// Checks a project id: 6-30 of lowercase letters, digits and dashes (GCP's rule, loosened to
+/// 1-63 for project numbers and test projects).
+pub fn check_project_id(project: &str) -> Result<(), FederationError> {
+    let ok = !project.is_empty()
+        && project.len() <= 63
+        && project.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok { Ok(()) } else { Err(FederationError::Config(format!("'{project}' is not a GCP project id"))) }
+}
+
+/// The API's base URL for a project: `endpoint` (a bare http(s) URL) or Google's.
+pub fn gcp_base_url(project: &str, endpoint: Option<&str>) -> Result<Url, FederationError> {
+    check_project_id(project)?;
+    let raw = endpoint.unwrap_or(DEFAULT_ENDPOINT);
+    let url = crate::rest::bare_url("endpoint", raw)?;
+    url.join(&format!("v1/projects/{project}/"))
+        .map_err(|e| FederationError::Config(format!("endpoint '{raw}': {e}")))
+}
+
+impl GcpBackend {
+    pub fn new(connection: GcpConnection) -> Result<GcpBackend, FederationError> {
+        let base = gcp_base_url(&connection.project_id, connection.endpoint.as_deref())?;
+        Ok(GcpBackend {
+            http: crate::error::http_client()?,
+            base,
+            account: connection.account,
+            bearer: Bearer::default(),
+        })
+    }
+
+    /// The signed assertion exchanged for an access token.
+    async fn token(&self) -> Result<Issued, FederationError> {
+        let now = Utc::now().timestamp();
+        let claims = json!({
+            "iss": self.account.client_email,
+            "scope": SCOPE,
+            "aud": self.account.token_uri.as_str(),
+            "iat": now,
+            "exp": now + 3600,
+        });
+        let key = JwtSigningKey::rs256_from_der(self.account.private_key.expose())
+            .map_err(|_| FederationError::Config("the service account's private key does not load".into()))?;
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid.clone_from(&self.account.private_key_id);
+        let assertion = key
+            .sign(&header, &claims)
+            .map_err(|_| FederationError::Config("signing the token request failed".into()))?;
+        let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)];
+        fetch_token(&self.http, self.account.token_uri.clone(), &form).await
+    }
+
+    fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, FederationError> {
+        let mut url = self.base.join(path).map_err(|e| FederationError::Config(e.to_string()))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url)
+    }
+
+    async fn call(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Value, FederationError> {
+        crate::rest::call(&self.http, &self.bearer, || self.token(), method, url, body).await
+    }
+
+    /// A secret id as one URL path segment: GCP's ids are `[A-Za-z0-9_-]`, anything else is
+    /// refused before it is sent.
+    fn secret(target: &str) -> Result<&str, FederationError> {
+        if !target.is_empty()
+            && target.len() <= 255
+            && target.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            Ok(target)
+        } else {
+            Err(FederationError::NotFound(target.to_owned()))
+        }
+    }
+
+    /// `versions/<v>:access` with the secret's labels.
+    async fn access(&self, target: &str, version: &str) -> Result<ExternalSecret, FederationError> {
+        let secret = Self::secret(target)?;
+        let named = |e: FederationError| match e {
+            FederationError::NotFound(_) => FederationError::NotFound(target.to_owned()),
+            other => other,
+        };
+        let access = self.url(&format!("secrets/{secret}/versions/{version}:access"), &[])?;
+        let meta = self.url(&format!("secrets/{secret}"), &[])?;
+        let (value, described) =
+            tokio::join!(self.call(Method::GET, access, None), self.call(Method::GET, meta, None));
+        let value = value.map_err(named)?;
+        // Labels are a courtesy: an accessor-only role still reads.
+        let described = match described {
+            Err(FederationError::Denied { .. }) => Value::Null,
+            other => other.map_err(named)?,
+        };
+        let payload = value
+            .pointer("/payload/data")
+            .and_then(Value::as_str)
+            .and_then(|b| STANDARD.decode(b).ok())
+            .ok_or_else(|| FederationError::Backend {
+                status: 200,
+                message: "the version has no payload".into(),
+            })?;
+        let custom: BTreeMap<String, String> = described
+            .get("labels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
+        Ok(ExternalSecret {
+            data: data_of_bytes(&payload),
+            custom,
+            version: value.get("name").and_then(Value::as_str).and_then(version_number),
+            created_at: None,
+        })
+    }
+
+    /// Every page of a listing: the `field` array of each answer.
+    async fn pages(&self, path: &str, field: &str, limit: usize) -> Result<Vec<Value>, FederationError> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let size = PAGE_SIZE.to_string();
+            let mut query = vec![("pageSize", size.as_str())];
+            if !token.is_empty() {
+                query.push(("pageToken", token.as_str()));
+            }
+            let answer = self.call(Method::GET, self.url(path, &query)?, None).await?;
+            out.extend(answer.get(field).and_then(Value::as_array).into_iter().flatten().cloned());
+            if out.len() > limit {
+                return Err(crate::too_many(limit));
+            }
+            match answer.get("nextPageToken").and_then(Value::as_str) {
+                Some(next) if !next.is_empty() => token = next.to_owned(),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// `projects/…/secrets/…/versions/7` → 7.
+fn version_number(name: &str) -> Option<u64> {
+    name.rsplit('/').next()?.parse().ok()
+}
+
+fn time_of(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v?.as_str()?).ok().map(|t| t.with_timezone(&Utc))
+}
+
+#[async_trait]
+impl Backend for GcpBackend {
+    async fn read(&self, target: &str, version: Option<u64>) -> Result<ExternalSecret, FederationError> {
+        let version = version.map_or_else(|| "latest".to_owned(), |v| v.to_string());
+        self.access(target, &version).await
+    }
+
+    async fn check(&self) -> Result<(), FederationError> {
+        let url = self.url("secrets", &[("pageSize", "1")])?;
+        self.call(Method::GET, url, None).await.map(|_| ())
+    }
+
+    async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, FederationError> {
+        let secrets = self.pages("secrets", "secrets", limit).await?;
+        let mut names: Vec<String> = secrets
+            .iter()
+            .filter_map(|s| s.get("name")?.as_str()?.rsplit('/').next().map(str::to_owned))
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn versions(&self, target: &str) -> Result<Vec<RemoteVersion>, FederationError> {
+        let secret = Self::secret(target)?;
+        let listed = self.pages(&format!("secrets/{secret}/versions"), "versions", 1000).await.map_err(
+            |e| match e {
+                FederationError::NotFound(_) => FederationError::NotFound(target.to_owned()),
+                other => other,
+            },
+        )?;
+        let mut versions: Vec<(u64, RemoteVersion)> = listed
+            .iter()
+            .filter(|v| v.get("state").and_then(Value::as_str) == Some("ENABLED"))
+            .filter_map(|v| {
+                let n = version_number(v.get("name")?.as_str()?)?;
+                Some((n, RemoteVersion { id: n.to_string(), created_at: time_of(v.get("createTime")) }))
+            })
+            .collect();
+        versions.sort_by_key(|(n, _)| *n);
+        if versions.is_empty() {
+            return Err(FederationError::NotFound(target.to_owned()));
+        }
+        Ok(versions.into_iter().map(|(_, v)| v).collect())
+    }
+
+    async fn read_version(&self, target: &str, id: &str) -> Result<ExternalSecret, FederationError> {
+        let n: u64 = id.parse().map_err(|_| FederationError::NotFound(target.to_owned()))?;
+        self.access(target, &n.to_string()).await
+    }
+
+    /// `:addVersion`, creating the secret (automatic replication) when it does not exist.
+    async fn write(&self, target: &str, data: &Map<String, Value>) -> Result<RemoteVersion, FederationError> {
+        let secret = Self::secret(target)?;
+        let body = json!({"payload": {"data": STANDARD.encode(bytes_of(data))}});
+        let add = self.url(&format!("secrets/{secret}:addVersion"), &[])?;
+        let added = match self.call(Method::POST, add.clone(), Some(&body)).await {
+            Err(FederationError::NotFound(_)) => {
+                let create = self.url("secrets", &[("secretId", secret)])?;
+                let spec = json!({"replication": {"automatic": {}}});
+                self.call(Method::POST, create, Some(&spec)).await?;
+                self.call(Method::POST, add, Some(&body)).await?
+            }
+            other => other?,
+        };
+        let n = added.get("name").and_then(Value::as_str).and_then(version_number).ok_or_else(|| {
+            FederationError::Backend { status: 200, message: "addVersion answered no version".into() }
+        })?;
+        Ok(RemoteVersion { id: n.to_string(), created_at: time_of(added.get("createTime")) })
+    }
+}

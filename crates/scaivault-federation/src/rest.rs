@@ -1,0 +1,250 @@
+//! What the bearer-token stores (Azure Key Vault, GCP Secret Manager) share: an OAuth 2.0 access
+//! token fetched from the store's token endpoint and reused until near its end, JSON calls that
+//! fetch a new token once when the store says the old one is no longer good, their errors sorted
+//! into ours, and the string shapes values take in stores that hold text or bytes.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::{Method, StatusCode, Url};
+use scaivault_crypto::SecretBytes;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::FederationError;
+use crate::error::short;
+
+/// An access token and when to fetch the next one (at 80% of its life).
+#[derive(Default)]
+pub(crate) struct Bearer {
+    token: tokio::sync::Mutex<Option<(SecretBytes, Instant)>>,
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer([redacted])")
+    }
+}
+
+/// A token endpoint's answer.
+pub(crate) struct Issued {
+    pub(crate) token: SecretBytes,
+    pub(crate) expires_in: u64,
+}
+
+impl Bearer {
+    /// The current token, fetched with `fetch` when there is none or it is old.
+    async fn get<F, Fut>(&self, fetch: F) -> Result<String, FederationError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Issued, FederationError>>,
+    {
+        let mut slot = self.token.lock().await;
+        if let Some((token, refresh_at)) = slot.as_ref()
+            && Instant::now() < *refresh_at
+        {
+            return Ok(String::from_utf8_lossy(token.expose()).into_owned());
+        }
+        let issued = fetch().await?;
+        let life = Duration::from_secs(issued.expires_in.clamp(60, 24 * 3600) * 8 / 10);
+        let text = String::from_utf8_lossy(issued.token.expose()).into_owned();
+        *slot = Some((issued.token, Instant::now() + life));
+        Ok(text)
+    }
+
+    async fn forget(&self) {
+        *self.token.lock().await = None;
+    }
+}
+
+/// POSTs `form` to a token endpoint; answers its `access_token` and `expires_in`. A refusal is
+/// `Denied` (the endpoint's own words are not kept: they may quote what was sent).
+pub(crate) async fn fetch_token(
+    http: &reqwest::Client,
+    url: Url,
+    form: &[(&str, &str)],
+) -> Result<Issued, FederationError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        access_token: String,
+        #[serde(default)]
+        expires_in: Option<Value>,
+    }
+    let response = http.post(url).form(form).send().await.map_err(unreachable)?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(unreachable)?;
+    if !status.is_success() {
+        return Err(FederationError::Denied { status: status.as_u16() });
+    }
+    let answer: Answer = serde_json::from_slice(&bytes).map_err(|_| FederationError::Backend {
+        status: status.as_u16(),
+        message: "the token endpoint did not answer an OAuth 2.0 access token".into(),
+    })?;
+    // Azure sends `expires_in` as a number, some endpoints as a string.
+    let expires_in = match answer.expires_in {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }
+    .unwrap_or(3600);
+    Ok(Issued { token: SecretBytes::new(answer.access_token.into_bytes()), expires_in })
+}
+
+/// A service's base URL: a bare http(s) URL (no user, path or query), as `endpoint` and the like
+/// must be.
+pub(crate) fn bare_url(what: &str, raw: &str) -> Result<Url, FederationError> {
+    let url = Url::parse(raw).map_err(|e| FederationError::Config(format!("{what} '{raw}': {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(FederationError::Config(format!("{what} must be an http or https URL")));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.path() != "/" {
+        return Err(FederationError::Config(format!(
+            "{what} must be a bare http(s) URL: no user, path or query"
+        )));
+    }
+    Ok(url)
+}
+
+fn unreachable(e: reqwest::Error) -> FederationError {
+    FederationError::Unreachable(short(&e.without_url().to_string()))
+}
+
+/// One JSON call with the bearer token; on `401` the token is fetched again and the call made once
+/// more. Answers the JSON (`Null` for an empty body), or the store's error.
+pub(crate) async fn call<F, Fut>(
+    http: &reqwest::Client,
+    bearer: &Bearer,
+    fetch: F,
+    method: Method,
+    url: Url,
+    body: Option<&Value>,
+) -> Result<Value, FederationError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Issued, FederationError>>,
+{
+    for attempt in 0..2 {
+        let token = bearer.get(&fetch).await?;
+        let mut request = http.request(method.clone(), url.clone()).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(unreachable)?;
+        if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+            bearer.forget().await;
+            continue;
+        }
+        if status.is_success() {
+            if bytes.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_slice(&bytes).map_err(|_| FederationError::Backend {
+                status: status.as_u16(),
+                message: "the answer was not JSON".into(),
+            });
+        }
+        return Err(error_of(status, &bytes));
+    }
+    Err(FederationError::Denied { status: 401 })
+}
+
+/// Azure's and Google's `{"error": {"code": …, "message": …}}`, sorted into ours.
+fn error_of(status: StatusCode, body: &[u8]) -> FederationError {
+    match status {
+        StatusCode::NOT_FOUND => return FederationError::NotFound(String::new()),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            return FederationError::Denied { status: status.as_u16() };
+        }
+        _ => {}
+    }
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.get("message")?.as_str().map(short))
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    FederationError::Backend { status: status.as_u16(), message }
+}
+
+/// A value held as text, as ScaiVault's data: a JSON object as that object, anything else as
+/// `{"value": …}`.
+pub(crate) fn data_of_text(text: &str) -> Map<String, Value> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::from_iter([("value".to_owned(), Value::String(text.to_owned()))]),
+    }
+}
+
+/// A value held as bytes: UTF-8 text as [`data_of_text`], anything else as `{"value_base64": …}`.
+pub(crate) fn data_of_bytes(bytes: &[u8]) -> Map<String, Value> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => data_of_text(text),
+        Err(_) => Map::from_iter([("value_base64".to_owned(), Value::String(STANDARD.encode(bytes)))]),
+    }
+}
+
+/// ScaiVault's data as the text a store keeps: `{"value": s}` as `s`, anything else as its JSON
+/// (so `{"value_base64": …}` reads back as itself from a store that keeps text only).
+pub(crate) fn text_of(data: &Map<String, Value>) -> String {
+    if data.len() == 1
+        && let Some(Value::String(text)) = data.get("value")
+    {
+        return text.clone();
+    }
+    Value::Object(data.clone()).to_string()
+}
+
+/// ScaiVault's data as the bytes a store keeps: `{"value_base64": b}` as the decoded bytes,
+/// otherwise [`text_of`].
+pub(crate) fn bytes_of(data: &Map<String, Value>) -> Vec<u8> {
+    if data.len() == 1
+        && let Some(Value::String(b64)) = data.get("value_base64")
+        && let Ok(bytes) = STANDARD.decode(b64)
+    {
+        return bytes;
+    }
+    text_of(data).into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn values_round_trip_through_text_and_bytes() {
+        for data in [
+            json!({"value": "plain"}),
+            json!({"user": "app", "password": "p"}),
+            json!({"value": "{not json"}),
+            json!({"value_base64": "AAEC/w=="}),
+        ] {
+            let data = map(data);
+            assert_eq!(data_of_bytes(&bytes_of(&data)), data, "{data:?}");
+            assert_eq!(data_of_text(&text_of(&data)), data, "{data:?}");
+        }
+        assert_eq!(data_of_bytes(&[0, 1, 2, 255]), map(json!({"value_base64": "AAEC/w=="})));
+        assert_eq!(text_of(&map(json!({"value": "x"}))), "x");
+    }
+
+    #[test]
+    fn store_errors_are_sorted_without_bodies() {
+        let body =
+            br#"{"error": {"code": 400, "message": "bad\nsecond line", "status": "INVALID_ARGUMENT"}}"#;
+        assert_eq!(
+            error_of(StatusCode::BAD_REQUEST, body),
+            FederationError::Backend { status: 400, message: "bad".into() }
+        );
+        assert!(matches!(error_of(StatusCode::NOT_FOUND, b""), FederationError::NotFound(_)));
+        assert_eq!(error_of(StatusCode::FORBIDDEN, b"x"), FederationError::Denied { status: 403 });
+        assert_eq!(
+            error_of(StatusCode::BAD_GATEWAY, b"<html>"),
+            FederationError::Backend { status: 502, message: "Bad Gateway".into() }
+        );
+    }
+}
