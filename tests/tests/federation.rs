@@ -253,10 +253,20 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
                 v["type"] = json!("azure_key_vault");
                 v["path_mapping"] = json!([{"source": "external/hashicorp/*", "target": "*"}]);
                 v["connection"] = json!({"vault_url": "https://kv1.vault.azure.net", "tenant_id": "t1",
-                    "auth_method": "managed_identity", "credentials_path": "a/b"});
+                    "auth_method": "certificate", "credentials_path": "a/b"});
             }),
             "invalid_request",
             "not supported yet",
+        ),
+        (
+            with(&|v| {
+                v["type"] = json!("azure_key_vault");
+                v["path_mapping"] = json!([{"source": "external/hashicorp/*", "target": "*"}]);
+                v["connection"] = json!({"vault_url": "https://kv1.vault.azure.net", "tenant_id": "t1",
+                    "auth_method": "managed_identity"});
+            }),
+            "invalid_request",
+            "--federation-ambient-identity",
         ),
         (
             with(&|v| {
@@ -280,10 +290,19 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
             with(&|v| {
                 v["type"] = json!("gcp_secret_manager");
                 v["path_mapping"] = json!([{"source": "external/hashicorp/*", "target": "*"}]);
-                v["connection"] = json!({"project_id": "p1", "auth_method": "workload_identity", "credentials_path": "a/b"});
+                v["connection"] = json!({"project_id": "p1", "auth_method": "workload_identity"});
             }),
             "invalid_request",
-            "not supported yet",
+            "--federation-ambient-identity",
+        ),
+        (
+            with(&|v| {
+                v["type"] = json!("gcp_secret_manager");
+                v["path_mapping"] = json!([{"source": "external/hashicorp/*", "target": "*"}]);
+                v["connection"] = json!({"project_id": "p1", "credentials_path": "a/b", "authority_host": "https://login.example/"});
+            }),
+            "invalid_request",
+            "connection.authority_host: does not apply to gcp_secret_manager",
         ),
         (with(&|v| v["type"] = json!("aws_secrets_manager")), "invalid_request", "region"),
         (
@@ -562,6 +581,128 @@ async fn azure_and_gcp_backends_serve_proxy_reads_with_credentials_kept_in_scaiv
         "the server's log carries a value or a credential"
     );
     assert!(!log.contains("PRIVATE KEY"));
+    drop(server);
+}
+
+#[tokio::test]
+async fn cloud_identities_are_lent_only_when_the_operator_allows_and_reach_the_metadata_services() {
+    use base64::Engine;
+    use wiremock::matchers::{header, method, path, query_param};
+    let metadata = MockServer::start().await;
+    // Azure's instance metadata service and Google's metadata server, as their documentation gives
+    // them: a GET with the header each requires; Azure's `expires_in` is a string.
+    Mock::given(method("GET"))
+        .and(path("/metadata/identity/oauth2/token"))
+        .and(query_param("api-version", "2018-02-01"))
+        .and(query_param("resource", "https://vault.azure.net"))
+        .and(header("metadata", "true"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "mi-token", "expires_in": "3599",
+            "resource": "https://vault.azure.net", "token_type": "Bearer"})),
+        )
+        .expect(1)
+        .mount(&metadata)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/computeMetadata/v1/instance/service-accounts/default/token"))
+        .and(header("metadata-flavor", "Google"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"access_token": "wi-token", "expires_in": 3599,
+            "token_type": "Bearer"})),
+        )
+        .expect(1)
+        .mount(&metadata)
+        .await;
+    let cloud = MockServer::start().await;
+    let password = random_alnum(24);
+    let value = json!({"password": password}).to_string();
+    Mock::given(method("GET"))
+        .and(path("/secrets/db"))
+        .and(header("authorization", "Bearer mi-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": value,
+            "id": format!("{}/secrets/db/0a1b", cloud.uri()), "attributes": {"enabled": true}})))
+        .mount(&cloud)
+        .await;
+    let payload = base64::engine::general_purpose::STANDARD.encode(&value);
+    Mock::given(method("GET"))
+        .and(path("/v1/projects/p1/secrets/db/versions/latest:access"))
+        .and(header("authorization", "Bearer wi-token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"name": "projects/9/secrets/db/versions/4", "payload": {"data": payload}}),
+            ),
+        )
+        .mount(&cloud)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/projects/p1/secrets/db"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"labels": {}})))
+        .mount(&cloud)
+        .await;
+    let azure = json!({"name": "azure-mi", "type": "azure_key_vault", "mount": "external/azure",
+        "connection": {"vault_url": cloud.uri(), "tenant_id": "tenant-1", "auth_method": "managed_identity"},
+        "path_mapping": [{"source": "external/azure/*", "target": "*"}]});
+    let gcp = json!({"name": "gcp-wi", "type": "gcp_secret_manager", "mount": "external/gcp",
+        "connection": {"project_id": "p1", "endpoint": cloud.uri(), "auth_method": "workload_identity"},
+        "path_mapping": [{"source": "external/gcp/*", "target": "*"}]});
+    let client = http_client();
+
+    // Lent when the operator says so; the metadata services are found where the clouds' own
+    // SDKs look for them.
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let metadata_host = metadata.uri().trim_start_matches("http://").to_owned();
+    let server = ServerCommand::new(scratch.path())
+        .storage(&storage)
+        .arg("--federation-ambient-identity")
+        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", metadata.uri())
+        .env("GCE_METADATA_HOST", &metadata_host)
+        .root_token_file(&scratch.path().join("root-token"))
+        .start()
+        .await;
+    let root = server.root_token().expect("root token").to_owned();
+    let api = Api::new(&client, &server, &root);
+    let mut with_credential = azure.clone();
+    with_credential["connection"]["credentials_path"] = json!("infra/azure");
+    let r = api.post("/v1/federation/backends", &with_credential).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
+    assert!(r.text.contains("credentials_path"), "{}", r.text);
+    for b in [&azure, &gcp] {
+        let r = api.post("/v1/federation/backends", b).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    for p in ["external/azure/db", "external/gcp/db", "external/azure/db", "external/gcp/db"] {
+        let r = api.get_secret(p, None).await;
+        assert_eq!(r.status, 200, "{p}: {}", r.text);
+        assert_eq!(r.body["data"], json!({"password": password}), "{p}");
+    }
+    let log = format!("{}{}", server.stdout(), server.stderr());
+    for token in ["mi-token", "wi-token", password.as_str()] {
+        assert!(!log.contains(token), "the server's log carries {token}");
+        assert!(!api.get("/v1/audit/export").await.text.contains(token));
+    }
+    drop(server);
+    // One token each, reused by the second reads (`expect(1)` above is checked on drop).
+    metadata.verify().await;
+
+    // A server that does not lend its identity refuses such backends, and stops serving those
+    // configured while it did.
+    let server = ServerCommand::new(scratch.path())
+        .storage(&storage)
+        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", metadata.uri())
+        .start()
+        .await;
+    let api = Api::new(&client, &server, &root);
+    let r = api.get_secret("external/azure/db", None).await;
+    assert_eq!((r.status, r.code()), (502, "backend_error"), "{}", r.text);
+    let mut renamed = gcp.clone();
+    renamed["name"] = json!("gcp-wi-2");
+    renamed["mount"] = json!("external/gcp2");
+    renamed["path_mapping"] = json!([{"source": "external/gcp2/*", "target": "*"}]);
+    let r = api.post("/v1/federation/backends", &renamed).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
+    assert!(r.text.contains("--federation-ambient-identity"), "{}", r.text);
     drop(server);
 }
 

@@ -65,6 +65,18 @@ pub(crate) struct Options {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub(crate) webhook_allow_private: Option<bool>,
+    /// Let federation backends sign in as this server's own cloud identity (Azure managed_identity,
+    /// GCP workload_identity)
+    #[arg(
+        long,
+        env = "SCAIVAULT_FEDERATION_AMBIENT_IDENTITY",
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub(crate) federation_ambient_identity: Option<bool>,
     /// Webhook retry delays [default: 30s,5m,30m,2h,8h,24h]
     #[arg(long, env = "SCAIVAULT_WEBHOOK_RETRY_SCHEDULE", global = true)]
     pub(crate) webhook_retry_schedule: Option<String>,
@@ -104,6 +116,7 @@ pub(crate) struct Settings {
     pub(crate) master_key_file: PathBuf,
     pub(crate) jwt_issuers: Vec<JwtIssuer>,
     pub(crate) webhook_allow_private: bool,
+    pub(crate) federation_ambient_identity: bool,
     pub(crate) webhook_retry_schedule: DurationList,
     pub(crate) scheduler_tick: DurationSpec,
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
@@ -134,6 +147,9 @@ impl Options {
             master_key_file: self.master_key_file.or(file.master_key_file),
             jwt_issuers: if self.jwt_issuers.is_empty() { file.jwt_issuers } else { self.jwt_issuers },
             webhook_allow_private: self.webhook_allow_private.or(file.webhook_allow_private),
+            federation_ambient_identity: self
+                .federation_ambient_identity
+                .or(file.federation_ambient_identity),
             webhook_retry_schedule: self.webhook_retry_schedule.or(file.webhook_retry_schedule),
             scheduler_tick: self.scheduler_tick.or(file.scheduler_tick),
             tls_cert: self.tls_cert.or(file.tls_cert),
@@ -200,6 +216,7 @@ impl Options {
             master_key_file,
             jwt_issuers,
             webhook_allow_private: o.webhook_allow_private.unwrap_or(false),
+            federation_ambient_identity: o.federation_ambient_identity.unwrap_or(false),
             webhook_retry_schedule,
             scheduler_tick,
             tls,

@@ -118,6 +118,7 @@ async fn open_vault(settings: &Settings) -> anyhow::Result<(Vault, Option<Secret
     let config = VaultConfig {
         rate_limits: settings.rate_limits,
         jwt_issuers: settings.jwt_issuers.clone(),
+        federation_ambient_identity: settings.federation_ambient_identity,
         events: EventConfig {
             allow_private: settings.webhook_allow_private,
             retry_schedule: settings.webhook_retry_schedule.as_slice().iter().map(|d| d.as_std()).collect(),

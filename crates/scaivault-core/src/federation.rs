@@ -18,10 +18,10 @@ use scaivault_api::{
 use scaivault_crypto::random_id;
 use scaivault_domain::{DurationSpec, Permission, Scope, SecretMetadata, SecretPath, SecretType, Version};
 use scaivault_federation::{
-    AwsBackend, AwsConnection, AwsCredentials, AzureBackend, AzureClientSecret, AzureConnection, Backend,
-    BackendType, ConflictResolution, FederationError, GcpBackend, GcpConnection, GcpServiceAccount,
-    MappingError, MappingRule, Mode, PathMapping, VaultAuth, VaultBackend, VaultConnection, azure_urls,
-    gcp_base_url, service_url,
+    AwsBackend, AwsConnection, AwsCredentials, AzureBackend, AzureClientSecret, AzureConnection,
+    AzureCredential, Backend, BackendType, ConflictResolution, FederationError, GcpAuth, GcpBackend,
+    GcpConnection, GcpServiceAccount, MappingError, MappingRule, Mode, PathMapping, VaultAuth, VaultBackend,
+    VaultConnection, azure_urls, gcp_base_url, service_url,
 };
 use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError};
 use serde::{Deserialize, Serialize};
@@ -107,9 +107,16 @@ pub(crate) struct Federation {
     /// version), so an AppRole login is reused until either changes.
     clients: Mutex<HashMap<String, (String, Client)>>,
     stats: Mutex<HashMap<String, Stats>>,
+    /// Whether backends may sign in as the server's own cloud identity (`managed_identity`,
+    /// `workload_identity`): the operator's choice, off by default.
+    pub(crate) ambient_identity: bool,
 }
 
 impl Federation {
+    pub(crate) fn new(ambient_identity: bool) -> Federation {
+        Federation { ambient_identity, ..Federation::default() }
+    }
+
     fn forget(&self, tenant: &str) {
         let mut mounts = self.mounts.lock().expect("mounts lock");
         self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -154,13 +161,47 @@ fn rules(mapping: &[PathMappingRule]) -> Vec<MappingRule> {
     mapping.iter().map(|r| MappingRule { source: r.source.clone(), target: r.target.clone() }).collect()
 }
 
+/// The auth methods that sign in as the server's own cloud identity and take no credential secret.
+const AMBIENT_METHODS: [&str; 2] = ["managed_identity", "workload_identity"];
+
+/// Whether a backend signs in as the server's own cloud identity.
+fn uses_ambient_identity(backend_type: BackendType, c: &FederationConnection) -> bool {
+    matches!(backend_type, BackendType::AzureKeyVault | BackendType::GcpSecretManager)
+        && c.auth_method.as_deref().is_some_and(|m| AMBIENT_METHODS.contains(&m))
+}
+
+/// A connection field set that the backend's type does not read (it would be stored and
+/// silently ignored).
+fn foreign_field(backend_type: BackendType, c: &FederationConnection) -> Option<&'static str> {
+    let set = [
+        ("address", c.address.is_some()),
+        ("namespace", c.namespace.is_some()),
+        ("ca_cert_path", c.ca_cert_path.is_some()),
+        ("region", c.region.is_some()),
+        ("endpoint", c.endpoint.is_some()),
+        ("role_arn", c.role_arn.is_some()),
+        ("vault_url", c.vault_url.is_some()),
+        ("tenant_id", c.tenant_id.is_some()),
+        ("authority_host", c.authority_host.is_some()),
+        ("project_id", c.project_id.is_some()),
+    ];
+    let applies: &[&str] = match backend_type {
+        BackendType::HashicorpVault => &["address", "namespace", "ca_cert_path"],
+        BackendType::AwsSecretsManager => &["region", "endpoint", "role_arn"],
+        BackendType::AzureKeyVault => &["vault_url", "tenant_id", "authority_host"],
+        BackendType::GcpSecretManager => &["project_id", "endpoint"],
+    };
+    set.into_iter().find(|(name, is_set)| *is_set && !applies.contains(name)).map(|(name, _)| name)
+}
+
 /// Checks what this server can serve today; answers the mount, the compiled mapping and the path of
-/// the credential secret.
+/// the credential secret (none for a backend that signs in as the server's own cloud identity).
 fn check_backend(
     backend_type: BackendType,
     mount: &str,
     config: &StoredConfig,
-) -> Result<(SecretPath, PathMapping, SecretPath), CoreError> {
+    ambient_allowed: bool,
+) -> Result<(SecretPath, PathMapping, Option<SecretPath>), CoreError> {
     if config.conflict_resolution == ConflictResolution::LocalWins && !config.write_through {
         return Err(bad(
             "conflict_resolution",
@@ -209,11 +250,11 @@ fn check_backend(
             .ok_or_else(|| bad("connection.tenant_id", "is required for azure_key_vault"))?;
         azure_urls(vault_url, tenant_id, c.authority_host.as_deref()).map_err(|e| bad("connection", e))?;
         match c.auth_method.as_deref() {
-            Some("client_secret") | None => {}
+            Some("client_secret" | "managed_identity") | None => {}
             Some(other) => {
                 return Err(bad(
                     "connection.auth_method",
-                    format!("'{other}' is not supported yet (client_secret)"),
+                    format!("'{other}' is not supported yet (client_secret, managed_identity)"),
                 ));
             }
         }
@@ -224,11 +265,11 @@ fn check_backend(
             .ok_or_else(|| bad("connection.project_id", "is required for gcp_secret_manager"))?;
         gcp_base_url(project, c.endpoint.as_deref()).map_err(|e| bad("connection", e))?;
         match c.auth_method.as_deref() {
-            Some("service_account_key") | None => {}
+            Some("service_account_key" | "workload_identity") | None => {}
             Some(other) => {
                 return Err(bad(
                     "connection.auth_method",
-                    format!("'{other}' is not supported yet (service_account_key)"),
+                    format!("'{other}' is not supported yet (service_account_key, workload_identity)"),
                 ));
             }
         }
@@ -245,12 +286,11 @@ fn check_backend(
             ));
         }
     }
-    let credentials =
-        c.credentials_path.as_deref().ok_or_else(|| bad("connection.credentials_path", "is required"))?;
-    let credentials = SecretPath::parse(credentials)
-        .map_err(|e| CoreError::InvalidPath(format!("connection.credentials_path: {e}")))?;
-    if credentials.as_str() == mount.as_str() || credentials.as_str().starts_with(&format!("{mount}/")) {
-        return Err(bad("connection.credentials_path", "must not lie under the backend's own mount"));
+    if let Some(field) = foreign_field(backend_type, c) {
+        return Err(bad(
+            &format!("connection.{field}"),
+            format!("does not apply to {}", backend_type.as_str()),
+        ));
     }
     if c.ca_cert_path.is_some() {
         return Err(bad(
@@ -258,7 +298,30 @@ fn check_backend(
             "is not supported yet (HTTPS trusts the bundled public roots only)",
         ));
     }
-    Ok((mount, mapping, credentials))
+    if uses_ambient_identity(backend_type, c) {
+        if !ambient_allowed {
+            return Err(bad(
+                "connection.auth_method",
+                "signs in as the server's own cloud identity, which this server does not lend \
+                 (its operator can allow it with --federation-ambient-identity)",
+            ));
+        }
+        if c.credentials_path.is_some() {
+            return Err(bad(
+                "connection.credentials_path",
+                "is not used with the server's own cloud identity: leave it out",
+            ));
+        }
+        return Ok((mount, mapping, None));
+    }
+    let credentials =
+        c.credentials_path.as_deref().ok_or_else(|| bad("connection.credentials_path", "is required"))?;
+    let credentials = SecretPath::parse(credentials)
+        .map_err(|e| CoreError::InvalidPath(format!("connection.credentials_path: {e}")))?;
+    if credentials.as_str() == mount.as_str() || credentials.as_str().starts_with(&format!("{mount}/")) {
+        return Err(bad("connection.credentials_path", "must not lie under the backend's own mount"));
+    }
+    Ok((mount, mapping, Some(credentials)))
 }
 
 fn config_of(r: &FederationBackendRecord) -> Result<StoredConfig, CoreError> {
@@ -364,8 +427,11 @@ impl Vault {
                 .unwrap_or_default(),
             unreachable_after: req.unreachable_after.unwrap_or(DEFAULT_UNREACHABLE_AFTER),
         };
-        let (mount, _, credentials) = check_backend(backend_type, &req.mount, &config)?;
-        self.may_use_credential(principal, &credentials).await?;
+        let (mount, _, credentials) =
+            check_backend(backend_type, &req.mount, &config, self.federation.ambient_identity)?;
+        if let Some(credentials) = &credentials {
+            self.may_use_credential(principal, credentials).await?;
+        }
         self.may_mount(principal, &mount).await?;
         self.check_mount_is_free(&principal.tenant, &mount, None).await?;
         let now = self.clock.now();
@@ -457,8 +523,11 @@ impl Vault {
             config.unreachable_after = n;
         }
         let backend_type: BackendType = parse_enum("type", &record.backend_type)?;
-        let (mount, _, credentials) = check_backend(backend_type, &record.mount, &config)?;
-        self.may_use_credential(principal, &credentials).await?;
+        let (mount, _, credentials) =
+            check_backend(backend_type, &record.mount, &config, self.federation.ambient_identity)?;
+        if let Some(credentials) = &credentials {
+            self.may_use_credential(principal, credentials).await?;
+        }
         if mount.as_str() != old_mount {
             self.may_mount(principal, &mount).await?;
         } else if old_mode == Mode::Sync && mode == Mode::Proxy {
@@ -706,6 +775,9 @@ impl Vault {
         backend: &Mounted,
     ) -> Result<Client, CoreError> {
         let c = &backend.connection;
+        if uses_ambient_identity(backend.backend_type, c) {
+            return self.ambient_client(backend);
+        }
         let credentials_path = c.credentials_path.as_deref().unwrap_or_default();
         let credentials_path = SecretPath::parse(credentials_path)
             .map_err(|e| CoreError::BackendError(format!("credentials_path: {e}")))?;
@@ -718,13 +790,8 @@ impl Vault {
                 other => other,
             })?;
         let built_from = format!("{}|{}", backend.updated_at.timestamp_micros(), credential.version);
-        {
-            let clients = self.federation.clients.lock().expect("clients lock");
-            if let Some((from, client)) = clients.get(&backend.id)
-                && *from == built_from
-            {
-                return Ok(client.clone());
-            }
+        if let Some(client) = self.cached_client(backend, &built_from) {
+            return Ok(client);
         }
         // Built and audited without the lock: two first reads may both build (and both audit).
         let client: Client = match backend.backend_type {
@@ -737,12 +804,12 @@ impl Vault {
                 vault_url: c.vault_url.clone().unwrap_or_default(),
                 tenant_id: c.tenant_id.clone().unwrap_or_default(),
                 authority_host: c.authority_host.clone(),
-                credentials: AzureClientSecret::from_secret(&credential.data)?,
+                credentials: AzureCredential::ClientSecret(AzureClientSecret::from_secret(&credential.data)?),
             })?),
             BackendType::GcpSecretManager => Arc::new(GcpBackend::new(GcpConnection {
                 project_id: c.project_id.clone().unwrap_or_default(),
                 endpoint: c.endpoint.clone(),
-                account: GcpServiceAccount::from_secret(&credential.data)?,
+                auth: GcpAuth::ServiceAccountKey(GcpServiceAccount::from_secret(&credential.data)?),
             })?),
             _ => Arc::new(VaultBackend::new(VaultConnection {
                 address: c.address.clone().unwrap_or_default(),
@@ -760,6 +827,43 @@ impl Vault {
             status_code: 200,
         };
         self.record_audit(&system, &request, event).await?;
+        let mut clients = self.federation.clients.lock().expect("clients lock");
+        clients.insert(backend.id.clone(), (built_from, client.clone()));
+        Ok(client)
+    }
+
+    fn cached_client(&self, backend: &Mounted, built_from: &str) -> Option<Client> {
+        let clients = self.federation.clients.lock().expect("clients lock");
+        clients.get(&backend.id).filter(|(from, _)| from == built_from).map(|(_, client)| client.clone())
+    }
+
+    /// The client of a backend that signs in as the server's own cloud identity: no credential
+    /// secret to open, so nothing to audit here; refused if the operator no longer lends it.
+    fn ambient_client(&self, backend: &Mounted) -> Result<Client, CoreError> {
+        if !self.federation.ambient_identity {
+            return Err(CoreError::BackendError(format!(
+                "federation backend {}: this server no longer lends its own cloud identity",
+                backend.id
+            )));
+        }
+        let built_from = backend.updated_at.timestamp_micros().to_string();
+        if let Some(client) = self.cached_client(backend, &built_from) {
+            return Ok(client);
+        }
+        let c = &backend.connection;
+        let client: Client = match backend.backend_type {
+            BackendType::AzureKeyVault => Arc::new(AzureBackend::new(AzureConnection {
+                vault_url: c.vault_url.clone().unwrap_or_default(),
+                tenant_id: c.tenant_id.clone().unwrap_or_default(),
+                authority_host: c.authority_host.clone(),
+                credentials: AzureCredential::ManagedIdentity,
+            })?),
+            _ => Arc::new(GcpBackend::new(GcpConnection {
+                project_id: c.project_id.clone().unwrap_or_default(),
+                endpoint: c.endpoint.clone(),
+                auth: GcpAuth::WorkloadIdentity,
+            })?),
+        };
         let mut clients = self.federation.clients.lock().expect("clients lock");
         clients.insert(backend.id.clone(), (built_from, client.clone()));
         Ok(client)

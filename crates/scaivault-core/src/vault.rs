@@ -18,6 +18,9 @@ pub struct VaultConfig {
     /// Trusted JWT issuers; none means JWTs are refused.
     pub jwt_issuers: Vec<JwtIssuer>,
     pub events: EventConfig,
+    /// Lets federation backends sign in as the server's own cloud identity (Azure
+    /// `managed_identity`, GCP `workload_identity`).
+    pub federation_ambient_identity: bool,
 }
 
 /// The application: every use case is a method. Cheap to share behind an `Arc`.
@@ -79,7 +82,7 @@ impl Vault {
             token_limiter: config.rate_limits.per_token.map(Limiter::new),
             tenant_limiter: config.rate_limits.per_tenant.map(Limiter::new),
             events: Events::new(config.events)?,
-            federation: Default::default(),
+            federation: crate::federation::Federation::new(config.federation_ambient_identity),
         };
         let root_token = vault.bootstrap().await?;
         Ok(Opened { vault, root_token })

@@ -1,5 +1,6 @@
 //! Azure Key Vault secrets (REST API 7.4), authenticated as an application with a client secret
-//! (OAuth 2.0 client credentials at Microsoft Entra ID).
+//! (OAuth 2.0 client credentials at Microsoft Entra ID) or as the managed identity the server runs
+//! as (a token from the instance metadata service).
 //!
 //! A target is a secret name (`[0-9A-Za-z-]`, no `/`). Its value becomes ScaiVault's `data` as AWS
 //! strings do (a JSON object as itself, any other text as `{"value"}`); its tags become
@@ -13,12 +14,29 @@ use reqwest::{Method, Url};
 use scaivault_crypto::SecretBytes;
 use serde_json::{Map, Value, json};
 
-use crate::rest::{Bearer, Issued, data_of_text, fetch_token, text_of};
+use crate::rest::{Bearer, Issued, data_of_text, fetch_metadata_token, fetch_token, text_of};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
 
 const API_VERSION: &str = "7.4";
+/// Azure keeps every version of a secret until it is purged; a sync takes the newest 100.
+const MAX_LISTED_VERSIONS: usize = 10_000;
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
-const SCOPE: &str = "https://vault.azure.net/.default";
+/// Key Vault's resource in Azure's public cloud; a vault of another cloud
+/// (`<name>.vault.azure.cn`, `<name>.vault.usgovcloudapi.net`) names its own.
+const RESOURCE: &str = "https://vault.azure.net";
+/// The instance metadata service; `AZURE_POD_IDENTITY_AUTHORITY_HOST` moves it, as Azure's SDKs
+/// honour.
+const IMDS: &str = "http://169.254.169.254/";
+const IMDS_ENV: &str = "AZURE_POD_IDENTITY_AUTHORITY_HOST";
+
+/// How the server signs in to Entra ID.
+#[derive(Debug)]
+pub enum AzureCredential {
+    /// An application's client id and secret, kept in a ScaiVault secret.
+    ClientSecret(AzureClientSecret),
+    /// The system-assigned managed identity of the machine or pod the server runs on.
+    ManagedIdentity,
+}
 
 /// An application's client id and secret.
 pub struct AzureClientSecret {
@@ -56,7 +74,7 @@ pub struct AzureConnection {
     pub tenant_id: String,
     /// Another cloud's sign-in host; default `https://login.microsoftonline.com/`.
     pub authority_host: Option<String>,
-    pub credentials: AzureClientSecret,
+    pub credentials: AzureCredential,
 }
 
 /// An Azure Key Vault.
@@ -64,8 +82,9 @@ pub struct AzureConnection {
 pub struct AzureBackend {
     http: reqwest::Client,
     vault: Url,
+    /// Entra ID's token endpoint, or the metadata service's for a managed identity.
     token_url: Url,
-    credentials: AzureClientSecret,
+    credentials: AzureCredential,
     bearer: Bearer,
 }
 
@@ -73,6 +92,7 @@ pub struct AzureBackend {
 fn check_tenant(tenant: &str) -> Result<(), FederationError> {
     let ok = !tenant.is_empty()
         && tenant.len() <= 128
+        && tenant.split('.').all(|label| !label.is_empty())
         && tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if ok {
         Ok(())
@@ -98,8 +118,17 @@ pub fn azure_urls(
 
 impl AzureBackend {
     pub fn new(connection: AzureConnection) -> Result<AzureBackend, FederationError> {
-        let (vault, token_url) =
+        let (vault, mut token_url) =
             azure_urls(&connection.vault_url, &connection.tenant_id, connection.authority_host.as_deref())?;
+        if matches!(connection.credentials, AzureCredential::ManagedIdentity) {
+            token_url = crate::rest::metadata_base(IMDS_ENV, IMDS)?
+                .join("metadata/identity/oauth2/token")
+                .map_err(|e| FederationError::Config(format!("{IMDS_ENV}: {e}")))?;
+            token_url
+                .query_pairs_mut()
+                .append_pair("api-version", "2018-02-01")
+                .append_pair("resource", &resource_of(&vault));
+        }
         Ok(AzureBackend {
             http: crate::error::http_client()?,
             vault,
@@ -110,12 +139,15 @@ impl AzureBackend {
     }
 
     async fn token(&self) -> Result<Issued, FederationError> {
-        let secret = String::from_utf8_lossy(self.credentials.client_secret.expose()).into_owned();
+        let AzureCredential::ClientSecret(credentials) = &self.credentials else {
+            return fetch_metadata_token(&self.http, self.token_url.clone(), ("Metadata", "true")).await;
+        };
+        let secret = String::from_utf8_lossy(credentials.client_secret.expose()).into_owned();
         let form = [
             ("grant_type", "client_credentials"),
-            ("client_id", self.credentials.client_id.as_str()),
+            ("client_id", credentials.client_id.as_str()),
             ("client_secret", secret.as_str()),
-            ("scope", SCOPE),
+            ("scope", &format!("{}/.default", resource_of(&self.vault))),
         ];
         fetch_token(&self.http, self.token_url.clone(), &form).await
     }
@@ -143,11 +175,20 @@ impl AzureBackend {
         crate::rest::call(&self.http, &self.bearer, || self.token(), method, url, body).await
     }
 
-    /// Every page of a listing (`value`, then `nextLink`, which must stay on the vault).
+    /// Every page of a listing (`value`, then `nextLink`, which must stay on the vault), at most
+    /// `limit` items; a listing that repeats a link or runs past `limit / 25 + 100` pages (the
+    /// vault may answer empty pages that still link on) is cut off as an error.
     async fn pages(&self, first: Url, limit: usize) -> Result<Vec<Value>, FederationError> {
         let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut next = Some(first);
         while let Some(url) = next.take() {
+            if !seen.insert(url.to_string()) || seen.len() > limit / 25 + 100 {
+                return Err(FederationError::Backend {
+                    status: 200,
+                    message: "the listing does not end".into(),
+                });
+            }
             let answer = self.call(Method::GET, url, None).await?;
             out.extend(answer.get("value").and_then(Value::as_array).into_iter().flatten().cloned());
             if out.len() > limit {
@@ -173,6 +214,21 @@ impl AzureBackend {
         })?;
         secret_of(&answer)
     }
+}
+
+/// The resource a token must be for: `https://vault.<cloud suffix>` from a vault URL
+/// `https://<name>.vault.<cloud suffix>`, else the public cloud's.
+fn resource_of(vault: &Url) -> String {
+    match vault.host_str().and_then(|h| h.split_once(".vault.")) {
+        Some((name, suffix)) if !name.is_empty() && !name.contains('.') && suffix.contains('.') => {
+            format!("https://vault.{suffix}")
+        }
+        _ => RESOURCE.to_owned(),
+    }
+}
+
+fn too_many_versions(target: &str) -> FederationError {
+    FederationError::Unsupported(format!("'{target}' has more than {MAX_LISTED_VERSIONS} versions to list"))
 }
 
 fn bad_link() -> FederationError {
@@ -227,40 +283,49 @@ impl Backend for AzureBackend {
     }
 
     async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, FederationError> {
-        let listed = self.pages(self.url(&[], &[("maxresults", "25")])?, limit).await?;
+        // Disabled secrets and names outside the prefix do not count towards `limit`.
+        let listed = self.pages(self.url(&[], &[("maxresults", "25")])?, limit.saturating_mul(10)).await?;
         let mut names: Vec<String> = listed
             .iter()
             .filter(|s| s.pointer("/attributes/enabled").and_then(Value::as_bool) != Some(false))
             .filter_map(|s| s.get("id")?.as_str()?.rsplit('/').next().map(str::to_owned))
             .filter(|n| n.starts_with(prefix))
             .collect();
+        if names.len() > limit {
+            return Err(crate::too_many(limit));
+        }
         names.sort();
         Ok(names)
     }
 
     /// Enabled versions by creation time, with the one the vault serves as current last.
     async fn versions(&self, target: &str) -> Result<Vec<RemoteVersion>, FederationError> {
-        let current = self.call(Method::GET, self.url(&[target], &[])?, None).await;
-        let current = current.map_err(|e| match e {
+        let not_found = |e: FederationError| match e {
             FederationError::NotFound(_) => FederationError::NotFound(target.to_owned()),
+            FederationError::Unsupported(_) => too_many_versions(target),
             other => other,
-        })?;
+        };
+        // The list first, then the current version: a version written in between is left for the
+        // next sync rather than put before the current one.
+        let listed = self
+            .pages(self.url(&[target, "versions"], &[("maxresults", "25")])?, MAX_LISTED_VERSIONS)
+            .await
+            .map_err(not_found)?;
+        let current = self.call(Method::GET, self.url(&[target], &[])?, None).await.map_err(not_found)?;
         let current_id = version_of(&current).ok_or_else(|| FederationError::NotFound(target.to_owned()))?;
-        let listed = self.pages(self.url(&[target, "versions"], &[("maxresults", "25")])?, 1000).await?;
+        let current_created = time_of(current.pointer("/attributes/created"));
         let mut versions: Vec<RemoteVersion> = listed
             .iter()
             .filter(|v| v.pointer("/attributes/enabled").and_then(Value::as_bool) != Some(false))
             .filter_map(|v| {
                 let id = version_of(v)?;
-                (id != current_id)
-                    .then(|| RemoteVersion { id, created_at: time_of(v.pointer("/attributes/created")) })
+                let created_at = time_of(v.pointer("/attributes/created"));
+                let newer = matches!((created_at, current_created), (Some(a), Some(c)) if a > c);
+                (id != current_id && !newer).then_some(RemoteVersion { id, created_at })
             })
             .collect();
         versions.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        versions.push(RemoteVersion {
-            id: current_id,
-            created_at: time_of(current.pointer("/attributes/created")),
-        });
+        versions.push(RemoteVersion { id: current_id, created_at: current_created });
         Ok(versions)
     }
 
@@ -277,5 +342,30 @@ impl Backend for AzureBackend {
             message: "the write answered no version".into(),
         })?;
         Ok(RemoteVersion { id, created_at: time_of(answer.pointer("/attributes/created")) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_for_the_vaults_own_cloud() {
+        let of = |u: &str| resource_of(&Url::parse(u).unwrap());
+        assert_eq!(of("https://kv1.vault.azure.net/"), "https://vault.azure.net");
+        assert_eq!(of("https://kv1.vault.azure.cn/"), "https://vault.azure.cn");
+        assert_eq!(of("https://kv1.vault.usgovcloudapi.net/"), "https://vault.usgovcloudapi.net");
+        assert_eq!(of("http://127.0.0.1:8443/"), "https://vault.azure.net");
+        assert_eq!(of("https://a.b.vault.azure.net/"), "https://vault.azure.net", "one label before .vault.");
+    }
+
+    #[test]
+    fn tenant_ids_are_guids_or_domains() {
+        for good in ["72f988bf-86f1-41af-91ab-2d7cd011db47", "contoso.onmicrosoft.com", "common"] {
+            assert!(check_tenant(good).is_ok(), "{good}");
+        }
+        for bad in ["", "..", ".", "a..b", ".contoso", "contoso.", "a/b", "a?b", "a b"] {
+            assert!(check_tenant(bad).is_err(), "{bad:?}");
+        }
     }
 }

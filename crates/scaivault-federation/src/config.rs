@@ -27,6 +27,22 @@ impl BackendType {
     pub fn allows_slash(self) -> bool {
         matches!(self, BackendType::HashicorpVault | BackendType::AwsSecretsManager)
     }
+
+    /// Whether the store can hold a secret named `name`: Azure Key Vault names are 1-127 of
+    /// `0-9 A-Z a-z -`, GCP secret ids 1-255 of `A-Z a-z 0-9 - _`; Vault and AWS take any
+    /// non-empty name a target template can make.
+    pub fn holds_name(self, name: &str) -> bool {
+        let ok = |max: usize, extra: &[u8]| {
+            !name.is_empty()
+                && name.len() <= max
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+        };
+        match self {
+            BackendType::AzureKeyVault => ok(127, b"-"),
+            BackendType::GcpSecretManager => ok(255, b"-_"),
+            BackendType::HashicorpVault | BackendType::AwsSecretsManager => !name.is_empty(),
+        }
+    }
 }
 
 /// How a backend serves its mount.

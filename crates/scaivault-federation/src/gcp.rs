@@ -1,5 +1,6 @@
 //! GCP Secret Manager (REST API v1), authenticated as a service account: a JWT signed with the
-//! account's key (RS256) exchanged at its `token_uri` for an access token.
+//! account's key (RS256) exchanged at its `token_uri` for an access token, or the account the
+//! server runs as (workload identity: a token from the metadata server).
 //!
 //! A target is a secret id in the backend's project. A version's payload bytes become ScaiVault's
 //! `data` as AWS strings do (a JSON object as itself, other text as `{"value"}`, other bytes as
@@ -16,12 +17,25 @@ use reqwest::{Method, Url};
 use scaivault_crypto::{JwtSigningKey, SecretBytes};
 use serde_json::{Map, Value, json};
 
-use crate::rest::{Bearer, Issued, bytes_of, data_of_bytes, fetch_token};
+use crate::rest::{Bearer, Issued, bytes_of, data_of_bytes, fetch_metadata_token, fetch_token};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
 
 const DEFAULT_ENDPOINT: &str = "https://secretmanager.googleapis.com/";
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const PAGE_SIZE: u32 = 250;
+/// The metadata server; `GCE_METADATA_HOST` moves it, as Google's client libraries honour.
+const METADATA: &str = "http://metadata.google.internal/";
+const METADATA_ENV: &str = "GCE_METADATA_HOST";
+
+/// Who the server is to GCP.
+#[derive(Debug)]
+pub enum GcpAuth {
+    /// A service account's key, kept in a ScaiVault secret.
+    ServiceAccountKey(GcpServiceAccount),
+    /// The service account the server runs as (GKE workload identity, a VM's or Cloud Run's
+    /// account), through the metadata server.
+    WorkloadIdentity,
+}
 
 /// A service account's key, from the JSON file GCP issues (kept in a ScaiVault secret).
 pub struct GcpServiceAccount {
@@ -79,7 +93,7 @@ pub struct GcpConnection {
     pub project_id: String,
     /// A compatible service's URL; default `https://secretmanager.googleapis.com/`.
     pub endpoint: Option<String>,
-    pub account: GcpServiceAccount,
+    pub auth: GcpAuth,
 }
 
 /// A GCP Secret Manager project.
@@ -88,7 +102,9 @@ pub struct GcpBackend {
     http: reqwest::Client,
     /// `…/v1/projects/<project>/`
     base: Url,
-    account: GcpServiceAccount,
+    auth: GcpAuth,
+    /// The metadata server's token URL, for workload identity.
+    metadata_token: Option<Url>,
     bearer: Bearer,
 }
 
@@ -116,30 +132,47 @@ impl GcpBackend {
         Ok(GcpBackend {
             http: crate::error::http_client()?,
             base,
-            account: connection.account,
+            metadata_token: match connection.auth {
+                GcpAuth::WorkloadIdentity => Some(
+                    crate::rest::metadata_base(METADATA_ENV, METADATA)?
+                        .join("computeMetadata/v1/instance/service-accounts/default/token")
+                        .map_err(|e| FederationError::Config(format!("{METADATA_ENV}: {e}")))?,
+                ),
+                GcpAuth::ServiceAccountKey(_) => None,
+            },
+            auth: connection.auth,
             bearer: Bearer::default(),
         })
     }
 
     /// The signed assertion exchanged for an access token.
     async fn token(&self) -> Result<Issued, FederationError> {
+        let account = match (&self.auth, &self.metadata_token) {
+            (GcpAuth::ServiceAccountKey(account), _) => account,
+            (GcpAuth::WorkloadIdentity, Some(url)) => {
+                return fetch_metadata_token(&self.http, url.clone(), ("Metadata-Flavor", "Google")).await;
+            }
+            (GcpAuth::WorkloadIdentity, None) => {
+                return Err(FederationError::Config("no metadata server to ask".into()));
+            }
+        };
         let now = Utc::now().timestamp();
         let claims = json!({
-            "iss": self.account.client_email,
+            "iss": account.client_email,
             "scope": SCOPE,
-            "aud": self.account.token_uri.as_str(),
+            "aud": account.token_uri.as_str(),
             "iat": now,
             "exp": now + 3600,
         });
-        let key = JwtSigningKey::rs256_from_der(self.account.private_key.expose())
+        let key = JwtSigningKey::rs256_from_der(account.private_key.expose())
             .map_err(|_| FederationError::Config("the service account's private key does not load".into()))?;
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid.clone_from(&self.account.private_key_id);
+        header.kid.clone_from(&account.private_key_id);
         let assertion = key
             .sign(&header, &claims)
             .map_err(|_| FederationError::Config("signing the token request failed".into()))?;
         let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)];
-        fetch_token(&self.http, self.account.token_uri.clone(), &form).await
+        fetch_token(&self.http, account.token_uri.clone(), &form).await
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, FederationError> {
@@ -208,12 +241,30 @@ impl GcpBackend {
     }
 
     /// Every page of a listing: the `field` array of each answer.
-    async fn pages(&self, path: &str, field: &str, limit: usize) -> Result<Vec<Value>, FederationError> {
+    /// Every page of a listing: the `field` array of each answer, at most `limit` items; a
+    /// listing that repeats a page token or runs past `limit / PAGE_SIZE + 100` pages is cut off.
+    async fn pages(
+        &self,
+        path: &str,
+        field: &str,
+        filter: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Value>, FederationError> {
         let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut token = String::new();
+        let size = PAGE_SIZE.to_string();
         loop {
-            let size = PAGE_SIZE.to_string();
+            if !seen.insert(token.clone()) || seen.len() > limit / PAGE_SIZE as usize + 100 {
+                return Err(FederationError::Backend {
+                    status: 200,
+                    message: "the listing does not end".into(),
+                });
+            }
             let mut query = vec![("pageSize", size.as_str())];
+            if let Some(filter) = filter {
+                query.push(("filter", filter));
+            }
             if !token.is_empty() {
                 query.push(("pageToken", token.as_str()));
             }
@@ -242,8 +293,22 @@ fn time_of(v: Option<&Value>) -> Option<DateTime<Utc>> {
 #[async_trait]
 impl Backend for GcpBackend {
     async fn read(&self, target: &str, version: Option<u64>) -> Result<ExternalSecret, FederationError> {
-        let version = version.map_or_else(|| "latest".to_owned(), |v| v.to_string());
-        self.access(target, &version).await
+        if let Some(v) = version {
+            return self.access(target, &v.to_string()).await;
+        }
+        match self.access(target, "latest").await {
+            // `latest` is the newest version in any state; when that one is disabled or
+            // destroyed, the current value is the newest enabled one, as a sync takes it.
+            Err(FederationError::NotFound(_)) => {
+                let newest = self
+                    .versions(target)
+                    .await?
+                    .pop()
+                    .ok_or_else(|| FederationError::NotFound(target.to_owned()))?;
+                self.access(target, &newest.id).await
+            }
+            other => other,
+        }
     }
 
     async fn check(&self) -> Result<(), FederationError> {
@@ -252,24 +317,32 @@ impl Backend for GcpBackend {
     }
 
     async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, FederationError> {
-        let secrets = self.pages("secrets", "secrets", limit).await?;
+        // Names outside the prefix do not count towards `limit`.
+        let secrets = self.pages("secrets", "secrets", None, limit.saturating_mul(10)).await?;
         let mut names: Vec<String> = secrets
             .iter()
             .filter_map(|s| s.get("name")?.as_str()?.rsplit('/').next().map(str::to_owned))
             .filter(|n| n.starts_with(prefix))
             .collect();
+        if names.len() > limit {
+            return Err(crate::too_many(limit));
+        }
         names.sort();
         Ok(names)
     }
 
     async fn versions(&self, target: &str) -> Result<Vec<RemoteVersion>, FederationError> {
         let secret = Self::secret(target)?;
-        let listed = self.pages(&format!("secrets/{secret}/versions"), "versions", 1000).await.map_err(
-            |e| match e {
+        // Only enabled versions are values; destroyed ones stay listed for ever.
+        let path = format!("secrets/{secret}/versions");
+        let listed =
+            self.pages(&path, "versions", Some("state:ENABLED"), 10_000).await.map_err(|e| match e {
                 FederationError::NotFound(_) => FederationError::NotFound(target.to_owned()),
+                FederationError::Unsupported(_) => FederationError::Unsupported(format!(
+                    "'{target}' has more than 10000 enabled versions to list"
+                )),
                 other => other,
-            },
-        )?;
+            })?;
         let mut versions: Vec<(u64, RemoteVersion)> = listed
             .iter()
             .filter(|v| v.get("state").and_then(Value::as_str) == Some("ENABLED"))
@@ -299,7 +372,11 @@ impl Backend for GcpBackend {
             Err(FederationError::NotFound(_)) => {
                 let create = self.url("secrets", &[("secretId", secret)])?;
                 let spec = json!({"replication": {"automatic": {}}});
-                self.call(Method::POST, create, Some(&spec)).await?;
+                match self.call(Method::POST, create, Some(&spec)).await {
+                    // Created by someone else since: add the version all the same.
+                    Ok(_) | Err(FederationError::Backend { status: 409, .. }) => {}
+                    Err(e) => return Err(e),
+                }
                 self.call(Method::POST, add, Some(&body)).await?
             }
             other => other?,

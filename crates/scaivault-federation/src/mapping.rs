@@ -88,7 +88,7 @@ impl PathMapping {
             // The template was checked against this rule's capture count when the mapping was made.
             let name = substitute_captures(template, &captures)
                 .map_err(|e| MappingError::Target { index: 0, reason: e.to_string() })?;
-            if name.is_empty() || (!self.backend.allows_slash() && name.contains('/')) {
+            if !self.backend.holds_name(&name) || (!self.backend.allows_slash() && name.contains('/')) {
                 return Err(MappingError::Unrepresentable {
                     path: path.to_string(),
                     name,
@@ -239,6 +239,12 @@ fn check_target(target: &str, backend: BackendType) -> Result<(), String> {
     if !backend.allows_slash() && target.contains('/') {
         return Err(format!("a {} secret name has no '/'", backend.as_str()));
     }
+    // The literal part of an Azure or GCP name must be of the store's alphabet (what `*` brings in
+    // is checked per path).
+    let literal: String = target.chars().filter(|c| *c != '*').collect();
+    if !literal.is_empty() && !backend.holds_name(&literal) {
+        return Err(format!("a {} secret name cannot hold '{target}'", backend.as_str()));
+    }
     if backend == BackendType::HashicorpVault {
         // A Vault target is an API path: its first segment must name a secrets engine, fixed by the
         // configuration, so no ScaiVault path can reach Vault's own endpoints (`auth/token/…`, `sys/…`).
@@ -371,6 +377,43 @@ mod tests {
         assert!(matches!(m, Err(MappingError::Target { .. })), "a ** segment template is refused: {m:?}");
         assert!(
             PathMapping::new(&mount, &[rule("external/gcp/**", "app/**")], BackendType::AzureKeyVault)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn names_outside_a_cloud_stores_alphabet_are_unrepresentable() {
+        let mount = path("external/azure");
+        let azure =
+            PathMapping::new(&mount, &[rule("external/azure/*", "*")], BackendType::AzureKeyVault).unwrap();
+        assert_eq!(
+            azure.target(&path("external/azure/db-password")).unwrap().as_deref(),
+            Some("db-password")
+        );
+        for p in ["external/azure/db_password", "external/azure/db.password"] {
+            assert!(
+                matches!(azure.target(&path(p)), Err(MappingError::Unrepresentable { .. })),
+                "{p} has no Azure name"
+            );
+        }
+        let gcp = PathMapping::new(
+            &path("external/gcp"),
+            &[rule("external/gcp/*", "*")],
+            BackendType::GcpSecretManager,
+        )
+        .unwrap();
+        assert_eq!(gcp.target(&path("external/gcp/db_password")).unwrap().as_deref(), Some("db_password"));
+        assert!(matches!(
+            gcp.target(&path("external/gcp/db.password")),
+            Err(MappingError::Unrepresentable { .. })
+        ));
+        // A literal part the store cannot hold is refused when the backend is configured.
+        assert!(
+            PathMapping::new(&mount, &[rule("external/azure/*", "app_*")], BackendType::AzureKeyVault)
+                .is_err()
+        );
+        assert!(
+            PathMapping::new(&mount, &[rule("external/azure/*", "app.*")], BackendType::AzureKeyVault)
                 .is_err()
         );
     }

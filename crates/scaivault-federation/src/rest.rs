@@ -53,8 +53,12 @@ impl Bearer {
         Ok(text)
     }
 
-    async fn forget(&self) {
-        *self.token.lock().await = None;
+    /// Drops the token the store refused, unless another call has already replaced it.
+    async fn forget(&self, refused: &str) {
+        let mut slot = self.token.lock().await;
+        if slot.as_ref().is_some_and(|(token, _)| token.expose() == refused.as_bytes()) {
+            *slot = None;
+        }
     }
 }
 
@@ -65,15 +69,32 @@ pub(crate) async fn fetch_token(
     url: Url,
     form: &[(&str, &str)],
 ) -> Result<Issued, FederationError> {
+    issued(http.post(url).form(form).send().await.map_err(unreachable)?).await
+}
+
+/// GETs a token from the cloud's instance metadata service (the identity the server runs as),
+/// with the header that service requires of every caller.
+pub(crate) async fn fetch_metadata_token(
+    http: &reqwest::Client,
+    url: Url,
+    header: (&str, &str),
+) -> Result<Issued, FederationError> {
+    issued(http.get(url).header(header.0, header.1).send().await.map_err(unreachable)?).await
+}
+
+async fn issued(response: reqwest::Response) -> Result<Issued, FederationError> {
     #[derive(Deserialize)]
     struct Answer {
         access_token: String,
         #[serde(default)]
         expires_in: Option<Value>,
     }
-    let response = http.post(url).form(form).send().await.map_err(unreachable)?;
     let status = response.status();
     let bytes = response.bytes().await.map_err(unreachable)?;
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        // Throttled or down: not a verdict on the credential.
+        return Err(FederationError::Unreachable(format!("the token endpoint answered {status}")));
+    }
     if !status.is_success() {
         return Err(FederationError::Denied { status: status.as_u16() });
     }
@@ -81,7 +102,7 @@ pub(crate) async fn fetch_token(
         status: status.as_u16(),
         message: "the token endpoint did not answer an OAuth 2.0 access token".into(),
     })?;
-    // Azure sends `expires_in` as a number, some endpoints as a string.
+    // Entra ID and Google send `expires_in` as a number, Azure's metadata service as a string.
     let expires_in = match answer.expires_in {
         Some(Value::Number(n)) => n.as_u64(),
         Some(Value::String(s)) => s.parse().ok(),
@@ -89,6 +110,24 @@ pub(crate) async fn fetch_token(
     }
     .unwrap_or(3600);
     Ok(Issued { token: SecretBytes::new(answer.access_token.into_bytes()), expires_in })
+}
+
+/// The base URL of a cloud's metadata service: `env` (a host, `host:port` or URL, as the cloud's
+/// own SDKs read it) or `default`.
+pub(crate) fn metadata_base(env: &str, default: &str) -> Result<Url, FederationError> {
+    let raw = std::env::var(env).ok().filter(|v| !v.trim().is_empty());
+    let raw = match raw {
+        Some(v) if v.contains("://") => v,
+        Some(v) => format!("http://{v}"),
+        None => default.to_owned(),
+    };
+    let mut url = Url::parse(&raw).map_err(|e| FederationError::Config(format!("{env}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(FederationError::Config(format!("{env} must name an http(s) host")));
+    }
+    url.set_path("/");
+    url.set_query(None);
+    Ok(url)
 }
 
 /// A service's base URL: a bare http(s) URL (no user, path or query), as `endpoint` and the like
@@ -126,7 +165,7 @@ where
 {
     for attempt in 0..2 {
         let token = bearer.get(&fetch).await?;
-        let mut request = http.request(method.clone(), url.clone()).bearer_auth(token);
+        let mut request = http.request(method.clone(), url.clone()).bearer_auth(&token);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -134,7 +173,7 @@ where
         let status = response.status();
         let bytes = response.bytes().await.map_err(unreachable)?;
         if status == StatusCode::UNAUTHORIZED && attempt == 0 {
-            bearer.forget().await;
+            bearer.forget(&token).await;
             continue;
         }
         if status.is_success() {
@@ -151,18 +190,26 @@ where
     Err(FederationError::Denied { status: 401 })
 }
 
-/// Azure's and Google's `{"error": {"code": …, "message": …}}`, sorted into ours.
+/// Azure's and Google's `{"error": {"code": …, "message": …}}`, sorted into ours. What the
+/// stores answer for a value that exists but may not be read as such is not found, as a deleted
+/// version is elsewhere: Azure's disabled secret (`403` with inner code `SecretDisabled`) and
+/// Google's disabled or destroyed version (`400 FAILED_PRECONDITION`).
 fn error_of(status: StatusCode, body: &[u8]) -> FederationError {
+    let error = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("error").cloned());
+    let field = |pointer: &str| error.as_ref().and_then(|e| e.pointer(pointer)).and_then(Value::as_str);
+    let unavailable = (status == StatusCode::FORBIDDEN
+        && field("/innererror/code") == Some("SecretDisabled"))
+        || (status == StatusCode::BAD_REQUEST && field("/status") == Some("FAILED_PRECONDITION"));
     match status {
         StatusCode::NOT_FOUND => return FederationError::NotFound(String::new()),
+        _ if unavailable => return FederationError::NotFound(String::new()),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
             return FederationError::Denied { status: status.as_u16() };
         }
         _ => {}
     }
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("error")?.get("message")?.as_str().map(short))
+    let message = field("/message")
+        .map(short)
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
     FederationError::Backend { status: status.as_u16(), message }
 }
@@ -246,5 +293,15 @@ mod tests {
             error_of(StatusCode::BAD_GATEWAY, b"<html>"),
             FederationError::Backend { status: 502, message: "Bad Gateway".into() }
         );
+        // A disabled Azure secret and a disabled or destroyed GCP version are not found, not a
+        // refused credential or a fault of the store.
+        let disabled = br#"{"error": {"code": "Forbidden", "message": "Operation get is not allowed on a disabled secret.",
+            "innererror": {"code": "SecretDisabled"}}}"#;
+        assert!(matches!(error_of(StatusCode::FORBIDDEN, disabled), FederationError::NotFound(_)));
+        let destroyed = br#"{"error": {"code": 400, "message": "Secret Version [projects/1/secrets/db/versions/2] is in DESTROYED state.",
+            "status": "FAILED_PRECONDITION"}}"#;
+        assert!(matches!(error_of(StatusCode::BAD_REQUEST, destroyed), FederationError::NotFound(_)));
+        let other = br#"{"error": {"code": "Forbidden", "innererror": {"code": "ForbiddenByPolicy"}}}"#;
+        assert_eq!(error_of(StatusCode::FORBIDDEN, other), FederationError::Denied { status: 403 });
     }
 }

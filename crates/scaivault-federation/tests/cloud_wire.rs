@@ -6,8 +6,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use scaivault_federation::{
-    AzureBackend, AzureClientSecret, AzureConnection, Backend, FederationError, GcpBackend, GcpConnection,
-    GcpServiceAccount,
+    AzureBackend, AzureClientSecret, AzureConnection, AzureCredential, Backend, FederationError, GcpAuth,
+    GcpBackend, GcpConnection, GcpServiceAccount,
 };
 use serde_json::{Map, Value, json};
 use wiremock::matchers::{body_json, body_string_contains, header, method, path, query_param};
@@ -31,7 +31,7 @@ fn gcp(server: &MockServer) -> GcpBackend {
     GcpBackend::new(GcpConnection {
         project_id: "p1".into(),
         endpoint: Some(format!("{}/", server.uri())),
-        account: GcpServiceAccount::from_secret(&key).unwrap(),
+        auth: GcpAuth::ServiceAccountKey(GcpServiceAccount::from_secret(&key).unwrap()),
     })
     .unwrap()
 }
@@ -222,10 +222,10 @@ fn azure(server: &MockServer) -> AzureBackend {
         vault_url: server.uri(),
         tenant_id: "contoso.onmicrosoft.com".into(),
         authority_host: Some(format!("{}/", server.uri())),
-        credentials: AzureClientSecret::from_secret(&map(
-            json!({"client_id": "app-1", "client_secret": "cs-secret"}),
-        ))
-        .unwrap(),
+        credentials: AzureCredential::ClientSecret(
+            AzureClientSecret::from_secret(&map(json!({"client_id": "app-1", "client_secret": "cs-secret"})))
+                .unwrap(),
+        ),
     })
     .unwrap()
 }
@@ -360,4 +360,49 @@ async fn azure_refusals_and_foreign_links_carry_no_secret() {
         "the token never follows a link off the vault: {e}"
     );
     assert_eq!(b.read("missing", None).await.unwrap_err(), FederationError::NotFound("missing".into()));
+}
+
+#[tokio::test]
+async fn gcp_current_value_skips_a_disabled_newest_version() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/token")).respond_with(token("t")).mount(&server).await;
+    // `latest` resolves to the newest version whatever its state; GCP refuses to access a
+    // disabled one with FAILED_PRECONDITION.
+    Mock::given(method("GET"))
+        .and(path("/v1/projects/p1/secrets/db/versions/latest:access"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"code": 400,
+            "message": "Secret Version [projects/9/secrets/db/versions/3] is in DISABLED state.",
+            "status": "FAILED_PRECONDITION"}})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/projects/p1/secrets/db/versions"))
+        .and(query_param("filter", "state:ENABLED"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"versions": [
+            {"name": "projects/9/secrets/db/versions/2", "state": "ENABLED", "createTime": "2026-11-02T10:00:00Z"},
+            {"name": "projects/9/secrets/db/versions/1", "state": "ENABLED", "createTime": "2026-11-01T10:00:00Z"}]})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/projects/p1/secrets/db/versions/2:access"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"name": "projects/9/secrets/db/versions/2", "payload": {"data": STANDARD.encode("v2")}}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/projects/p1/secrets/db/versions/3:access"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"code": 400,
+            "message": "is in DISABLED state.", "status": "FAILED_PRECONDITION"}})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/projects/p1/secrets/db"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"labels": {}})))
+        .mount(&server)
+        .await;
+    let b = gcp(&server);
+    let s = b.read("db", None).await.unwrap();
+    assert_eq!((Value::Object(s.data), s.version), (json!({"value": "v2"}), Some(2)));
+    assert!(matches!(b.read("db", Some(3)).await, Err(FederationError::NotFound(_))), "a disabled version");
 }
