@@ -360,8 +360,9 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
             "invalid_request",
             "credentials_path",
         ),
+        (with(&|v| v["connection"]["ca_cert_path"] = json!("/etc/ca.pem")), "invalid_path", "ca_cert_path"),
         (
-            with(&|v| v["connection"]["ca_cert_path"] = json!("/etc/ca.pem")),
+            with(&|v| v["connection"]["ca_cert_path"] = json!("external/hashicorp/ca")),
             "invalid_request",
             "ca_cert_path",
         ),
@@ -474,6 +475,49 @@ async fn an_aws_secrets_manager_backend_serves_current_values_and_tags() {
     assert!(leaks_in(export.text.as_bytes(), &watched).is_empty());
     let log = format!("{}{}", server.stdout(), server.stderr());
     assert!(leaks_in(log.as_bytes(), &watched).is_empty(), "the server's log carries a value or the key");
+    drop(server);
+}
+
+#[tokio::test]
+async fn a_vault_behind_a_private_ca_is_reached_with_the_ca_kept_in_scaivault() {
+    let Some(bao) = OpenBaoDev::start_tls().await else { return };
+    let password = random_alnum(24);
+    bao.call(Method::POST, "secret/data/app/db/password", json!({"data": {"password": password}})).await;
+    let ca = String::from_utf8(bao.ca_pem().expect("a CA")).expect("PEM text");
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let client = http_client();
+    let api = Api::new(&client, &server, &root);
+    let token = json!({"data": {"token": scaivault_federation::testing::OPENBAO_ROOT_TOKEN}});
+    assert_eq!(api.put_secret("infra/federation/vault-token", &token).await.status, 201);
+    assert_eq!(
+        api.put_secret("infra/federation/vault-ca", &json!({"data": {"certificate": ca}})).await.status,
+        201
+    );
+    let mut config = backend_config(bao.address());
+    config["connection"]["auth_method"] = json!("token");
+    config["connection"]["credentials_path"] = json!("infra/federation/vault-token");
+    // Without the CA the public roots do not know the server's certificate.
+    let r = api.post("/v1/federation/backends", &config).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    let r = api.get_secret(PASSWORD, None).await;
+    assert_eq!((r.status, r.code()), (503, "service_unavailable"), "{}", r.text);
+    let r = patch(
+        &api,
+        &id,
+        json!({"connection": {"address": bao.address(), "auth_method": "token",
+        "credentials_path": "infra/federation/vault-token", "ca_cert_path": "infra/federation/vault-ca"}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api.get_secret(PASSWORD, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["password"], password.as_str());
+    // Opening the CA is audited as the credential is.
+    let trail = api.get("/v1/audit?action=federation.credential.read").await;
+    assert!(trail.text.contains("infra/federation/vault-ca"), "{}", trail.text);
     drop(server);
 }
 

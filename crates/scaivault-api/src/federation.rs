@@ -15,8 +15,9 @@ pub struct PathMappingRule {
 /// How to reach a backend. Which fields apply depends on the backend's type (Vault: `address`,
 /// `namespace`, `auth_method`, `credentials_path`, `ca_cert_path`; AWS: `region`, `endpoint`,
 /// `credentials_path`, `role_arn`; Azure: `vault_url`, `tenant_id`, `auth_method`, `authority_host`,
-/// `credentials_path`; GCP: `project_id`, `auth_method`, `endpoint`, `credentials_path`). `credentials_path` names the
-/// ScaiVault secret holding the credential; the credential itself never appears here.
+/// `credentials_path`; GCP: `project_id`, `auth_method`, `endpoint`, `credentials_path`).
+/// `credentials_path` names the ScaiVault secret holding the credential, `ca_cert_path` one holding
+/// `{"certificate": "<PEM>"}` of a private CA; neither value ever appears here.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FederationConnection {

@@ -170,6 +170,23 @@ fn uses_ambient_identity(backend_type: BackendType, c: &FederationConnection) ->
         && c.auth_method.as_deref().is_some_and(|m| AMBIENT_METHODS.contains(&m))
 }
 
+/// The PEM bundle a CA secret holds in its `certificate` field.
+fn ca_pem_of(path: &SecretPath, secret: &SecretResponse) -> Result<Vec<u8>, CoreError> {
+    secret
+        .data
+        .get("certificate")
+        .and_then(serde_json::Value::as_str)
+        .map(|pem| pem.as_bytes().to_vec())
+        .ok_or_else(|| {
+            CoreError::BackendError(format!(
+                "ca_cert_path '{path}': the secret has no 'certificate' field (PEM)"
+            ))
+        })
+}
+
+/// A secret a backend's configuration names, with the field that names it.
+type NamedSecret = (&'static str, SecretPath);
+
 /// A connection field set that the backend's type does not read (it would be stored and
 /// silently ignored).
 fn foreign_field(backend_type: BackendType, c: &FederationConnection) -> Option<&'static str> {
@@ -194,14 +211,15 @@ fn foreign_field(backend_type: BackendType, c: &FederationConnection) -> Option<
     set.into_iter().find(|(name, is_set)| *is_set && !applies.contains(name)).map(|(name, _)| name)
 }
 
-/// Checks what this server can serve today; answers the mount, the compiled mapping and the path of
-/// the credential secret (none for a backend that signs in as the server's own cloud identity).
+/// Checks what this server can serve today; answers the mount, the compiled mapping and the paths
+/// of the secrets the server will open for it: the credential (none for a backend that signs in as
+/// the server's own cloud identity) and the CA certificate.
 fn check_backend(
     backend_type: BackendType,
     mount: &str,
     config: &StoredConfig,
     ambient_allowed: bool,
-) -> Result<(SecretPath, PathMapping, Option<SecretPath>), CoreError> {
+) -> Result<(SecretPath, PathMapping, Vec<NamedSecret>), CoreError> {
     if config.conflict_resolution == ConflictResolution::LocalWins && !config.write_through {
         return Err(bad(
             "conflict_resolution",
@@ -292,12 +310,6 @@ fn check_backend(
             format!("does not apply to {}", backend_type.as_str()),
         ));
     }
-    if c.ca_cert_path.is_some() {
-        return Err(bad(
-            "connection.ca_cert_path",
-            "is not supported yet (HTTPS trusts the bundled public roots only)",
-        ));
-    }
     if uses_ambient_identity(backend_type, c) {
         if !ambient_allowed {
             return Err(bad(
@@ -312,16 +324,23 @@ fn check_backend(
                 "is not used with the server's own cloud identity: leave it out",
             ));
         }
-        return Ok((mount, mapping, None));
+        return Ok((mount, mapping, Vec::new()));
     }
+    let configured = |field: &str, raw: &str| -> Result<SecretPath, CoreError> {
+        let path =
+            SecretPath::parse(raw).map_err(|e| CoreError::InvalidPath(format!("connection.{field}: {e}")))?;
+        if path.as_str() == mount.as_str() || path.as_str().starts_with(&format!("{mount}/")) {
+            return Err(bad(&format!("connection.{field}"), "must not lie under the backend's own mount"));
+        }
+        Ok(path)
+    };
     let credentials =
         c.credentials_path.as_deref().ok_or_else(|| bad("connection.credentials_path", "is required"))?;
-    let credentials = SecretPath::parse(credentials)
-        .map_err(|e| CoreError::InvalidPath(format!("connection.credentials_path: {e}")))?;
-    if credentials.as_str() == mount.as_str() || credentials.as_str().starts_with(&format!("{mount}/")) {
-        return Err(bad("connection.credentials_path", "must not lie under the backend's own mount"));
+    let mut named = vec![("credentials_path", configured("credentials_path", credentials)?)];
+    if let Some(ca) = c.ca_cert_path.as_deref() {
+        named.push(("ca_cert_path", configured("ca_cert_path", ca)?));
     }
-    Ok((mount, mapping, Some(credentials)))
+    Ok((mount, mapping, named))
 }
 
 fn config_of(r: &FederationBackendRecord) -> Result<StoredConfig, CoreError> {
@@ -427,10 +446,10 @@ impl Vault {
                 .unwrap_or_default(),
             unreachable_after: req.unreachable_after.unwrap_or(DEFAULT_UNREACHABLE_AFTER),
         };
-        let (mount, _, credentials) =
+        let (mount, _, named_secrets) =
             check_backend(backend_type, &req.mount, &config, self.federation.ambient_identity)?;
-        if let Some(credentials) = &credentials {
-            self.may_use_credential(principal, credentials).await?;
+        for (field, named) in &named_secrets {
+            self.may_use_credential(principal, field, named).await?;
         }
         self.may_mount(principal, &mount).await?;
         self.check_mount_is_free(&principal.tenant, &mount, None).await?;
@@ -523,10 +542,10 @@ impl Vault {
             config.unreachable_after = n;
         }
         let backend_type: BackendType = parse_enum("type", &record.backend_type)?;
-        let (mount, _, credentials) =
+        let (mount, _, named_secrets) =
             check_backend(backend_type, &record.mount, &config, self.federation.ambient_identity)?;
-        if let Some(credentials) = &credentials {
-            self.may_use_credential(principal, credentials).await?;
+        for (field, named) in &named_secrets {
+            self.may_use_credential(principal, field, named).await?;
         }
         if mount.as_str() != old_mount {
             self.may_mount(principal, &mount).await?;
@@ -609,20 +628,21 @@ impl Vault {
 
     /// The server will send the credential secret to the backend's address, so whoever names it
     /// must be allowed to read it: otherwise `federation:write` alone would let a caller send any
-    /// secret of the tenant to an address of their choosing.
+    /// secret of the tenant to an address of their choosing. The same holds for the CA secret.
     async fn may_use_credential(
         &self,
         principal: &Principal,
-        credentials: &SecretPath,
+        field: &str,
+        named: &SecretPath,
     ) -> Result<(), CoreError> {
-        self.authorize(principal, Scope::FederationWrite, Some((Permission::Read, credentials)))
-            .await
-            .map_err(|e| match e {
+        self.authorize(principal, Scope::FederationWrite, Some((Permission::Read, named))).await.map_err(
+            |e| match e {
                 CoreError::AccessDenied(_) => CoreError::AccessDenied(format!(
-                    "connection.credentials_path: no policy lets the caller read '{credentials}'"
+                    "connection.{field}: no policy lets the caller read '{named}'"
                 )),
                 other => other,
-            })
+            },
+        )
     }
 
     /// A mount takes over reads and writes of its subtree, so whoever sets it must be allowed to
@@ -767,8 +787,30 @@ impl Vault {
         })
     }
 
-    /// The backend's client, built from its credential secret; rebuilt when the backend or the
-    /// credential changed. Opening the credential is audited.
+    /// A secret the backend's configuration names (`field`: its credential or CA), as the server
+    /// reads it for itself.
+    async fn configured_secret(
+        &self,
+        tenant: &str,
+        backend: &Mounted,
+        field: &str,
+        path: Option<&str>,
+    ) -> Result<(SecretPath, SecretResponse), CoreError> {
+        let path = SecretPath::parse(path.unwrap_or_default())
+            .map_err(|e| CoreError::BackendError(format!("{field}: {e}")))?;
+        let secret = self.read_secret_unchecked_response(tenant, &path).await.map_err(|e| match e {
+            CoreError::SecretNotFound => CoreError::BackendError(format!(
+                "federation backend {}: its {field} '{path}' holds no secret",
+                backend.id
+            )),
+            other => other,
+        })?;
+        Ok((path, secret))
+    }
+
+    /// The backend's client, built from its credential secret (and, for Vault, the CA secret
+    /// `ca_cert_path` names); rebuilt when the backend or either secret changed. Opening them is
+    /// audited.
     pub(crate) async fn federation_client(
         &self,
         tenant: &str,
@@ -778,18 +820,19 @@ impl Vault {
         if uses_ambient_identity(backend.backend_type, c) {
             return self.ambient_client(backend);
         }
-        let credentials_path = c.credentials_path.as_deref().unwrap_or_default();
-        let credentials_path = SecretPath::parse(credentials_path)
-            .map_err(|e| CoreError::BackendError(format!("credentials_path: {e}")))?;
-        let credential =
-            self.read_secret_unchecked_response(tenant, &credentials_path).await.map_err(|e| match e {
-                CoreError::SecretNotFound => CoreError::BackendError(format!(
-                    "federation backend {}: its credentials_path '{credentials_path}' holds no secret",
-                    backend.id
-                )),
-                other => other,
-            })?;
-        let built_from = format!("{}|{}", backend.updated_at.timestamp_micros(), credential.version);
+        let (credentials_path, credential) = self
+            .configured_secret(tenant, backend, "credentials_path", c.credentials_path.as_deref())
+            .await?;
+        let ca = match c.ca_cert_path.as_deref() {
+            Some(path) => Some(self.configured_secret(tenant, backend, "ca_cert_path", Some(path)).await?),
+            None => None,
+        };
+        let built_from = format!(
+            "{}|{}|{}",
+            backend.updated_at.timestamp_micros(),
+            credential.version,
+            ca.as_ref().map_or(0, |(_, s)| s.version)
+        );
         if let Some(client) = self.cached_client(backend, &built_from) {
             return Ok(client);
         }
@@ -815,18 +858,26 @@ impl Vault {
                 address: c.address.clone().unwrap_or_default(),
                 namespace: c.namespace.clone(),
                 auth: VaultAuth::from_secret(c.auth_method.as_deref().unwrap_or_default(), &credential.data)?,
+                ca_pem: match &ca {
+                    Some((path, secret)) => Some(ca_pem_of(path, secret)?),
+                    None => None,
+                },
             })?),
         };
         let system = Principal::system_named(tenant, "federation");
         let request = RequestInfo { request_id: random_id("req_")?, client_ip: None, user_agent: None };
-        let event = AuditEvent {
-            action: "federation.credential.read".into(),
-            secret_path: Some(credentials_path.to_string()),
-            version: Some(credential.version),
-            outcome: "success",
-            status_code: 200,
-        };
-        self.record_audit(&system, &request, event).await?;
+        let opened =
+            std::iter::once((credentials_path, credential.version)).chain(ca.map(|(p, s)| (p, s.version)));
+        for (path, version) in opened {
+            let event = AuditEvent {
+                action: "federation.credential.read".into(),
+                secret_path: Some(path.to_string()),
+                version: Some(version),
+                outcome: "success",
+                status_code: 200,
+            };
+            self.record_audit(&system, &request, event).await?;
+        }
         let mut clients = self.federation.clients.lock().expect("clients lock");
         clients.insert(backend.id.clone(), (built_from, client.clone()));
         Ok(client)

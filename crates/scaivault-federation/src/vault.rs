@@ -62,6 +62,8 @@ pub struct VaultConnection {
     /// Vault Enterprise / OpenBao namespace, sent as `X-Vault-Namespace`.
     pub namespace: Option<String>,
     pub auth: VaultAuth,
+    /// PEM certificates of a private CA to trust besides the public roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// A Vault or OpenBao server.
@@ -92,7 +94,7 @@ impl VaultBackend {
 
     pub fn new(connection: VaultConnection) -> Result<VaultBackend, FederationError> {
         let base = VaultBackend::check_address(&connection.address)?;
-        let http = crate::error::http_client()?;
+        let http = crate::error::http_client_trusting(connection.ca_pem.as_deref())?;
         Ok(VaultBackend {
             http,
             base,
@@ -530,6 +532,7 @@ mod tests {
             address: "http://127.0.0.1:8200/".into(),
             namespace: None,
             auth: VaultAuth::Token(SecretBytes::new(b"t".to_vec())),
+            ca_pem: None,
         })
         .unwrap();
         assert_eq!(b.url("secret/data/app/db").as_str(), "http://127.0.0.1:8200/v1/secret/data/app/db");
@@ -539,6 +542,7 @@ mod tests {
                 address: bad.into(),
                 namespace: None,
                 auth: VaultAuth::Token(SecretBytes::new(b"t".to_vec())),
+                ca_pem: None,
             });
             assert!(matches!(r, Err(FederationError::Config(_))), "{bad}");
         }

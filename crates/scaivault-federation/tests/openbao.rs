@@ -13,7 +13,13 @@ use serde_json::{Value, json};
 const ROOT: &str = OPENBAO_ROOT_TOKEN;
 
 fn backend_of(bao: &OpenBaoDev, auth: VaultAuth) -> VaultBackend {
-    VaultBackend::new(VaultConnection { address: bao.address().to_owned(), namespace: None, auth }).unwrap()
+    VaultBackend::new(VaultConnection {
+        address: bao.address().to_owned(),
+        namespace: None,
+        auth,
+        ca_pem: bao.ca_pem(),
+    })
+    .unwrap()
 }
 
 fn token(t: &str) -> VaultAuth {
@@ -215,4 +221,31 @@ async fn kv1_versions_are_digests_of_the_value() {
     let written = b.write("kv1/app/token", &data).await.unwrap();
     assert_ne!(written.id, first[0].id);
     assert_eq!(b.versions("kv1/app/token").await.unwrap()[0].id, written.id);
+}
+
+#[tokio::test]
+async fn a_server_behind_a_private_ca_is_trusted_only_with_that_ca() {
+    let Some(bao) = OpenBaoDev::start_tls().await else { return };
+    assert!(bao.address().starts_with("https://"));
+    bao.call(reqwest::Method::POST, "secret/data/tls/db", json!({"data": {"password": "over-tls"}})).await;
+    let trusting = backend_of(&bao, token(ROOT));
+    let s = trusting.read("secret/data/tls/db", None).await.unwrap();
+    assert_eq!(Value::Object(s.data), json!({"password": "over-tls"}));
+    // The public roots alone do not know its CA: the handshake fails, as an unreachable store.
+    let public_only = VaultBackend::new(VaultConnection {
+        address: bao.address().to_owned(),
+        namespace: None,
+        auth: token(ROOT),
+        ca_pem: None,
+    })
+    .unwrap();
+    let e = public_only.read("secret/data/tls/db", None).await.unwrap_err();
+    assert!(matches!(e, FederationError::Unreachable(_)), "{e:?}");
+    let garbage = VaultBackend::new(VaultConnection {
+        address: bao.address().to_owned(),
+        namespace: None,
+        auth: token(ROOT),
+        ca_pem: Some(b"not a certificate".to_vec()),
+    });
+    assert!(matches!(garbage, Err(FederationError::Config(_))));
 }

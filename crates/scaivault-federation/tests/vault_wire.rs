@@ -79,6 +79,7 @@ async fn approle_logs_in_once_sends_the_namespace_and_logs_in_again_when_refused
         address: vault.uri(),
         namespace: Some("team-a".into()),
         auth: approle(),
+        ca_pem: None,
     })
     .unwrap();
     for _ in 0..2 {
@@ -110,9 +111,13 @@ async fn a_path_the_approles_policy_refuses_does_not_log_in_again() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {"ttl": 3000}})))
         .mount(&vault)
         .await;
-    let backend =
-        VaultBackend::new(VaultConnection { address: vault.uri(), namespace: None, auth: approle() })
-            .unwrap();
+    let backend = VaultBackend::new(VaultConnection {
+        address: vault.uri(),
+        namespace: None,
+        auth: approle(),
+        ca_pem: None,
+    })
+    .unwrap();
     for _ in 0..3 {
         assert_eq!(
             backend.read("secret/data/forbidden", None).await.unwrap_err(),
@@ -145,6 +150,7 @@ async fn error_answers_are_cut_to_vaults_first_error_and_never_quote_a_body() {
         address: vault.uri(),
         namespace: None,
         auth: VaultAuth::from_secret("token", json!({"token": "t"}).as_object().unwrap()).unwrap(),
+        ca_pem: None,
     })
     .unwrap();
     let e = backend.read("secret/data/a", None).await.unwrap_err();
