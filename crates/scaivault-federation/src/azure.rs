@@ -14,7 +14,7 @@ use reqwest::{Method, Url};
 use scaivault_crypto::SecretBytes;
 use serde_json::{Map, Value, json};
 
-use crate::rest::{Bearer, Issued, data_of_text, fetch_metadata_token, fetch_token, text_of};
+use crate::rest::{Bearer, Issued, Pages, data_of_text, fetch_metadata_token, fetch_token, text_of};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
 
 const API_VERSION: &str = "7.4";
@@ -179,21 +179,12 @@ impl AzureBackend {
     /// `limit` items; a listing that repeats a link or runs past `limit / 25 + 100` pages (the
     /// vault may answer empty pages that still link on) is cut off as an error.
     async fn pages(&self, first: Url, limit: usize) -> Result<Vec<Value>, FederationError> {
-        let mut out = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut pages = Pages::new(limit, 25);
         let mut next = Some(first);
         while let Some(url) = next.take() {
-            if !seen.insert(url.to_string()) || seen.len() > limit / 25 + 100 {
-                return Err(FederationError::Backend {
-                    status: 200,
-                    message: "the listing does not end".into(),
-                });
-            }
+            pages.visit(url.as_str())?;
             let answer = self.call(Method::GET, url, None).await?;
-            out.extend(answer.get("value").and_then(Value::as_array).into_iter().flatten().cloned());
-            if out.len() > limit {
-                return Err(crate::too_many(limit));
-            }
+            pages.take(&answer, "value")?;
             if let Some(link) = answer.get("nextLink").and_then(Value::as_str).filter(|l| !l.is_empty()) {
                 let link = Url::parse(link).map_err(|_| bad_link())?;
                 if link.origin() != self.vault.origin() {
@@ -202,7 +193,7 @@ impl AzureBackend {
                 next = Some(link);
             }
         }
-        Ok(out)
+        Ok(pages.into_items())
     }
 
     async fn get(&self, target: &str, version: Option<&str>) -> Result<ExternalSecret, FederationError> {

@@ -17,7 +17,7 @@ use reqwest::{Method, Url};
 use scaivault_crypto::{JwtSigningKey, SecretBytes};
 use serde_json::{Map, Value, json};
 
-use crate::rest::{Bearer, Issued, bytes_of, data_of_bytes, fetch_metadata_token, fetch_token};
+use crate::rest::{Bearer, Issued, Pages, bytes_of, data_of_bytes, fetch_metadata_token, fetch_token};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
 
 const DEFAULT_ENDPOINT: &str = "https://secretmanager.googleapis.com/";
@@ -240,7 +240,6 @@ impl GcpBackend {
         })
     }
 
-    /// Every page of a listing: the `field` array of each answer.
     /// Every page of a listing: the `field` array of each answer, at most `limit` items; a
     /// listing that repeats a page token or runs past `limit / PAGE_SIZE + 100` pages is cut off.
     async fn pages(
@@ -250,17 +249,11 @@ impl GcpBackend {
         filter: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Value>, FederationError> {
-        let mut out = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut pages = Pages::new(limit, PAGE_SIZE as usize);
         let mut token = String::new();
         let size = PAGE_SIZE.to_string();
         loop {
-            if !seen.insert(token.clone()) || seen.len() > limit / PAGE_SIZE as usize + 100 {
-                return Err(FederationError::Backend {
-                    status: 200,
-                    message: "the listing does not end".into(),
-                });
-            }
+            pages.visit(&token)?;
             let mut query = vec![("pageSize", size.as_str())];
             if let Some(filter) = filter {
                 query.push(("filter", filter));
@@ -269,13 +262,10 @@ impl GcpBackend {
                 query.push(("pageToken", token.as_str()));
             }
             let answer = self.call(Method::GET, self.url(path, &query)?, None).await?;
-            out.extend(answer.get(field).and_then(Value::as_array).into_iter().flatten().cloned());
-            if out.len() > limit {
-                return Err(crate::too_many(limit));
-            }
+            pages.take(&answer, field)?;
             match answer.get("nextPageToken").and_then(Value::as_str) {
                 Some(next) if !next.is_empty() => token = next.to_owned(),
-                _ => return Ok(out),
+                _ => return Ok(pages.into_items()),
             }
         }
     }

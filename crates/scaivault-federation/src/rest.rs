@@ -130,6 +130,48 @@ pub(crate) fn metadata_base(env: &str, default: &str) -> Result<Url, FederationE
     Ok(url)
 }
 
+/// What a paged listing has gathered, with its guards: at most `limit` items, and no more pages
+/// than `limit / page_size + 100` nor one page twice (a store may answer empty pages that still
+/// link on; one that links in a circle would otherwise list for ever).
+pub(crate) struct Pages {
+    items: Vec<Value>,
+    seen: std::collections::HashSet<String>,
+    limit: usize,
+    max_pages: usize,
+}
+
+impl Pages {
+    pub(crate) fn new(limit: usize, page_size: usize) -> Pages {
+        Pages {
+            items: Vec::new(),
+            seen: Default::default(),
+            limit,
+            max_pages: limit / page_size.max(1) + 100,
+        }
+    }
+
+    /// Before fetching the page `key` (its link or token) names.
+    pub(crate) fn visit(&mut self, key: &str) -> Result<(), FederationError> {
+        if !self.seen.insert(key.to_owned()) || self.seen.len() > self.max_pages {
+            return Err(FederationError::Backend { status: 200, message: "the listing does not end".into() });
+        }
+        Ok(())
+    }
+
+    /// The `field` array of a page's answer.
+    pub(crate) fn take(&mut self, answer: &Value, field: &str) -> Result<(), FederationError> {
+        self.items.extend(answer.get(field).and_then(Value::as_array).into_iter().flatten().cloned());
+        if self.items.len() > self.limit {
+            return Err(crate::too_many(self.limit));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn into_items(self) -> Vec<Value> {
+        self.items
+    }
+}
+
 /// A service's base URL: a bare http(s) URL (no user, path or query), as `endpoint` and the like
 /// must be.
 pub(crate) fn bare_url(what: &str, raw: &str) -> Result<Url, FederationError> {
@@ -277,6 +319,25 @@ mod tests {
         }
         assert_eq!(data_of_bytes(&[0, 1, 2, 255]), map(json!({"value_base64": "AAEC/w=="})));
         assert_eq!(text_of(&map(json!({"value": "x"}))), "x");
+    }
+
+    #[test]
+    fn listings_stop_at_a_repeated_page_too_many_pages_or_too_many_items() {
+        let mut pages = Pages::new(3, 1);
+        pages.visit("a").unwrap();
+        pages.take(&json!({"value": [1, 2]}), "value").unwrap();
+        assert!(pages.visit("a").is_err(), "a page seen before");
+        pages.visit("b").unwrap();
+        assert!(matches!(
+            pages.take(&json!({"value": [3, 4]}), "value"),
+            Err(FederationError::Unsupported(_))
+        ));
+        let mut empty = Pages::new(0, 25);
+        for i in 0..100 {
+            empty.visit(&i.to_string()).unwrap();
+            empty.take(&json!({}), "value").unwrap();
+        }
+        assert!(empty.visit("100").is_err(), "empty pages linking on for ever");
     }
 
     #[test]
