@@ -518,6 +518,30 @@ async fn a_vault_behind_a_private_ca_is_reached_with_the_ca_kept_in_scaivault() 
     // Opening the CA is audited as the credential is.
     let trail = api.get("/v1/audit?action=federation.credential.read").await;
     assert!(trail.text.contains("infra/federation/vault-ca"), "{}", trail.text);
+    // Naming the CA needs the right to read it, as naming the credential does.
+    let r = api
+        .post(
+            "/v1/auth/tokens",
+            &json!({"identity_type": "service_account", "identity_id": "sa:fed-admin",
+            "scopes": ["federation:write", "federation:read"]}),
+        )
+        .await;
+    let fed_admin = api.with_token(r.body["token"].as_str().expect("token"));
+    grant(&api, "fed-cred", "infra/federation/vault-token", "read", "sa:fed-admin").await;
+    grant(&api, "fed-mount", "external/**", "write", "sa:fed-admin").await;
+    let mut other = config.clone();
+    other["name"] = json!("second");
+    other["mount"] = json!("external/second");
+    other["path_mapping"] = json!([{"source": "external/second/**", "target": "secret/data/**"}]);
+    other["connection"]["ca_cert_path"] = json!("infra/federation/vault-ca");
+    let r = fed_admin.post("/v1/federation/backends", &other).await;
+    assert_eq!((r.status, r.code()), (403, "access_denied"), "{}", r.text);
+    assert!(r.text.contains("ca_cert_path"), "{}", r.text);
+    let log = format!("{}{}", server.stdout(), server.stderr());
+    assert!(
+        !log.contains("BEGIN CERTIFICATE") && !log.contains(&password),
+        "the log carries the CA or a value"
+    );
     drop(server);
 }
 
@@ -707,6 +731,16 @@ async fn cloud_identities_are_lent_only_when_the_operator_allows_and_reach_the_m
         .await;
     let root = server.root_token().expect("root token").to_owned();
     let api = Api::new(&client, &server, &root);
+    // The identity's token is presented only to the cloud's own service (or this machine).
+    let mut elsewhere = azure.clone();
+    elsewhere["connection"]["vault_url"] = json!("https://kv1.vault.azure.net.attacker.example");
+    let mut google_only = gcp.clone();
+    google_only["connection"]["endpoint"] = json!("https://secretmanager.attacker.example");
+    for b in [&elsewhere, &google_only] {
+        let r = api.post("/v1/federation/backends", b).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
+        assert!(r.text.contains("presented only to"), "{}", r.text);
+    }
     let mut with_credential = azure.clone();
     with_credential["connection"]["credentials_path"] = json!("infra/azure");
     let r = api.post("/v1/federation/backends", &with_credential).await;
@@ -726,6 +760,8 @@ async fn cloud_identities_are_lent_only_when_the_operator_allows_and_reach_the_m
         assert!(!log.contains(token), "the server's log carries {token}");
         assert!(!api.get("/v1/audit/export").await.text.contains(token));
     }
+    let used = api.get("/v1/audit?action=federation.identity.use").await;
+    assert_eq!(used.body["logs"].as_array().map(Vec::len), Some(2), "one client built each: {}", used.text);
     drop(server);
     // One token each, reused by the second reads (`expect(1)` above is checked on drop).
     metadata.verify().await;

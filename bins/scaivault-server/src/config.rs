@@ -250,6 +250,7 @@ mod tests {
         assert_eq!(s.master_key_file, PathBuf::from("./scaivault-data/master.key"));
         assert_eq!(s.webhook_retry_schedule.as_slice().len(), 6);
         assert!(!s.webhook_allow_private);
+        assert!(!s.federation_ambient_identity, "the server's cloud identity is not lent by default");
         assert_eq!(s.log_format, LogFormat::Text);
     }
 
@@ -308,6 +309,18 @@ mod tests {
             assert_eq!(c.options.webhook_allow_private, Some(expected), "{value}");
         }
         assert!(cli(&["--webhook-allow-private=maybe"]).is_err());
+    }
+
+    #[test]
+    fn federation_ambient_identity_is_a_switch_also_read_from_the_file() {
+        assert!(parse(&["--federation-ambient-identity"]).expect("switch").federation_ambient_identity);
+        assert!(!parse(&["--federation-ambient-identity=no"]).expect("off").federation_ambient_identity);
+        assert!(parse(&["--federation-ambient-identity=maybe"]).is_err());
+        let dir = tempfile_dir();
+        let file = dir.join("ambient.toml");
+        std::fs::write(&file, "federation-ambient-identity = true\n").expect("write");
+        let s = parse(&["--config", file.to_str().expect("utf8")]).expect("file");
+        assert!(s.federation_ambient_identity);
     }
 
     fn tempfile_dir() -> PathBuf {

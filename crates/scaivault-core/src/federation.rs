@@ -21,7 +21,8 @@ use scaivault_federation::{
     AwsBackend, AwsConnection, AwsCredentials, AzureBackend, AzureClientSecret, AzureConnection,
     AzureCredential, Backend, BackendType, ConflictResolution, FederationError, GcpAuth, GcpBackend,
     GcpConnection, GcpServiceAccount, MappingError, MappingRule, Mode, PathMapping, VaultAuth, VaultBackend,
-    VaultConnection, azure_urls, gcp_base_url, service_url,
+    VaultConnection, azure_urls, check_managed_identity_vault, check_workload_identity_endpoint,
+    gcp_base_url, service_url,
 };
 use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError};
 use serde::{Deserialize, Serialize};
@@ -190,17 +191,19 @@ type NamedSecret = (&'static str, SecretPath);
 /// A connection field set that the backend's type does not read (it would be stored and
 /// silently ignored).
 fn foreign_field(backend_type: BackendType, c: &FederationConnection) -> Option<&'static str> {
+    // An empty string counts as left out, as clients that send every field send them.
+    let given = |f: &Option<String>| f.as_deref().is_some_and(|v| !v.is_empty());
     let set = [
-        ("address", c.address.is_some()),
-        ("namespace", c.namespace.is_some()),
-        ("ca_cert_path", c.ca_cert_path.is_some()),
-        ("region", c.region.is_some()),
-        ("endpoint", c.endpoint.is_some()),
-        ("role_arn", c.role_arn.is_some()),
-        ("vault_url", c.vault_url.is_some()),
-        ("tenant_id", c.tenant_id.is_some()),
-        ("authority_host", c.authority_host.is_some()),
-        ("project_id", c.project_id.is_some()),
+        ("address", given(&c.address)),
+        ("namespace", given(&c.namespace)),
+        ("ca_cert_path", given(&c.ca_cert_path)),
+        ("region", given(&c.region)),
+        ("endpoint", given(&c.endpoint)),
+        ("role_arn", given(&c.role_arn)),
+        ("vault_url", given(&c.vault_url)),
+        ("tenant_id", given(&c.tenant_id)),
+        ("authority_host", given(&c.authority_host)),
+        ("project_id", given(&c.project_id)),
     ];
     let applies: &[&str] = match backend_type {
         BackendType::HashicorpVault => &["address", "namespace", "ca_cert_path"],
@@ -323,6 +326,19 @@ fn check_backend(
                 "connection.credentials_path",
                 "is not used with the server's own cloud identity: leave it out",
             ));
+        }
+        // The identity's token goes only to the cloud's own service (or this machine).
+        if backend_type == BackendType::AzureKeyVault {
+            check_managed_identity_vault(c.vault_url.as_deref().unwrap_or_default())
+                .map_err(|e| bad("connection", e))?;
+            if c.authority_host.is_some() {
+                return Err(bad(
+                    "connection.authority_host",
+                    "is not used with a managed identity (its token comes from the instance metadata service)",
+                ));
+            }
+        } else {
+            check_workload_identity_endpoint(c.endpoint.as_deref()).map_err(|e| bad("connection", e))?;
         }
         return Ok((mount, mapping, Vec::new()));
     }
@@ -753,7 +769,7 @@ impl Vault {
         path: &SecretPath,
         version: Option<Version>,
     ) -> Result<SecretResponse, CoreError> {
-        let target = backend.mapping.target(path)?.ok_or_else(|| {
+        let target = backend.mapping.name_for(path)?.ok_or_else(|| {
             CoreError::InvalidPath(format!(
                 "no path_mapping rule of federation backend {} matches '{path}'",
                 backend.id
@@ -818,7 +834,7 @@ impl Vault {
     ) -> Result<Client, CoreError> {
         let c = &backend.connection;
         if uses_ambient_identity(backend.backend_type, c) {
-            return self.ambient_client(backend);
+            return self.ambient_client(tenant, backend).await;
         }
         let (credentials_path, credential) = self
             .configured_secret(tenant, backend, "credentials_path", c.credentials_path.as_deref())
@@ -888,9 +904,10 @@ impl Vault {
         clients.get(&backend.id).filter(|(from, _)| from == built_from).map(|(_, client)| client.clone())
     }
 
-    /// The client of a backend that signs in as the server's own cloud identity: no credential
-    /// secret to open, so nothing to audit here; refused if the operator no longer lends it.
-    fn ambient_client(&self, backend: &Mounted) -> Result<Client, CoreError> {
+    /// The client of a backend that signs in as the server's own cloud identity, refused if the
+    /// operator no longer lends it. Each client built is audited as `federation.identity.use`, as
+    /// opening a credential secret is.
+    async fn ambient_client(&self, tenant: &str, backend: &Mounted) -> Result<Client, CoreError> {
         if !self.federation.ambient_identity {
             return Err(CoreError::BackendError(format!(
                 "federation backend {}: this server no longer lends its own cloud identity",
@@ -915,6 +932,16 @@ impl Vault {
                 auth: GcpAuth::WorkloadIdentity,
             })?),
         };
+        let system = Principal::system_named(tenant, "federation");
+        let request = RequestInfo { request_id: random_id("req_")?, client_ip: None, user_agent: None };
+        let event = AuditEvent {
+            action: "federation.identity.use".into(),
+            secret_path: Some(backend.mount.to_string()),
+            version: None,
+            outcome: "success",
+            status_code: 200,
+        };
+        self.record_audit(&system, &request, event).await?;
         let mut clients = self.federation.clients.lock().expect("clients lock");
         clients.insert(backend.id.clone(), (built_from, client.clone()));
         Ok(client)

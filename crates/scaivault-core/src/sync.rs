@@ -147,7 +147,7 @@ impl Vault {
         if !state.as_ref().is_some_and(|s| s.conflict) {
             return Err(CoreError::NotFound("sync conflict"));
         }
-        let name = backend.mapping.target(&path)?.ok_or_else(|| unmapped(&backend, &path))?;
+        let name = backend.mapping.name_for(&path)?.ok_or_else(|| unmapped(&backend, &path))?;
         let run = self.start_run(tenant, &backend).await?;
         let remote = self.timed(&backend, run.client.versions(&name)).await?;
         let current = remote.last().ok_or(CoreError::SecretNotFound)?;
@@ -181,7 +181,7 @@ impl Vault {
         mut req: WriteSecretRequest,
         audit: Option<WriteAudit>,
     ) -> Result<(SecretWritten, bool), CoreError> {
-        let name = backend.mapping.target(path)?.ok_or_else(|| unmapped(backend, path))?;
+        let name = backend.mapping.name_for(path)?.ok_or_else(|| unmapped(backend, path))?;
         if let Some(cas) = req.cas {
             let current = match self.store.list_versions(ns, path.as_str()).await {
                 Ok((head, _)) => head.current_version,

@@ -18,7 +18,8 @@ use crate::rest::{Bearer, Issued, Pages, data_of_text, fetch_metadata_token, fet
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
 
 const API_VERSION: &str = "7.4";
-/// Azure keeps every version of a secret until it is purged; a sync takes the newest 100.
+/// How many versions of one secret are listed at most (Azure keeps every version until the secret
+/// is purged); a sync pulls the newest 100 of them.
 const MAX_LISTED_VERSIONS: usize = 10_000;
 const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com/";
 /// Key Vault's resource in Azure's public cloud; a vault of another cloud
@@ -116,11 +117,33 @@ pub fn azure_urls(
     Ok((vault, token))
 }
 
+/// Key Vault's DNS suffixes in Azure's clouds (public, China, US Government, Germany).
+const VAULT_SUFFIXES: [&str; 4] =
+    [".vault.azure.net", ".vault.azure.cn", ".vault.usgovcloudapi.net", ".vault.microsoftazure.de"];
+
+/// Where the server's own managed identity may be presented: an https Key Vault of one of Azure's
+/// clouds, or this machine (a local proxy, or a test's stand-in). Its token would otherwise go to
+/// whatever address a backend's configuration names.
+pub fn check_managed_identity_vault(vault_url: &str) -> Result<(), FederationError> {
+    let url = crate::rest::bare_url("vault_url", vault_url)?;
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let azure = url.scheme() == "https" && VAULT_SUFFIXES.iter().any(|s| host.ends_with(s));
+    if azure || crate::rest::is_loopback(&url) {
+        Ok(())
+    } else {
+        Err(FederationError::Config(format!(
+            "vault_url: the server's managed identity is presented only to https://<name>{} (or another Azure cloud's vault)",
+            VAULT_SUFFIXES[0]
+        )))
+    }
+}
+
 impl AzureBackend {
     pub fn new(connection: AzureConnection) -> Result<AzureBackend, FederationError> {
         let (vault, mut token_url) =
             azure_urls(&connection.vault_url, &connection.tenant_id, connection.authority_host.as_deref())?;
         if matches!(connection.credentials, AzureCredential::ManagedIdentity) {
+            check_managed_identity_vault(&connection.vault_url)?;
             token_url = crate::rest::metadata_base(IMDS_ENV, IMDS)?
                 .join("metadata/identity/oauth2/token")
                 .map_err(|e| FederationError::Config(format!("{IMDS_ENV}: {e}")))?;
@@ -279,7 +302,8 @@ impl Backend for AzureBackend {
         let mut names: Vec<String> = listed
             .iter()
             .filter(|s| s.pointer("/attributes/enabled").and_then(Value::as_bool) != Some(false))
-            .filter_map(|s| s.get("id")?.as_str()?.rsplit('/').next().map(str::to_owned))
+            // Names are compared without case; the lowercase form is the one a path maps to.
+            .filter_map(|s| s.get("id")?.as_str()?.rsplit('/').next().map(str::to_ascii_lowercase))
             .filter(|n| n.starts_with(prefix))
             .collect();
         if names.len() > limit {
@@ -348,6 +372,29 @@ mod tests {
         assert_eq!(of("https://kv1.vault.usgovcloudapi.net/"), "https://vault.usgovcloudapi.net");
         assert_eq!(of("http://127.0.0.1:8443/"), "https://vault.azure.net");
         assert_eq!(of("https://a.b.vault.azure.net/"), "https://vault.azure.net", "one label before .vault.");
+    }
+
+    #[test]
+    fn the_managed_identity_goes_only_to_azure_vaults_or_this_machine() {
+        for ok in [
+            "https://kv1.vault.azure.net",
+            "https://KV1.vault.azure.cn/",
+            "https://kv1.vault.usgovcloudapi.net",
+            "http://127.0.0.1:8443",
+            "http://localhost:1",
+            "http://[::1]:9",
+        ] {
+            assert!(check_managed_identity_vault(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://kv1.vault.azure.net",
+            "https://kv1.vault.azure.net.attacker.example",
+            "https://attacker.example",
+            "https://vault.azure.net.example/",
+            "http://10.0.0.1",
+        ] {
+            assert!(check_managed_identity_vault(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

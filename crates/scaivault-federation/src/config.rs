@@ -29,8 +29,10 @@ impl BackendType {
     }
 
     /// Whether the store can hold a secret named `name`: Azure Key Vault names are 1-127 of
-    /// `0-9 A-Z a-z -`, GCP secret ids 1-255 of `A-Z a-z 0-9 - _`; Vault and AWS take any
-    /// non-empty name a target template can make.
+    /// `0-9 A-Z a-z -` but compared without case, so only their lowercase form is a name here (else
+    /// `PROD-db` and `prod-db`, under different policies, would read one secret); GCP secret ids
+    /// are 1-255 of `A-Z a-z 0-9 - _`; Vault and AWS take any non-empty name a target template can
+    /// make.
     pub fn holds_name(self, name: &str) -> bool {
         let ok = |max: usize, extra: &[u8]| {
             !name.is_empty()
@@ -38,7 +40,7 @@ impl BackendType {
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
         };
         match self {
-            BackendType::AzureKeyVault => ok(127, b"-"),
+            BackendType::AzureKeyVault => ok(127, b"-") && !name.bytes().any(|b| b.is_ascii_uppercase()),
             BackendType::GcpSecretManager => ok(255, b"-_"),
             BackendType::HashicorpVault | BackendType::AwsSecretsManager => !name.is_empty(),
         }

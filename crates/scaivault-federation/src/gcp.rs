@@ -126,8 +126,24 @@ pub fn gcp_base_url(project: &str, endpoint: Option<&str>) -> Result<Url, Federa
         .map_err(|e| FederationError::Config(format!("endpoint '{raw}': {e}")))
 }
 
+/// Where the server's own workload identity may be presented: Google's Secret Manager (no
+/// `endpoint`), or this machine (a local proxy, or a test's stand-in). Its token would otherwise go
+/// to whatever address a backend's configuration names.
+pub fn check_workload_identity_endpoint(endpoint: Option<&str>) -> Result<(), FederationError> {
+    match endpoint {
+        None => Ok(()),
+        Some(raw) if crate::rest::is_loopback(&crate::rest::bare_url("endpoint", raw)?) => Ok(()),
+        Some(_) => Err(FederationError::Config(
+            "endpoint: the server's workload identity is presented only to Google's Secret Manager".into(),
+        )),
+    }
+}
+
 impl GcpBackend {
     pub fn new(connection: GcpConnection) -> Result<GcpBackend, FederationError> {
+        if matches!(connection.auth, GcpAuth::WorkloadIdentity) {
+            check_workload_identity_endpoint(connection.endpoint.as_deref())?;
+        }
         let base = gcp_base_url(&connection.project_id, connection.endpoint.as_deref())?;
         Ok(GcpBackend {
             http: crate::error::http_client()?,

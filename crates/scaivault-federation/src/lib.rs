@@ -29,10 +29,16 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use aws::{AwsBackend, AwsConnection, AwsCredentials, service_url};
-pub use azure::{AzureBackend, AzureClientSecret, AzureConnection, AzureCredential, azure_urls};
+pub use azure::{
+    AzureBackend, AzureClientSecret, AzureConnection, AzureCredential, azure_urls,
+    check_managed_identity_vault,
+};
 pub use config::{BackendType, ConflictResolution, Mode};
 pub use error::FederationError;
-pub use gcp::{GcpAuth, GcpBackend, GcpConnection, GcpServiceAccount, check_project_id, gcp_base_url};
+pub use gcp::{
+    GcpAuth, GcpBackend, GcpConnection, GcpServiceAccount, check_project_id,
+    check_workload_identity_endpoint, gcp_base_url,
+};
 pub use mapping::{MappingError, MappingRule, PathMapping};
 pub use sync::{LastSync, MAX_PULLED_VERSIONS, SyncAction, decide};
 pub use vault::{VaultAuth, VaultBackend, VaultConnection};

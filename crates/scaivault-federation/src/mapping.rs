@@ -36,6 +36,9 @@ pub enum MappingError {
     /// A backend name whose path an earlier rule maps to another name.
     #[error("'{path}' is mapped to '{other}' by an earlier path_mapping rule")]
     Shadowed { path: String, other: String },
+    /// A path whose backend name is read through another path (the one the name maps back to).
+    #[error("'{path}' maps to '{name}', which is read as '{canonical}'")]
+    NotCanonical { path: String, name: String, canonical: String },
 }
 
 /// A backend's validated mapping: first matching rule wins.
@@ -79,6 +82,21 @@ impl PathMapping {
             compiled.push((source, rule.target.clone()));
         }
         Ok(PathMapping { rules: compiled, backend })
+    }
+
+    /// The backend's name for `path`, for a read or a write through the mount: [`PathMapping::target`],
+    /// refused unless the name maps back to this very path. Templates that flatten paths (`*/*` →
+    /// `*-*`) would otherwise let two paths, each under its own policy, reach one backend secret
+    /// (`team-a/x` and `team/a-x` both `team-a-x`); each name has one path, the one a sync gives it.
+    pub fn name_for(&self, path: &SecretPath) -> Result<Option<String>, MappingError> {
+        let Some(name) = self.target(path)? else { return Ok(None) };
+        match self.source(&name) {
+            Ok(Some(back)) if back == *path => Ok(Some(name)),
+            Ok(Some(back)) => {
+                Err(MappingError::NotCanonical { path: path.to_string(), name, canonical: back.to_string() })
+            }
+            Ok(None) | Err(_) => Err(MappingError::Shadowed { path: path.to_string(), other: name }),
+        }
     }
 
     /// The backend's name for `path`: `Ok(None)` when no rule matches.
@@ -379,6 +397,22 @@ mod tests {
             PathMapping::new(&mount, &[rule("external/gcp/**", "app/**")], BackendType::AzureKeyVault)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn each_backend_name_is_reached_through_one_path_only() {
+        let mount = path("external/azure");
+        let m = PathMapping::new(&mount, &[rule("external/azure/*/*", "*-*")], BackendType::AzureKeyVault)
+            .unwrap();
+        assert_eq!(m.name_for(&path("external/azure/team/a-x")).unwrap().as_deref(), Some("team-a-x"));
+        assert!(
+            matches!(m.name_for(&path("external/azure/team-a/x")), Err(MappingError::NotCanonical { .. })),
+            "team-a-x is read as team/a-x, so team-a/x may not reach it under another policy"
+        );
+        let v = vault(&[rule("external/hashicorp/**", "secret/data/**")]).unwrap();
+        let p = path("external/hashicorp/app/db/password");
+        assert_eq!(v.name_for(&p).unwrap().as_deref(), Some("secret/data/app/db/password"));
+        assert_eq!(v.name_for(&path("other/x")).unwrap(), None);
     }
 
     #[test]

@@ -172,6 +172,14 @@ impl Pages {
     }
 }
 
+/// Whether `url` names this machine (`localhost`, `127.0.0.0/8`, `::1`).
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A service's base URL: a bare http(s) URL (no user, path or query), as `endpoint` and the like
 /// must be.
 pub(crate) fn bare_url(what: &str, raw: &str) -> Result<Url, FederationError> {

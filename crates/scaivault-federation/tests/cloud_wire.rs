@@ -284,7 +284,7 @@ async fn azure_reads_lists_versions_and_writes_with_one_token() {
         .and(path("/secrets"))
         .and(query_param("skiptoken", "2"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [
-            {"id": format!("{}/secrets/app-key", server.uri()), "attributes": {"enabled": true}}]})))
+            {"id": format!("{}/secrets/App-Key", server.uri()), "attributes": {"enabled": true}}]})))
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -315,7 +315,11 @@ async fn azure_reads_lists_versions_and_writes_with_one_token() {
     assert_eq!(s.created_at.map(|t| t.timestamp()), Some(1_700_000_300));
     assert!(matches!(b.read("db-password", Some(1)).await, Err(FederationError::Unsupported(_))));
     b.check().await.unwrap();
-    assert_eq!(b.list("", 100).await.unwrap(), ["app-key", "db-password"], "disabled ones are left out");
+    assert_eq!(
+        b.list("", 100).await.unwrap(),
+        ["app-key", "db-password"],
+        "disabled ones are left out, names in their lowercase form"
+    );
     let ids: Vec<String> = b.versions("db-password").await.unwrap().into_iter().map(|v| v.id).collect();
     assert_eq!(ids, ["v1", "v3"], "enabled versions by creation, the served one last");
     assert_eq!(
@@ -405,4 +409,21 @@ async fn gcp_current_value_skips_a_disabled_newest_version() {
     let s = b.read("db", None).await.unwrap();
     assert_eq!((Value::Object(s.data), s.version), (json!({"value": "v2"}), Some(2)));
     assert!(matches!(b.read("db", Some(3)).await, Err(FederationError::NotFound(_))), "a disabled version");
+}
+
+#[tokio::test]
+async fn a_throttled_or_failing_token_endpoint_is_unreachable_not_a_refused_credential() {
+    for (status, refused) in [(429, false), (503, false), (400, true), (401, true)] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({"error": "invalid_client"})))
+            .mount(&server)
+            .await;
+        let e = azure(&server).read("db-password", None).await.unwrap_err();
+        if refused {
+            assert_eq!(e, FederationError::Denied { status }, "{status}");
+        } else {
+            assert!(matches!(e, FederationError::Unreachable(_)), "{status}: {e:?}");
+        }
+    }
 }
