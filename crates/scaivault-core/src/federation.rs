@@ -171,6 +171,34 @@ fn uses_ambient_identity(backend_type: BackendType, c: &FederationConnection) ->
         && c.auth_method.as_deref().is_some_and(|m| AMBIENT_METHODS.contains(&m))
 }
 
+fn azure_client(c: &FederationConnection, credentials: AzureCredential) -> Result<Client, CoreError> {
+    Ok(Arc::new(AzureBackend::new(AzureConnection {
+        vault_url: c.vault_url.clone().unwrap_or_default(),
+        tenant_id: c.tenant_id.clone().unwrap_or_default(),
+        authority_host: c.authority_host.clone(),
+        credentials,
+    })?))
+}
+
+fn gcp_client(c: &FederationConnection, auth: GcpAuth) -> Result<Client, CoreError> {
+    Ok(Arc::new(GcpBackend::new(GcpConnection {
+        project_id: c.project_id.clone().unwrap_or_default(),
+        endpoint: c.endpoint.clone(),
+        auth,
+    })?))
+}
+
+/// The audit record of the server opening something for a backend's client.
+fn opening(action: &'static str, path: String, version: Option<u64>) -> AuditEvent {
+    AuditEvent {
+        action: action.into(),
+        secret_path: Some(path),
+        version,
+        outcome: "success",
+        status_code: 200,
+    }
+}
+
 /// The PEM bundle a CA secret holds in its `certificate` field.
 fn ca_pem_of(path: &SecretPath, secret: &SecretResponse) -> Result<Vec<u8>, CoreError> {
     secret
@@ -859,17 +887,13 @@ impl Vault {
                 endpoint: c.endpoint.clone(),
                 credentials: AwsCredentials::from_secret(&credential.data)?,
             })?),
-            BackendType::AzureKeyVault => Arc::new(AzureBackend::new(AzureConnection {
-                vault_url: c.vault_url.clone().unwrap_or_default(),
-                tenant_id: c.tenant_id.clone().unwrap_or_default(),
-                authority_host: c.authority_host.clone(),
-                credentials: AzureCredential::ClientSecret(AzureClientSecret::from_secret(&credential.data)?),
-            })?),
-            BackendType::GcpSecretManager => Arc::new(GcpBackend::new(GcpConnection {
-                project_id: c.project_id.clone().unwrap_or_default(),
-                endpoint: c.endpoint.clone(),
-                auth: GcpAuth::ServiceAccountKey(GcpServiceAccount::from_secret(&credential.data)?),
-            })?),
+            BackendType::AzureKeyVault => azure_client(
+                c,
+                AzureCredential::ClientSecret(AzureClientSecret::from_secret(&credential.data)?),
+            )?,
+            BackendType::GcpSecretManager => {
+                gcp_client(c, GcpAuth::ServiceAccountKey(GcpServiceAccount::from_secret(&credential.data)?))?
+            }
             _ => Arc::new(VaultBackend::new(VaultConnection {
                 address: c.address.clone().unwrap_or_default(),
                 namespace: c.namespace.clone(),
@@ -880,18 +904,25 @@ impl Vault {
                 },
             })?),
         };
+        let opened = std::iter::once((credentials_path, credential.version))
+            .chain(ca.map(|(p, s)| (p, s.version)))
+            .map(|(path, version)| opening("federation.credential.read", path.to_string(), Some(version)))
+            .collect();
+        self.keep_client(tenant, backend, built_from, client, opened).await
+    }
+
+    /// Audits what building `client` opened, and keeps it for reuse until `built_from` changes.
+    async fn keep_client(
+        &self,
+        tenant: &str,
+        backend: &Mounted,
+        built_from: String,
+        client: Client,
+        opened: Vec<AuditEvent>,
+    ) -> Result<Client, CoreError> {
         let system = Principal::system_named(tenant, "federation");
         let request = RequestInfo { request_id: random_id("req_")?, client_ip: None, user_agent: None };
-        let opened =
-            std::iter::once((credentials_path, credential.version)).chain(ca.map(|(p, s)| (p, s.version)));
-        for (path, version) in opened {
-            let event = AuditEvent {
-                action: "federation.credential.read".into(),
-                secret_path: Some(path.to_string()),
-                version: Some(version),
-                outcome: "success",
-                status_code: 200,
-            };
+        for event in opened {
             self.record_audit(&system, &request, event).await?;
         }
         let mut clients = self.federation.clients.lock().expect("clients lock");
@@ -919,31 +950,11 @@ impl Vault {
             return Ok(client);
         }
         let c = &backend.connection;
-        let client: Client = match backend.backend_type {
-            BackendType::AzureKeyVault => Arc::new(AzureBackend::new(AzureConnection {
-                vault_url: c.vault_url.clone().unwrap_or_default(),
-                tenant_id: c.tenant_id.clone().unwrap_or_default(),
-                authority_host: c.authority_host.clone(),
-                credentials: AzureCredential::ManagedIdentity,
-            })?),
-            _ => Arc::new(GcpBackend::new(GcpConnection {
-                project_id: c.project_id.clone().unwrap_or_default(),
-                endpoint: c.endpoint.clone(),
-                auth: GcpAuth::WorkloadIdentity,
-            })?),
+        let client = match backend.backend_type {
+            BackendType::AzureKeyVault => azure_client(c, AzureCredential::ManagedIdentity)?,
+            _ => gcp_client(c, GcpAuth::WorkloadIdentity)?,
         };
-        let system = Principal::system_named(tenant, "federation");
-        let request = RequestInfo { request_id: random_id("req_")?, client_ip: None, user_agent: None };
-        let event = AuditEvent {
-            action: "federation.identity.use".into(),
-            secret_path: Some(backend.mount.to_string()),
-            version: None,
-            outcome: "success",
-            status_code: 200,
-        };
-        self.record_audit(&system, &request, event).await?;
-        let mut clients = self.federation.clients.lock().expect("clients lock");
-        clients.insert(backend.id.clone(), (built_from, client.clone()));
-        Ok(client)
+        let opened = vec![opening("federation.identity.use", backend.mount.to_string(), None)];
+        self.keep_client(tenant, backend, built_from, client, opened).await
     }
 }
