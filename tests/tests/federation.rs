@@ -366,6 +366,16 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
             "invalid_request",
             "ca_cert_path",
         ),
+        (
+            with(&|v| {
+                // Empty strings are fields left out, so the next problem is the one reported.
+                v["connection"]["region"] = json!("");
+                v["connection"]["ca_cert_path"] = json!("");
+                v["connection"]["credentials_path"] = json!("external/hashicorp/cred");
+            }),
+            "invalid_request",
+            "credentials_path: must not lie under",
+        ),
         (with(&|v| v["name"] = json!("Bad Name")), "invalid_request", "name"),
         (with(&|v| v["unknown"] = json!(1)), "invalid_request", "unknown"),
     ];

@@ -381,7 +381,7 @@ fn check_backend(
     let credentials =
         c.credentials_path.as_deref().ok_or_else(|| bad("connection.credentials_path", "is required"))?;
     let mut named = vec![("credentials_path", configured("credentials_path", credentials)?)];
-    if let Some(ca) = c.ca_cert_path.as_deref() {
+    if let Some(ca) = c.ca_cert_path.as_deref().filter(|p| !p.is_empty()) {
         named.push(("ca_cert_path", configured("ca_cert_path", ca)?));
     }
     Ok((mount, mapping, named))
@@ -867,7 +867,7 @@ impl Vault {
         let (credentials_path, credential) = self
             .configured_secret(tenant, backend, "credentials_path", c.credentials_path.as_deref())
             .await?;
-        let ca = match c.ca_cert_path.as_deref() {
+        let ca = match c.ca_cert_path.as_deref().filter(|p| !p.is_empty()) {
             Some(path) => Some(self.configured_secret(tenant, backend, "ca_cert_path", Some(path)).await?),
             None => None,
         };
