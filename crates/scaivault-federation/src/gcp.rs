@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use reqwest::{Method, Url};
-use scaivault_crypto::{JwtSigningKey, SecretBytes};
+use scaivault_crypto::JwtSigningKey;
 use serde_json::{Map, Value, json};
 
 use crate::rest::{Bearer, Issued, Pages, bytes_of, data_of_bytes, fetch_metadata_token, fetch_token};
@@ -41,8 +41,8 @@ pub enum GcpAuth {
 pub struct GcpServiceAccount {
     pub client_email: String,
     pub private_key_id: Option<String>,
-    /// The RSA private key's PKCS#8 DER.
-    private_key: SecretBytes,
+    /// The RSA private key, parsed once (boxed: it is large).
+    key: Box<JwtSigningKey>,
     pub token_uri: Url,
 }
 
@@ -66,7 +66,7 @@ impl GcpServiceAccount {
         let der = STANDARD.decode(body).map_err(|_| {
             FederationError::Config("the credential's private_key is not a PEM private key".into())
         })?;
-        JwtSigningKey::rs256_from_der(&der).map_err(|_| {
+        let key = JwtSigningKey::rs256_from_der(&der).map_err(|_| {
             FederationError::Config(
                 "the credential's private_key is not an RSA private key of 2048 bits or more".into(),
             )
@@ -81,7 +81,7 @@ impl GcpServiceAccount {
         Ok(GcpServiceAccount {
             client_email: field("client_email")?.to_owned(),
             private_key_id: data.get("private_key_id").and_then(Value::as_str).map(str::to_owned),
-            private_key: SecretBytes::new(der),
+            key: Box::new(key),
             token_uri,
         })
     }
@@ -102,10 +102,17 @@ pub struct GcpBackend {
     http: reqwest::Client,
     /// `…/v1/projects/<project>/`
     base: Url,
-    auth: GcpAuth,
-    /// The metadata server's token URL, for workload identity.
-    metadata_token: Option<Url>,
+    signer: Signer,
     bearer: Bearer,
+}
+
+/// Where the access token comes from.
+#[derive(Debug)]
+enum Signer {
+    /// A JWT signed with the account's key, exchanged at its `token_uri`.
+    Key(GcpServiceAccount),
+    /// The metadata server's token URL (workload identity).
+    Metadata(Url),
 }
 
 /// Checks a project id: 6-30 of lowercase letters, digits and dashes (GCP's rule, loosened to
@@ -141,35 +148,27 @@ pub fn check_workload_identity_endpoint(endpoint: Option<&str>) -> Result<(), Fe
 
 impl GcpBackend {
     pub fn new(connection: GcpConnection) -> Result<GcpBackend, FederationError> {
-        if matches!(connection.auth, GcpAuth::WorkloadIdentity) {
-            check_workload_identity_endpoint(connection.endpoint.as_deref())?;
-        }
         let base = gcp_base_url(&connection.project_id, connection.endpoint.as_deref())?;
-        Ok(GcpBackend {
-            http: crate::error::http_client()?,
-            base,
-            metadata_token: match connection.auth {
-                GcpAuth::WorkloadIdentity => Some(
+        let signer = match connection.auth {
+            GcpAuth::ServiceAccountKey(account) => Signer::Key(account),
+            GcpAuth::WorkloadIdentity => {
+                check_workload_identity_endpoint(connection.endpoint.as_deref())?;
+                Signer::Metadata(
                     crate::rest::metadata_base(METADATA_ENV, METADATA)?
                         .join("computeMetadata/v1/instance/service-accounts/default/token")
                         .map_err(|e| FederationError::Config(format!("{METADATA_ENV}: {e}")))?,
-                ),
-                GcpAuth::ServiceAccountKey(_) => None,
-            },
-            auth: connection.auth,
-            bearer: Bearer::default(),
-        })
+                )
+            }
+        };
+        Ok(GcpBackend { http: crate::error::http_client()?, base, signer, bearer: Bearer::default() })
     }
 
     /// The signed assertion exchanged for an access token.
     async fn token(&self) -> Result<Issued, FederationError> {
-        let account = match (&self.auth, &self.metadata_token) {
-            (GcpAuth::ServiceAccountKey(account), _) => account,
-            (GcpAuth::WorkloadIdentity, Some(url)) => {
+        let account = match &self.signer {
+            Signer::Key(account) => account,
+            Signer::Metadata(url) => {
                 return fetch_metadata_token(&self.http, url.clone(), ("Metadata-Flavor", "Google")).await;
-            }
-            (GcpAuth::WorkloadIdentity, None) => {
-                return Err(FederationError::Config("no metadata server to ask".into()));
             }
         };
         let now = Utc::now().timestamp();
@@ -180,11 +179,10 @@ impl GcpBackend {
             "iat": now,
             "exp": now + 3600,
         });
-        let key = JwtSigningKey::rs256_from_der(account.private_key.expose())
-            .map_err(|_| FederationError::Config("the service account's private key does not load".into()))?;
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid.clone_from(&account.private_key_id);
-        let assertion = key
+        let assertion = account
+            .key
             .sign(&header, &claims)
             .map_err(|_| FederationError::Config("signing the token request failed".into()))?;
         let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)];
