@@ -308,10 +308,18 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
         (
             with(&|v| {
                 v["type"] = json!("aws_secrets_manager");
-                v["connection"] = json!({"region": "us-east-1", "role_arn": "arn:aws:iam::1:role/x", "credentials_path": "a/b"});
+                v["connection"] = json!({"region": "us-east-1", "role_arn": "arn:aws:iam::1:user/x", "credentials_path": "a/b"});
             }),
             "invalid_request",
-            "role_arn",
+            "is not a role's ARN",
+        ),
+        (
+            with(&|v| {
+                v["type"] = json!("aws_secrets_manager");
+                v["connection"] = json!({"region": "us-east-1", "role_arn": "arn:aws:iam::1:role/x"});
+            }),
+            "invalid_request",
+            "connection.role_arn: without credentials_path is assumed as the server's own AWS identity",
         ),
         (
             with(&|v| {
@@ -477,6 +485,25 @@ async fn an_aws_secrets_manager_backend_serves_current_values_and_tags() {
     assert_eq!((r.status, r.code()), (409, "read_only_path"), "{}", r.text);
     let r = api.get(&format!("/v1/federation/backends/{id}/status")).await;
     assert_eq!(r.body["state"], "healthy", "{}", r.text);
+    // A role assumed with the credential secret's keys (moto's STS), its temporary keys signing.
+    let r = api
+        .post(
+            "/v1/federation/backends",
+            &json!({
+                "name": "aws-role",
+                "type": "aws_secrets_manager",
+                "mount": "external/aws-role",
+                "connection": {"region": "us-east-1", "endpoint": moto.endpoint(), "credentials_path": "infra/federation/aws",
+                    "role_arn": "arn:aws:iam::123456789012:role/scaivault-reader"},
+                "path_mapping": [{"source": "external/aws-role/**", "target": "**"}]
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["connection"]["role_arn"], "arn:aws:iam::123456789012:role/scaivault-reader");
+    let r = api.get_secret("external/aws-role/prod/db", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["password"], password.as_str());
     moto.stop();
     let r = api.get_secret("external/aws/prod/db", None).await;
     assert_eq!((r.status, r.code()), (503, "service_unavailable"), "{}", r.text);
@@ -692,9 +719,56 @@ async fn cloud_identities_are_lent_only_when_the_operator_allows_and_reach_the_m
         .expect(1)
         .mount(&metadata)
         .await;
+    // EC2's instance metadata service (IMDSv2): a session token, the instance profile's role,
+    // its keys.
+    Mock::given(method("PUT"))
+        .and(path("/latest/api/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("imds-session"))
+        .expect(1)
+        .mount(&metadata)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/latest/meta-data/iam/security-credentials/"))
+        .and(header("x-aws-ec2-metadata-token", "imds-session"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ec2-role"))
+        .mount(&metadata)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/latest/meta-data/iam/security-credentials/ec2-role"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"AccessKeyId": "ASIAEC2",
+            "SecretAccessKey": "ec2-secret", "Token": "ec2-token",
+            "Expiration": (chrono::Utc::now() + chrono::Duration::hours(6)).to_rfc3339()})))
+        .mount(&metadata)
+        .await;
     let cloud = MockServer::start().await;
     let password = random_alnum(24);
     let value = json!({"password": password}).to_string();
+    // STS's AssumeRole, signed with the instance's keys, and Secrets Manager with the role's.
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::body_string_contains("Action=AssumeRole&"))
+        .and(header("x-amz-security-token", "ec2-token"))
+        .and(wiremock::matchers::header_regex("authorization", "Credential=ASIAEC2/"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(format!(
+            "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>ASIAROLE</AccessKeyId>\
+             <SecretAccessKey>role-secret</SecretAccessKey><SessionToken>role-token</SessionToken>\
+             <Expiration>{}</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>",
+            (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339()
+        )))
+        .expect(1)
+        .mount(&cloud)
+        .await;
+    Mock::given(method("POST"))
+        .and(header("x-amz-target", "secretsmanager.GetSecretValue"))
+        .and(header("x-amz-security-token", "role-token"))
+        .and(wiremock::matchers::header_regex("authorization", "Credential=ASIAROLE/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Name": "db", "SecretString": value})))
+        .mount(&cloud)
+        .await;
+    Mock::given(method("POST"))
+        .and(header("x-amz-target", "secretsmanager.DescribeSecret"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Name": "db", "Tags": []})))
+        .mount(&cloud)
+        .await;
     Mock::given(method("GET"))
         .and(path("/secrets/db"))
         .and(header("authorization", "Bearer mi-token"))
@@ -724,6 +798,9 @@ async fn cloud_identities_are_lent_only_when_the_operator_allows_and_reach_the_m
     let gcp = json!({"name": "gcp-wi", "type": "gcp_secret_manager", "mount": "external/gcp",
         "connection": {"project_id": "p1", "endpoint": cloud.uri(), "auth_method": "workload_identity"},
         "path_mapping": [{"source": "external/gcp/*", "target": "*"}]});
+    let aws = json!({"name": "aws-role", "type": "aws_secrets_manager", "mount": "external/aws",
+        "connection": {"region": "eu-west-1", "endpoint": cloud.uri(), "role_arn": "arn:aws:iam::123456789012:role/reader"},
+        "path_mapping": [{"source": "external/aws/*", "target": "*"}]});
     let client = http_client();
 
     // Lent when the operator says so; the metadata services are found where the clouds' own
@@ -736,6 +813,7 @@ async fn cloud_identities_are_lent_only_when_the_operator_allows_and_reach_the_m
         .arg("--federation-ambient-identity")
         .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", metadata.uri())
         .env("GCE_METADATA_HOST", &metadata_host)
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", metadata.uri())
         .root_token_file(&scratch.path().join("root-token"))
         .start()
         .await;
@@ -746,7 +824,9 @@ async fn cloud_identities_are_lent_only_when_the_operator_allows_and_reach_the_m
     elsewhere["connection"]["vault_url"] = json!("https://kv1.vault.azure.net.attacker.example");
     let mut google_only = gcp.clone();
     google_only["connection"]["endpoint"] = json!("https://secretmanager.attacker.example");
-    for b in [&elsewhere, &google_only] {
+    let mut aws_only = aws.clone();
+    aws_only["connection"]["endpoint"] = json!("https://secretsmanager.attacker.example");
+    for b in [&elsewhere, &google_only, &aws_only] {
         let r = api.post("/v1/federation/backends", b).await;
         assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
         assert!(r.text.contains("presented only to"), "{}", r.text);
@@ -756,25 +836,35 @@ async fn cloud_identities_are_lent_only_when_the_operator_allows_and_reach_the_m
     let r = api.post("/v1/federation/backends", &with_credential).await;
     assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
     assert!(r.text.contains("credentials_path"), "{}", r.text);
-    for b in [&azure, &gcp] {
+    for b in [&azure, &gcp, &aws] {
         let r = api.post("/v1/federation/backends", b).await;
         assert_eq!(r.status, 201, "{}", r.text);
     }
-    for p in ["external/azure/db", "external/gcp/db", "external/azure/db", "external/gcp/db"] {
+    for p in [
+        "external/azure/db",
+        "external/gcp/db",
+        "external/aws/db",
+        "external/azure/db",
+        "external/gcp/db",
+        "external/aws/db",
+    ] {
         let r = api.get_secret(p, None).await;
         assert_eq!(r.status, 200, "{p}: {}", r.text);
         assert_eq!(r.body["data"], json!({"password": password}), "{p}");
     }
     let log = format!("{}{}", server.stdout(), server.stderr());
-    for token in ["mi-token", "wi-token", password.as_str()] {
+    for token in
+        ["mi-token", "wi-token", "ec2-secret", "ec2-token", "role-secret", "role-token", password.as_str()]
+    {
         assert!(!log.contains(token), "the server's log carries {token}");
         assert!(!api.get("/v1/audit/export").await.text.contains(token));
     }
     let used = api.get("/v1/audit?action=federation.identity.use").await;
-    assert_eq!(used.body["logs"].as_array().map(Vec::len), Some(2), "one client built each: {}", used.text);
+    assert_eq!(used.body["logs"].as_array().map(Vec::len), Some(3), "one client built each: {}", used.text);
     drop(server);
     // One token each, reused by the second reads (`expect(1)` above is checked on drop).
     metadata.verify().await;
+    cloud.verify().await;
 
     // A server that does not lend its identity refuses such backends, and stops serving those
     // configured while it did.

@@ -18,11 +18,12 @@ use scaivault_api::{
 use scaivault_crypto::random_id;
 use scaivault_domain::{DurationSpec, Permission, Scope, SecretMetadata, SecretPath, SecretType, Version};
 use scaivault_federation::{
-    AwsBackend, AwsConnection, AwsCredentials, AzureBackend, AzureClientSecret, AzureConnection,
-    AzureCredential, Backend, BackendType, ConflictResolution, FederationError, GcpAuth, GcpBackend,
-    GcpConnection, GcpServiceAccount, MappingError, MappingRule, Mode, PathMapping, VaultAuth, VaultBackend,
-    VaultConnection, azure_urls, check_managed_identity_vault, check_workload_identity_endpoint,
-    gcp_base_url, service_url,
+    AwsAuth, AwsBackend, AwsConnection, AwsCredentials, AwsEnvironment, AzureBackend, AzureClientSecret,
+    AzureConnection, AzureCredential, Backend, BackendType, ConflictResolution, FederationError, GcpAuth,
+    GcpBackend, GcpConnection, GcpServiceAccount, MappingError, MappingRule, Mode, PathMapping, RoleSource,
+    VaultAuth, VaultBackend, VaultConnection, azure_urls, check_ambient_endpoint,
+    check_managed_identity_vault, check_role_arn, check_workload_identity_endpoint, gcp_base_url,
+    service_url,
 };
 use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError};
 use serde::{Deserialize, Serialize};
@@ -165,10 +166,35 @@ fn rules(mapping: &[PathMappingRule]) -> Vec<MappingRule> {
 /// The auth methods that sign in as the server's own cloud identity and take no credential secret.
 const AMBIENT_METHODS: [&str; 2] = ["managed_identity", "workload_identity"];
 
-/// Whether a backend signs in as the server's own cloud identity.
+/// Whether a backend signs in as the server's own cloud identity: Azure's managed identity, GCP's
+/// workload identity, or an AWS role assumed without a credential secret's keys.
 fn uses_ambient_identity(backend_type: BackendType, c: &FederationConnection) -> bool {
-    matches!(backend_type, BackendType::AzureKeyVault | BackendType::GcpSecretManager)
-        && c.auth_method.as_deref().is_some_and(|m| AMBIENT_METHODS.contains(&m))
+    let given = |f: &Option<String>| f.as_deref().is_some_and(|v| !v.is_empty());
+    match backend_type {
+        BackendType::AzureKeyVault | BackendType::GcpSecretManager => {
+            c.auth_method.as_deref().is_some_and(|m| AMBIENT_METHODS.contains(&m))
+        }
+        BackendType::AwsSecretsManager => given(&c.role_arn) && !given(&c.credentials_path),
+        _ => false,
+    }
+}
+
+/// An AWS backend's way in: a credential secret's keys, or a role assumed with them.
+fn aws_auth(c: &FederationConnection, keys: AwsCredentials) -> AwsAuth {
+    match c.role_arn.as_deref().filter(|r| !r.is_empty()) {
+        Some(role_arn) => {
+            AwsAuth::AssumeRole { role_arn: role_arn.to_owned(), source: RoleSource::Keys(keys) }
+        }
+        None => AwsAuth::Keys(keys),
+    }
+}
+
+fn aws_client(c: &FederationConnection, auth: AwsAuth) -> Result<Client, CoreError> {
+    Ok(Arc::new(AwsBackend::new(AwsConnection {
+        region: c.region.clone().unwrap_or_default(),
+        endpoint: c.endpoint.clone(),
+        auth,
+    })?))
 }
 
 fn azure_client(c: &FederationConnection, credentials: AzureCredential) -> Result<Client, CoreError> {
@@ -328,11 +354,8 @@ fn check_backend(
             .as_deref()
             .ok_or_else(|| bad("connection.region", "is required for aws_secrets_manager"))?;
         service_url(region, c.endpoint.as_deref()).map_err(|e| bad("connection", e))?;
-        if c.role_arn.is_some() {
-            return Err(bad(
-                "connection.role_arn",
-                "is not supported yet (give static keys in credentials_path)",
-            ));
+        if let Some(role_arn) = c.role_arn.as_deref().filter(|r| !r.is_empty()) {
+            check_role_arn(role_arn).map_err(|e| bad("connection", e))?;
         }
     }
     if let Some(field) = foreign_field(backend_type, c) {
@@ -343,13 +366,22 @@ fn check_backend(
     }
     if uses_ambient_identity(backend_type, c) {
         if !ambient_allowed {
+            let (field, how) = match backend_type {
+                BackendType::AwsSecretsManager => (
+                    "connection.role_arn",
+                    "without credentials_path is assumed as the server's own AWS identity",
+                ),
+                _ => ("connection.auth_method", "signs in as the server's own cloud identity"),
+            };
             return Err(bad(
-                "connection.auth_method",
-                "signs in as the server's own cloud identity, which this server does not lend \
-                 (its operator can allow it with --federation-ambient-identity)",
+                field,
+                format!(
+                    "{how}, which this server does not lend (its operator can allow it with \
+                     --federation-ambient-identity)"
+                ),
             ));
         }
-        if c.credentials_path.is_some() {
+        if c.credentials_path.as_deref().is_some_and(|p| !p.is_empty()) {
             return Err(bad(
                 "connection.credentials_path",
                 "is not used with the server's own cloud identity: leave it out",
@@ -365,6 +397,8 @@ fn check_backend(
                     "is not used with a managed identity (its token comes from the instance metadata service)",
                 ));
             }
+        } else if backend_type == BackendType::AwsSecretsManager {
+            check_ambient_endpoint(c.endpoint.as_deref()).map_err(|e| bad("connection", e))?;
         } else {
             check_workload_identity_endpoint(c.endpoint.as_deref()).map_err(|e| bad("connection", e))?;
         }
@@ -882,11 +916,9 @@ impl Vault {
         }
         // Built and audited without the lock: two first reads may both build (and both audit).
         let client: Client = match backend.backend_type {
-            BackendType::AwsSecretsManager => Arc::new(AwsBackend::new(AwsConnection {
-                region: c.region.clone().unwrap_or_default(),
-                endpoint: c.endpoint.clone(),
-                credentials: AwsCredentials::from_secret(&credential.data)?,
-            })?),
+            BackendType::AwsSecretsManager => {
+                aws_client(c, aws_auth(c, AwsCredentials::from_secret(&credential.data)?))?
+            }
             BackendType::AzureKeyVault => azure_client(
                 c,
                 AzureCredential::ClientSecret(AzureClientSecret::from_secret(&credential.data)?),
@@ -952,6 +984,13 @@ impl Vault {
         let c = &backend.connection;
         let client = match backend.backend_type {
             BackendType::AzureKeyVault => azure_client(c, AzureCredential::ManagedIdentity)?,
+            BackendType::AwsSecretsManager => aws_client(
+                c,
+                AwsAuth::AssumeRole {
+                    role_arn: c.role_arn.clone().unwrap_or_default(),
+                    source: RoleSource::Ambient(AwsEnvironment::of_process()),
+                },
+            )?,
             _ => gcp_client(c, GcpAuth::WorkloadIdentity)?,
         };
         let opened = vec![opening("federation.identity.use", backend.mount.to_string(), None)];

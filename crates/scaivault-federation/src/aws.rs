@@ -1,5 +1,6 @@
 //! AWS Secrets Manager (and services that speak its API, through `endpoint`): `GetSecretValue` and
-//! `DescribeSecret` for reads, signed with Signature Version 4 and static keys.
+//! `DescribeSecret` for reads, signed with Signature Version 4, with static keys or a role's
+//! temporary keys (see [`crate::aws_auth`]).
 //!
 //! A target is a `SecretId` (a name or an ARN). Its value becomes ScaiVault's `data`: a
 //! `SecretString` holding a JSON object as that object, any other string as `{"value": …}`, a
@@ -15,8 +16,9 @@ use scaivault_crypto::SecretBytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::aws_auth::{AwsAuth, Keyring};
 use crate::error::short;
-use crate::sigv4::{Request, Signer, amz_date};
+use crate::sigv4::{host_of, sign_post};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
 
 const SERVICE: &str = "secretsmanager";
@@ -61,7 +63,7 @@ pub struct AwsConnection {
     pub region: String,
     /// A compatible service's URL; default `https://secretsmanager.<region>.amazonaws.com`.
     pub endpoint: Option<String>,
-    pub credentials: AwsCredentials,
+    pub auth: AwsAuth,
 }
 
 /// An AWS Secrets Manager API.
@@ -71,7 +73,7 @@ pub struct AwsBackend {
     url: Url,
     host: String,
     region: String,
-    credentials: AwsCredentials,
+    keyring: Keyring,
 }
 
 /// Checks a region name: letters, digits and dashes (it becomes part of a host name).
@@ -97,44 +99,42 @@ pub fn service_url(region: &str, endpoint: Option<&str>) -> Result<Url, Federati
 impl AwsBackend {
     pub fn new(connection: AwsConnection) -> Result<AwsBackend, FederationError> {
         let url = service_url(&connection.region, connection.endpoint.as_deref())?;
-        let host = match url.port() {
-            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-            None => url.host_str().unwrap_or_default().to_owned(),
-        };
+        let host = host_of(&url);
         let http = crate::error::http_client()?;
-        Ok(AwsBackend { http, url, host, region: connection.region, credentials: connection.credentials })
+        let keyring =
+            Keyring::new(http.clone(), &connection.region, connection.endpoint.as_deref(), connection.auth)?;
+        Ok(AwsBackend { http, url, host, region: connection.region, keyring })
     }
 
-    /// One signed call of the JSON protocol; the answer's JSON, or the service's error.
+    /// One signed call of the JSON protocol; the answer's JSON, or the service's error. Temporary
+    /// keys the service refuses are fetched again once.
     pub(crate) async fn call(&self, action: &str, body: &Value) -> Result<Value, FederationError> {
         let body = serde_json::to_vec(body).map_err(|e| FederationError::Config(e.to_string()))?;
-        let now = amz_date(Utc::now());
+        let keys = self.keyring.keys().await?;
+        match self.call_as(&keys, action, body.clone()).await {
+            Err(FederationError::Denied { .. }) if self.keyring.renews() => {
+                self.keyring.forget(&keys).await;
+                let keys = self.keyring.keys().await?;
+                self.call_as(&keys, action, body).await
+            }
+            answer => answer,
+        }
+    }
+
+    async fn call_as(
+        &self,
+        keys: &AwsCredentials,
+        action: &str,
+        body: Vec<u8>,
+    ) -> Result<Value, FederationError> {
         let target = format!("secretsmanager.{action}");
-        let token =
-            self.credentials.session_token.as_ref().map(|t| String::from_utf8_lossy(t.expose()).into_owned());
-        let mut headers = vec![
-            ("content-type", JSON_1_1),
-            ("host", self.host.as_str()),
-            ("x-amz-date", now.as_str()),
-            ("x-amz-target", target.as_str()),
-        ];
-        if let Some(t) = &token {
-            headers.push(("x-amz-security-token", t.as_str()));
-        }
-        let signer = Signer {
-            access_key_id: &self.credentials.access_key_id,
-            secret_access_key: self.credentials.secret_access_key.expose(),
-            region: &self.region,
-            service: SERVICE,
-        };
-        let authorization = signer.authorization(
-            &Request { method: "POST", path: "/", query: &[], headers: &headers, body: &body },
-            &now,
+        let request = sign_post(
+            self.http.post(self.url.clone()),
+            keys,
+            (&self.region, SERVICE, &self.host),
+            &[("content-type", JSON_1_1), ("x-amz-target", &target)],
+            body,
         );
-        let mut request = self.http.post(self.url.clone()).header("authorization", authorization).body(body);
-        for (name, value) in headers.iter().filter(|(name, _)| *name != "host") {
-            request = request.header(*name, *value);
-        }
         let response = request
             .send()
             .await

@@ -7,9 +7,11 @@
 //! stores configurations; an adapter only talks to its store.
 //!
 //! Adapters so far: HashiCorp Vault and OpenBao, KV version 2 ([`VaultBackend`]), and AWS Secrets
-//! Manager ([`AwsBackend`], Signature Version 4 with static keys).
+//! Manager ([`AwsBackend`], Signature Version 4 with static keys or an assumed role's), Azure Key
+//! Vault ([`AzureBackend`]) and GCP Secret Manager ([`GcpBackend`]).
 
 mod aws;
+mod aws_auth;
 mod azure;
 mod config;
 mod error;
@@ -29,6 +31,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use aws::{AwsBackend, AwsConnection, AwsCredentials, service_url};
+pub use aws_auth::{AwsAuth, AwsEnvironment, RoleSource, check_ambient_endpoint, check_role_arn};
 pub use azure::{
     AzureBackend, AzureClientSecret, AzureConnection, AzureCredential, azure_urls,
     check_managed_identity_vault,

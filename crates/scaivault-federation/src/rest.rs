@@ -115,8 +115,16 @@ async fn issued(response: reqwest::Response) -> Result<Issued, FederationError> 
 /// The base URL of a cloud's metadata service: `env` (a host, `host:port` or URL, as the cloud's
 /// own SDKs read it) or `default`.
 pub(crate) fn metadata_base(env: &str, default: &str) -> Result<Url, FederationError> {
-    let raw = std::env::var(env).ok().filter(|v| !v.trim().is_empty());
-    let raw = match raw {
+    metadata_base_of(env, std::env::var(env).ok(), default)
+}
+
+/// [`metadata_base`] from the variable's value `raw`, already read.
+pub(crate) fn metadata_base_of(
+    env: &str,
+    raw: Option<String>,
+    default: &str,
+) -> Result<Url, FederationError> {
+    let raw = match raw.filter(|v| !v.trim().is_empty()) {
         Some(v) if v.contains("://") => v,
         Some(v) => format!("http://{v}"),
         None => default.to_owned(),

@@ -1,5 +1,5 @@
-//! AWS Signature Version 4 for one JSON-protocol request (`POST /`), with the digests and MACs of
-//! the crypto crate. Only what the AWS adapter sends is covered: a path, an already-encoded query,
+//! AWS Signature Version 4 for one `POST /` request (Secrets Manager's JSON protocol, STS's query
+//! protocol), with the digests and MACs of the crypto crate. Only what the AWS adapter sends is covered: a path, an already-encoded query,
 //! lower-case header names with trimmed values, and the whole body hashed.
 
 use chrono::{DateTime, Utc};
@@ -26,6 +26,47 @@ pub(crate) struct Signer<'a> {
     pub(crate) secret_access_key: &'a [u8],
     pub(crate) region: &'a str,
     pub(crate) service: &'a str,
+}
+
+/// Signs `request` (a `POST /` of `body` to `host`, with `headers` besides `host`, `x-amz-date` and
+/// the session token): adds those headers, the signature, and the body.
+pub(crate) fn sign_post(
+    request: reqwest::RequestBuilder,
+    keys: &crate::AwsCredentials,
+    (region, service, host): (&str, &str, &str),
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let now = amz_date(Utc::now());
+    let token = keys.session_token.as_ref().map(|t| String::from_utf8_lossy(t.expose()).into_owned());
+    let mut signed = vec![("host", host), ("x-amz-date", now.as_str())];
+    signed.extend_from_slice(headers);
+    if let Some(t) = &token {
+        signed.push(("x-amz-security-token", t.as_str()));
+    }
+    let signer = Signer {
+        access_key_id: &keys.access_key_id,
+        secret_access_key: keys.secret_access_key.expose(),
+        region,
+        service,
+    };
+    let authorization = signer.authorization(
+        &Request { method: "POST", path: "/", query: &[], headers: &signed, body: &body },
+        &now,
+    );
+    let mut request = request.header("authorization", authorization).body(body);
+    for (name, value) in signed.iter().filter(|(name, _)| *name != "host") {
+        request = request.header(*name, *value);
+    }
+    request
+}
+
+/// The `host` header a request to `url` carries (with its port, if the URL names one).
+pub(crate) fn host_of(url: &reqwest::Url) -> String {
+    match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    }
 }
 
 /// `20150830T123600Z`, the `x-amz-date` of `at`.

@@ -177,7 +177,7 @@ impl MotoServer {
         let client = crate::AwsBackend::new(crate::AwsConnection {
             region: Self::REGION.into(),
             endpoint: Some(endpoint.clone()),
-            credentials: Self::credentials(),
+            auth: crate::AwsAuth::Keys(Self::credentials()),
         })
         .expect("client");
         let moto = MotoServer { child, endpoint, client };

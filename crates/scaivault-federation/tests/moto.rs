@@ -3,14 +3,16 @@
 //! under `CI=true` a missing `moto_server` fails them.
 
 use scaivault_federation::testing::MotoServer;
-use scaivault_federation::{AwsBackend, AwsConnection, AwsCredentials, Backend, FederationError};
+use scaivault_federation::{
+    AwsAuth, AwsBackend, AwsConnection, AwsCredentials, Backend, FederationError, RoleSource,
+};
 use serde_json::{Value, json};
 
 fn backend(moto: &MotoServer) -> AwsBackend {
     AwsBackend::new(AwsConnection {
         region: MotoServer::REGION.into(),
         endpoint: Some(moto.endpoint().to_owned()),
-        credentials: MotoServer::credentials(),
+        auth: AwsAuth::Keys(MotoServer::credentials()),
     })
     .unwrap()
 }
@@ -65,7 +67,7 @@ async fn a_stopped_service_is_unreachable_and_bad_keys_print_nothing() {
     let b = AwsBackend::new(AwsConnection {
         region: "us-east-1".into(),
         endpoint: Some("http://127.0.0.1:9".into()),
-        credentials: creds,
+        auth: AwsAuth::Keys(creds),
     })
     .unwrap();
     assert!(!format!("{b:?}").contains("do-not-print-me"));
@@ -111,4 +113,26 @@ async fn lists_versions_reads_and_writes_for_a_sync() {
     assert_eq!(Value::Object(b.read("prod/new-key", None).await.unwrap().data), json!({"value": "fresh"}));
     let raw = moto.call("GetSecretValue", json!({"SecretId": "prod/new-key"})).await;
     assert_eq!(raw["SecretString"], "fresh");
+}
+
+#[tokio::test]
+async fn a_role_assumed_through_motos_sts_reads_and_writes() {
+    let Some(moto) = MotoServer::start().await else { return };
+    moto.call("CreateSecret", json!({"Name": "prod/db/password", "SecretString": "{\"password\": \"p-1\"}"}))
+        .await;
+    let b = AwsBackend::new(AwsConnection {
+        region: MotoServer::REGION.into(),
+        endpoint: Some(moto.endpoint().to_owned()),
+        auth: AwsAuth::AssumeRole {
+            role_arn: "arn:aws:iam::123456789012:role/scaivault-reader".into(),
+            source: RoleSource::Keys(MotoServer::credentials()),
+        },
+    })
+    .unwrap();
+    b.check().await.expect("ListSecrets with the role's keys");
+    assert_eq!(b.read("prod/db/password", None).await.unwrap().data["password"], "p-1");
+    let data = json!({"password": "p-2"}).as_object().unwrap().clone();
+    b.write("prod/db/password", &data).await.unwrap();
+    let raw = moto.call("GetSecretValue", json!({"SecretId": "prod/db/password"})).await;
+    assert_eq!(raw["SecretString"], "{\"password\":\"p-2\"}");
 }

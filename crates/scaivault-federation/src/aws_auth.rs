@@ -1,0 +1,697 @@
+//! Who the AWS adapter signs as. Keys from a credential secret are used as they are; with a
+//! `role_arn` the adapter assumes that role through STS (`AssumeRole`, signed by a credential
+//! secret's keys or by the server's own AWS identity) and renews the role's temporary keys before
+//! they expire.
+//!
+//! The server's own identity is found where AWS's SDKs look, in their order:
+//! 1. keys in the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`);
+//! 2. a web identity token file (`AWS_WEB_IDENTITY_TOKEN_FILE` with `AWS_ROLE_ARN`, as EKS gives
+//!    pods), exchanged by `AssumeRoleWithWebIdentity`;
+//! 3. the container credentials endpoint (ECS: `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`; EKS Pod
+//!    Identity: `AWS_CONTAINER_CREDENTIALS_FULL_URI` with `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`);
+//! 4. the EC2 instance metadata service (IMDSv2; `AWS_EC2_METADATA_SERVICE_ENDPOINT` moves it,
+//!    `AWS_EC2_METADATA_DISABLED=true` turns it off).
+//!
+//! STS is called at the backend's `endpoint` when one is given (services that speak AWS's APIs
+//! serve them all at one address, as AWS's SDKs' `AWS_ENDPOINT_URL` assumes), else at the region's
+//! `https://sts.<region>.amazonaws.com/`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use reqwest::{StatusCode, Url};
+use scaivault_crypto::SecretBytes;
+use serde::Deserialize;
+
+use crate::FederationError;
+use crate::aws::AwsCredentials;
+use crate::error::short;
+use crate::sigv4::{host_of, sign_post};
+
+const STS_VERSION: &str = "2011-06-15";
+const SESSION_NAME: &str = "scaivault";
+const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+const IMDS: &str = "http://169.254.169.254/";
+const ECS: &str = "http://169.254.170.2";
+/// Hosts a container credentials `…_FULL_URI` may name besides this machine, as AWS's SDKs allow:
+/// ECS's and EKS Pod Identity's agents.
+const CONTAINER_HOSTS: [&str; 3] = ["169.254.170.2", "169.254.170.23", "fd00:ec2::23"];
+/// The variables read to find the server's own identity.
+const VARIABLES: [&str; 12] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_EC2_METADATA_DISABLED",
+];
+
+/// Who the adapter signs as.
+#[derive(Debug)]
+pub enum AwsAuth {
+    /// A credential secret's keys, used as they are.
+    Keys(AwsCredentials),
+    /// A role assumed through STS.
+    AssumeRole { role_arn: String, source: RoleSource },
+}
+
+/// Whose keys sign `AssumeRole`.
+#[derive(Debug)]
+pub enum RoleSource {
+    /// A credential secret's.
+    Keys(AwsCredentials),
+    /// The server's own AWS identity, as these variables say where to find it.
+    Ambient(AwsEnvironment),
+}
+
+/// The environment variables by which AWS's SDKs find the identity a process runs as: a snapshot
+/// of the server's own, or a test's. Prints only the names that are set.
+pub struct AwsEnvironment(BTreeMap<&'static str, String>);
+
+impl std::fmt::Debug for AwsEnvironment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AwsEnvironment").field(&self.0.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl AwsEnvironment {
+    /// This process's.
+    pub fn of_process() -> AwsEnvironment {
+        AwsEnvironment::from_pairs(
+            VARIABLES.iter().filter_map(|name| Some((*name, std::env::var(name).ok()?))),
+        )
+    }
+
+    /// The given ones (others than AWS's are dropped; empty values count as unset).
+    pub fn from_pairs<I, V>(pairs: I) -> AwsEnvironment
+    where
+        I: IntoIterator<Item = (&'static str, V)>,
+        V: Into<String>,
+    {
+        AwsEnvironment(
+            pairs
+                .into_iter()
+                .map(|(name, value)| (name, value.into()))
+                .filter(|(name, value)| VARIABLES.contains(name) && !value.trim().is_empty())
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+/// Checks a role's ARN: `arn:<partition>:iam::<account>:role/<name>`, printable and at most 2,048
+/// characters, as IAM's own limit.
+pub fn check_role_arn(arn: &str) -> Result<(), FederationError> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = arn.len() <= 2048
+        && arn.bytes().all(|b| b.is_ascii_graphic())
+        && parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && !parts[4].is_empty()
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5].strip_prefix("role/").is_some_and(|name| !name.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(FederationError::Config(format!(
+            "role_arn '{}' is not a role's ARN (arn:aws:iam::<account>:role/<name>)",
+            short(arn)
+        )))
+    }
+}
+
+/// Where the server's own identity may be presented: AWS's own services (no `endpoint`), or this
+/// machine (a local proxy, or a test's stand-in). A request it signs for another address could
+/// otherwise be replayed to AWS by whoever answers there.
+pub fn check_ambient_endpoint(endpoint: Option<&str>) -> Result<(), FederationError> {
+    match endpoint {
+        None => Ok(()),
+        Some(raw) if crate::rest::is_loopback(&crate::rest::bare_url("endpoint", raw)?) => Ok(()),
+        Some(_) => Err(FederationError::Config(
+            "endpoint: the server's own AWS identity is presented only to AWS's own services".into(),
+        )),
+    }
+}
+
+/// Keys, and when to fetch new ones (never, for keys that do not expire).
+type Held = Option<(Arc<AwsCredentials>, Option<Instant>)>;
+
+fn fresh(held: &Held) -> Option<Arc<AwsCredentials>> {
+    held.as_ref().filter(|(_, renew)| renew.is_none_or(|at| Instant::now() < at)).map(|(k, _)| k.clone())
+}
+
+/// Where the keys that sign `AssumeRole` come from.
+enum Source {
+    /// Keys that do not expire: a credential secret's, or the environment's.
+    Fixed(Arc<AwsCredentials>),
+    WebIdentity {
+        token_file: PathBuf,
+        role_arn: String,
+        session_name: String,
+    },
+    Container {
+        url: Url,
+        token: Option<SecretBytes>,
+        token_file: Option<PathBuf>,
+    },
+    Imds {
+        base: Url,
+    },
+}
+
+enum How {
+    Keys(Arc<AwsCredentials>),
+    Assume { role_arn: String, source: Source },
+}
+
+/// The keys an AWS backend signs with, fetched and renewed as they need.
+pub(crate) struct Keyring {
+    http: reqwest::Client,
+    region: String,
+    sts: Url,
+    how: How,
+    /// The role's temporary keys.
+    assumed: tokio::sync::Mutex<Held>,
+    /// The temporary keys of the server's own identity (web identity, container, instance).
+    own: tokio::sync::Mutex<Held>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match &self.how {
+            How::Keys(k) => format!("keys {}", k.access_key_id),
+            How::Assume { role_arn, source } => {
+                let source = match source {
+                    Source::Fixed(k) => format!("keys {}", k.access_key_id),
+                    Source::WebIdentity { .. } => "web identity".to_owned(),
+                    Source::Container { url, .. } => format!("container credentials at {url}"),
+                    Source::Imds { base } => format!("instance metadata at {base}"),
+                };
+                format!("{role_arn} assumed with {source}")
+            }
+        };
+        f.debug_struct("Keyring").field("signs_as", &how).field("sts", &self.sts.as_str()).finish()
+    }
+}
+
+impl Source {
+    /// The server's own identity, found as AWS's SDKs find it.
+    fn discover(env: &AwsEnvironment) -> Result<Source, FederationError> {
+        if let (Some(id), Some(secret)) = (env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")) {
+            return Ok(Source::Fixed(Arc::new(AwsCredentials {
+                access_key_id: id.to_owned(),
+                secret_access_key: SecretBytes::new(secret.as_bytes().to_vec()),
+                session_token: env.get("AWS_SESSION_TOKEN").map(|t| SecretBytes::new(t.as_bytes().to_vec())),
+            })));
+        }
+        if let (Some(file), Some(role)) = (env.get("AWS_WEB_IDENTITY_TOKEN_FILE"), env.get("AWS_ROLE_ARN")) {
+            check_role_arn(role)?;
+            return Ok(Source::WebIdentity {
+                token_file: PathBuf::from(file),
+                role_arn: role.to_owned(),
+                session_name: env.get("AWS_ROLE_SESSION_NAME").unwrap_or(SESSION_NAME).to_owned(),
+            });
+        }
+        let container = |url: Url| Source::Container {
+            url,
+            token: env
+                .get("AWS_CONTAINER_AUTHORIZATION_TOKEN")
+                .map(|t| SecretBytes::new(t.as_bytes().to_vec())),
+            token_file: env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(PathBuf::from),
+        };
+        if let Some(relative) = env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
+            let url = Url::parse(&format!("{ECS}{relative}")).map_err(|e| {
+                FederationError::Config(format!("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: {e}"))
+            })?;
+            return Ok(container(url));
+        }
+        if let Some(full) = env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
+            let url = Url::parse(full)
+                .map_err(|e| FederationError::Config(format!("AWS_CONTAINER_CREDENTIALS_FULL_URI: {e}")))?;
+            let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+            if !(crate::rest::is_loopback(&url) || CONTAINER_HOSTS.contains(&host)) {
+                return Err(FederationError::Config(
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI must name this machine or the container agent".into(),
+                ));
+            }
+            return Ok(container(url));
+        }
+        if env.get("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Err(FederationError::Config(
+                "no AWS identity found for the server (environment keys, web identity, container or \
+                 instance credentials)"
+                    .into(),
+            ));
+        }
+        let base = crate::rest::metadata_base_of(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT").map(str::to_owned),
+            IMDS,
+        )?;
+        Ok(Source::Imds { base })
+    }
+}
+
+/// Keys as STS, the container endpoint and the instance metadata service answer them.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct IssuedKeys {
+    access_key_id: String,
+    secret_access_key: String,
+    #[serde(alias = "Token", default)]
+    session_token: Option<String>,
+    #[serde(default)]
+    expiration: Option<String>,
+}
+
+impl IssuedKeys {
+    /// The keys, and when to renew them: at 80% of their remaining life.
+    fn held(self) -> (Arc<AwsCredentials>, Option<Instant>) {
+        let expires = self.expiration.as_deref().and_then(|e| DateTime::parse_from_rfc3339(e).ok());
+        let renew = expires.map(|at| {
+            let left = (at.with_timezone(&Utc) - Utc::now()).to_std().unwrap_or_default();
+            Instant::now() + left.mul_f64(0.8)
+        });
+        let keys = AwsCredentials {
+            access_key_id: self.access_key_id,
+            secret_access_key: SecretBytes::new(self.secret_access_key.into_bytes()),
+            session_token: self.session_token.map(|t| SecretBytes::new(t.into_bytes())),
+        };
+        (Arc::new(keys), renew)
+    }
+}
+
+#[derive(Deserialize)]
+struct StsAnswer {
+    #[serde(rename = "AssumeRoleResult", alias = "AssumeRoleWithWebIdentityResult")]
+    result: StsResult,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsResult {
+    credentials: IssuedKeys,
+}
+
+#[derive(Deserialize)]
+struct StsFault {
+    #[serde(rename = "Error")]
+    error: StsFaultBody,
+}
+
+#[derive(Deserialize)]
+struct StsFaultBody {
+    #[serde(rename = "Code", default)]
+    code: String,
+}
+
+fn unreachable(what: &str, e: reqwest::Error) -> FederationError {
+    FederationError::Unreachable(format!("{what}: {}", short(&e.without_url().to_string())))
+}
+
+/// STS's `<ErrorResponse><Error><Code>`, sorted into ours.
+fn sts_error(status: StatusCode, body: &[u8]) -> FederationError {
+    let code = std::str::from_utf8(body)
+        .ok()
+        .and_then(|xml| quick_xml::de::from_str::<StsFault>(xml).ok())
+        .map(|f| f.error.code)
+        .unwrap_or_default();
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || code == "Throttling" {
+        return FederationError::Unreachable(format!("STS answered {status}"));
+    }
+    match code.as_str() {
+        "AccessDenied"
+        | "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "InvalidIdentityToken"
+        | "IDPRejectedClaim" => FederationError::Denied { status: status.as_u16() },
+        _ if status == StatusCode::FORBIDDEN => FederationError::Denied { status: status.as_u16() },
+        "" => FederationError::Backend { status: status.as_u16(), message: format!("STS answered {status}") },
+        code => FederationError::Backend { status: status.as_u16(), message: short(&format!("STS: {code}")) },
+    }
+}
+
+impl Keyring {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        region: &str,
+        endpoint: Option<&str>,
+        auth: AwsAuth,
+    ) -> Result<Keyring, FederationError> {
+        let raw = endpoint.map_or_else(|| format!("https://sts.{region}.amazonaws.com/"), str::to_owned);
+        let sts = crate::rest::bare_url("endpoint", &raw)?;
+        let how = match auth {
+            AwsAuth::Keys(keys) => How::Keys(Arc::new(keys)),
+            AwsAuth::AssumeRole { role_arn, source } => {
+                check_role_arn(&role_arn)?;
+                let source = match source {
+                    RoleSource::Keys(keys) => Source::Fixed(Arc::new(keys)),
+                    RoleSource::Ambient(env) => {
+                        check_ambient_endpoint(endpoint)?;
+                        Source::discover(&env)?
+                    }
+                };
+                How::Assume { role_arn, source }
+            }
+        };
+        Ok(Keyring {
+            http,
+            region: region.to_owned(),
+            sts,
+            how,
+            assumed: Default::default(),
+            own: Default::default(),
+        })
+    }
+
+    /// Whether the keys are temporary, so that fetching them again may help after a refusal.
+    pub(crate) fn renews(&self) -> bool {
+        matches!(self.how, How::Assume { .. })
+    }
+
+    /// Drops `refused`, and the temporary keys that got it, unless they were replaced meanwhile.
+    pub(crate) async fn forget(&self, refused: &Arc<AwsCredentials>) {
+        let mut assumed = self.assumed.lock().await;
+        let mut own = self.own.lock().await;
+        let is = |held: &Held| held.as_ref().is_some_and(|(k, _)| Arc::ptr_eq(k, refused));
+        if is(&assumed) || is(&own) {
+            *assumed = None;
+            *own = None;
+        }
+    }
+
+    /// The keys to sign with now.
+    pub(crate) async fn keys(&self) -> Result<Arc<AwsCredentials>, FederationError> {
+        let (role_arn, source) = match &self.how {
+            How::Keys(keys) => return Ok(keys.clone()),
+            How::Assume { role_arn, source } => (role_arn, source),
+        };
+        // A pod's web identity role is the role itself: no second hop.
+        if let Source::WebIdentity { role_arn: own, .. } = source
+            && own == role_arn
+        {
+            return self.own_keys(source).await;
+        }
+        let mut held = self.assumed.lock().await;
+        if let Some(keys) = fresh(&held) {
+            return Ok(keys);
+        }
+        let signer = self.own_keys(source).await?;
+        let issued = self
+            .sts(
+                Some(&signer),
+                &[("Action", "AssumeRole"), ("RoleArn", role_arn), ("RoleSessionName", SESSION_NAME)],
+            )
+            .await?;
+        let (keys, renew) = issued.held();
+        *held = Some((keys.clone(), renew));
+        Ok(keys)
+    }
+
+    /// The keys that sign `AssumeRole`.
+    async fn own_keys(&self, source: &Source) -> Result<Arc<AwsCredentials>, FederationError> {
+        if let Source::Fixed(keys) = source {
+            return Ok(keys.clone());
+        }
+        let mut held = self.own.lock().await;
+        if let Some(keys) = fresh(&held) {
+            return Ok(keys);
+        }
+        let issued = match source {
+            Source::Fixed(_) => unreachable!("answered above"),
+            Source::WebIdentity { token_file, role_arn, session_name } => {
+                let token = tokio::fs::read_to_string(token_file).await.map_err(|e| {
+                    FederationError::Config(format!(
+                        "AWS_WEB_IDENTITY_TOKEN_FILE cannot be read ({})",
+                        e.kind()
+                    ))
+                })?;
+                self.sts(
+                    None,
+                    &[
+                        ("Action", "AssumeRoleWithWebIdentity"),
+                        ("RoleArn", role_arn),
+                        ("RoleSessionName", session_name),
+                        ("WebIdentityToken", token.trim()),
+                    ],
+                )
+                .await?
+            }
+            Source::Container { url, token, token_file } => {
+                self.container(url, token.as_ref(), token_file.as_ref()).await?
+            }
+            Source::Imds { base } => self.instance(base).await?,
+        };
+        let (keys, renew) = issued.held();
+        *held = Some((keys.clone(), renew));
+        Ok(keys)
+    }
+
+    /// One STS action (query protocol, answered in XML), signed by `signer` unless it needs none.
+    async fn sts(
+        &self,
+        signer: Option<&AwsCredentials>,
+        params: &[(&str, &str)],
+    ) -> Result<IssuedKeys, FederationError> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("Version", STS_VERSION)
+            .extend_pairs(params)
+            .finish()
+            .into_bytes();
+        let request = self.http.post(self.sts.clone());
+        let request = match signer {
+            Some(keys) => sign_post(
+                request,
+                keys,
+                (&self.region, "sts", &host_of(&self.sts)),
+                &[("content-type", FORM)],
+                body,
+            ),
+            None => request.header("content-type", FORM).body(body),
+        };
+        let response = request.send().await.map_err(|e| unreachable("STS", e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| unreachable("STS", e))?;
+        if !status.is_success() {
+            return Err(sts_error(status, &bytes));
+        }
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|xml| quick_xml::de::from_str::<StsAnswer>(xml).ok())
+            .map(|a| a.result.credentials)
+            .ok_or_else(|| FederationError::Backend {
+                status: status.as_u16(),
+                message: "STS did not answer credentials".into(),
+            })
+    }
+
+    /// The container credentials endpoint's keys.
+    async fn container(
+        &self,
+        url: &Url,
+        token: Option<&SecretBytes>,
+        token_file: Option<&PathBuf>,
+    ) -> Result<IssuedKeys, FederationError> {
+        let mut request = self.http.get(url.clone());
+        let authorization = match (token_file, token) {
+            (Some(file), _) => Some(tokio::fs::read_to_string(file).await.map_err(|e| {
+                FederationError::Config(format!(
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE cannot be read ({})",
+                    e.kind()
+                ))
+            })?),
+            (None, Some(token)) => Some(String::from_utf8_lossy(token.expose()).into_owned()),
+            (None, None) => None,
+        };
+        if let Some(value) = authorization {
+            request = request.header("authorization", value.trim());
+        }
+        self.credentials_json(request, "the container credentials endpoint").await
+    }
+
+    /// The instance profile's keys, through IMDSv2 (a session token first).
+    async fn instance(&self, base: &Url) -> Result<IssuedKeys, FederationError> {
+        const WHAT: &str = "the instance metadata service";
+        let at = |path: &str| base.join(path).map_err(|e| FederationError::Config(e.to_string()));
+        let text = |response: reqwest::Response| async move {
+            let status = response.status();
+            let text = response.text().await.map_err(|e| unreachable(WHAT, e))?;
+            if status.is_success() {
+                Ok(text)
+            } else if status == StatusCode::NOT_FOUND {
+                Err(FederationError::Config("the instance has no IAM role (instance profile)".into()))
+            } else {
+                Err(FederationError::Unreachable(format!("{WHAT} answered {status}")))
+            }
+        };
+        let session = text(
+            self.http
+                .put(at("latest/api/token")?)
+                .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
+                .send()
+                .await
+                .map_err(|e| unreachable(WHAT, e))?,
+        )
+        .await?;
+        let listed = at("latest/meta-data/iam/security-credentials/")?;
+        let roles = text(
+            self.http
+                .get(listed.clone())
+                .header("x-aws-ec2-metadata-token", session.trim())
+                .send()
+                .await
+                .map_err(|e| unreachable(WHAT, e))?,
+        )
+        .await?;
+        let role = roles.lines().map(str::trim).find(|r| !r.is_empty()).ok_or_else(|| {
+            FederationError::Config("the instance has no IAM role (instance profile)".into())
+        })?;
+        let mut url = listed;
+        url.path_segments_mut().map_err(|()| FederationError::Config(WHAT.into()))?.pop_if_empty().push(role);
+        let request = self.http.get(url).header("x-aws-ec2-metadata-token", session.trim());
+        self.credentials_json(request, WHAT).await
+    }
+
+    async fn credentials_json(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<IssuedKeys, FederationError> {
+        let response = request.send().await.map_err(|e| unreachable(what, e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| unreachable(what, e))?;
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(FederationError::Unreachable(format!("{what} answered {status}")));
+        }
+        if !status.is_success() {
+            return Err(FederationError::Denied { status: status.as_u16() });
+        }
+        serde_json::from_slice(&bytes).map_err(|_| FederationError::Backend {
+            status: status.as_u16(),
+            message: format!("{what} did not answer AWS keys"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arns_are_checked() {
+        for ok in ["arn:aws:iam::123456789012:role/reader", "arn:aws-cn:iam::123456789012:role/path/to/r"] {
+            check_role_arn(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "reader",
+            "arn:aws:iam::123456789012:user/bob",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:s3:::bucket",
+            "arn:aws:iam::12345x:role/r",
+            "arn:aws:iam:us-east-1:123456789012:role/r",
+            "arn:aws:iam::123456789012:role/r w",
+            "arn:gcp:iam::123456789012:role/r",
+        ] {
+            assert!(check_role_arn(bad).is_err(), "{bad}");
+        }
+        assert!(check_role_arn(&format!("arn:aws:iam::1:role/{}", "r".repeat(2048))).is_err());
+    }
+
+    #[test]
+    fn the_environment_prints_names_only_and_keeps_aws_variables() {
+        let env = AwsEnvironment::from_pairs([
+            ("AWS_ACCESS_KEY_ID", "AKIA1"),
+            ("AWS_SECRET_ACCESS_KEY", "do-not-print-me"),
+            ("AWS_SESSION_TOKEN", ""),
+            ("HOME", "/root"),
+        ]);
+        let printed = format!("{env:?}");
+        assert!(!printed.contains("do-not-print-me") && !printed.contains("AKIA1"), "{printed}");
+        assert!(printed.contains("AWS_SECRET_ACCESS_KEY"));
+        assert_eq!(env.get("AWS_SESSION_TOKEN"), None, "empty counts as unset");
+        assert_eq!(env.get("HOME"), None);
+    }
+
+    #[test]
+    fn the_servers_identity_is_found_in_the_sdks_order() {
+        let kind = |pairs: &[(&'static str, &str)]| match Source::discover(&AwsEnvironment::from_pairs(
+            pairs.iter().copied(),
+        )) {
+            Ok(Source::Fixed(_)) => "keys".to_owned(),
+            Ok(Source::WebIdentity { .. }) => "web".to_owned(),
+            Ok(Source::Container { url, .. }) => format!("container {url}"),
+            Ok(Source::Imds { base }) => format!("imds {base}"),
+            Err(e) => format!("error {e}"),
+        };
+        let web = [("AWS_WEB_IDENTITY_TOKEN_FILE", "/t"), ("AWS_ROLE_ARN", "arn:aws:iam::1:role/pod")];
+        let keys = [("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "S")];
+        assert_eq!(kind(&[keys[0], keys[1], web[0], web[1]]), "keys");
+        assert_eq!(kind(&[keys[0], web[0], web[1]]), "web", "half a key pair is no key pair");
+        assert_eq!(
+            kind(&[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/x")]),
+            "container http://169.254.170.2/v2/credentials/x"
+        );
+        assert_eq!(
+            kind(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://169.254.170.23/v1/credentials")]),
+            "container http://169.254.170.23/v1/credentials"
+        );
+        assert!(kind(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://evil.example/")]).starts_with("error"));
+        assert_eq!(kind(&[]), "imds http://169.254.169.254/");
+        assert_eq!(
+            kind(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")]),
+            "imds http://127.0.0.1:9/"
+        );
+        assert!(kind(&[("AWS_EC2_METADATA_DISABLED", "true")]).starts_with("error"));
+    }
+
+    #[test]
+    fn the_servers_identity_goes_only_to_aws_or_loopback() {
+        check_ambient_endpoint(None).unwrap();
+        check_ambient_endpoint(Some("http://127.0.0.1:5000")).unwrap();
+        assert!(check_ambient_endpoint(Some("https://aws.example.com")).is_err());
+        let ambient = || AwsAuth::AssumeRole {
+            role_arn: "arn:aws:iam::1:role/r".into(),
+            source: RoleSource::Ambient(AwsEnvironment::from_pairs([("AWS_EC2_METADATA_DISABLED", "false")])),
+        };
+        let http = reqwest::Client::new();
+        assert!(Keyring::new(http.clone(), "us-east-1", Some("https://aws.example.com"), ambient()).is_err());
+        assert!(Keyring::new(http, "us-east-1", None, ambient()).is_ok());
+    }
+
+    #[test]
+    fn sts_errors_are_sorted() {
+        let fault = |code: &str| {
+            format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+                 <Code>{code}</Code><Message>m</Message></Error><RequestId>r</RequestId></ErrorResponse>"
+            )
+        };
+        let e = |status: u16, body: &str| sts_error(StatusCode::from_u16(status).unwrap(), body.as_bytes());
+        assert_eq!(e(403, &fault("AccessDenied")), FederationError::Denied { status: 403 });
+        assert_eq!(e(400, &fault("ExpiredToken")), FederationError::Denied { status: 400 });
+        assert!(matches!(e(400, &fault("Throttling")), FederationError::Unreachable(_)));
+        assert!(matches!(e(503, ""), FederationError::Unreachable(_)));
+        assert_eq!(
+            e(400, &fault("ValidationError")),
+            FederationError::Backend { status: 400, message: "STS: ValidationError".into() }
+        );
+    }
+}
