@@ -253,10 +253,10 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
                 v["type"] = json!("azure_key_vault");
                 v["path_mapping"] = json!([{"source": "external/hashicorp/*", "target": "*"}]);
                 v["connection"] = json!({"vault_url": "https://kv1.vault.azure.net", "tenant_id": "t1",
-                    "auth_method": "certificate", "credentials_path": "a/b"});
+                    "auth_method": "password", "credentials_path": "a/b"});
             }),
             "invalid_request",
-            "not supported yet",
+            "is not one of client_secret, certificate, managed_identity",
         ),
         (
             with(&|v| {
@@ -589,8 +589,18 @@ async fn cloud_standins(password: &str) -> MockServer {
     let server = MockServer::start().await;
     let token =
         |t: &str| ResponseTemplate::new(200).set_body_json(json!({"access_token": t, "expires_in": 3599}));
+    // An application's certificate signs a client assertion instead of sending a secret.
     Mock::given(method("POST"))
         .and(path("/tenant-1/oauth2/v2.0/token"))
+        .and(wiremock::matchers::body_string_contains("client_assertion="))
+        .respond_with(token("az"))
+        .expect(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/tenant-1/oauth2/v2.0/token"))
+        .and(wiremock::matchers::body_string_contains("client_secret="))
         .respond_with(token("az"))
         .mount(&server)
         .await;
@@ -642,11 +652,22 @@ async fn azure_and_gcp_backends_serve_proxy_reads_with_credentials_kept_in_scaiv
         "private_key": include_str!("../../crates/scaivault-core/tests/fixtures/rsa2048-test-key.pem"),
         "client_email": "scaivault@p1.iam.gserviceaccount.com", "token_uri": format!("{}/token", cloud.uri())}});
     assert_eq!(api.put_secret("infra/federation/gcp", &key).await.status, 201);
+    let certificate = format!(
+        "{}{}",
+        include_str!("../../crates/scaivault-federation/tests/fixtures/azure-app-cert.pem"),
+        include_str!("../../crates/scaivault-core/tests/fixtures/rsa2048-test-key.pem")
+    );
+    let cert_credential = json!({"data": {"client_id": "app-2", "certificate": certificate}});
+    assert_eq!(api.put_secret("infra/federation/azure-cert", &cert_credential).await.status, 201);
     let backends = [
         json!({"name": "azure-prod", "type": "azure_key_vault", "mount": "external/azure",
             "connection": {"vault_url": cloud.uri(), "tenant_id": "tenant-1", "auth_method": "client_secret",
                 "authority_host": cloud.uri(), "credentials_path": "infra/federation/azure"},
             "path_mapping": [{"source": "external/azure/*/*", "target": "*-*"}]}),
+        json!({"name": "azure-cert", "type": "azure_key_vault", "mount": "external/azure-cert",
+            "connection": {"vault_url": cloud.uri(), "tenant_id": "tenant-1", "auth_method": "certificate",
+                "authority_host": cloud.uri(), "credentials_path": "infra/federation/azure-cert"},
+            "path_mapping": [{"source": "external/azure-cert/*/*", "target": "*-*"}]}),
         json!({"name": "gcp-prod", "type": "gcp_secret_manager", "mount": "external/gcp",
             "connection": {"project_id": "p1", "auth_method": "service_account_key", "endpoint": cloud.uri(),
                 "credentials_path": "infra/federation/gcp"},
@@ -662,6 +683,9 @@ async fn azure_and_gcp_backends_serve_proxy_reads_with_credentials_kept_in_scaiv
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"], json!({"user": "app", "password": password}));
     assert_eq!(r.body["metadata"]["custom"]["team"], "billing");
+    let r = api.get_secret("external/azure-cert/prod/db", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"], json!({"user": "app", "password": password}));
     let r = api.get_secret("external/azure/prod/db", Some(1)).await;
     assert_eq!((r.status, r.code()), (400, "invalid_request"), "Azure versions are not numbered: {}", r.text);
     let r = api.get_secret("external/gcp/prod/db", Some(2)).await;
@@ -687,6 +711,7 @@ async fn azure_and_gcp_backends_serve_proxy_reads_with_credentials_kept_in_scaiv
     );
     assert!(!log.contains("PRIVATE KEY"));
     drop(server);
+    cloud.verify().await;
 }
 
 #[tokio::test]

@@ -18,10 +18,10 @@ use scaivault_api::{
 use scaivault_crypto::random_id;
 use scaivault_domain::{DurationSpec, Permission, Scope, SecretMetadata, SecretPath, SecretType, Version};
 use scaivault_federation::{
-    AwsAuth, AwsBackend, AwsConnection, AwsCredentials, AwsEnvironment, AzureBackend, AzureClientSecret,
-    AzureConnection, AzureCredential, Backend, BackendType, ConflictResolution, FederationError, GcpAuth,
-    GcpBackend, GcpConnection, GcpServiceAccount, MappingError, MappingRule, Mode, PathMapping, RoleSource,
-    VaultAuth, VaultBackend, VaultConnection, azure_urls, check_ambient_endpoint,
+    AwsAuth, AwsBackend, AwsConnection, AwsCredentials, AwsEnvironment, AzureBackend, AzureClientCertificate,
+    AzureClientSecret, AzureConnection, AzureCredential, Backend, BackendType, ConflictResolution,
+    FederationError, GcpAuth, GcpBackend, GcpConnection, GcpServiceAccount, MappingError, MappingRule, Mode,
+    PathMapping, RoleSource, VaultAuth, VaultBackend, VaultConnection, azure_urls, check_ambient_endpoint,
     check_managed_identity_vault, check_role_arn, check_workload_identity_endpoint, gcp_base_url,
     service_url,
 };
@@ -325,11 +325,11 @@ fn check_backend(
             .ok_or_else(|| bad("connection.tenant_id", "is required for azure_key_vault"))?;
         azure_urls(vault_url, tenant_id, c.authority_host.as_deref()).map_err(|e| bad("connection", e))?;
         match c.auth_method.as_deref() {
-            Some("client_secret" | "managed_identity") | None => {}
+            Some("client_secret" | "certificate" | "managed_identity") | None => {}
             Some(other) => {
                 return Err(bad(
                     "connection.auth_method",
-                    format!("'{other}' is not supported yet (client_secret, managed_identity)"),
+                    format!("'{other}' is not one of client_secret, certificate, managed_identity"),
                 ));
             }
         }
@@ -344,7 +344,7 @@ fn check_backend(
             Some(other) => {
                 return Err(bad(
                     "connection.auth_method",
-                    format!("'{other}' is not supported yet (service_account_key, workload_identity)"),
+                    format!("'{other}' is not one of service_account_key, workload_identity"),
                 ));
             }
         }
@@ -921,7 +921,12 @@ impl Vault {
             }
             BackendType::AzureKeyVault => azure_client(
                 c,
-                AzureCredential::ClientSecret(AzureClientSecret::from_secret(&credential.data)?),
+                match c.auth_method.as_deref() {
+                    Some("certificate") => {
+                        AzureCredential::Certificate(AzureClientCertificate::from_secret(&credential.data)?)
+                    }
+                    _ => AzureCredential::ClientSecret(AzureClientSecret::from_secret(&credential.data)?),
+                },
             )?,
             BackendType::GcpSecretManager => {
                 gcp_client(c, GcpAuth::ServiceAccountKey(GcpServiceAccount::from_secret(&credential.data)?))?

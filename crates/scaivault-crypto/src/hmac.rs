@@ -49,6 +49,14 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
+/// SHA-1 of a certificate's DER: its thumbprint, as the `x5t` JWS header and Microsoft Entra ID
+/// name a certificate. An identifier only, never used to verify anything (SHA-1 is broken for that).
+pub fn sha1_thumbprint(der: &[u8]) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref());
+    out
+}
+
 /// `n` bytes from the system CSPRNG, for secrets that are not tokens or ids (webhook signing keys).
 pub fn random_bytes(n: usize) -> Result<Vec<u8>, CryptoError> {
     let mut out = vec![0u8; n];
@@ -70,6 +78,12 @@ mod tests {
         let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(hex(&sha256(&[b"abc"])), expected);
         assert_eq!(hex(&sha256(&[b"a", b"", b"bc"])), expected);
+    }
+
+    #[test]
+    fn sha1_thumbprint_is_fips_180s_sha1() {
+        // FIPS 180-2, "abc".
+        assert_eq!(hex(&sha1_thumbprint(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
     }
 
     #[test]

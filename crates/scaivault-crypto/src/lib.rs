@@ -20,7 +20,7 @@ mod token;
 pub use audit::{AuditKey, GENESIS_HASH, chain_hash};
 pub use envelope::{SealContext, SealedSecret};
 pub use error::{CryptoError, CryptoErrorKind};
-pub use hmac::{hmac_sha256, random_bytes, sha256, verify_hmac_sha256};
+pub use hmac::{hmac_sha256, random_bytes, sha1_thumbprint, sha256, verify_hmac_sha256};
 pub use jwt::{JwtSigningKey, RING_JWT_PROVIDER, install_jwt_crypto_provider};
 pub use keyfile::{load_or_create_key_file, root_key_from_base64};
 pub use keyring::{KeyRing, RootKey, StoredMasterKey};

@@ -1,6 +1,7 @@
-//! Azure Key Vault secrets (REST API 7.4), authenticated as an application with a client secret
-//! (OAuth 2.0 client credentials at Microsoft Entra ID) or as the managed identity the server runs
-//! as (a token from the instance metadata service).
+//! Azure Key Vault secrets (REST API 7.4), authenticated as an application with a client secret or
+//! a certificate (OAuth 2.0 client credentials at Microsoft Entra ID; a certificate signs a client
+//! assertion) or as the managed identity the server runs as (a token from the instance metadata
+//! service).
 //!
 //! A target is a secret name (`[0-9A-Za-z-]`, no `/`). Its value becomes ScaiVault's `data` as AWS
 //! strings do (a JSON object as itself, any other text as `{"value"}`); its tags become
@@ -9,9 +10,13 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use reqwest::{Method, Url};
-use scaivault_crypto::SecretBytes;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use scaivault_crypto::{JwtSigningKey, SecretBytes, random_id, sha1_thumbprint};
 use serde_json::{Map, Value, json};
 
 use crate::rest::{Bearer, Issued, Pages, data_of_text, fetch_metadata_token, fetch_token, text_of};
@@ -35,6 +40,9 @@ const IMDS_ENV: &str = "AZURE_POD_IDENTITY_AUTHORITY_HOST";
 pub enum AzureCredential {
     /// An application's client id and secret, kept in a ScaiVault secret.
     ClientSecret(AzureClientSecret),
+    /// An application's client id and certificate (with its private key), kept in a ScaiVault
+    /// secret.
+    Certificate(AzureClientCertificate),
     /// The system-assigned managed identity of the machine or pod the server runs on.
     ManagedIdentity,
 }
@@ -63,6 +71,72 @@ impl AzureClientSecret {
             client_id: field("client_id")?.to_owned(),
             client_secret: SecretBytes::new(field("client_secret")?.as_bytes().to_vec()),
         })
+    }
+}
+
+/// An application's certificate credential: the certificate's thumbprint and its RSA private key,
+/// which signs the client assertions exchanged for tokens.
+pub struct AzureClientCertificate {
+    pub client_id: String,
+    /// `x5t`: base64url of the SHA-1 of the certificate's DER, by which Entra ID finds it.
+    thumbprint: String,
+    /// Parsed once (boxed: it is large).
+    key: Box<JwtSigningKey>,
+}
+
+impl std::fmt::Debug for AzureClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureClientCertificate")
+            .field("client_id", &self.client_id)
+            .field("thumbprint", &self.thumbprint)
+            .field("private_key", &"[redacted]")
+            .finish()
+    }
+}
+
+impl AzureClientCertificate {
+    /// The credential from the ScaiVault secret a backend's `credentials_path` names:
+    /// `{"client_id", "certificate"}`, the certificate's PEM followed by its private key's (as
+    /// `az ad sp create-for-rbac --create-cert` writes them), or the key apart in `"private_key"`.
+    pub fn from_secret(data: &Map<String, Value>) -> Result<AzureClientCertificate, FederationError> {
+        let field = |name: &str| crate::error::credential_field(data, name);
+        let pem = field("certificate")?;
+        let certificate =
+            CertificateDer::pem_slice_iter(pem.as_bytes()).next().and_then(Result::ok).ok_or_else(|| {
+                FederationError::Config("the credential's certificate holds no PEM certificate".into())
+            })?;
+        let (key_pem, what) = match data.get("private_key").and_then(Value::as_str).filter(|k| !k.is_empty())
+        {
+            Some(key) => (key, "private_key"),
+            None => (pem, "certificate"),
+        };
+        Ok(AzureClientCertificate {
+            client_id: field("client_id")?.to_owned(),
+            thumbprint: URL_SAFE_NO_PAD.encode(sha1_thumbprint(&certificate)),
+            key: Box::new(crate::rest::rsa_key_of_pem(key_pem, what)?),
+        })
+    }
+
+    /// A client assertion for `token_url` (RFC 7523, as Entra ID takes it: RS256 with `x5t`, valid
+    /// ten minutes).
+    fn assertion(&self, token_url: &Url) -> Result<String, FederationError> {
+        let now = Utc::now().timestamp();
+        let jti =
+            random_id("").map_err(|_| FederationError::Config("no randomness for the assertion".into()))?;
+        let claims = json!({
+            "aud": token_url.as_str(),
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "jti": jti,
+            "nbf": now,
+            "iat": now,
+            "exp": now + 600,
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.x5t = Some(self.thumbprint.clone());
+        self.key
+            .sign(&header, &claims)
+            .map_err(|_| FederationError::Config("signing the client assertion failed".into()))
     }
 }
 
@@ -162,16 +236,28 @@ impl AzureBackend {
     }
 
     async fn token(&self) -> Result<Issued, FederationError> {
-        let AzureCredential::ClientSecret(credentials) = &self.credentials else {
-            return fetch_metadata_token(&self.http, self.token_url.clone(), ("Metadata", "true")).await;
-        };
-        let secret = String::from_utf8_lossy(credentials.client_secret.expose()).into_owned();
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", credentials.client_id.as_str()),
-            ("client_secret", secret.as_str()),
-            ("scope", &format!("{}/.default", resource_of(&self.vault))),
+        let mut form: Vec<(&str, String)> = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("scope", format!("{}/.default", resource_of(&self.vault))),
         ];
+        match &self.credentials {
+            AzureCredential::ManagedIdentity => {
+                return fetch_metadata_token(&self.http, self.token_url.clone(), ("Metadata", "true")).await;
+            }
+            AzureCredential::ClientSecret(c) => {
+                form.push(("client_id", c.client_id.clone()));
+                form.push(("client_secret", String::from_utf8_lossy(c.client_secret.expose()).into_owned()));
+            }
+            AzureCredential::Certificate(c) => {
+                form.push(("client_id", c.client_id.clone()));
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                ));
+                form.push(("client_assertion", c.assertion(&self.token_url)?));
+            }
+        }
+        let form: Vec<(&str, &str)> = form.iter().map(|(name, value)| (*name, value.as_str())).collect();
         fetch_token(&self.http, self.token_url.clone(), &form).await
     }
 

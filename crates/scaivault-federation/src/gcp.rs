@@ -61,16 +61,7 @@ impl GcpServiceAccount {
     /// `private_key_id`).
     pub fn from_secret(data: &Map<String, Value>) -> Result<GcpServiceAccount, FederationError> {
         let field = |name: &str| crate::error::credential_field(data, name);
-        let pem = field("private_key")?;
-        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).map(str::trim).collect();
-        let der = STANDARD.decode(body).map_err(|_| {
-            FederationError::Config("the credential's private_key is not a PEM private key".into())
-        })?;
-        let key = JwtSigningKey::rs256_from_der(&der).map_err(|_| {
-            FederationError::Config(
-                "the credential's private_key is not an RSA private key of 2048 bits or more".into(),
-            )
-        })?;
+        let key = crate::rest::rsa_key_of_pem(field("private_key")?, "private_key")?;
         let token_uri = field("token_uri").unwrap_or("https://oauth2.googleapis.com/token");
         let token_uri = Url::parse(token_uri)
             .ok()

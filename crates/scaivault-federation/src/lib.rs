@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 pub use aws::{AwsBackend, AwsConnection, AwsCredentials, service_url};
 pub use aws_auth::{AwsAuth, AwsEnvironment, RoleSource, check_ambient_endpoint, check_role_arn};
 pub use azure::{
-    AzureBackend, AzureClientSecret, AzureConnection, AzureCredential, azure_urls,
+    AzureBackend, AzureClientCertificate, AzureClientSecret, AzureConnection, AzureCredential, azure_urls,
     check_managed_identity_vault,
 };
 pub use config::{BackendType, ConflictResolution, Mode};

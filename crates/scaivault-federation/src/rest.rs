@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::{Method, StatusCode, Url};
-use scaivault_crypto::SecretBytes;
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+use scaivault_crypto::{JwtSigningKey, SecretBytes};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -178,6 +180,19 @@ impl Pages {
     pub(crate) fn into_items(self) -> Vec<Value> {
         self.items
     }
+}
+
+/// The RSA private key of a PEM text (PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`, the first
+/// key in it), for signing RS256 assertions; `what` names the credential's field. No key material
+/// goes into the error.
+pub(crate) fn rsa_key_of_pem(pem: &str, what: &str) -> Result<JwtSigningKey, FederationError> {
+    let der = PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|_| FederationError::Config(format!("the credential's {what} holds no PEM private key")))?;
+    JwtSigningKey::rs256_from_der(der.secret_der()).map_err(|_| {
+        FederationError::Config(format!(
+            "the credential's {what} is not an RSA private key of 2048 bits or more"
+        ))
+    })
 }
 
 /// Whether `url` names this machine (`localhost`, `127.0.0.0/8`, `::1`).

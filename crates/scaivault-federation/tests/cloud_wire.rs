@@ -6,8 +6,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use scaivault_federation::{
-    AzureBackend, AzureClientSecret, AzureConnection, AzureCredential, Backend, FederationError, GcpAuth,
-    GcpBackend, GcpConnection, GcpServiceAccount,
+    AzureBackend, AzureClientCertificate, AzureClientSecret, AzureConnection, AzureCredential, Backend,
+    FederationError, GcpAuth, GcpBackend, GcpConnection, GcpServiceAccount,
 };
 use serde_json::{Map, Value, json};
 use wiremock::matchers::{body_json, body_string_contains, header, method, path, query_param};
@@ -425,5 +425,103 @@ async fn a_throttled_or_failing_token_endpoint_is_unreachable_not_a_refused_cred
         } else {
             assert!(matches!(e, FederationError::Unreachable(_)), "{status}: {e:?}");
         }
+    }
+}
+
+const AZURE_CERT: &str = include_str!("fixtures/azure-app-cert.pem");
+/// The certificate's `x5t`, computed with openssl (see `fixtures/README.md`).
+const AZURE_CERT_X5T: &str = "Rz0NFUt3GZBJ-YAOdj0N5f7Tv-c";
+
+#[tokio::test]
+async fn azure_certificate_credentials_sign_a_client_assertion_entra_id_can_verify() {
+    let server = MockServer::start().await;
+    let token_path = "/contoso.onmicrosoft.com/oauth2/v2.0/token";
+    Mock::given(method("POST"))
+        .and(path(token_path))
+        .and(body_string_contains("grant_type=client_credentials"))
+        .and(body_string_contains("client_id=app-1"))
+        .and(body_string_contains(
+            "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+        ))
+        .respond_with(token("cert-token"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/secrets/db"))
+        .and(header("authorization", "Bearer cert-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(bundle(
+            &server,
+            "db",
+            "v1",
+            "s3",
+            1_700_000_000,
+        )))
+        .expect(2)
+        .mount(&server)
+        .await;
+    // The certificate and its key in one PEM, as `az ad sp create-for-rbac --create-cert` writes it.
+    let both = format!("{AZURE_CERT}{RSA_KEY}");
+    let credential =
+        AzureClientCertificate::from_secret(&map(json!({"client_id": "app-1", "certificate": both})))
+            .unwrap();
+    assert!(!format!("{credential:?}").contains("MII"), "no key material printed");
+    let b = AzureBackend::new(AzureConnection {
+        vault_url: server.uri(),
+        tenant_id: "contoso.onmicrosoft.com".into(),
+        authority_host: Some(format!("{}/", server.uri())),
+        credentials: AzureCredential::Certificate(credential),
+    })
+    .unwrap();
+    for _ in 0..2 {
+        assert_eq!(Value::Object(b.read("db", None).await.unwrap().data), json!({"value": "s3"}));
+    }
+
+    // What Entra ID checks of the assertion: RS256 by the certificate's key, found by its `x5t`;
+    // for its own token endpoint; issued by and about the application; short-lived and unique.
+    let requests = server.received_requests().await.unwrap();
+    let form = String::from_utf8_lossy(&requests.iter().find(|r| r.url.path() == token_path).unwrap().body)
+        .into_owned();
+    let assertion = form.split('&').find_map(|kv| kv.strip_prefix("client_assertion=")).expect("assertion");
+    let header = jsonwebtoken::decode_header(assertion).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+    assert_eq!(header.x5t.as_deref(), Some(AZURE_CERT_X5T));
+    scaivault_crypto::install_jwt_crypto_provider();
+    let public = scaivault_crypto::JwtSigningKey::rs256_from_der(
+        &STANDARD.decode(RSA_KEY.lines().filter(|l| !l.starts_with("-----")).collect::<String>()).unwrap(),
+    )
+    .unwrap()
+    .public_jwk("k");
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(
+        public["n"].as_str().unwrap(),
+        public["e"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[format!("{}{token_path}", server.uri())]);
+    validation.set_issuer(&["app-1"]);
+    let claims =
+        jsonwebtoken::decode::<Value>(assertion, &key, &validation).expect("a valid assertion").claims;
+    assert_eq!(claims["sub"], "app-1");
+    assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["nbf"].as_i64().unwrap(), 600);
+
+    // The key may stand apart; broken credentials say which field, never its content.
+    AzureClientCertificate::from_secret(&map(
+        json!({"client_id": "app-1", "certificate": AZURE_CERT, "private_key": RSA_KEY}),
+    ))
+    .unwrap();
+    for (broken, field) in [
+        (json!({"client_id": "app-1", "certificate": AZURE_CERT}), "certificate"),
+        (json!({"client_id": "app-1", "certificate": RSA_KEY}), "certificate"),
+        (json!({"certificate": both}), "client_id"),
+        (
+            json!({"client_id": "app-1", "certificate": AZURE_CERT, "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}),
+            "private_key",
+        ),
+    ] {
+        let e = AzureClientCertificate::from_secret(&map(broken)).unwrap_err();
+        assert!(matches!(&e, FederationError::Config(m) if m.contains(field)), "{field}: {e}");
+        assert!(!e.to_string().contains("MII"), "no key material in {e}");
     }
 }
