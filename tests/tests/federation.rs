@@ -1238,3 +1238,112 @@ async fn an_aws_sync_backend_keeps_awscurrent_as_current_and_writes_through() {
     assert!(leaks_in(api.get("/v1/audit/export").await.text.as_bytes(), &watched).is_empty());
     drop(server);
 }
+
+/// A service account token as Kubernetes issues them (OpenBao reads its claims; the TokenReview
+/// stand-in vouches for it).
+fn service_account_jwt() -> String {
+    use base64::Engine;
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.c2ln",
+        b64(json!({"alg": "RS256", "typ": "JWT"})),
+        b64(json!({"iss": "kubernetes/serviceaccount", "sub": "system:serviceaccount:default:scaivault",
+            "kubernetes.io/serviceaccount/namespace": "default",
+            "kubernetes.io/serviceaccount/service-account.name": "scaivault",
+            "kubernetes.io/serviceaccount/service-account.uid": "uid-1"}))
+    )
+}
+
+#[tokio::test]
+async fn a_vault_kubernetes_login_uses_a_kept_token_or_the_pods_own_only_when_lent() {
+    use wiremock::matchers::{method, path};
+    let Some(bao) = OpenBaoDev::start().await else { return };
+    let jwt = service_account_jwt();
+    // Kubernetes' TokenReview API: the token under review is authenticated as the `scaivault`
+    // service account.
+    let kubernetes = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/apis/authentication.k8s.io/v1/tokenreviews"))
+        .and(wiremock::matchers::body_partial_json(json!({"spec": {"token": jwt}})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1", "status": {"authenticated": true,
+            "user": {"username": "system:serviceaccount:default:scaivault", "uid": "uid-1"}}})))
+        .mount(&kubernetes)
+        .await;
+    bao.call(Method::POST, "sys/auth/kubernetes", json!({"type": "kubernetes"})).await;
+    bao.call(
+        Method::POST,
+        "auth/kubernetes/config",
+        json!({"kubernetes_host": kubernetes.uri(), "disable_local_ca_jwt": true,
+            "kubernetes_ca_cert": include_str!("../../crates/scaivault-federation/tests/fixtures/azure-app-cert.pem")}),
+    )
+    .await;
+    bao.call(
+        Method::PUT,
+        "sys/policies/acl/scaivault",
+        json!({"policy": "path \"secret/data/app/*\" { capabilities = [\"read\"] }"}),
+    )
+    .await;
+    bao.call(
+        Method::POST,
+        "auth/kubernetes/role/scaivault",
+        json!({"bound_service_account_names": ["scaivault"], "bound_service_account_namespaces": ["default"],
+            "token_policies": ["scaivault"]}),
+    )
+    .await;
+    let password = random_alnum(24);
+    bao.call(Method::POST, "secret/data/app/db", json!({"data": {"password": password}})).await;
+    let config = |name: &str, credential: &str| {
+        let mut b = backend_config(bao.address());
+        b["name"] = json!(name);
+        b["mount"] = json!(format!("external/{name}"));
+        b["path_mapping"] = json!([{"source": format!("external/{name}/**"), "target": "secret/data/**"}]);
+        b["connection"]["auth_method"] = json!("kubernetes");
+        b["connection"]["credentials_path"] = json!(credential);
+        b
+    };
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let client = http_client();
+
+    // Without the flag: a token kept in ScaiVault logs in; the pod's own is not lent.
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let api = Api::new(&client, &server, &root);
+    let kept = json!({"data": {"role": "scaivault", "jwt": jwt}});
+    assert_eq!(api.put_secret("infra/federation/k8s-kept", &kept).await.status, 201);
+    let pods = json!({"data": {"role": "scaivault"}});
+    assert_eq!(api.put_secret("infra/federation/k8s-pod", &pods).await.status, 201);
+    for b in [config("kept", "infra/federation/k8s-kept"), config("pod", "infra/federation/k8s-pod")] {
+        let r = api.post("/v1/federation/backends", &b).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = api.get_secret("external/kept/app/db", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["password"], password.as_str());
+    let r = api.get_secret("external/pod/app/db", None).await;
+    assert_eq!((r.status, r.code()), (502, "backend_error"), "{}", r.text);
+    assert!(r.text.contains("--federation-ambient-identity"), "{}", r.text);
+    drop(server);
+
+    // With it: the pod's token file is read at login, and its use audited.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &jwt).expect("token file");
+    let server = ServerCommand::new(scratch.path())
+        .storage(&storage)
+        .arg("--federation-ambient-identity")
+        .env("SCAIVAULT_KUBERNETES_TOKEN_FILE", token_file.display().to_string())
+        .start()
+        .await;
+    let api = Api::new(&client, &server, &root);
+    let r = api.get_secret("external/pod/app/db", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["password"], password.as_str());
+    let used = api.get("/v1/audit?action=federation.identity.use").await;
+    assert_eq!(used.body["logs"].as_array().map(Vec::len), Some(1), "{}", used.text);
+    assert_eq!(used.body["logs"][0]["secret_path"], "external/pod");
+    let log = format!("{}{}", server.stdout(), server.stderr());
+    assert!(!log.contains(&jwt) && !log.contains(&password), "the server's log carries the token or a value");
+    assert!(!api.get("/v1/audit/export").await.text.contains(&jwt));
+    drop(server);
+}

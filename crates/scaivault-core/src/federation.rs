@@ -305,14 +305,14 @@ fn check_backend(
             return Err(bad("connection.namespace", "must be at most 256 of A-Z a-z 0-9 - _ . /"));
         }
         match c.auth_method.as_deref() {
-            Some("token" | "approle") => {}
+            Some("token" | "approle" | "kubernetes") => {}
             Some(other) => {
                 return Err(bad(
                     "connection.auth_method",
-                    format!("'{other}' is not supported yet (token, approle)"),
+                    format!("'{other}' is not supported yet (token, approle, kubernetes)"),
                 ));
             }
-            None => return Err(bad("connection.auth_method", "is required (token or approle)")),
+            None => return Err(bad("connection.auth_method", "is required (token, approle or kubernetes)")),
         }
     } else if backend_type == BackendType::AzureKeyVault {
         let vault_url = c
@@ -915,6 +915,7 @@ impl Vault {
             return Ok(client);
         }
         // Built and audited without the lock: two first reads may both build (and both audit).
+        let mut lends_identity = false;
         let client: Client = match backend.backend_type {
             BackendType::AwsSecretsManager => {
                 aws_client(c, aws_auth(c, AwsCredentials::from_secret(&credential.data)?))?
@@ -931,20 +932,37 @@ impl Vault {
             BackendType::GcpSecretManager => {
                 gcp_client(c, GcpAuth::ServiceAccountKey(GcpServiceAccount::from_secret(&credential.data)?))?
             }
-            _ => Arc::new(VaultBackend::new(VaultConnection {
-                address: c.address.clone().unwrap_or_default(),
-                namespace: c.namespace.clone(),
-                auth: VaultAuth::from_secret(c.auth_method.as_deref().unwrap_or_default(), &credential.data)?,
-                ca_pem: match &ca {
-                    Some((path, secret)) => Some(ca_pem_of(path, secret)?),
-                    None => None,
-                },
-            })?),
+            _ => {
+                let auth =
+                    VaultAuth::from_secret(c.auth_method.as_deref().unwrap_or_default(), &credential.data)?;
+                // A Kubernetes credential without a `jwt` logs in as the server's own pod.
+                lends_identity = auth.uses_server_identity();
+                if lends_identity && !self.federation.ambient_identity {
+                    return Err(CoreError::BackendError(format!(
+                        "federation backend {}: its credential names no jwt, so it would log in with the \
+                         server's own service account token, which this server does not lend (its \
+                         operator can allow it with --federation-ambient-identity)",
+                        backend.id
+                    )));
+                }
+                Arc::new(VaultBackend::new(VaultConnection {
+                    address: c.address.clone().unwrap_or_default(),
+                    namespace: c.namespace.clone(),
+                    auth,
+                    ca_pem: match &ca {
+                        Some((path, secret)) => Some(ca_pem_of(path, secret)?),
+                        None => None,
+                    },
+                })?)
+            }
         };
-        let opened = std::iter::once((credentials_path, credential.version))
+        let mut opened: Vec<AuditEvent> = std::iter::once((credentials_path, credential.version))
             .chain(ca.map(|(p, s)| (p, s.version)))
             .map(|(path, version)| opening("federation.credential.read", path.to_string(), Some(version)))
             .collect();
+        if lends_identity {
+            opened.push(opening("federation.identity.use", backend.mount.to_string(), None));
+        }
         self.keep_client(tenant, backend, built_from, client, opened).await
     }
 

@@ -3,6 +3,7 @@
 //! A target is a Vault API path below `/v1/`, such as `secret/data/app/db/password`: the mapping
 //! decides the mount and the `data/` segment, so any KV mount works. Reads pass `?version=N`.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -16,41 +17,112 @@ use tokio::sync::Mutex;
 use crate::error::short;
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
 
-/// How ScaiVault logs in to Vault.
+/// How ScaiVault logs in to Vault. (`Debug` prints no secret: `SecretBytes` prints `[redacted]`.)
+#[derive(Debug)]
 pub enum VaultAuth {
     /// A Vault token, used as it is.
     Token(SecretBytes),
-    /// An AppRole (at the `approle` auth mount): its token is fetched on first use and again when
-    /// it nears the end of its lease or is refused.
-    AppRole { role_id: String, secret_id: SecretBytes },
+    /// A login at an auth method mounted at `auth/<mount>`: its token is fetched on first use and
+    /// again when it nears the end of its lease or is refused.
+    Login { mount: String, method: Login },
 }
 
-impl std::fmt::Debug for VaultAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VaultAuth::Token(_) => f.write_str("Token([redacted])"),
-            VaultAuth::AppRole { role_id, .. } => {
-                write!(f, "AppRole {{ role_id: {role_id:?}, secret_id: [redacted] }}")
-            }
-        }
+/// What a login presents.
+#[derive(Debug)]
+pub enum Login {
+    /// An AppRole's role id and secret id.
+    AppRole { role_id: String, secret_id: SecretBytes },
+    /// A Kubernetes service account's token, for a Vault role bound to that account.
+    Kubernetes { role: String, jwt: ServiceAccountToken },
+}
+
+/// Where a Kubernetes service account's token comes from.
+#[derive(Debug)]
+pub enum ServiceAccountToken {
+    /// Kept in the credential secret.
+    Given(SecretBytes),
+    /// A file, read at each login (Kubernetes rotates the projected tokens it mounts in a pod).
+    File(PathBuf),
+}
+
+/// Where Kubernetes mounts a pod's own service account token.
+const POD_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+/// Moves it, for a pod that mounts its token elsewhere.
+const POD_TOKEN_ENV: &str = "SCAIVAULT_KUBERNETES_TOKEN_FILE";
+
+impl ServiceAccountToken {
+    /// The token of the pod the server runs in.
+    pub fn pod() -> ServiceAccountToken {
+        let path = std::env::var(POD_TOKEN_ENV).ok().filter(|p| !p.trim().is_empty());
+        ServiceAccountToken::File(PathBuf::from(path.as_deref().unwrap_or(POD_TOKEN)))
+    }
+}
+
+/// Checks an auth mount's path: 1-128 of `A-Z a-z 0-9 - _ .` in `/`-separated segments.
+fn check_mount(mount: &str) -> Result<(), FederationError> {
+    let ok = !mount.is_empty()
+        && mount.len() <= 128
+        && mount.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+        && mount.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(FederationError::Config(format!(
+            "the credential's mount '{}' is not an auth mount path",
+            short(mount)
+        )))
     }
 }
 
 impl VaultAuth {
     /// The credential from the ScaiVault secret a backend's `credentials_path` names: `{"token"}`
-    /// for `token`, `{"role_id", "secret_id"}` for `approle`. The message names missing fields only.
+    /// for `token`; `{"role_id", "secret_id"}` for `approle`; `{"role", "jwt"}` for `kubernetes`,
+    /// where a missing `jwt` means the token of the pod the server runs in. Login methods take an
+    /// optional `"mount"` (default: the method's name). The message names missing fields only.
     pub fn from_secret(auth_method: &str, data: &Map<String, Value>) -> Result<VaultAuth, FederationError> {
         let field = |name: &str| crate::error::credential_field(data, name);
+        let mount = || -> Result<String, FederationError> {
+            let mount =
+                data.get("mount").and_then(Value::as_str).filter(|m| !m.is_empty()).unwrap_or(auth_method);
+            let mount = mount.trim_matches('/');
+            check_mount(mount)?;
+            Ok(mount.to_owned())
+        };
+        let secret = |name: &str| -> Result<SecretBytes, FederationError> {
+            Ok(SecretBytes::new(field(name)?.as_bytes().to_vec()))
+        };
         match auth_method {
-            "token" => Ok(VaultAuth::Token(SecretBytes::new(field("token")?.as_bytes().to_vec()))),
-            "approle" => Ok(VaultAuth::AppRole {
-                role_id: field("role_id")?.to_owned(),
-                secret_id: SecretBytes::new(field("secret_id")?.as_bytes().to_vec()),
+            "token" => Ok(VaultAuth::Token(secret("token")?)),
+            "approle" => Ok(VaultAuth::Login {
+                mount: mount()?,
+                method: Login::AppRole {
+                    role_id: field("role_id")?.to_owned(),
+                    secret_id: secret("secret_id")?,
+                },
+            }),
+            "kubernetes" => Ok(VaultAuth::Login {
+                mount: mount()?,
+                method: Login::Kubernetes {
+                    role: field("role")?.to_owned(),
+                    jwt: match data.get("jwt") {
+                        None => ServiceAccountToken::pod(),
+                        Some(_) => ServiceAccountToken::Given(secret("jwt")?),
+                    },
+                },
             }),
             other => Err(FederationError::Config(format!(
-                "auth_method '{other}' is not supported for hashicorp_vault yet (token, approle)"
+                "auth_method '{other}' is not supported for hashicorp_vault yet (token, approle, kubernetes)"
             ))),
         }
+    }
+
+    /// Whether logging in presents the server's own identity (its pod's service account token)
+    /// rather than a credential secret's.
+    pub fn uses_server_identity(&self) -> bool {
+        matches!(
+            self,
+            VaultAuth::Login { method: Login::Kubernetes { jwt: ServiceAccountToken::File(_), .. }, .. }
+        )
     }
 }
 
@@ -127,9 +199,9 @@ impl VaultBackend {
     /// The token to send: the configured one, or the AppRole login's (logging in when there is
     /// none, it is near its end, or `refused` is the one cached: a token Vault no longer takes).
     async fn token(&self, refused: Option<&SecretBytes>) -> Result<SecretBytes, FederationError> {
-        let (role_id, secret_id) = match &self.auth {
+        let (mount, method) = match &self.auth {
             VaultAuth::Token(token) => return Ok(SecretBytes::new(token.expose().to_vec())),
-            VaultAuth::AppRole { role_id, secret_id } => (role_id, secret_id),
+            VaultAuth::Login { mount, method } => (mount, method),
         };
         let mut login = self.login.lock().await;
         if let Some((token, renew_at)) = login.as_ref() {
@@ -142,11 +214,33 @@ impl VaultBackend {
                 return Ok(SecretBytes::new(token.expose().to_vec()));
             }
         }
-        let secret_id = std::str::from_utf8(secret_id.expose())
-            .map_err(|_| FederationError::Config("secret_id is not UTF-8".into()))?;
-        let body = serde_json::json!({"role_id": role_id, "secret_id": secret_id});
+        let text = |s: &SecretBytes, what: &str| {
+            String::from_utf8(s.expose().to_vec())
+                .map_err(|_| FederationError::Config(format!("{what} is not UTF-8")))
+        };
+        let (body, name) = match method {
+            Login::AppRole { role_id, secret_id } => (
+                serde_json::json!({"role_id": role_id, "secret_id": text(secret_id, "secret_id")?}),
+                "AppRole",
+            ),
+            Login::Kubernetes { role, jwt } => {
+                let jwt = match jwt {
+                    ServiceAccountToken::Given(jwt) => text(jwt, "jwt")?,
+                    ServiceAccountToken::File(path) => {
+                        tokio::fs::read_to_string(path).await.map_err(|e| {
+                            FederationError::Config(format!(
+                                "the pod's service account token ({}) cannot be read: {}",
+                                path.display(),
+                                e.kind()
+                            ))
+                        })?
+                    }
+                };
+                (serde_json::json!({"role": role, "jwt": jwt.trim()}), "Kubernetes")
+            }
+        };
         let response = self
-            .request(Method::POST, self.url("auth/approle/login"))
+            .request(Method::POST, self.url(&format!("auth/{mount}/login")))
             .json(&body)
             .send()
             .await
@@ -160,7 +254,8 @@ impl VaultBackend {
                 _ => backend_error(status, response).await,
             });
         }
-        let answer: LoginAnswer = response.json().await.map_err(|_| malformed("the AppRole login"))?;
+        let answer: LoginAnswer =
+            response.json().await.map_err(|_| malformed(&format!("the {name} login")))?;
         // Log in again at 80% of the lease, so a token is never used at the edge of its life.
         let lease = Duration::from_secs(answer.auth.lease_duration.max(1)).mul_f64(0.8);
         let token = SecretBytes::new(answer.auth.client_token.into_bytes());
@@ -199,7 +294,7 @@ impl VaultBackend {
             let response = self.send(method.clone(), url.clone(), body, &token).await?;
             if response.status() == StatusCode::FORBIDDEN
                 && refused.is_none()
-                && matches!(self.auth, VaultAuth::AppRole { .. })
+                && matches!(self.auth, VaultAuth::Login { .. })
             {
                 let lookup = self.url("auth/token/lookup-self");
                 let alive = self.send(Method::GET, lookup, None, &token).await?.status().is_success();
@@ -523,7 +618,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("secret_id") && !e.to_string().contains("s3cr3t"), "{e}");
-        assert!(VaultAuth::from_secret("kubernetes", &Map::new()).is_err());
+        assert!(VaultAuth::from_secret("kubernetes", &Map::new()).is_err(), "a role is needed");
+        assert!(VaultAuth::from_secret("aws", &Map::new()).is_err());
+        let auth = VaultAuth::from_secret(
+            "kubernetes",
+            json!({"role": "reader", "jwt": "eyJ.s3cr3t.sig", "mount": "/k8s-prod/"}).as_object().unwrap(),
+        )
+        .unwrap();
+        let printed = format!("{auth:?}");
+        assert!(printed.contains("k8s-prod") && !printed.contains("s3cr3t"), "{printed}");
+        assert!(!auth.uses_server_identity());
+        let pod =
+            VaultAuth::from_secret("kubernetes", json!({"role": "reader"}).as_object().unwrap()).unwrap();
+        assert!(pod.uses_server_identity(), "no jwt: the pod's own token");
+        for mount in ["../sys", "a//b", "a b", "x/./y"] {
+            let data = json!({"role_id": "r", "secret_id": "s", "mount": mount});
+            assert!(VaultAuth::from_secret("approle", data.as_object().unwrap()).is_err(), "{mount}");
+        }
     }
 
     #[test]

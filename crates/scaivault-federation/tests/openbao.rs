@@ -6,7 +6,8 @@ use scaivault_crypto::SecretBytes;
 use scaivault_domain::SecretPath;
 use scaivault_federation::testing::{OPENBAO_ROOT_TOKEN, OpenBaoDev};
 use scaivault_federation::{
-    Backend, BackendType, FederationError, MappingRule, PathMapping, VaultAuth, VaultBackend, VaultConnection,
+    Backend, BackendType, FederationError, Login, MappingRule, PathMapping, ServiceAccountToken, VaultAuth,
+    VaultBackend, VaultConnection,
 };
 use serde_json::{Value, json};
 
@@ -248,4 +249,101 @@ async fn a_server_behind_a_private_ca_is_trusted_only_with_that_ca() {
         ca_pem: Some(b"not a certificate".to_vec()),
     });
     assert!(matches!(garbage, Err(FederationError::Config(_))));
+}
+
+/// A service account token as Kubernetes issues them (OpenBao reads its claims; Kubernetes'
+/// TokenReview, stood in for below, is what vouches for it).
+fn service_account_jwt(name: &str) -> String {
+    use base64::Engine;
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.c2ln",
+        b64(json!({"alg": "RS256", "typ": "JWT"})),
+        b64(
+            json!({"iss": "kubernetes/serviceaccount", "sub": format!("system:serviceaccount:default:{name}"),
+            "kubernetes.io/serviceaccount/namespace": "default",
+            "kubernetes.io/serviceaccount/service-account.name": name,
+            "kubernetes.io/serviceaccount/service-account.uid": "uid-1"})
+        )
+    )
+}
+
+#[tokio::test]
+async fn logs_in_with_a_kubernetes_service_account_given_or_read_from_the_pods_file() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+    let Some(bao) = OpenBaoDev::start().await else { return };
+    // Kubernetes' TokenReview API, as its documentation gives it: the token under review in
+    // `spec.token`; only the `scaivault` account's token is authenticated.
+    let kubernetes = MockServer::start().await;
+    let good = service_account_jwt("scaivault");
+    let reviewed = good.clone();
+    Mock::given(method("POST"))
+        .and(path("/apis/authentication.k8s.io/v1/tokenreviews"))
+        .respond_with(move |r: &Request| {
+            let review: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let ok = review["spec"]["token"] == reviewed.as_str();
+            let user = json!({"username": "system:serviceaccount:default:scaivault", "uid": "uid-1"});
+            let status = if ok {
+                json!({"authenticated": true, "user": user})
+            } else {
+                json!({"authenticated": false})
+            };
+            ResponseTemplate::new(201).set_body_json(json!({"kind": "TokenReview",
+                "apiVersion": "authentication.k8s.io/v1", "status": status}))
+        })
+        .mount(&kubernetes)
+        .await;
+    let post = reqwest::Method::POST;
+    bao.call(post.clone(), "sys/auth/k8s-prod", json!({"type": "kubernetes"})).await;
+    bao.call(
+        post.clone(),
+        "auth/k8s-prod/config",
+        json!({"kubernetes_host": kubernetes.uri(), "disable_local_ca_jwt": true,
+            "kubernetes_ca_cert": include_str!("fixtures/azure-app-cert.pem")}),
+    )
+    .await;
+    bao.call(
+        reqwest::Method::PUT,
+        "sys/policies/acl/federation",
+        json!({"policy": "path \"secret/data/app/*\" { capabilities = [\"read\"] }"}),
+    )
+    .await;
+    bao.call(
+        post.clone(),
+        "auth/k8s-prod/role/federation",
+        json!({"bound_service_account_names": ["scaivault"], "bound_service_account_namespaces": ["default"],
+            "token_policies": ["federation"], "token_ttl": "5m"}),
+    )
+    .await;
+    bao.call(post.clone(), "secret/data/app/api-key", json!({"data": {"key": "k-123"}})).await;
+
+    let given = json!({"role": "federation", "jwt": good, "mount": "k8s-prod"});
+    let backend = backend_of(&bao, VaultAuth::from_secret("kubernetes", given.as_object().unwrap()).unwrap());
+    assert_eq!(backend.read("secret/data/app/api-key", None).await.unwrap().data["key"], "k-123");
+    // The pod's own token file, read at login.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{good}\n")).unwrap();
+    let pod = VaultAuth::Login {
+        mount: "k8s-prod".into(),
+        method: Login::Kubernetes { role: "federation".into(), jwt: ServiceAccountToken::File(file.clone()) },
+    };
+    assert_eq!(
+        backend_of(&bao, pod).read("secret/data/app/api-key", None).await.unwrap().data["key"],
+        "k-123"
+    );
+    // Another account's token, or a role it is not bound to, cannot log in.
+    let other = json!({"role": "federation", "jwt": service_account_jwt("intruder"), "mount": "k8s-prod"});
+    let other = backend_of(&bao, VaultAuth::from_secret("kubernetes", other.as_object().unwrap()).unwrap());
+    assert!(matches!(other.read("secret/data/app/api-key", None).await, Err(FederationError::Denied { .. })));
+    let missing = VaultAuth::Login {
+        mount: "k8s-prod".into(),
+        method: Login::Kubernetes {
+            role: "federation".into(),
+            jwt: ServiceAccountToken::File(dir.path().join("none")),
+        },
+    };
+    let e = backend_of(&bao, missing).read("secret/data/app/api-key", None).await.unwrap_err();
+    assert!(matches!(&e, FederationError::Config(m) if m.contains("cannot be read")), "{e}");
 }
