@@ -304,6 +304,11 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
             "invalid_request",
             "connection.authority_host: does not apply to gcp_secret_manager",
         ),
+        (
+            with(&|v| v["connection"]["auth_method"] = json!("userpass")),
+            "invalid_request",
+            "'userpass' is not one of token, approle, kubernetes, aws, gcp",
+        ),
         (with(&|v| v["type"] = json!("aws_secrets_manager")), "invalid_request", "region"),
         (
             with(&|v| {
@@ -362,7 +367,6 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
             "secrets engine",
         ),
         (with(&|v| v["connection"]["namespace"] = json!("team a\n")), "invalid_request", "namespace"),
-        (with(&|v| v["connection"]["auth_method"] = json!("kubernetes")), "invalid_request", "auth_method"),
         (
             with(&|v| v["connection"]["credentials_path"] = json!("external/hashicorp/cred")),
             "invalid_request",

@@ -305,14 +305,19 @@ fn check_backend(
             return Err(bad("connection.namespace", "must be at most 256 of A-Z a-z 0-9 - _ . /"));
         }
         match c.auth_method.as_deref() {
-            Some("token" | "approle" | "kubernetes") => {}
+            Some("token" | "approle" | "kubernetes" | "aws" | "gcp") => {}
             Some(other) => {
                 return Err(bad(
                     "connection.auth_method",
-                    format!("'{other}' is not supported yet (token, approle, kubernetes)"),
+                    format!("'{other}' is not one of token, approle, kubernetes, aws, gcp"),
                 ));
             }
-            None => return Err(bad("connection.auth_method", "is required (token, approle or kubernetes)")),
+            None => {
+                return Err(bad(
+                    "connection.auth_method",
+                    "is required (token, approle, kubernetes, aws or gcp)",
+                ));
+            }
         }
     } else if backend_type == BackendType::AzureKeyVault {
         let vault_url = c
@@ -935,13 +940,14 @@ impl Vault {
             _ => {
                 let auth =
                     VaultAuth::from_secret(c.auth_method.as_deref().unwrap_or_default(), &credential.data)?;
-                // A Kubernetes credential without a `jwt` logs in as the server's own pod.
+                // A credential without a token or key of its own (Kubernetes without `jwt`, AWS
+                // without keys, GCP without a key) logs in as the server's own identity.
                 lends_identity = auth.uses_server_identity();
                 if lends_identity && !self.federation.ambient_identity {
                     return Err(CoreError::BackendError(format!(
-                        "federation backend {}: its credential names no jwt, so it would log in with the \
-                         server's own service account token, which this server does not lend (its \
-                         operator can allow it with --federation-ambient-identity)",
+                        "federation backend {}: its credential holds no token or key of its own, so it \
+                         would log in as the server's own identity, which this server does not lend \
+                         (its operator can allow it with --federation-ambient-identity)",
                         backend.id
                     )));
                 }

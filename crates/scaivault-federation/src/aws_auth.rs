@@ -62,6 +62,8 @@ pub enum AwsAuth {
     Keys(AwsCredentials),
     /// A role assumed through STS.
     AssumeRole { role_arn: String, source: RoleSource },
+    /// The server's own AWS identity, used as it is (to sign a Vault login).
+    ServerIdentity(AwsEnvironment),
 }
 
 /// Whose keys sign `AssumeRole`.
@@ -177,6 +179,7 @@ enum Source {
 enum How {
     Keys(Arc<AwsCredentials>),
     Assume { role_arn: String, source: Source },
+    Own(Source),
 }
 
 /// The keys an AWS backend signs with, fetched and renewed as they need.
@@ -185,6 +188,8 @@ pub(crate) struct Keyring {
     region: String,
     sts: Url,
     how: How,
+    /// Whether the keys are the server's own (or assumed with them).
+    server_identity: bool,
     /// The role's temporary keys.
     assumed: tokio::sync::Mutex<Held>,
     /// The temporary keys of the server's own identity (web identity, container, instance).
@@ -196,20 +201,24 @@ impl std::fmt::Debug for Keyring {
         let how = match &self.how {
             How::Keys(k) => format!("keys {}", k.access_key_id),
             How::Assume { role_arn, source } => {
-                let source = match source {
-                    Source::Fixed(k) => format!("keys {}", k.access_key_id),
-                    Source::WebIdentity { .. } => "web identity".to_owned(),
-                    Source::Container { url, .. } => format!("container credentials at {url}"),
-                    Source::Imds { base } => format!("instance metadata at {base}"),
-                };
-                format!("{role_arn} assumed with {source}")
+                format!("{role_arn} assumed with {}", source.describe())
             }
+            How::Own(source) => source.describe(),
         };
         f.debug_struct("Keyring").field("signs_as", &how).field("sts", &self.sts.as_str()).finish()
     }
 }
 
 impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::Fixed(k) => format!("keys {}", k.access_key_id),
+            Source::WebIdentity { .. } => "web identity".to_owned(),
+            Source::Container { url, .. } => format!("container credentials at {url}"),
+            Source::Imds { base } => format!("instance metadata at {base}"),
+        }
+    }
+
     /// The server's own identity, found as AWS's SDKs find it.
     fn discover(env: &AwsEnvironment) -> Result<Source, FederationError> {
         if let (Some(id), Some(secret)) = (env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")) {
@@ -357,6 +366,10 @@ impl Keyring {
     ) -> Result<Keyring, FederationError> {
         let raw = endpoint.map_or_else(|| format!("https://sts.{region}.amazonaws.com/"), str::to_owned);
         let sts = crate::rest::bare_url("endpoint", &raw)?;
+        let server_identity = matches!(
+            auth,
+            AwsAuth::ServerIdentity(_) | AwsAuth::AssumeRole { source: RoleSource::Ambient(_), .. }
+        );
         let how = match auth {
             AwsAuth::Keys(keys) => How::Keys(Arc::new(keys)),
             AwsAuth::AssumeRole { role_arn, source } => {
@@ -370,12 +383,17 @@ impl Keyring {
                 };
                 How::Assume { role_arn, source }
             }
+            AwsAuth::ServerIdentity(env) => {
+                check_ambient_endpoint(endpoint)?;
+                How::Own(Source::discover(&env)?)
+            }
         };
         Ok(Keyring {
             http,
             region: region.to_owned(),
             sts,
             how,
+            server_identity,
             assumed: Default::default(),
             own: Default::default(),
         })
@@ -383,7 +401,12 @@ impl Keyring {
 
     /// Whether the keys are temporary, so that fetching them again may help after a refusal.
     pub(crate) fn renews(&self) -> bool {
-        matches!(self.how, How::Assume { .. })
+        !matches!(self.how, How::Keys(_) | How::Own(Source::Fixed(_)))
+    }
+
+    /// Whether these are the server's own keys (or a role assumed with them).
+    pub(crate) fn is_server_identity(&self) -> bool {
+        self.server_identity
     }
 
     /// Drops `refused`, and the temporary keys that got it, unless they were replaced meanwhile.
@@ -401,6 +424,7 @@ impl Keyring {
     pub(crate) async fn keys(&self) -> Result<Arc<AwsCredentials>, FederationError> {
         let (role_arn, source) = match &self.how {
             How::Keys(keys) => return Ok(keys.clone()),
+            How::Own(source) => return self.own_keys(source).await,
             How::Assume { role_arn, source } => (role_arn, source),
         };
         // A pod's web identity role is the role itself: no second hop.

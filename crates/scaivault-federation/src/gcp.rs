@@ -24,8 +24,8 @@ const DEFAULT_ENDPOINT: &str = "https://secretmanager.googleapis.com/";
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const PAGE_SIZE: u32 = 250;
 /// The metadata server; `GCE_METADATA_HOST` moves it, as Google's client libraries honour.
-const METADATA: &str = "http://metadata.google.internal/";
-const METADATA_ENV: &str = "GCE_METADATA_HOST";
+pub(crate) const METADATA: &str = "http://metadata.google.internal/";
+pub(crate) const METADATA_ENV: &str = "GCE_METADATA_HOST";
 
 /// Who the server is to GCP.
 #[derive(Debug)]
@@ -75,6 +75,17 @@ impl GcpServiceAccount {
             key: Box::new(key),
             token_uri,
         })
+    }
+}
+
+impl GcpServiceAccount {
+    /// A JWT of `claims`, signed RS256 with the account's key (named by its `kid`).
+    pub(crate) fn sign(&self, claims: &Value) -> Result<String, FederationError> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid.clone_from(&self.private_key_id);
+        self.key
+            .sign(&header, claims)
+            .map_err(|_| FederationError::Config("signing with the service account's key failed".into()))
     }
 }
 
@@ -163,19 +174,13 @@ impl GcpBackend {
             }
         };
         let now = Utc::now().timestamp();
-        let claims = json!({
+        let assertion = account.sign(&json!({
             "iss": account.client_email,
             "scope": SCOPE,
             "aud": account.token_uri.as_str(),
             "iat": now,
             "exp": now + 3600,
-        });
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid.clone_from(&account.private_key_id);
-        let assertion = account
-            .key
-            .sign(&header, &claims)
-            .map_err(|_| FederationError::Config("signing the token request failed".into()))?;
+        }))?;
         let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)];
         fetch_token(&self.http, account.token_uri.clone(), &form).await
     }

@@ -44,7 +44,9 @@ pub use gcp::{
 };
 pub use mapping::{MappingError, MappingRule, PathMapping};
 pub use sync::{LastSync, MAX_PULLED_VERSIONS, SyncAction, decide};
-pub use vault::{Login, ServiceAccountToken, VaultAuth, VaultBackend, VaultConnection};
+pub use vault::{
+    AwsLoginKeys, GcpLoginSigner, Login, ServiceAccountToken, VaultAuth, VaultBackend, VaultConnection,
+};
 
 pub(crate) use sigv4::hex;
 

@@ -28,15 +28,15 @@ pub(crate) struct Signer<'a> {
     pub(crate) service: &'a str,
 }
 
-/// Signs `request` (a `POST /` of `body` to `host`, with `headers` besides `host`, `x-amz-date` and
-/// the session token): adds those headers, the signature, and the body.
-pub(crate) fn sign_post(
-    request: reqwest::RequestBuilder,
+/// Signs a `POST /` of `body` to `host` with `headers` (lower-case names) besides `host`,
+/// `x-amz-date` and the session token: answers every header the request must carry, `host` and
+/// `authorization` among them.
+pub(crate) fn signed_post_headers(
     keys: &crate::AwsCredentials,
     (region, service, host): (&str, &str, &str),
     headers: &[(&str, &str)],
-    body: Vec<u8>,
-) -> reqwest::RequestBuilder {
+    body: &[u8],
+) -> Vec<(String, String)> {
     let now = amz_date(Utc::now());
     let token = keys.session_token.as_ref().map(|t| String::from_utf8_lossy(t.expose()).into_owned());
     let mut signed = vec![("host", host), ("x-amz-date", now.as_str())];
@@ -50,15 +50,31 @@ pub(crate) fn sign_post(
         region,
         service,
     };
-    let authorization = signer.authorization(
-        &Request { method: "POST", path: "/", query: &[], headers: &signed, body: &body },
-        &now,
-    );
-    let mut request = request.header("authorization", authorization).body(body);
-    for (name, value) in signed.iter().filter(|(name, _)| *name != "host") {
-        request = request.header(*name, *value);
+    let authorization = signer
+        .authorization(&Request { method: "POST", path: "/", query: &[], headers: &signed, body }, &now);
+    let mut out: Vec<(String, String)> =
+        signed.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    out.push(("authorization".to_owned(), authorization));
+    out
+}
+
+/// Signs `request` (a `POST /` of `body`, see [`signed_post_headers`]): adds the headers and the
+/// body.
+pub(crate) fn sign_post(
+    request: reqwest::RequestBuilder,
+    keys: &crate::AwsCredentials,
+    scope: (&str, &str, &str),
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let mut request = request;
+    // reqwest sets `host` from the URL itself.
+    for (name, value) in
+        signed_post_headers(keys, scope, headers, &body).into_iter().filter(|(n, _)| n != "host")
+    {
+        request = request.header(name, value);
     }
-    request
+    request.body(body)
 }
 
 /// The `host` header a request to `url` carries (with its port, if the URL names one).

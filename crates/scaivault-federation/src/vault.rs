@@ -3,6 +3,7 @@
 //! A target is a Vault API path below `/v1/`, such as `secret/data/app/db/password`: the mapping
 //! decides the mount and the `data/` segment, so any KV mount works. Reads pass `?version=N`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
+use crate::aws::check_region;
+use crate::aws_auth::Keyring;
 use crate::error::short;
+use crate::sigv4::{host_of, signed_post_headers};
+use crate::{AwsAuth, AwsCredentials, AwsEnvironment, GcpServiceAccount};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
 
 /// How ScaiVault logs in to Vault. (`Debug` prints no secret: `SecretBytes` prints `[redacted]`.)
@@ -34,6 +39,49 @@ pub enum Login {
     AppRole { role_id: String, secret_id: SecretBytes },
     /// A Kubernetes service account's token, for a Vault role bound to that account.
     Kubernetes { role: String, jwt: ServiceAccountToken },
+    /// An AWS identity (Vault's `iam` type): a signed `sts:GetCallerIdentity` request, which Vault
+    /// sends on to STS to learn who signed it; `server_id` is signed along as
+    /// `X-Vault-AWS-IAM-Server-ID` when the Vault role requires it.
+    Aws { role: String, server_id: Option<String>, keys: Box<AwsLoginKeys> },
+    /// A GCP service account: a JWT signed with its key (Vault's `iam` type), or the identity token
+    /// the metadata server issues to the server's own account (`gce`).
+    Gcp { role: String, signer: GcpLoginSigner },
+}
+
+/// The keys that sign an AWS login, and the STS endpoint the request is signed for.
+#[derive(Debug)]
+pub struct AwsLoginKeys {
+    keyring: Keyring,
+    region: String,
+    sts: Url,
+}
+
+impl AwsLoginKeys {
+    /// Keys signing for STS in `sts_region` (default `us-east-1`, whose requests go to the global
+    /// `https://sts.amazonaws.com/` as AWS's SDKs send them).
+    pub fn new(auth: AwsAuth, sts_region: Option<&str>) -> Result<AwsLoginKeys, FederationError> {
+        let region = sts_region.unwrap_or("us-east-1");
+        check_region(region)?;
+        let sts = if region == "us-east-1" {
+            "https://sts.amazonaws.com/".to_owned()
+        } else {
+            format!("https://sts.{region}.amazonaws.com/")
+        };
+        Ok(AwsLoginKeys {
+            keyring: Keyring::new(crate::error::http_client()?, region, None, auth)?,
+            region: region.to_owned(),
+            sts: Url::parse(&sts).map_err(|e| FederationError::Config(e.to_string()))?,
+        })
+    }
+}
+
+/// Who signs a GCP login.
+#[derive(Debug)]
+pub enum GcpLoginSigner {
+    /// A service account's key, kept in the credential secret.
+    Key(GcpServiceAccount),
+    /// The metadata server's identity token URL (the server's own account).
+    Metadata(Url),
 }
 
 /// Where a Kubernetes service account's token comes from.
@@ -100,6 +148,35 @@ impl VaultAuth {
                     secret_id: secret("secret_id")?,
                 },
             }),
+            "aws" => {
+                let auth = match data.get("access_key_id") {
+                    Some(_) => AwsAuth::Keys(AwsCredentials::from_secret(data)?),
+                    None => AwsAuth::ServerIdentity(AwsEnvironment::of_process()),
+                };
+                let region = data.get("sts_region").and_then(Value::as_str).filter(|r| !r.is_empty());
+                Ok(VaultAuth::Login {
+                    mount: mount()?,
+                    method: Login::Aws {
+                        role: field("role")?.to_owned(),
+                        server_id: data.get("server_id").and_then(Value::as_str).map(str::to_owned),
+                        keys: Box::new(AwsLoginKeys::new(auth, region)?),
+                    },
+                })
+            }
+            "gcp" => {
+                let signer = match data.get("private_key") {
+                    Some(_) => GcpLoginSigner::Key(GcpServiceAccount::from_secret(data)?),
+                    None => GcpLoginSigner::Metadata(
+                        crate::rest::metadata_base(crate::gcp::METADATA_ENV, crate::gcp::METADATA)?
+                            .join("computeMetadata/v1/instance/service-accounts/default/identity")
+                            .map_err(|e| FederationError::Config(e.to_string()))?,
+                    ),
+                };
+                Ok(VaultAuth::Login {
+                    mount: mount()?,
+                    method: Login::Gcp { role: field("role")?.to_owned(), signer },
+                })
+            }
             "kubernetes" => Ok(VaultAuth::Login {
                 mount: mount()?,
                 method: Login::Kubernetes {
@@ -111,7 +188,7 @@ impl VaultAuth {
                 },
             }),
             other => Err(FederationError::Config(format!(
-                "auth_method '{other}' is not supported for hashicorp_vault yet (token, approle, kubernetes)"
+                "auth_method '{other}' is not one of token, approle, kubernetes, aws, gcp"
             ))),
         }
     }
@@ -119,10 +196,16 @@ impl VaultAuth {
     /// Whether logging in presents the server's own identity (its pod's service account token)
     /// rather than a credential secret's.
     pub fn uses_server_identity(&self) -> bool {
-        matches!(
-            self,
-            VaultAuth::Login { method: Login::Kubernetes { jwt: ServiceAccountToken::File(_), .. }, .. }
-        )
+        match self {
+            VaultAuth::Login { method: Login::Kubernetes { jwt, .. }, .. } => {
+                matches!(jwt, ServiceAccountToken::File(_))
+            }
+            VaultAuth::Login { method: Login::Aws { keys, .. }, .. } => keys.keyring.is_server_identity(),
+            VaultAuth::Login { method: Login::Gcp { signer, .. }, .. } => {
+                matches!(signer, GcpLoginSigner::Metadata(_))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -214,31 +297,7 @@ impl VaultBackend {
                 return Ok(SecretBytes::new(token.expose().to_vec()));
             }
         }
-        let text = |s: &SecretBytes, what: &str| {
-            String::from_utf8(s.expose().to_vec())
-                .map_err(|_| FederationError::Config(format!("{what} is not UTF-8")))
-        };
-        let (body, name) = match method {
-            Login::AppRole { role_id, secret_id } => (
-                serde_json::json!({"role_id": role_id, "secret_id": text(secret_id, "secret_id")?}),
-                "AppRole",
-            ),
-            Login::Kubernetes { role, jwt } => {
-                let jwt = match jwt {
-                    ServiceAccountToken::Given(jwt) => text(jwt, "jwt")?,
-                    ServiceAccountToken::File(path) => {
-                        tokio::fs::read_to_string(path).await.map_err(|e| {
-                            FederationError::Config(format!(
-                                "the pod's service account token ({}) cannot be read: {}",
-                                path.display(),
-                                e.kind()
-                            ))
-                        })?
-                    }
-                };
-                (serde_json::json!({"role": role, "jwt": jwt.trim()}), "Kubernetes")
-            }
-        };
+        let (body, name) = self.login_body(method).await?;
         let response = self
             .request(Method::POST, self.url(&format!("auth/{mount}/login")))
             .json(&body)
@@ -261,6 +320,72 @@ impl VaultBackend {
         let token = SecretBytes::new(answer.auth.client_token.into_bytes());
         *login = Some((SecretBytes::new(token.expose().to_vec()), Instant::now() + lease));
         Ok(token)
+    }
+
+    /// What a login posts, and the method's name for messages.
+    async fn login_body(&self, method: &Login) -> Result<(Value, &'static str), FederationError> {
+        let text = |s: &SecretBytes, what: &str| {
+            String::from_utf8(s.expose().to_vec())
+                .map_err(|_| FederationError::Config(format!("{what} is not UTF-8")))
+        };
+        Ok(match method {
+            Login::AppRole { role_id, secret_id } => (
+                serde_json::json!({"role_id": role_id, "secret_id": text(secret_id, "secret_id")?}),
+                "AppRole",
+            ),
+            Login::Kubernetes { role, jwt } => {
+                let jwt = match jwt {
+                    ServiceAccountToken::Given(jwt) => text(jwt, "jwt")?,
+                    ServiceAccountToken::File(path) => {
+                        tokio::fs::read_to_string(path).await.map_err(|e| {
+                            FederationError::Config(format!(
+                                "the pod's service account token ({}) cannot be read: {}",
+                                path.display(),
+                                e.kind()
+                            ))
+                        })?
+                    }
+                };
+                (serde_json::json!({"role": role, "jwt": jwt.trim()}), "Kubernetes")
+            }
+            Login::Aws { role, server_id, keys } => {
+                (aws_login(role, server_id.as_deref(), keys).await?, "AWS")
+            }
+            Login::Gcp { role, signer } => {
+                let jwt = match signer {
+                    GcpLoginSigner::Key(account) => {
+                        let now = Utc::now().timestamp();
+                        account.sign(&serde_json::json!({
+                            "sub": account.client_email,
+                            "aud": format!("vault/{role}"),
+                            "iat": now,
+                            "exp": now + 900,
+                        }))?
+                    }
+                    GcpLoginSigner::Metadata(url) => {
+                        let mut url = url.clone();
+                        url.query_pairs_mut()
+                            .append_pair("audience", &format!("http://vault/{role}"))
+                            .append_pair("format", "full");
+                        let response = self
+                            .http
+                            .get(url)
+                            .header("Metadata-Flavor", "Google")
+                            .send()
+                            .await
+                            .map_err(unreachable)?;
+                        let status = response.status();
+                        if !status.is_success() {
+                            return Err(FederationError::Unreachable(format!(
+                                "the metadata server answered {status} for an identity token"
+                            )));
+                        }
+                        response.text().await.map_err(unreachable)?
+                    }
+                };
+                (serde_json::json!({"role": role, "jwt": jwt.trim()}), "GCP")
+            }
+        })
     }
 
     async fn send(
@@ -456,6 +581,48 @@ impl Backend for VaultBackend {
             created_at: time_of(answer.pointer("/data/created_time").and_then(Value::as_str)),
         })
     }
+}
+
+/// An AWS login's body: `sts:GetCallerIdentity` signed with the keys, in the shape Vault's `iam`
+/// login takes (the request's method, URL, body and headers, each base64; the headers a JSON object
+/// of canonical names to lists of values).
+async fn aws_login(
+    role: &str,
+    server_id: Option<&str>,
+    keys: &AwsLoginKeys,
+) -> Result<Value, FederationError> {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
+    let mut extra = vec![("content-type", "application/x-www-form-urlencoded; charset=utf-8")];
+    if let Some(id) = server_id {
+        extra.push(("x-vault-aws-iam-server-id", id));
+    }
+    let signing = keys.keyring.keys().await?;
+    let headers: BTreeMap<String, Vec<String>> =
+        signed_post_headers(&signing, (&keys.region, "sts", &host_of(&keys.sts)), &extra, BODY.as_bytes())
+            .into_iter()
+            .map(|(name, value)| (canonical_header(&name), vec![value]))
+            .collect();
+    let headers = serde_json::to_vec(&headers).map_err(|e| FederationError::Config(e.to_string()))?;
+    Ok(serde_json::json!({
+        "role": role,
+        "iam_http_request_method": "POST",
+        "iam_request_url": b64(keys.sts.as_str().as_bytes()),
+        "iam_request_body": b64(BODY.as_bytes()),
+        "iam_request_headers": b64(&headers),
+    }))
+}
+
+/// `x-amz-date` as Go's `http.Header` writes it: `X-Amz-Date`.
+fn canonical_header(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 #[derive(Deserialize)]

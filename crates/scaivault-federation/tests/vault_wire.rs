@@ -166,3 +166,168 @@ async fn error_answers_are_cut_to_vaults_first_error_and_never_quote_a_body() {
         "{e}"
     );
 }
+
+/// A Vault read with the token a login answered, answered with `password`.
+async fn kv_read_with(vault: &MockServer, token: &str) {
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/data/app/db"))
+        .and(header("X-Vault-Token", token))
+        .respond_with(kv2("p-1", 1))
+        .expect(1)
+        .mount(vault)
+        .await;
+}
+
+fn backend(vault: &MockServer, auth: VaultAuth) -> VaultBackend {
+    VaultBackend::new(VaultConnection { address: vault.uri(), namespace: None, auth, ca_pem: None }).unwrap()
+}
+
+fn unbase64(v: &serde_json::Value) -> String {
+    use base64::Engine;
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn aws_login_signs_get_caller_identity_as_vaults_iam_method_takes_it() {
+    let vault = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/aws-prod/login"))
+        .respond_with(login("tok-aws"))
+        .expect(1)
+        .mount(&vault)
+        .await;
+    kv_read_with(&vault, "tok-aws").await;
+    let credential = json!({"role": "reader", "access_key_id": "AKIAVAULT", "secret_access_key": "do-not-print",
+        "server_id": "vault.example.com", "mount": "aws-prod"});
+    let auth = VaultAuth::from_secret("aws", credential.as_object().unwrap()).unwrap();
+    assert!(!auth.uses_server_identity() && !format!("{auth:?}").contains("do-not-print"));
+    backend(&vault, auth).read("secret/data/app/db", None).await.unwrap();
+
+    // What Vault hands on to STS: GetCallerIdentity, signed for the global endpoint.
+    let requests = vault.received_requests().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(body["role"], "reader");
+    assert_eq!(body["iam_http_request_method"], "POST");
+    assert_eq!(unbase64(&body["iam_request_url"]), "https://sts.amazonaws.com/");
+    assert_eq!(unbase64(&body["iam_request_body"]), "Action=GetCallerIdentity&Version=2011-06-15");
+    let headers: serde_json::Value = serde_json::from_str(&unbase64(&body["iam_request_headers"])).unwrap();
+    assert_eq!(headers["Host"], json!(["sts.amazonaws.com"]));
+    assert_eq!(headers["X-Vault-Aws-Iam-Server-Id"], json!(["vault.example.com"]));
+    assert_eq!(headers["Content-Type"], json!(["application/x-www-form-urlencoded; charset=utf-8"]));
+    assert!(headers["X-Amz-Date"][0].as_str().is_some_and(|d| d.len() == 16 && d.ends_with('Z')));
+    let authorization = headers["Authorization"][0].as_str().unwrap();
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIAVAULT/")
+            && authorization.contains("/us-east-1/sts/aws4_request, ")
+            && authorization
+                .contains("SignedHeaders=content-type;host;x-amz-date;x-vault-aws-iam-server-id, "),
+        "{authorization}"
+    );
+    assert!(!String::from_utf8_lossy(&requests[0].body).contains("do-not-print"));
+}
+
+#[tokio::test]
+async fn aws_login_as_the_servers_own_identity_signs_with_its_session() {
+    use scaivault_federation::{AwsAuth, AwsEnvironment, AwsLoginKeys, Login};
+    let vault = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/aws/login"))
+        .respond_with(login("tok-own"))
+        .mount(&vault)
+        .await;
+    kv_read_with(&vault, "tok-own").await;
+    let env = AwsEnvironment::from_pairs([
+        ("AWS_ACCESS_KEY_ID", "ASIAOWN"),
+        ("AWS_SECRET_ACCESS_KEY", "own-secret"),
+        ("AWS_SESSION_TOKEN", "own-session"),
+    ]);
+    let auth = VaultAuth::Login {
+        mount: "aws".into(),
+        method: Login::Aws {
+            role: "reader".into(),
+            server_id: None,
+            keys: Box::new(AwsLoginKeys::new(AwsAuth::ServerIdentity(env), Some("eu-west-1")).unwrap()),
+        },
+    };
+    assert!(auth.uses_server_identity());
+    backend(&vault, auth).read("secret/data/app/db", None).await.unwrap();
+    let requests = vault.received_requests().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(unbase64(&body["iam_request_url"]), "https://sts.eu-west-1.amazonaws.com/");
+    let headers: serde_json::Value = serde_json::from_str(&unbase64(&body["iam_request_headers"])).unwrap();
+    assert_eq!(headers["X-Amz-Security-Token"], json!(["own-session"]));
+    let authorization = headers["Authorization"][0].as_str().unwrap();
+    assert!(authorization.contains("Credential=ASIAOWN/") && authorization.contains("/eu-west-1/sts/"));
+    assert!(authorization.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, "));
+}
+
+#[tokio::test]
+async fn gcp_login_with_a_service_account_key_or_the_metadata_servers_identity_token() {
+    use scaivault_federation::{GcpLoginSigner, Login};
+    let vault = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/gcp/login"))
+        .respond_with(login("tok-gcp"))
+        .mount(&vault)
+        .await;
+    kv_read_with(&vault, "tok-gcp").await;
+    let key = json!({"role": "reader", "client_email": "scaivault@p1.iam.gserviceaccount.com",
+        "private_key_id": "kid-1", "private_key": include_str!("../../scaivault-core/tests/fixtures/rsa2048-test-key.pem")});
+    let auth = VaultAuth::from_secret("gcp", key.as_object().unwrap()).unwrap();
+    assert!(!auth.uses_server_identity() && !format!("{auth:?}").contains("MII"));
+    backend(&vault, auth).read("secret/data/app/db", None).await.unwrap();
+    // The JWT Vault's `iam` method verifies with the account's public key: for `vault/<role>`,
+    // about the account, short-lived, signed by the key it names.
+    let requests = vault.received_requests().await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(body["role"], "reader");
+    let jwt = body["jwt"].as_str().unwrap();
+    let jwt_header = jsonwebtoken::decode_header(jwt).unwrap();
+    assert_eq!((jwt_header.alg, jwt_header.kid.as_deref()), (jsonwebtoken::Algorithm::RS256, Some("kid-1")));
+    scaivault_crypto::install_jwt_crypto_provider();
+    let public: serde_json::Value = {
+        use base64::Engine;
+        let pem = include_str!("../../scaivault-core/tests/fixtures/rsa2048-test-key.pem");
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>())
+            .unwrap();
+        scaivault_crypto::JwtSigningKey::rs256_from_der(&der).unwrap().public_jwk("k")
+    };
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_components(
+        public["n"].as_str().unwrap(),
+        public["e"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&["vault/reader"]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(jwt, &decoding, &validation).unwrap().claims;
+    assert_eq!(claims["sub"], "scaivault@p1.iam.gserviceaccount.com");
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
+
+    // The server's own account: the metadata server's identity token for `http://vault/<role>`.
+    let metadata = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/computeMetadata/v1/instance/service-accounts/default/identity"))
+        .and(header("Metadata-Flavor", "Google"))
+        .and(query_param("audience", "http://vault/reader"))
+        .and(query_param("format", "full"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("eyJ.gce-identity.sig"))
+        .expect(1)
+        .mount(&metadata)
+        .await;
+    let vault = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/gcp/login"))
+        .and(body_json(json!({"role": "reader", "jwt": "eyJ.gce-identity.sig"})))
+        .respond_with(login("tok-gce"))
+        .mount(&vault)
+        .await;
+    kv_read_with(&vault, "tok-gce").await;
+    let url = format!("{}/computeMetadata/v1/instance/service-accounts/default/identity", metadata.uri());
+    let auth = VaultAuth::Login {
+        mount: "gcp".into(),
+        method: Login::Gcp { role: "reader".into(), signer: GcpLoginSigner::Metadata(url.parse().unwrap()) },
+    };
+    assert!(auth.uses_server_identity());
+    backend(&vault, auth).read("secret/data/app/db", None).await.unwrap();
+}
