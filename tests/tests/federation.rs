@@ -1315,7 +1315,7 @@ async fn a_vault_kubernetes_login_uses_a_kept_token_or_the_pods_own_only_when_le
     let api = Api::new(&client, &server, &root);
     let kept = json!({"data": {"role": "scaivault", "jwt": jwt}});
     assert_eq!(api.put_secret("infra/federation/k8s-kept", &kept).await.status, 201);
-    let pods = json!({"data": {"role": "scaivault"}});
+    let pods = json!({"data": {"role": "scaivault", "use_server_identity": true}});
     assert_eq!(api.put_secret("infra/federation/k8s-pod", &pods).await.status, 201);
     for b in [config("kept", "infra/federation/k8s-kept"), config("pod", "infra/federation/k8s-pod")] {
         let r = api.post("/v1/federation/backends", &b).await;
@@ -1329,13 +1329,28 @@ async fn a_vault_kubernetes_login_uses_a_kept_token_or_the_pods_own_only_when_le
     assert!(r.text.contains("--federation-ambient-identity"), "{}", r.text);
     drop(server);
 
-    // With it: the pod's token file is read at login, and its use audited.
+    // With the flag but without naming that Vault: still not lent (a Vault can replay a login).
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, &jwt).expect("token file");
     let server = ServerCommand::new(scratch.path())
         .storage(&storage)
         .arg("--federation-ambient-identity")
+        .arg("--federation-identity-vault=https://vault.example.com:8200")
+        .env("SCAIVAULT_KUBERNETES_TOKEN_FILE", token_file.display().to_string())
+        .start()
+        .await;
+    let api = Api::new(&client, &server, &root);
+    let r = api.get_secret("external/pod/app/db", None).await;
+    assert_eq!((r.status, r.code()), (502, "backend_error"), "{}", r.text);
+    assert!(r.text.contains("--federation-identity-vault"), "{}", r.text);
+    drop(server);
+
+    // With both: the pod's token file is read at login, and its use audited.
+    let server = ServerCommand::new(scratch.path())
+        .storage(&storage)
+        .arg("--federation-ambient-identity")
+        .arg(format!("--federation-identity-vault={}", bao.address()))
         .env("SCAIVAULT_KUBERNETES_TOKEN_FILE", token_file.display().to_string())
         .start()
         .await;

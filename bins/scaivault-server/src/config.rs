@@ -65,8 +65,8 @@ pub(crate) struct Options {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub(crate) webhook_allow_private: Option<bool>,
-    /// Let federation backends sign in as this server's own cloud identity (Azure managed_identity,
-    /// GCP workload_identity)
+    /// Let federation backends sign in as this server's own identity (AWS role_arn without keys,
+    /// Azure managed_identity, GCP workload_identity; Vault logins, at the Vaults named below)
     #[arg(
         long,
         env = "SCAIVAULT_FEDERATION_AMBIENT_IDENTITY",
@@ -77,6 +77,15 @@ pub(crate) struct Options {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub(crate) federation_ambient_identity: Option<bool>,
+    /// A Vault (URL) that federation logins as this server's own identity may go to, repeatable
+    #[arg(
+        long = "federation-identity-vault",
+        env = "SCAIVAULT_FEDERATION_IDENTITY_VAULTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    #[serde(default, rename = "federation-identity-vault")]
+    pub(crate) federation_identity_vaults: Vec<String>,
     /// Webhook retry delays [default: 30s,5m,30m,2h,8h,24h]
     #[arg(long, env = "SCAIVAULT_WEBHOOK_RETRY_SCHEDULE", global = true)]
     pub(crate) webhook_retry_schedule: Option<String>,
@@ -117,6 +126,7 @@ pub(crate) struct Settings {
     pub(crate) jwt_issuers: Vec<JwtIssuer>,
     pub(crate) webhook_allow_private: bool,
     pub(crate) federation_ambient_identity: bool,
+    pub(crate) federation_identity_vaults: Vec<String>,
     pub(crate) webhook_retry_schedule: DurationList,
     pub(crate) scheduler_tick: DurationSpec,
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
@@ -150,6 +160,11 @@ impl Options {
             federation_ambient_identity: self
                 .federation_ambient_identity
                 .or(file.federation_ambient_identity),
+            federation_identity_vaults: if self.federation_identity_vaults.is_empty() {
+                file.federation_identity_vaults
+            } else {
+                self.federation_identity_vaults
+            },
             webhook_retry_schedule: self.webhook_retry_schedule.or(file.webhook_retry_schedule),
             scheduler_tick: self.scheduler_tick.or(file.scheduler_tick),
             tls_cert: self.tls_cert.or(file.tls_cert),
@@ -203,6 +218,16 @@ impl Options {
             per_token: rate("--rate-limit-token", o.rate_limit_token)?,
             per_tenant: rate("--rate-limit-tenant", o.rate_limit_tenant)?,
         };
+        let federation_identity_vaults = o
+            .federation_identity_vaults
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                scaivault_federation::VaultBackend::check_address(s.trim())
+                    .map(|url| url.origin().ascii_serialization())
+                    .map_err(|e| anyhow::anyhow!("--federation-identity-vault {s}: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let log_format = match o.log_format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -217,6 +242,7 @@ impl Options {
             jwt_issuers,
             webhook_allow_private: o.webhook_allow_private.unwrap_or(false),
             federation_ambient_identity: o.federation_ambient_identity.unwrap_or(false),
+            federation_identity_vaults,
             webhook_retry_schedule,
             scheduler_tick,
             tls,
@@ -309,6 +335,18 @@ mod tests {
             assert_eq!(c.options.webhook_allow_private, Some(expected), "{value}");
         }
         assert!(cli(&["--webhook-allow-private=maybe"]).is_err());
+    }
+
+    #[test]
+    fn identity_vaults_are_origins_and_bad_ones_refused() {
+        let s = parse(&[
+            "--federation-identity-vault=https://Vault.internal:8200/",
+            "--federation-identity-vault=http://127.0.0.1:8200",
+        ])
+        .expect("two vaults");
+        assert_eq!(s.federation_identity_vaults, ["https://vault.internal:8200", "http://127.0.0.1:8200"]);
+        assert!(parse(&["--federation-identity-vault=vault.internal"]).is_err());
+        assert!(parse(&["--federation-identity-vault=https://u:p@vault.internal"]).is_err());
     }
 
     #[test]

@@ -112,11 +112,20 @@ pub(crate) struct Federation {
     /// Whether backends may sign in as the server's own cloud identity (`managed_identity`,
     /// `workload_identity`): the operator's choice, off by default.
     pub(crate) ambient_identity: bool,
+    /// The origins of the Vaults a login as the server's own identity may be sent to.
+    identity_vaults: Vec<String>,
 }
 
 impl Federation {
-    pub(crate) fn new(ambient_identity: bool) -> Federation {
-        Federation { ambient_identity, ..Federation::default() }
+    pub(crate) fn new(ambient_identity: bool, identity_vaults: Vec<String>) -> Federation {
+        Federation { ambient_identity, identity_vaults, ..Federation::default() }
+    }
+
+    /// Whether a Vault login as the server's own identity may go to `address`: the operator lends
+    /// the identity and names that Vault.
+    fn lends_identity_to_vault(&self, address: &str) -> bool {
+        let origin = VaultBackend::check_address(address).map(|url| url.origin().ascii_serialization());
+        self.ambient_identity && origin.is_ok_and(|o| self.identity_vaults.contains(&o))
     }
 
     fn forget(&self, tenant: &str) {
@@ -938,19 +947,20 @@ impl Vault {
                 gcp_client(c, GcpAuth::ServiceAccountKey(GcpServiceAccount::from_secret(&credential.data)?))?
             }
             _ => {
-                let auth =
-                    VaultAuth::from_secret(c.auth_method.as_deref().unwrap_or_default(), &credential.data)?;
-                // A credential without a token or key of its own (Kubernetes without `jwt`, AWS
-                // without keys, GCP without a key) logs in as the server's own identity.
-                lends_identity = auth.uses_server_identity();
-                if lends_identity && !self.federation.ambient_identity {
+                // A credential asking for the server's own identity (Kubernetes: its pod's token;
+                // AWS: its keys; GCP: its account) is checked before that identity is looked for.
+                let method = c.auth_method.as_deref().unwrap_or_default();
+                lends_identity = VaultAuth::asks_server_identity(method, &credential.data);
+                let address = c.address.as_deref().unwrap_or_default();
+                if lends_identity && !self.federation.lends_identity_to_vault(address) {
                     return Err(CoreError::BackendError(format!(
-                        "federation backend {}: its credential holds no token or key of its own, so it \
-                         would log in as the server's own identity, which this server does not lend \
-                         (its operator can allow it with --federation-ambient-identity)",
+                        "federation backend {}: its credential asks to log in as the server's own \
+                         identity, which this server does not lend to that Vault (its operator can \
+                         allow it with --federation-ambient-identity and --federation-identity-vault)",
                         backend.id
                     )));
                 }
+                let auth = VaultAuth::from_secret(method, &credential.data)?;
                 Arc::new(VaultBackend::new(VaultConnection {
                     address: c.address.clone().unwrap_or_default(),
                     namespace: c.namespace.clone(),

@@ -18,9 +18,12 @@ pub struct VaultConfig {
     /// Trusted JWT issuers; none means JWTs are refused.
     pub jwt_issuers: Vec<JwtIssuer>,
     pub events: EventConfig,
-    /// Lets federation backends sign in as the server's own cloud identity (Azure
-    /// `managed_identity`, GCP `workload_identity`).
+    /// Lets federation backends sign in as the server's own identity (AWS `role_arn` without keys,
+    /// Azure `managed_identity`, GCP `workload_identity`, and Vault logins at the Vaults below).
     pub federation_ambient_identity: bool,
+    /// The Vaults (origins: `https://vault.internal:8200`) that a login as the server's own
+    /// identity may be sent to; a Vault can replay what it receives.
+    pub federation_identity_vaults: Vec<String>,
 }
 
 /// The application: every use case is a method. Cheap to share behind an `Arc`.
@@ -82,7 +85,10 @@ impl Vault {
             token_limiter: config.rate_limits.per_token.map(Limiter::new),
             tenant_limiter: config.rate_limits.per_tenant.map(Limiter::new),
             events: Events::new(config.events)?,
-            federation: crate::federation::Federation::new(config.federation_ambient_identity),
+            federation: crate::federation::Federation::new(
+                config.federation_ambient_identity,
+                config.federation_identity_vaults,
+            ),
         };
         let root_token = vault.bootstrap().await?;
         Ok(Opened { vault, root_token })

@@ -16,7 +16,7 @@ use scaivault_crypto::SecretBytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::aws_auth::{AwsAuth, Keyring};
+use crate::aws_auth::{AwsAuth, Keyring, aws_host};
 use crate::error::short;
 use crate::sigv4::{host_of, sign_post};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
@@ -92,7 +92,7 @@ pub(crate) fn check_region(region: &str) -> Result<(), FederationError> {
 /// name and an endpoint that is not a bare http(s) URL.
 pub fn service_url(region: &str, endpoint: Option<&str>) -> Result<Url, FederationError> {
     check_region(region)?;
-    let raw = endpoint.map_or_else(|| format!("https://{SERVICE}.{region}.amazonaws.com/"), str::to_owned);
+    let raw = endpoint.map_or_else(|| format!("https://{}/", aws_host(SERVICE, region)), str::to_owned);
     crate::rest::bare_url("endpoint", &raw)
 }
 
@@ -112,21 +112,18 @@ impl AwsBackend {
         let body = serde_json::to_vec(body).map_err(|e| FederationError::Config(e.to_string()))?;
         let keys = self.keyring.keys().await?;
         match self.call_as(&keys, action, body.clone()).await {
-            Err(FederationError::Denied { .. }) if self.keyring.renews() => {
+            // Temporary keys the service no longer takes (not a refusal of the action, which
+            // new keys of the same role would meet too).
+            Err(Refusal::StaleKeys(_)) if self.keyring.renews() => {
                 self.keyring.forget(&keys).await;
                 let keys = self.keyring.keys().await?;
-                self.call_as(&keys, action, body).await
+                self.call_as(&keys, action, body).await.map_err(Refusal::into_error)
             }
-            answer => answer,
+            answer => answer.map_err(Refusal::into_error),
         }
     }
 
-    async fn call_as(
-        &self,
-        keys: &AwsCredentials,
-        action: &str,
-        body: Vec<u8>,
-    ) -> Result<Value, FederationError> {
+    async fn call_as(&self, keys: &AwsCredentials, action: &str, body: Vec<u8>) -> Result<Value, Refusal> {
         let target = format!("secretsmanager.{action}");
         let request = sign_post(
             self.http.post(self.url.clone()),
@@ -135,27 +132,38 @@ impl AwsBackend {
             &[("content-type", JSON_1_1), ("x-amz-target", &target)],
             body,
         );
-        let response = request
-            .send()
-            .await
-            .map_err(|e| FederationError::Unreachable(short(&e.without_url().to_string())))?;
+        let response = request.send().await.map_err(|e| Refusal::Other(crate::error::unreachable(e)))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| FederationError::Unreachable(short(&e.without_url().to_string())))?;
+        let bytes = response.bytes().await.map_err(|e| Refusal::Other(crate::error::unreachable(e)))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|_| FederationError::Backend {
-                status: status.as_u16(),
-                message: format!("{action} did not answer in the Secrets Manager API's shape"),
+            return serde_json::from_slice(&bytes).map_err(|_| {
+                Refusal::Other(FederationError::Backend {
+                    status: status.as_u16(),
+                    message: format!("{action} did not answer in the Secrets Manager API's shape"),
+                })
             });
         }
         Err(error_of(status, &bytes))
     }
 }
 
+/// A failed call: the keys themselves refused (expired, unknown or badly signed), or any other
+/// answer.
+enum Refusal {
+    StaleKeys(FederationError),
+    Other(FederationError),
+}
+
+impl Refusal {
+    fn into_error(self) -> FederationError {
+        match self {
+            Refusal::StaleKeys(e) | Refusal::Other(e) => e,
+        }
+    }
+}
+
 /// AWS's `{"__type": "…#ResourceNotFoundException", "message": "…"}`, sorted into ours.
-fn error_of(status: StatusCode, body: &[u8]) -> FederationError {
+fn error_of(status: StatusCode, body: &[u8]) -> Refusal {
     #[derive(Deserialize, Default)]
     struct AwsError {
         #[serde(rename = "__type", default)]
@@ -165,21 +173,21 @@ fn error_of(status: StatusCode, body: &[u8]) -> FederationError {
     }
     let e: AwsError = serde_json::from_slice(body).unwrap_or_default();
     let kind = e.kind.rsplit('#').next().unwrap_or_default();
+    let denied = FederationError::Denied { status: status.as_u16() };
     match kind {
-        "ResourceNotFoundException" => FederationError::NotFound(String::new()),
-        "AccessDeniedException"
-        | "UnrecognizedClientException"
-        | "InvalidSignatureException"
-        | "IncompleteSignature"
-        | "ExpiredTokenException" => FederationError::Denied { status: status.as_u16() },
-        "" => FederationError::Backend {
+        "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" => {
+            Refusal::StaleKeys(denied)
+        }
+        "AccessDeniedException" | "IncompleteSignature" => Refusal::Other(denied),
+        "ResourceNotFoundException" => Refusal::Other(FederationError::NotFound(String::new())),
+        "" => Refusal::Other(FederationError::Backend {
             status: status.as_u16(),
             message: status.canonical_reason().unwrap_or("error").to_owned(),
-        },
-        kind => FederationError::Backend {
+        }),
+        kind => Refusal::Other(FederationError::Backend {
             status: status.as_u16(),
             message: short(&format!("{kind}: {}", e.message)),
-        },
+        }),
     }
 }
 
@@ -399,13 +407,23 @@ mod tests {
 
     #[test]
     fn errors_are_sorted_by_their_type() {
-        let e = |body: &str| error_of(StatusCode::BAD_REQUEST, body.as_bytes());
+        let e = |body: &str| error_of(StatusCode::BAD_REQUEST, body.as_bytes()).into_error();
         assert!(matches!(
             e(r#"{"__type":"ResourceNotFoundException","message":"no"}"#),
             FederationError::NotFound(_)
         ));
         assert!(matches!(
             e(r#"{"__type":"com.amazonaws#UnrecognizedClientException","message":"bad key"}"#),
+            FederationError::Denied { status: 400 }
+        ));
+        // Only a refusal of the keys themselves is worth new keys; a refused action is not.
+        let stale =
+            |body: &str| matches!(error_of(StatusCode::BAD_REQUEST, body.as_bytes()), Refusal::StaleKeys(_));
+        assert!(stale(r#"{"__type":"ExpiredTokenException"}"#));
+        assert!(stale(r#"{"__type":"UnrecognizedClientException"}"#));
+        assert!(!stale(r#"{"__type":"AccessDeniedException"}"#));
+        assert!(matches!(
+            e(r#"{"__type":"AccessDeniedException"}"#),
             FederationError::Denied { status: 400 }
         ));
         assert_eq!(

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use reqwest::{StatusCode, Url};
@@ -111,6 +111,13 @@ impl AwsEnvironment {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
+}
+
+/// A service's host in a region: `<service>.<region>.amazonaws.com`, or `.amazonaws.com.cn` in
+/// AWS's China regions.
+pub(crate) fn aws_host(service: &str, region: &str) -> String {
+    let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+    format!("{service}.{region}.{suffix}")
 }
 
 /// Checks a role's ARN: `arn:<partition>:iam::<account>:role/<name>`, printable and at most 2,048
@@ -289,13 +296,20 @@ struct IssuedKeys {
 }
 
 impl IssuedKeys {
-    /// The keys, and when to renew them: at 80% of their remaining life.
+    /// The keys, and when to renew them: at 80% of their remaining life; keys already expired by
+    /// this machine's clock (a skewed clock) in a minute; temporary keys without an expiry (a
+    /// session token but no `Expiration`) in ten. Keys without a session token do not expire.
     fn held(self) -> (Arc<AwsCredentials>, Option<Instant>) {
         let expires = self.expiration.as_deref().and_then(|e| DateTime::parse_from_rfc3339(e).ok());
-        let renew = expires.map(|at| {
-            let left = (at.with_timezone(&Utc) - Utc::now()).to_std().unwrap_or_default();
-            Instant::now() + left.mul_f64(0.8)
-        });
+        let left = match expires {
+            Some(at) => Some(match (at.with_timezone(&Utc) - Utc::now()).to_std() {
+                Ok(left) => left.mul_f64(0.8),
+                Err(_) => Duration::from_secs(60),
+            }),
+            None if self.session_token.is_some() => Some(Duration::from_secs(600)),
+            None => None,
+        };
+        let renew = left.map(|left| Instant::now() + left);
         let keys = AwsCredentials {
             access_key_id: self.access_key_id,
             secret_access_key: SecretBytes::new(self.secret_access_key.into_bytes()),
@@ -330,7 +344,10 @@ struct StsFaultBody {
 }
 
 fn unreachable(what: &str, e: reqwest::Error) -> FederationError {
-    FederationError::Unreachable(format!("{what}: {}", short(&e.without_url().to_string())))
+    match crate::error::unreachable(e) {
+        FederationError::Unreachable(m) => FederationError::Unreachable(format!("{what}: {m}")),
+        other => other,
+    }
 }
 
 /// STS's `<ErrorResponse><Error><Code>`, sorted into ours.
@@ -364,7 +381,7 @@ impl Keyring {
         endpoint: Option<&str>,
         auth: AwsAuth,
     ) -> Result<Keyring, FederationError> {
-        let raw = endpoint.map_or_else(|| format!("https://sts.{region}.amazonaws.com/"), str::to_owned);
+        let raw = endpoint.map_or_else(|| format!("https://{}/", aws_host("sts", region)), str::to_owned);
         let sts = crate::rest::bare_url("endpoint", &raw)?;
         let server_identity = matches!(
             auth,
@@ -409,15 +426,20 @@ impl Keyring {
         self.server_identity
     }
 
-    /// Drops `refused`, and the temporary keys that got it, unless they were replaced meanwhile.
+    /// Drops `refused` wherever it is held, unless it was replaced meanwhile.
     pub(crate) async fn forget(&self, refused: &Arc<AwsCredentials>) {
-        let mut assumed = self.assumed.lock().await;
-        let mut own = self.own.lock().await;
-        let is = |held: &Held| held.as_ref().is_some_and(|(k, _)| Arc::ptr_eq(k, refused));
-        if is(&assumed) || is(&own) {
-            *assumed = None;
-            *own = None;
+        for slot in [&self.assumed, &self.own] {
+            let mut held = slot.lock().await;
+            if held.as_ref().is_some_and(|(k, _)| Arc::ptr_eq(k, refused)) {
+                *held = None;
+            }
         }
+    }
+
+    /// Drops every temporary key held (a login they signed was refused).
+    pub(crate) async fn forget_all(&self) {
+        *self.assumed.lock().await = None;
+        *self.own.lock().await = None;
     }
 
     /// The keys to sign with now.
@@ -554,12 +576,14 @@ impl Keyring {
     async fn instance(&self, base: &Url) -> Result<IssuedKeys, FederationError> {
         const WHAT: &str = "the instance metadata service";
         let at = |path: &str| base.join(path).map_err(|e| FederationError::Config(e.to_string()));
-        let text = |response: reqwest::Response| async move {
+        // A 404 for the role listing means the instance has no role; anything else failing is
+        // the service's trouble.
+        let text = |response: reqwest::Response, listing: bool| async move {
             let status = response.status();
             let text = response.text().await.map_err(|e| unreachable(WHAT, e))?;
             if status.is_success() {
                 Ok(text)
-            } else if status == StatusCode::NOT_FOUND {
+            } else if status == StatusCode::NOT_FOUND && listing {
                 Err(FederationError::Config("the instance has no IAM role (instance profile)".into()))
             } else {
                 Err(FederationError::Unreachable(format!("{WHAT} answered {status}")))
@@ -572,6 +596,7 @@ impl Keyring {
                 .send()
                 .await
                 .map_err(|e| unreachable(WHAT, e))?,
+            false,
         )
         .await?;
         let listed = at("latest/meta-data/iam/security-credentials/")?;
@@ -582,6 +607,7 @@ impl Keyring {
                 .send()
                 .await
                 .map_err(|e| unreachable(WHAT, e))?,
+            true,
         )
         .await?;
         let role = roles.lines().map(str::trim).find(|r| !r.is_empty()).ok_or_else(|| {

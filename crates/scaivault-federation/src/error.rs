@@ -35,6 +35,11 @@ pub(crate) fn short(text: &str) -> String {
     out
 }
 
+/// A request that got no answer, without its URL (which may carry a secret's name).
+pub(crate) fn unreachable(e: reqwest::Error) -> FederationError {
+    FederationError::Unreachable(short(&e.without_url().to_string()))
+}
+
 /// The HTTP client every adapter uses: no proxies from the environment, no redirects, and a call
 /// gives up after 10 s (5 s to connect).
 pub(crate) fn http_client() -> Result<reqwest::Client, FederationError> {

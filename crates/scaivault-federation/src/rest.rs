@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::FederationError;
-use crate::error::short;
+use crate::error::{short, unreachable};
 
 /// An access token and when to fetch the next one (at 80% of its life).
 #[derive(Default)]
@@ -216,10 +216,6 @@ pub(crate) fn bare_url(what: &str, raw: &str) -> Result<Url, FederationError> {
         )));
     }
     Ok(url)
-}
-
-fn unreachable(e: reqwest::Error) -> FederationError {
-    FederationError::Unreachable(short(&e.without_url().to_string()))
 }
 
 /// One JSON call with the bearer token; on `401` the token is fetched again and the call made once

@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 
 use crate::aws::check_region;
 use crate::aws_auth::Keyring;
-use crate::error::short;
+use crate::error::{short, unreachable};
 use crate::sigv4::{host_of, signed_post_headers};
 use crate::{AwsAuth, AwsCredentials, AwsEnvironment, GcpServiceAccount};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
@@ -65,7 +65,7 @@ impl AwsLoginKeys {
         let sts = if region == "us-east-1" {
             "https://sts.amazonaws.com/".to_owned()
         } else {
-            format!("https://sts.{region}.amazonaws.com/")
+            format!("https://{}/", crate::aws_auth::aws_host("sts", region))
         };
         Ok(AwsLoginKeys {
             keyring: Keyring::new(crate::error::http_client()?, region, None, auth)?,
@@ -124,9 +124,12 @@ fn check_mount(mount: &str) -> Result<(), FederationError> {
 
 impl VaultAuth {
     /// The credential from the ScaiVault secret a backend's `credentials_path` names: `{"token"}`
-    /// for `token`; `{"role_id", "secret_id"}` for `approle`; `{"role", "jwt"}` for `kubernetes`,
-    /// where a missing `jwt` means the token of the pod the server runs in. Login methods take an
-    /// optional `"mount"` (default: the method's name). The message names missing fields only.
+    /// for `token`; `{"role_id", "secret_id"}` for `approle`; `{"role", "jwt"}` for `kubernetes`;
+    /// `{"role", "access_key_id", "secret_access_key"}` for `aws`; `{"role"}` and a service
+    /// account's key file for `gcp`. With `"use_server_identity": true` instead of the token or
+    /// keys, `kubernetes`, `aws` and `gcp` log in as the server itself (its pod's token, its AWS
+    /// keys, its GCP account). Login methods take an optional `"mount"` (default: the method's
+    /// name). The message names missing fields only.
     pub fn from_secret(auth_method: &str, data: &Map<String, Value>) -> Result<VaultAuth, FederationError> {
         let field = |name: &str| crate::error::credential_field(data, name);
         let mount = || -> Result<String, FederationError> {
@@ -139,6 +142,22 @@ impl VaultAuth {
         let secret = |name: &str| -> Result<SecretBytes, FederationError> {
             Ok(SecretBytes::new(field(name)?.as_bytes().to_vec()))
         };
+        let server = VaultAuth::asks_server_identity(auth_method, data);
+        if matches!(auth_method, "token" | "approle")
+            && data.get("use_server_identity") == Some(&Value::Bool(true))
+        {
+            return Err(FederationError::Config(format!(
+                "auth_method '{auth_method}' cannot log in as the server's own identity"
+            )));
+        }
+        let own_fields_absent = |names: &[&str]| -> Result<(), FederationError> {
+            match names.iter().find(|n| data.contains_key(**n)) {
+                Some(n) => Err(FederationError::Config(format!(
+                    "the credential asks for the server's own identity and also holds '{n}': one or the other"
+                ))),
+                None => Ok(()),
+            }
+        };
         match auth_method {
             "token" => Ok(VaultAuth::Token(secret("token")?)),
             "approle" => Ok(VaultAuth::Login {
@@ -149,9 +168,11 @@ impl VaultAuth {
                 },
             }),
             "aws" => {
-                let auth = match data.get("access_key_id") {
-                    Some(_) => AwsAuth::Keys(AwsCredentials::from_secret(data)?),
-                    None => AwsAuth::ServerIdentity(AwsEnvironment::of_process()),
+                let auth = if server {
+                    own_fields_absent(&["access_key_id", "secret_access_key", "session_token"])?;
+                    AwsAuth::ServerIdentity(AwsEnvironment::of_process())
+                } else {
+                    AwsAuth::Keys(AwsCredentials::from_secret(data)?)
                 };
                 let region = data.get("sts_region").and_then(Value::as_str).filter(|r| !r.is_empty());
                 Ok(VaultAuth::Login {
@@ -164,13 +185,15 @@ impl VaultAuth {
                 })
             }
             "gcp" => {
-                let signer = match data.get("private_key") {
-                    Some(_) => GcpLoginSigner::Key(GcpServiceAccount::from_secret(data)?),
-                    None => GcpLoginSigner::Metadata(
+                let signer = if server {
+                    own_fields_absent(&["private_key", "client_email"])?;
+                    GcpLoginSigner::Metadata(
                         crate::rest::metadata_base(crate::gcp::METADATA_ENV, crate::gcp::METADATA)?
                             .join("computeMetadata/v1/instance/service-accounts/default/identity")
                             .map_err(|e| FederationError::Config(e.to_string()))?,
-                    ),
+                    )
+                } else {
+                    GcpLoginSigner::Key(GcpServiceAccount::from_secret(data)?)
                 };
                 Ok(VaultAuth::Login {
                     mount: mount()?,
@@ -181,9 +204,11 @@ impl VaultAuth {
                 mount: mount()?,
                 method: Login::Kubernetes {
                     role: field("role")?.to_owned(),
-                    jwt: match data.get("jwt") {
-                        None => ServiceAccountToken::pod(),
-                        Some(_) => ServiceAccountToken::Given(secret("jwt")?),
+                    jwt: if server {
+                        own_fields_absent(&["jwt"])?;
+                        ServiceAccountToken::pod()
+                    } else {
+                        ServiceAccountToken::Given(secret("jwt")?)
                     },
                 },
             }),
@@ -193,8 +218,16 @@ impl VaultAuth {
         }
     }
 
-    /// Whether logging in presents the server's own identity (its pod's service account token)
-    /// rather than a credential secret's.
+    /// Whether a credential secret asks to log in as the server's own identity
+    /// (`"use_server_identity": true`), which the caller must allow before
+    /// [`VaultAuth::from_secret`] looks for that identity.
+    pub fn asks_server_identity(auth_method: &str, data: &Map<String, Value>) -> bool {
+        matches!(auth_method, "kubernetes" | "aws" | "gcp")
+            && data.get("use_server_identity") == Some(&Value::Bool(true))
+    }
+
+    /// Whether logging in presents the server's own identity (its pod's service account token,
+    /// its AWS keys, its GCP account's identity token) rather than a credential secret's.
     pub fn uses_server_identity(&self) -> bool {
         match self {
             VaultAuth::Login { method: Login::Kubernetes { jwt, .. }, .. } => {
@@ -308,6 +341,10 @@ impl VaultBackend {
         if !status.is_success() {
             return Err(match status {
                 StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    // Temporary AWS keys may have lapsed: the next login fetches new ones.
+                    if let Login::Aws { keys, .. } = method {
+                        keys.keyring.forget_all().await;
+                    }
                     FederationError::Denied { status: status.as_u16() }
                 }
                 _ => backend_error(status, response).await,
@@ -359,7 +396,8 @@ impl VaultBackend {
                             "sub": account.client_email,
                             "aud": format!("vault/{role}"),
                             "iat": now,
-                            "exp": now + 900,
+                            // Vault's GCP method takes at most 15 minutes; less, for clock skew.
+                            "exp": now + 600,
                         }))?
                     }
                     GcpLoginSigner::Metadata(url) => {
@@ -700,11 +738,6 @@ fn secret_of(answer: ReadAnswer, target: &str) -> Result<ExternalSecret, Federat
     Ok(ExternalSecret { data, custom, version: metadata.version, created_at })
 }
 
-fn unreachable(e: reqwest::Error) -> FederationError {
-    // Without the URL: the message says what failed, the backend's id says where.
-    FederationError::Unreachable(short(&e.without_url().to_string()))
-}
-
 fn malformed(what: &str) -> FederationError {
     FederationError::Backend {
         status: 200,
@@ -795,9 +828,32 @@ mod tests {
         let printed = format!("{auth:?}");
         assert!(printed.contains("k8s-prod") && !printed.contains("s3cr3t"), "{printed}");
         assert!(!auth.uses_server_identity());
-        let pod =
-            VaultAuth::from_secret("kubernetes", json!({"role": "reader"}).as_object().unwrap()).unwrap();
-        assert!(pod.uses_server_identity(), "no jwt: the pod's own token");
+        assert!(
+            VaultAuth::from_secret("kubernetes", json!({"role": "reader"}).as_object().unwrap()).is_err(),
+            "no jwt is no credential, not the server's own identity"
+        );
+        let asks = json!({"role": "reader", "use_server_identity": true});
+        assert!(VaultAuth::asks_server_identity("kubernetes", asks.as_object().unwrap()));
+        let pod = VaultAuth::from_secret("kubernetes", asks.as_object().unwrap()).unwrap();
+        assert!(pod.uses_server_identity(), "the pod's own token");
+        for (method, both) in [
+            ("kubernetes", json!({"role": "r", "use_server_identity": true, "jwt": "x"})),
+            (
+                "aws",
+                json!({"role": "r", "use_server_identity": true, "access_key_id": "A", "secret_access_key": "s"}),
+            ),
+            ("gcp", json!({"role": "r", "use_server_identity": true, "private_key": "k"})),
+            ("approle", json!({"role_id": "r", "secret_id": "s", "use_server_identity": true})),
+        ] {
+            assert!(VaultAuth::from_secret(method, both.as_object().unwrap()).is_err(), "{method}: {both}");
+        }
+        assert!(!VaultAuth::asks_server_identity(
+            "approle",
+            json!({"use_server_identity": true}).as_object().unwrap()
+        ));
+        // Half a key pair is refused, not taken for the server's own keys.
+        let half = json!({"role": "r", "secret_access_key": "s"});
+        assert!(VaultAuth::from_secret("aws", half.as_object().unwrap()).is_err());
         for mount in ["../sys", "a//b", "a b", "x/./y"] {
             let data = json!({"role_id": "r", "secret_id": "s", "mount": mount});
             assert!(VaultAuth::from_secret("approle", data.as_object().unwrap()).is_err(), "{mount}");

@@ -307,3 +307,37 @@ async fn the_servers_identity_is_not_presented_to_another_endpoint() {
     .unwrap_err();
     assert!(matches!(&e, FederationError::Config(m) if m.contains("not a role's ARN")), "{e}");
 }
+
+#[tokio::test]
+async fn a_refused_action_keeps_the_roles_keys_and_they_are_renewed_near_their_end() {
+    let server = MockServer::start().await;
+    // Keys valid for two seconds: renewed after 80% of that.
+    let short_lived = |id: &str, token: &str| {
+        let expires = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+        ResponseTemplate::new(200).set_body_string(format!(
+            "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>{id}</AccessKeyId>\
+             <SecretAccessKey>s</SecretAccessKey><SessionToken>{token}</SessionToken>\
+             <Expiration>{expires}</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>"
+        ))
+    };
+    assume_role("AKIABASE")
+        .respond_with(short_lived("ASIAFIRST", "token-1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    assume_role("AKIABASE").respond_with(short_lived("ASIASECOND", "token-2")).expect(1).mount(&server).await;
+    get_secret_value("ASIAFIRST", "token-1").respond_with(secret_value()).expect(2).mount(&server).await;
+    get_secret_value("ASIASECOND", "token-2").respond_with(secret_value()).expect(1).mount(&server).await;
+    // A least-privilege role may not DescribeSecret: that refusal is the action's, not the keys'.
+    Mock::given(header("x-amz-target", "secretsmanager.DescribeSecret"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"__type": "AccessDeniedException"})))
+        .mount(&server)
+        .await;
+    let b = backend(&server, RoleSource::Keys(keys("AKIABASE", "s")));
+    b.read("prod/db", None).await.unwrap();
+    b.read("prod/db", None).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    b.read("prod/db", None).await.unwrap();
+}

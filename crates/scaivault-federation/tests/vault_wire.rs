@@ -302,7 +302,7 @@ async fn gcp_login_with_a_service_account_key_or_the_metadata_servers_identity_t
     validation.set_audience(&["vault/reader"]);
     let claims = jsonwebtoken::decode::<serde_json::Value>(jwt, &decoding, &validation).unwrap().claims;
     assert_eq!(claims["sub"], "scaivault@p1.iam.gserviceaccount.com");
-    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600);
 
     // The server's own account: the metadata server's identity token for `http://vault/<role>`.
     let metadata = MockServer::start().await;
