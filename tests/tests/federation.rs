@@ -1243,26 +1243,11 @@ async fn an_aws_sync_backend_keeps_awscurrent_as_current_and_writes_through() {
     drop(server);
 }
 
-/// A service account token as Kubernetes issues them (OpenBao reads its claims; the TokenReview
-/// stand-in vouches for it).
-fn service_account_jwt() -> String {
-    use base64::Engine;
-    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    format!(
-        "{}.{}.c2ln",
-        b64(json!({"alg": "RS256", "typ": "JWT"})),
-        b64(json!({"iss": "kubernetes/serviceaccount", "sub": "system:serviceaccount:default:scaivault",
-            "kubernetes.io/serviceaccount/namespace": "default",
-            "kubernetes.io/serviceaccount/service-account.name": "scaivault",
-            "kubernetes.io/serviceaccount/service-account.uid": "uid-1"}))
-    )
-}
-
 #[tokio::test]
 async fn a_vault_kubernetes_login_uses_a_kept_token_or_the_pods_own_only_when_lent() {
     use wiremock::matchers::{method, path};
     let Some(bao) = OpenBaoDev::start().await else { return };
-    let jwt = service_account_jwt();
+    let jwt = scaivault_federation::testing::service_account_jwt("scaivault");
     // Kubernetes' TokenReview API: the token under review is authenticated as the `scaivault`
     // service account.
     let kubernetes = MockServer::start().await;

@@ -175,10 +175,15 @@ fn rules(mapping: &[PathMappingRule]) -> Vec<MappingRule> {
 /// The auth methods that sign in as the server's own cloud identity and take no credential secret.
 const AMBIENT_METHODS: [&str; 2] = ["managed_identity", "workload_identity"];
 
+/// Whether a connection field is set: an empty string counts as left out, as clients that send
+/// every field send them.
+fn given(field: &Option<String>) -> bool {
+    field.as_deref().is_some_and(|v| !v.is_empty())
+}
+
 /// Whether a backend signs in as the server's own cloud identity: Azure's managed identity, GCP's
 /// workload identity, or an AWS role assumed without a credential secret's keys.
 fn uses_ambient_identity(backend_type: BackendType, c: &FederationConnection) -> bool {
-    let given = |f: &Option<String>| f.as_deref().is_some_and(|v| !v.is_empty());
     match backend_type {
         BackendType::AzureKeyVault | BackendType::GcpSecretManager => {
             c.auth_method.as_deref().is_some_and(|m| AMBIENT_METHODS.contains(&m))
@@ -254,8 +259,6 @@ type NamedSecret = (&'static str, SecretPath);
 /// A connection field set that the backend's type does not read (it would be stored and
 /// silently ignored).
 fn foreign_field(backend_type: BackendType, c: &FederationConnection) -> Option<&'static str> {
-    // An empty string counts as left out, as clients that send every field send them.
-    let given = |f: &Option<String>| f.as_deref().is_some_and(|v| !v.is_empty());
     let set = [
         ("address", given(&c.address)),
         ("namespace", given(&c.namespace)),
@@ -395,7 +398,7 @@ fn check_backend(
                 ),
             ));
         }
-        if c.credentials_path.as_deref().is_some_and(|p| !p.is_empty()) {
+        if given(&c.credentials_path) {
             return Err(bad(
                 "connection.credentials_path",
                 "is not used with the server's own cloud identity: leave it out",

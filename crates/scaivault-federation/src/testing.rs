@@ -219,3 +219,20 @@ impl MotoServer {
         let _ = self.child.wait();
     }
 }
+
+/// A service account token shaped as Kubernetes issues them, for `name` in namespace `default`
+/// (unsigned: Vault reads its claims, and a test's stand-in for Kubernetes' TokenReview API is
+/// what vouches for it).
+pub fn service_account_jwt(name: &str) -> String {
+    use base64::Engine;
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.c2ln",
+        b64(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
+        b64(serde_json::json!({"iss": "kubernetes/serviceaccount",
+            "sub": format!("system:serviceaccount:default:{name}"),
+            "kubernetes.io/serviceaccount/namespace": "default",
+            "kubernetes.io/serviceaccount/service-account.name": name,
+            "kubernetes.io/serviceaccount/service-account.uid": "uid-1"}))
+    )
+}

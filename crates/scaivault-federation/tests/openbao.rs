@@ -4,7 +4,7 @@
 
 use scaivault_crypto::SecretBytes;
 use scaivault_domain::SecretPath;
-use scaivault_federation::testing::{OPENBAO_ROOT_TOKEN, OpenBaoDev};
+use scaivault_federation::testing::{OPENBAO_ROOT_TOKEN, OpenBaoDev, service_account_jwt};
 use scaivault_federation::{
     Backend, BackendType, FederationError, Login, MappingRule, PathMapping, ServiceAccountToken, VaultAuth,
     VaultBackend, VaultConnection,
@@ -21,6 +21,16 @@ fn backend_of(bao: &OpenBaoDev, auth: VaultAuth) -> VaultBackend {
         ca_pem: bao.ca_pem(),
     })
     .unwrap()
+}
+
+/// The policy `federation`: read `secret/data/app/*`.
+async fn read_app_policy(bao: &OpenBaoDev) {
+    bao.call(
+        reqwest::Method::PUT,
+        "sys/policies/acl/federation",
+        json!({"policy": "path \"secret/data/app/*\" { capabilities = [\"read\"] }"}),
+    )
+    .await;
 }
 
 fn token(t: &str) -> VaultAuth {
@@ -97,12 +107,7 @@ async fn approle_logs_in_and_reads_only_what_its_policy_allows() {
     let Some(bao) = OpenBaoDev::start().await else { return };
     let post = reqwest::Method::POST;
     bao.call(post.clone(), "sys/auth/approle", json!({"type": "approle"})).await;
-    bao.call(
-        reqwest::Method::PUT,
-        "sys/policies/acl/federation",
-        json!({"policy": "path \"secret/data/app/*\" { capabilities = [\"read\"] }"}),
-    )
-    .await;
+    read_app_policy(&bao).await;
     bao.call(
         post.clone(),
         "auth/approle/role/federation",
@@ -251,23 +256,6 @@ async fn a_server_behind_a_private_ca_is_trusted_only_with_that_ca() {
     assert!(matches!(garbage, Err(FederationError::Config(_))));
 }
 
-/// A service account token as Kubernetes issues them (OpenBao reads its claims; Kubernetes'
-/// TokenReview, stood in for below, is what vouches for it).
-fn service_account_jwt(name: &str) -> String {
-    use base64::Engine;
-    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    format!(
-        "{}.{}.c2ln",
-        b64(json!({"alg": "RS256", "typ": "JWT"})),
-        b64(
-            json!({"iss": "kubernetes/serviceaccount", "sub": format!("system:serviceaccount:default:{name}"),
-            "kubernetes.io/serviceaccount/namespace": "default",
-            "kubernetes.io/serviceaccount/service-account.name": name,
-            "kubernetes.io/serviceaccount/service-account.uid": "uid-1"})
-        )
-    )
-}
-
 #[tokio::test]
 async fn logs_in_with_a_kubernetes_service_account_given_or_read_from_the_pods_file() {
     use wiremock::matchers::{method, path};
@@ -303,12 +291,7 @@ async fn logs_in_with_a_kubernetes_service_account_given_or_read_from_the_pods_f
             "kubernetes_ca_cert": include_str!("fixtures/azure-app-cert.pem")}),
     )
     .await;
-    bao.call(
-        reqwest::Method::PUT,
-        "sys/policies/acl/federation",
-        json!({"policy": "path \"secret/data/app/*\" { capabilities = [\"read\"] }"}),
-    )
-    .await;
+    read_app_policy(&bao).await;
     bao.call(
         post.clone(),
         "auth/k8s-prod/role/federation",
