@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use scaivault_core::{JwtIssuer, RateLimit, RateLimits};
+use scaivault_core::{IdentityVault, JwtIssuer, RateLimit, RateLimits};
 use scaivault_domain::{DurationList, DurationSpec};
 use serde::Deserialize;
 
@@ -126,7 +126,7 @@ pub(crate) struct Settings {
     pub(crate) jwt_issuers: Vec<JwtIssuer>,
     pub(crate) webhook_allow_private: bool,
     pub(crate) federation_ambient_identity: bool,
-    pub(crate) federation_identity_vaults: Vec<String>,
+    pub(crate) federation_identity_vaults: Vec<IdentityVault>,
     pub(crate) webhook_retry_schedule: DurationList,
     pub(crate) scheduler_tick: DurationSpec,
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
@@ -223,11 +223,16 @@ impl Options {
             .iter()
             .filter(|s| !s.trim().is_empty())
             .map(|s| {
-                scaivault_federation::VaultBackend::check_address(s.trim())
-                    .map(|url| url.origin().ascii_serialization())
+                IdentityVault::parse(s.trim())
                     .map_err(|e| anyhow::anyhow!("--federation-identity-vault {s}: {e}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let federation_ambient_identity = o.federation_ambient_identity.unwrap_or(false);
+        if !federation_identity_vaults.is_empty() && !federation_ambient_identity {
+            bail!(
+                "--federation-identity-vault names Vaults for the server's own identity: it needs --federation-ambient-identity"
+            );
+        }
         let log_format = match o.log_format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -241,7 +246,7 @@ impl Options {
             master_key_file,
             jwt_issuers,
             webhook_allow_private: o.webhook_allow_private.unwrap_or(false),
-            federation_ambient_identity: o.federation_ambient_identity.unwrap_or(false),
+            federation_ambient_identity,
             federation_identity_vaults,
             webhook_retry_schedule,
             scheduler_tick,
@@ -340,13 +345,24 @@ mod tests {
     #[test]
     fn identity_vaults_are_origins_and_bad_ones_refused() {
         let s = parse(&[
+            "--federation-ambient-identity",
             "--federation-identity-vault=https://Vault.internal:8200/",
-            "--federation-identity-vault=http://127.0.0.1:8200",
+            "--federation-identity-vault=http://127.0.0.1:8200?namespace=team-a&mount=k8s",
         ])
         .expect("two vaults");
-        assert_eq!(s.federation_identity_vaults, ["https://vault.internal:8200", "http://127.0.0.1:8200"]);
-        assert!(parse(&["--federation-identity-vault=vault.internal"]).is_err());
-        assert!(parse(&["--federation-identity-vault=https://u:p@vault.internal"]).is_err());
+        assert_eq!(
+            s.federation_identity_vaults,
+            [
+                IdentityVault::parse("https://vault.internal:8200").unwrap(),
+                IdentityVault::parse("http://127.0.0.1:8200?namespace=team-a&mount=k8s").unwrap()
+            ]
+        );
+        for bad in ["vault.internal", "https://u:p@vault.internal", "https://gw.corp/vault-a"] {
+            let flag = format!("--federation-identity-vault={bad}");
+            assert!(parse(&["--federation-ambient-identity", &flag]).is_err(), "{bad}");
+        }
+        let e = parse(&["--federation-identity-vault=https://vault.internal"]).unwrap_err();
+        assert!(e.to_string().contains("needs --federation-ambient-identity"), "{e}");
     }
 
     #[test]

@@ -18,12 +18,12 @@ use scaivault_api::{
 use scaivault_crypto::random_id;
 use scaivault_domain::{DurationSpec, Permission, Scope, SecretMetadata, SecretPath, SecretType, Version};
 use scaivault_federation::{
-    AwsAuth, AwsBackend, AwsConnection, AwsCredentials, AwsEnvironment, AzureBackend, AzureClientCertificate,
+    AwsAuth, AwsBackend, AwsConnection, AwsCredentials, AzureBackend, AzureClientCertificate,
     AzureClientSecret, AzureConnection, AzureCredential, Backend, BackendType, ConflictResolution,
     FederationError, GcpAuth, GcpBackend, GcpConnection, GcpServiceAccount, MappingError, MappingRule, Mode,
-    PathMapping, RoleSource, VaultAuth, VaultBackend, VaultConnection, azure_urls, check_ambient_endpoint,
-    check_managed_identity_vault, check_role_arn, check_workload_identity_endpoint, gcp_base_url,
-    service_url,
+    PathMapping, RoleSource, ServerEnvironment, VaultAuth, VaultBackend, VaultConnection, azure_urls,
+    check_ambient_endpoint, check_managed_identity_vault, check_role_arn, check_workload_identity_endpoint,
+    gcp_base_url, service_url,
 };
 use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError};
 use serde::{Deserialize, Serialize};
@@ -112,20 +112,26 @@ pub(crate) struct Federation {
     /// Whether backends may sign in as the server's own cloud identity (`managed_identity`,
     /// `workload_identity`): the operator's choice, off by default.
     pub(crate) ambient_identity: bool,
-    /// The origins of the Vaults a login as the server's own identity may be sent to.
-    identity_vaults: Vec<String>,
+    /// The Vaults a login as the server's own identity may be sent to.
+    identity_vaults: Vec<crate::IdentityVault>,
 }
 
 impl Federation {
-    pub(crate) fn new(ambient_identity: bool, identity_vaults: Vec<String>) -> Federation {
+    pub(crate) fn new(ambient_identity: bool, identity_vaults: Vec<crate::IdentityVault>) -> Federation {
         Federation { ambient_identity, identity_vaults, ..Federation::default() }
     }
 
-    /// Whether a Vault login as the server's own identity may go to `address`: the operator lends
-    /// the identity and names that Vault.
-    fn lends_identity_to_vault(&self, address: &str) -> bool {
-        let origin = VaultBackend::check_address(address).map(|url| url.origin().ascii_serialization());
-        self.ambient_identity && origin.is_ok_and(|o| self.identity_vaults.contains(&o))
+    /// Whether a Vault login as the server's own identity may go to `address` (in `namespace`,
+    /// with `method` at `mount`): the operator lends the identity and names that Vault with them.
+    fn lends_identity_to_vault(
+        &self,
+        address: &str,
+        namespace: Option<&str>,
+        method: &str,
+        mount: Option<&str>,
+    ) -> bool {
+        self.ambient_identity
+            && self.identity_vaults.iter().any(|v| v.allows(address, namespace, method, mount))
     }
 
     fn forget(&self, tenant: &str) {
@@ -955,15 +961,30 @@ impl Vault {
                 let method = c.auth_method.as_deref().unwrap_or_default();
                 lends_identity = VaultAuth::asks_server_identity(method, &credential.data);
                 let address = c.address.as_deref().unwrap_or_default();
-                if lends_identity && !self.federation.lends_identity_to_vault(address) {
+                let mount = credential.data.get("mount").and_then(serde_json::Value::as_str);
+                if lends_identity
+                    && !self.federation.lends_identity_to_vault(
+                        address,
+                        c.namespace.as_deref(),
+                        method,
+                        mount,
+                    )
+                {
                     return Err(CoreError::BackendError(format!(
                         "federation backend {}: its credential asks to log in as the server's own \
-                         identity, which this server does not lend to that Vault (its operator can \
-                         allow it with --federation-ambient-identity and --federation-identity-vault)",
+                         identity, which this server does not lend to that Vault, namespace and auth \
+                         mount (its operator can allow it with --federation-ambient-identity and \
+                         --federation-identity-vault)",
                         backend.id
                     )));
                 }
                 let auth = VaultAuth::from_secret(method, &credential.data)?;
+                // The gate above and the login must agree on whose identity this is.
+                if auth.uses_server_identity() != lends_identity {
+                    return Err(CoreError::Internal(
+                        "a Vault credential's identity was read two ways".into(),
+                    ));
+                }
                 Arc::new(VaultBackend::new(VaultConnection {
                     address: c.address.clone().unwrap_or_default(),
                     namespace: c.namespace.clone(),
@@ -1025,12 +1046,14 @@ impl Vault {
         }
         let c = &backend.connection;
         let client = match backend.backend_type {
-            BackendType::AzureKeyVault => azure_client(c, AzureCredential::ManagedIdentity)?,
+            BackendType::AzureKeyVault => {
+                azure_client(c, AzureCredential::ManagedIdentity(ServerEnvironment::of_process()))?
+            }
             BackendType::AwsSecretsManager => aws_client(
                 c,
                 AwsAuth::AssumeRole {
                     role_arn: c.role_arn.clone().unwrap_or_default(),
-                    source: RoleSource::Ambient(AwsEnvironment::of_process()),
+                    source: RoleSource::Ambient(ServerEnvironment::of_process()),
                 },
             )?,
             _ => gcp_client(c, GcpAuth::WorkloadIdentity)?,

@@ -21,9 +21,9 @@ pub struct VaultConfig {
     /// Lets federation backends sign in as the server's own identity (AWS `role_arn` without keys,
     /// Azure `managed_identity`, GCP `workload_identity`, and Vault logins at the Vaults below).
     pub federation_ambient_identity: bool,
-    /// The Vaults (origins: `https://vault.internal:8200`) that a login as the server's own
-    /// identity may be sent to; a Vault can replay what it receives.
-    pub federation_identity_vaults: Vec<String>,
+    /// The Vaults (with the namespace and auth mount) that a login as the server's own identity
+    /// may be sent to; a Vault can replay what it receives.
+    pub federation_identity_vaults: Vec<crate::IdentityVault>,
 }
 
 /// The application: every use case is a method. Cheap to share behind an `Arc`.

@@ -16,7 +16,6 @@
 //! serve them all at one address, as AWS's SDKs' `AWS_ENDPOINT_URL` assumes), else at the region's
 //! `https://sts.<region>.amazonaws.com/`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +27,7 @@ use serde::Deserialize;
 
 use crate::FederationError;
 use crate::aws::AwsCredentials;
+use crate::env::ServerEnvironment;
 use crate::error::short;
 use crate::sigv4::{host_of, sign_post};
 
@@ -39,22 +39,6 @@ const ECS: &str = "http://169.254.170.2";
 /// Hosts a container credentials `…_FULL_URI` may name besides this machine, as AWS's SDKs allow:
 /// ECS's and EKS Pod Identity's agents.
 const CONTAINER_HOSTS: [&str; 3] = ["169.254.170.2", "169.254.170.23", "fd00:ec2::23"];
-/// The variables read to find the server's own identity.
-const VARIABLES: [&str; 12] = [
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_ARN",
-    "AWS_ROLE_SESSION_NAME",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-    "AWS_EC2_METADATA_DISABLED",
-];
-
 /// Who the adapter signs as.
 #[derive(Debug)]
 pub enum AwsAuth {
@@ -63,7 +47,7 @@ pub enum AwsAuth {
     /// A role assumed through STS.
     AssumeRole { role_arn: String, source: RoleSource },
     /// The server's own AWS identity, used as it is (to sign a Vault login).
-    ServerIdentity(AwsEnvironment),
+    ServerIdentity(ServerEnvironment),
 }
 
 /// Whose keys sign `AssumeRole`.
@@ -72,45 +56,7 @@ pub enum RoleSource {
     /// A credential secret's.
     Keys(AwsCredentials),
     /// The server's own AWS identity, as these variables say where to find it.
-    Ambient(AwsEnvironment),
-}
-
-/// The environment variables by which AWS's SDKs find the identity a process runs as: a snapshot
-/// of the server's own, or a test's. Prints only the names that are set.
-pub struct AwsEnvironment(BTreeMap<&'static str, String>);
-
-impl std::fmt::Debug for AwsEnvironment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("AwsEnvironment").field(&self.0.keys().collect::<Vec<_>>()).finish()
-    }
-}
-
-impl AwsEnvironment {
-    /// This process's.
-    pub fn of_process() -> AwsEnvironment {
-        AwsEnvironment::from_pairs(
-            VARIABLES.iter().filter_map(|name| Some((*name, std::env::var(name).ok()?))),
-        )
-    }
-
-    /// The given ones (others than AWS's are dropped; empty values count as unset).
-    pub fn from_pairs<I, V>(pairs: I) -> AwsEnvironment
-    where
-        I: IntoIterator<Item = (&'static str, V)>,
-        V: Into<String>,
-    {
-        AwsEnvironment(
-            pairs
-                .into_iter()
-                .map(|(name, value)| (name, value.into()))
-                .filter(|(name, value)| VARIABLES.contains(name) && !value.trim().is_empty())
-                .collect(),
-        )
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
+    Ambient(ServerEnvironment),
 }
 
 /// A service's host in a region: `<service>.<region>.amazonaws.com`, or `.amazonaws.com.cn` in
@@ -227,7 +173,7 @@ impl Source {
     }
 
     /// The server's own identity, found as AWS's SDKs find it.
-    fn discover(env: &AwsEnvironment) -> Result<Source, FederationError> {
+    fn discover(env: &ServerEnvironment) -> Result<Source, FederationError> {
         if let (Some(id), Some(secret)) = (env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")) {
             return Ok(Source::Fixed(Arc::new(AwsCredentials {
                 access_key_id: id.to_owned(),
@@ -296,14 +242,16 @@ struct IssuedKeys {
 }
 
 impl IssuedKeys {
-    /// The keys, and when to renew them: at 80% of their remaining life; keys already expired by
-    /// this machine's clock (a skewed clock) in a minute; temporary keys without an expiry (a
-    /// session token but no `Expiration`) in ten. Keys without a session token do not expire.
+    /// The keys, and when to renew them: at 80% of their remaining life, but not before their
+    /// last 30 seconds when they have less (so short-lived keys are not fetched for every call);
+    /// keys already expired by this machine's clock (a skewed clock) in a minute; temporary keys
+    /// without an expiry (a session token but no `Expiration`) in ten. Keys without a session
+    /// token do not expire.
     fn held(self) -> (Arc<AwsCredentials>, Option<Instant>) {
         let expires = self.expiration.as_deref().and_then(|e| DateTime::parse_from_rfc3339(e).ok());
         let left = match expires {
             Some(at) => Some(match (at.with_timezone(&Utc) - Utc::now()).to_std() {
-                Ok(left) => left.mul_f64(0.8),
+                Ok(left) => left.mul_f64(0.8).max(left.min(Duration::from_secs(30))),
                 Err(_) => Duration::from_secs(60),
             }),
             None if self.session_token.is_some() => Some(Duration::from_secs(600)),
@@ -434,12 +382,6 @@ impl Keyring {
                 *held = None;
             }
         }
-    }
-
-    /// Drops every temporary key held (a login they signed was refused).
-    pub(crate) async fn forget_all(&self) {
-        *self.assumed.lock().await = None;
-        *self.own.lock().await = None;
     }
 
     /// The keys to sign with now.
@@ -667,7 +609,7 @@ mod tests {
 
     #[test]
     fn the_environment_prints_names_only_and_keeps_aws_variables() {
-        let env = AwsEnvironment::from_pairs([
+        let env = ServerEnvironment::from_pairs([
             ("AWS_ACCESS_KEY_ID", "AKIA1"),
             ("AWS_SECRET_ACCESS_KEY", "do-not-print-me"),
             ("AWS_SESSION_TOKEN", ""),
@@ -682,7 +624,7 @@ mod tests {
 
     #[test]
     fn the_servers_identity_is_found_in_the_sdks_order() {
-        let kind = |pairs: &[(&'static str, &str)]| match Source::discover(&AwsEnvironment::from_pairs(
+        let kind = |pairs: &[(&'static str, &str)]| match Source::discover(&ServerEnvironment::from_pairs(
             pairs.iter().copied(),
         )) {
             Ok(Source::Fixed(_)) => "keys".to_owned(),
@@ -719,7 +661,10 @@ mod tests {
         assert!(check_ambient_endpoint(Some("https://aws.example.com")).is_err());
         let ambient = || AwsAuth::AssumeRole {
             role_arn: "arn:aws:iam::1:role/r".into(),
-            source: RoleSource::Ambient(AwsEnvironment::from_pairs([("AWS_EC2_METADATA_DISABLED", "false")])),
+            source: RoleSource::Ambient(ServerEnvironment::from_pairs([(
+                "AWS_EC2_METADATA_DISABLED",
+                "false",
+            )])),
         };
         let http = reqwest::Client::new();
         assert!(Keyring::new(http.clone(), "us-east-1", Some("https://aws.example.com"), ambient()).is_err());

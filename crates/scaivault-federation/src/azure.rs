@@ -8,6 +8,7 @@
 //! `metadata.custom`. Versions are opaque ids, so a proxied read answers the current one only.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -20,7 +21,7 @@ use scaivault_crypto::{JwtSigningKey, SecretBytes, random_id, sha1_thumbprint};
 use serde_json::{Map, Value, json};
 
 use crate::rest::{Bearer, Issued, Pages, data_of_text, fetch_metadata_token, fetch_token, text_of};
-use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
+use crate::{Backend, ExternalSecret, FederationError, RemoteVersion, ServerEnvironment};
 
 const API_VERSION: &str = "7.4";
 /// How many versions of one secret are listed at most (Azure keeps every version until the secret
@@ -43,8 +44,11 @@ pub enum AzureCredential {
     /// An application's client id and certificate (with its private key), kept in a ScaiVault
     /// secret.
     Certificate(AzureClientCertificate),
-    /// The system-assigned managed identity of the machine or pod the server runs on.
-    ManagedIdentity,
+    /// The identity the server runs as, found as Azure's SDKs find it: AKS workload identity (a
+    /// federated token file, `AZURE_FEDERATED_TOKEN_FILE` with `AZURE_CLIENT_ID`), else the
+    /// instance metadata service's managed identity (user-assigned when `AZURE_CLIENT_ID` names
+    /// one, else system-assigned).
+    ManagedIdentity(ServerEnvironment),
 }
 
 /// An application's client id and secret.
@@ -159,8 +163,23 @@ pub struct AzureBackend {
     vault: Url,
     /// Entra ID's token endpoint, or the metadata service's for a managed identity.
     token_url: Url,
-    credentials: AzureCredential,
+    proof: Proof,
     bearer: Bearer,
+}
+
+/// What the token request presents.
+#[derive(Debug)]
+enum Proof {
+    Secret(AzureClientSecret),
+    Certificate(AzureClientCertificate),
+    /// AKS workload identity: the federated token Kubernetes writes (and rotates) in this file,
+    /// for the application `client_id`.
+    Federated {
+        client_id: String,
+        token_file: PathBuf,
+    },
+    /// The instance metadata service (its token URL carries the identity).
+    Metadata,
 }
 
 /// Checks a tenant id: a GUID or a domain name (letters, digits, `-` and `.`).
@@ -216,21 +235,43 @@ impl AzureBackend {
     pub fn new(connection: AzureConnection) -> Result<AzureBackend, FederationError> {
         let (vault, mut token_url) =
             azure_urls(&connection.vault_url, &connection.tenant_id, connection.authority_host.as_deref())?;
-        if matches!(connection.credentials, AzureCredential::ManagedIdentity) {
-            check_managed_identity_vault(&connection.vault_url)?;
-            token_url = crate::rest::metadata_base(IMDS_ENV, IMDS)?
-                .join("metadata/identity/oauth2/token")
-                .map_err(|e| FederationError::Config(format!("{IMDS_ENV}: {e}")))?;
-            token_url
-                .query_pairs_mut()
-                .append_pair("api-version", "2018-02-01")
-                .append_pair("resource", &resource_of(&vault));
-        }
+        let proof = match connection.credentials {
+            AzureCredential::ClientSecret(c) => Proof::Secret(c),
+            AzureCredential::Certificate(c) => Proof::Certificate(c),
+            AzureCredential::ManagedIdentity(env) => {
+                check_managed_identity_vault(&connection.vault_url)?;
+                let client_id = env.get("AZURE_CLIENT_ID");
+                match (env.get("AZURE_FEDERATED_TOKEN_FILE"), client_id) {
+                    (Some(file), Some(client_id)) => {
+                        // Entra ID of the operator's cloud (the workload identity webhook sets it).
+                        let authority = env.get("AZURE_AUTHORITY_HOST").unwrap_or(DEFAULT_AUTHORITY);
+                        token_url =
+                            azure_urls(&connection.vault_url, &connection.tenant_id, Some(authority))?.1;
+                        Proof::Federated { client_id: client_id.to_owned(), token_file: PathBuf::from(file) }
+                    }
+                    _ => {
+                        let imds = env.get(IMDS_ENV).map(str::to_owned);
+                        token_url = crate::rest::metadata_base_of(IMDS_ENV, imds, IMDS)?
+                            .join("metadata/identity/oauth2/token")
+                            .map_err(|e| FederationError::Config(format!("{IMDS_ENV}: {e}")))?;
+                        let mut query = token_url.query_pairs_mut();
+                        query
+                            .append_pair("api-version", "2018-02-01")
+                            .append_pair("resource", &resource_of(&vault));
+                        if let Some(id) = client_id {
+                            query.append_pair("client_id", id);
+                        }
+                        drop(query);
+                        Proof::Metadata
+                    }
+                }
+            }
+        };
         Ok(AzureBackend {
             http: crate::error::http_client()?,
             vault,
             token_url,
-            credentials: connection.credentials,
+            proof,
             bearer: Bearer::default(),
         })
     }
@@ -240,21 +281,32 @@ impl AzureBackend {
             ("grant_type", "client_credentials".to_owned()),
             ("scope", format!("{}/.default", resource_of(&self.vault))),
         ];
-        match &self.credentials {
-            AzureCredential::ManagedIdentity => {
+        let assertion = |form: &mut Vec<(&str, String)>, client_id: &str, assertion: String| {
+            form.push(("client_id", client_id.to_owned()));
+            form.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ));
+            form.push(("client_assertion", assertion));
+        };
+        match &self.proof {
+            Proof::Metadata => {
                 return fetch_metadata_token(&self.http, self.token_url.clone(), ("Metadata", "true")).await;
             }
-            AzureCredential::ClientSecret(c) => {
+            Proof::Secret(c) => {
                 form.push(("client_id", c.client_id.clone()));
                 form.push(("client_secret", String::from_utf8_lossy(c.client_secret.expose()).into_owned()));
             }
-            AzureCredential::Certificate(c) => {
-                form.push(("client_id", c.client_id.clone()));
-                form.push((
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
-                ));
-                form.push(("client_assertion", c.assertion(&self.token_url)?));
+            Proof::Certificate(c) => assertion(&mut form, &c.client_id, c.assertion(&self.token_url)?),
+            Proof::Federated { client_id, token_file } => {
+                // Read at each request: Kubernetes rotates the token it projects.
+                let token = tokio::fs::read_to_string(token_file).await.map_err(|e| {
+                    FederationError::Config(format!(
+                        "AZURE_FEDERATED_TOKEN_FILE cannot be read ({})",
+                        e.kind()
+                    ))
+                })?;
+                assertion(&mut form, client_id, token.trim().to_owned());
             }
         }
         let form: Vec<(&str, &str)> = form.iter().map(|(name, value)| (*name, value.as_str())).collect();

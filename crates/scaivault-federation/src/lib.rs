@@ -14,6 +14,7 @@ mod aws;
 mod aws_auth;
 mod azure;
 mod config;
+mod env;
 mod error;
 mod gcp;
 mod mapping;
@@ -31,12 +32,13 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use aws::{AwsBackend, AwsConnection, AwsCredentials, service_url};
-pub use aws_auth::{AwsAuth, AwsEnvironment, RoleSource, check_ambient_endpoint, check_role_arn};
+pub use aws_auth::{AwsAuth, RoleSource, check_ambient_endpoint, check_role_arn};
 pub use azure::{
     AzureBackend, AzureClientCertificate, AzureClientSecret, AzureConnection, AzureCredential, azure_urls,
     check_managed_identity_vault,
 };
 pub use config::{BackendType, ConflictResolution, Mode};
+pub use env::ServerEnvironment;
 pub use error::FederationError;
 pub use gcp::{
     GcpAuth, GcpBackend, GcpConnection, GcpServiceAccount, check_project_id,

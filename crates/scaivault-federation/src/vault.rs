@@ -19,7 +19,7 @@ use crate::aws::check_region;
 use crate::aws_auth::Keyring;
 use crate::error::{short, unreachable};
 use crate::sigv4::{host_of, signed_post_headers};
-use crate::{AwsAuth, AwsCredentials, AwsEnvironment, GcpServiceAccount};
+use crate::{AwsAuth, AwsCredentials, GcpServiceAccount, ServerEnvironment};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
 
 /// How ScaiVault logs in to Vault. (`Debug` prints no secret: `SecretBytes` prints `[redacted]`.)
@@ -170,7 +170,7 @@ impl VaultAuth {
             "aws" => {
                 let auth = if server {
                     own_fields_absent(&["access_key_id", "secret_access_key", "session_token"])?;
-                    AwsAuth::ServerIdentity(AwsEnvironment::of_process())
+                    AwsAuth::ServerIdentity(ServerEnvironment::of_process())
                 } else {
                     AwsAuth::Keys(AwsCredentials::from_secret(data)?)
                 };
@@ -341,10 +341,6 @@ impl VaultBackend {
         if !status.is_success() {
             return Err(match status {
                 StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    // Temporary AWS keys may have lapsed: the next login fetches new ones.
-                    if let Login::Aws { keys, .. } = method {
-                        keys.keyring.forget_all().await;
-                    }
                     FederationError::Denied { status: status.as_u16() }
                 }
                 _ => backend_error(status, response).await,

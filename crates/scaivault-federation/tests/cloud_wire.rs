@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use scaivault_federation::{
     AzureBackend, AzureClientCertificate, AzureClientSecret, AzureConnection, AzureCredential, Backend,
-    FederationError, GcpAuth, GcpBackend, GcpConnection, GcpServiceAccount,
+    FederationError, GcpAuth, GcpBackend, GcpConnection, GcpServiceAccount, ServerEnvironment,
 };
 use serde_json::{Map, Value, json};
 use wiremock::matchers::{body_json, body_string_contains, header, method, path, query_param};
@@ -524,4 +524,69 @@ async fn azure_certificate_credentials_sign_a_client_assertion_entra_id_can_veri
         assert!(matches!(&e, FederationError::Config(m) if m.contains(field)), "{field}: {e}");
         assert!(!e.to_string().contains("MII"), "no key material in {e}");
     }
+}
+
+fn managed(server: &MockServer, env: ServerEnvironment) -> AzureBackend {
+    AzureBackend::new(AzureConnection {
+        vault_url: server.uri(),
+        tenant_id: "contoso.onmicrosoft.com".into(),
+        authority_host: None,
+        credentials: AzureCredential::ManagedIdentity(env),
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn azure_workload_identity_presents_the_federated_token_and_imds_names_a_user_assigned_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("azure-identity-token");
+    std::fs::write(&token_file, "eyJ.federated.sig\n").unwrap();
+    let server = MockServer::start().await;
+    // AKS workload identity: the projected token, as a client assertion for the webhook's client id.
+    Mock::given(method("POST"))
+        .and(path("/contoso.onmicrosoft.com/oauth2/v2.0/token"))
+        .and(body_string_contains("client_id=wi-app"))
+        .and(body_string_contains(
+            "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+        ))
+        .and(body_string_contains("client_assertion=eyJ.federated.sig"))
+        .respond_with(token("wi-token"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // A user-assigned identity at the instance metadata service.
+    Mock::given(method("GET"))
+        .and(path("/metadata/identity/oauth2/token"))
+        .and(query_param("client_id", "uami-1"))
+        .and(header("metadata", "true"))
+        .respond_with(token("uami-token"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    for bearer in ["Bearer wi-token", "Bearer uami-token"] {
+        Mock::given(method("GET"))
+            .and(path("/secrets/db"))
+            .and(header("authorization", bearer))
+            .respond_with(ResponseTemplate::new(200).set_body_json(bundle(
+                &server,
+                "db",
+                "v1",
+                "s3",
+                1_700_000_000,
+            )))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let workload = ServerEnvironment::from_pairs([
+        ("AZURE_FEDERATED_TOKEN_FILE", token_file.display().to_string()),
+        ("AZURE_CLIENT_ID", "wi-app".to_owned()),
+        ("AZURE_AUTHORITY_HOST", format!("{}/", server.uri())),
+    ]);
+    managed(&server, workload).read("db", None).await.unwrap();
+    let user_assigned = ServerEnvironment::from_pairs([
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", server.uri()),
+        ("AZURE_CLIENT_ID", "uami-1".to_owned()),
+    ]);
+    managed(&server, user_assigned).read("db", None).await.unwrap();
 }

@@ -228,7 +228,7 @@ async fn aws_login_signs_get_caller_identity_as_vaults_iam_method_takes_it() {
 
 #[tokio::test]
 async fn aws_login_as_the_servers_own_identity_signs_with_its_session() {
-    use scaivault_federation::{AwsAuth, AwsEnvironment, AwsLoginKeys, Login};
+    use scaivault_federation::{AwsAuth, AwsLoginKeys, Login, ServerEnvironment};
     let vault = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/auth/aws/login"))
@@ -236,7 +236,7 @@ async fn aws_login_as_the_servers_own_identity_signs_with_its_session() {
         .mount(&vault)
         .await;
     kv_read_with(&vault, "tok-own").await;
-    let env = AwsEnvironment::from_pairs([
+    let env = ServerEnvironment::from_pairs([
         ("AWS_ACCESS_KEY_ID", "ASIAOWN"),
         ("AWS_SECRET_ACCESS_KEY", "own-secret"),
         ("AWS_SESSION_TOKEN", "own-session"),
