@@ -257,3 +257,41 @@ async fn run_export_read_and_exit_codes() {
         f = file.display()
     ));
 }
+
+#[tokio::test]
+async fn federation_backends_from_the_command_line() {
+    let scratch = Scratch::new();
+    let (_server, shell, api) = setup(&scratch).await;
+    api.put_secret("infra/federation/vault-token", &json!({"data": {"token": "hvs.not-printed"}})).await;
+    std::fs::write(
+        scratch.path().join("backend.json"),
+        json!({"name": "hashicorp-prod", "type": "hashicorp_vault", "mount": "external/hashicorp",
+            "connection": {"address": "http://127.0.0.1:1", "auth_method": "token",
+                "credentials_path": "infra/federation/vault-token"},
+            "path_mapping": [{"source": "external/hashicorp/**", "target": "secret/data/**"}]})
+        .to_string(),
+    )
+    .expect("config file");
+    let created: Value =
+        serde_json::from_str(&shell.ok("scaivault federation create --file backend.json --json"))
+            .expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(created["mode"], "proxy");
+    let list = shell.ok("scaivault federation list");
+    assert!(list.starts_with("ID") && list.contains(&id) && list.contains("external/hashicorp"), "{list}");
+    let shown = shell.ok(&format!("scaivault federation get {id}"));
+    assert!(shown.contains("secret/data/**") && !shown.contains("hvs.not-printed"), "{shown}");
+    // Nothing answers at the address: the status says so.
+    let status = shell.ok(&format!("scaivault federation status {id}"));
+    assert!(status.lines().any(|l| l.starts_with("state") && l.ends_with("unreachable")), "{status}");
+    let renamed =
+        shell.ok(&format!("echo '{{\"name\": \"vault-prod\"}}' | scaivault federation update {id} --file -"));
+    assert!(renamed.lines().any(|l| l.starts_with("name") && l.ends_with("vault-prod")), "{renamed}");
+    // A proxy backend has no syncs: refused.
+    let out = shell.run(&format!("scaivault federation sync {id}"));
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = shell.run(&format!("scaivault federation resolve {id} external/hashicorp/x --winner nobody"));
+    assert_eq!(out.status.code(), Some(2), "--winner is local or backend");
+    shell.ok(&format!("scaivault federation delete {id}"));
+    assert_eq!(shell.run(&format!("scaivault federation get {id}")).status.code(), Some(3));
+}

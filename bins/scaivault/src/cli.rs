@@ -62,6 +62,9 @@ pub(crate) enum Command {
     /// Webhooks
     #[command(subcommand)]
     Webhooks(WebhooksCmd),
+    /// Federation backends: existing stores fronted by this server
+    #[command(subcommand)]
+    Federation(FederationCmd),
     /// The audit trail
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -212,6 +215,40 @@ pub(crate) enum WebhooksCmd {
     Test { id: String },
     /// The delivery log
     Deliveries { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FederationCmd {
+    /// Configure a backend from its JSON body (as the API takes it) in a file, or - for stdin
+    Create {
+        #[arg(long)]
+        file: String,
+    },
+    /// List backends
+    List,
+    /// One backend's configuration
+    Get { id: String },
+    /// Change a backend: the fields of a JSON file (or - for stdin) replace those it has
+    Update {
+        id: String,
+        #[arg(long)]
+        file: String,
+    },
+    /// Remove a backend (nothing in the backend itself is touched)
+    Delete { id: String },
+    /// Ask the backend now: state, latency, last sync
+    Status { id: String },
+    /// Run one sync of a sync-mode backend now, and print its report
+    Sync { id: String },
+    /// The paths a manual conflict resolution flagged
+    Conflicts { id: String },
+    /// Settle a flagged path: keep the local or the backend's version
+    Resolve {
+        id: String,
+        path: String,
+        #[arg(long, value_parser = ["local", "backend"])]
+        winner: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

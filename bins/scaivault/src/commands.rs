@@ -7,15 +7,16 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::CommandFactory;
 use scaivault_client::api::{
-    BindingRequest, CreateTokenRequest, CreateWebhookRequest, PolicyRequest, PolicyRuleSpec,
-    PolicyTestRequest, RotationPolicyRequest, WebhookFilters, WriteSecretRequest,
+    BindingRequest, CreateTokenRequest, CreateWebhookRequest, FederationBackendResponse, PolicyRequest,
+    PolicyRuleSpec, PolicyTestRequest, ResolveConflictRequest, RotationPolicyRequest, SkippedPath,
+    SyncConflict, WebhookFilters, WriteSecretRequest,
 };
 use scaivault_client::{AuditFilter, Client, Page};
 use serde_json::{Map, Value, json};
 
 use crate::cli::{
-    AuditCmd, AuthCmd, Cli, Command, ExportArgs, Format, ImportArgs, OnConflict, PoliciesCmd, RotationCmd,
-    RunArgs, SecretsCmd, TokenCmd, WebhooksCmd,
+    AuditCmd, AuthCmd, Cli, Command, ExportArgs, FederationCmd, Format, ImportArgs, OnConflict, PoliciesCmd,
+    RotationCmd, RunArgs, SecretsCmd, TokenCmd, WebhooksCmd,
 };
 use crate::{config, dotenv, output, time};
 
@@ -53,6 +54,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policies(c) => policies(&ctx, c).await?,
         Command::Rotation(c) => rotation(&ctx, c).await?,
         Command::Webhooks(c) => webhooks(&ctx, c).await?,
+        Command::Federation(c) => federation(&ctx, c).await?,
         Command::Audit(c) => audit(&ctx, c).await?,
         Command::Auth(c) => auth(&ctx, c).await?,
         Command::Import(a) => import(&ctx, a).await?,
@@ -353,6 +355,113 @@ async fn rotation(ctx: &Ctx, cmd: RotationCmd) -> anyhow::Result<()> {
                     })
                     .collect::<Vec<_>>();
                 output::table(&["path", "state", "next rotation", "last rotated"], &rows)
+            })
+        }
+    }
+}
+
+/// A backend's configuration, one field a line.
+fn backend_fields(b: &FederationBackendResponse) -> anyhow::Result<()> {
+    let mapping: Vec<String> =
+        b.path_mapping.iter().map(|r| format!("{} -> {}", r.source, r.target)).collect();
+    output::fields(&[
+        ("id", b.id.clone()),
+        ("name", b.name.clone()),
+        ("type", b.backend_type.clone()),
+        ("mode", b.mode.clone()),
+        ("mount", b.mount.clone()),
+        ("connection", serde_json::to_string(&b.connection)?),
+        ("path_mapping", mapping.join(", ")),
+        ("sync_interval", b.sync_interval.to_string()),
+        ("write_through", b.write_through.to_string()),
+        ("conflict_resolution", b.conflict_resolution.clone()),
+    ])
+}
+
+fn skipped_rows(skipped: &[SkippedPath]) -> Vec<Vec<String>> {
+    skipped.iter().map(|s| vec!["skipped".to_owned(), s.path.clone(), s.reason.clone()]).collect()
+}
+
+fn conflict_rows(conflicts: &[SyncConflict]) -> Vec<Vec<String>> {
+    conflicts.iter().map(|c| vec!["conflict".to_owned(), c.path.clone(), c.resolution.clone()]).collect()
+}
+
+async fn federation(ctx: &Ctx, cmd: FederationCmd) -> anyhow::Result<()> {
+    let c = &ctx.client;
+    let when = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    match cmd {
+        FederationCmd::Create { file } => {
+            let req =
+                serde_json::from_value(read_json_file(&file)?).context("the backend's configuration")?;
+            ctx.show(&c.create_federation_backend(&req).await?, backend_fields)
+        }
+        FederationCmd::List => {
+            let list = c.list_federation_backends(&Page { limit: Some(1000), cursor: None }).await?;
+            ctx.show(&list, |l| {
+                let rows = l
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            b.id.clone(),
+                            b.name.clone(),
+                            b.backend_type.clone(),
+                            b.mode.clone(),
+                            b.mount.clone(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                output::table(&["id", "name", "type", "mode", "mount"], &rows)
+            })
+        }
+        FederationCmd::Get { id } => ctx.show(&c.get_federation_backend(&id).await?, backend_fields),
+        FederationCmd::Update { id, file } => {
+            let req = serde_json::from_value(read_json_file(&file)?).context("the fields to change")?;
+            ctx.show(&c.update_federation_backend(&id, &req).await?, backend_fields)
+        }
+        FederationCmd::Delete { id } => {
+            c.delete_federation_backend(&id).await?;
+            ctx.show(&json!({"deleted": id}), |_| output::fields(&[("deleted", id.clone())]))
+        }
+        FederationCmd::Status { id } => ctx.show(&c.federation_status(&id).await?, |s| {
+            output::fields(&[
+                ("state", s.state.clone()),
+                ("latency_ms", opt(s.latency_ms)),
+                ("last_sync_at", when(s.last_sync_at)),
+                ("last_sync_duration_ms", opt(s.last_sync_duration_ms)),
+                ("secrets_synced", s.secrets_synced.to_string()),
+                ("skipped", s.skipped.len().to_string()),
+                ("conflicts", s.conflicts.to_string()),
+                ("last_error", s.last_error.clone().unwrap_or_default()),
+            ])
+        }),
+        FederationCmd::Sync { id } => ctx.show(&c.sync_federation_backend(&id).await?, |r| {
+            output::fields(&[
+                ("synced", r.synced.to_string()),
+                ("unchanged", r.unchanged.to_string()),
+                ("duration_ms", r.duration_ms.to_string()),
+            ])?;
+            let rows: Vec<Vec<String>> =
+                skipped_rows(&r.skipped).into_iter().chain(conflict_rows(&r.conflicts)).collect();
+            if rows.is_empty() { Ok(()) } else { output::table(&["", "path", "reason"], &rows) }
+        }),
+        FederationCmd::Conflicts { id } => ctx.show(&c.list_sync_conflicts(&id).await?, |l| {
+            let rows = l
+                .conflicts
+                .iter()
+                .map(|c| vec![c.path.clone(), when(c.local_updated_at), when(c.remote_updated_at)])
+                .collect::<Vec<_>>();
+            output::table(&["path", "local updated", "backend updated"], &rows)
+        }),
+        FederationCmd::Resolve { id, path, winner } => {
+            c.resolve_sync_conflict(
+                &id,
+                &ResolveConflictRequest { path: path.clone(), winner: winner.clone() },
+            )
+            .await?;
+            ctx.show(&json!({"path": path, "winner": winner}), |_| {
+                output::fields(&[("path", path.clone()), ("winner", winner.clone())])
             })
         }
     }
