@@ -210,7 +210,7 @@ impl GcpBackend {
         }
     }
 
-    /// `versions/<v>:access` with the secret's labels.
+    /// `versions/<v>:access`, with the secret's labels and the version's creation time.
     async fn access(&self, target: &str, version: &str) -> Result<ExternalSecret, FederationError> {
         let secret = Self::secret(target)?;
         let named = |e: FederationError| match e {
@@ -219,14 +219,26 @@ impl GcpBackend {
         };
         let access = self.url(&format!("secrets/{secret}/versions/{version}:access"), &[])?;
         let meta = self.url(&format!("secrets/{secret}"), &[])?;
-        let (value, described) =
-            tokio::join!(self.call(Method::GET, access, None), self.call(Method::GET, meta, None));
+        let version_meta = self.url(&format!("secrets/{secret}/versions/{version}"), &[])?;
+        let (value, described, versioned) = tokio::join!(
+            self.call(Method::GET, access, None),
+            self.call(Method::GET, meta, None),
+            self.call(Method::GET, version_meta, None)
+        );
         let value = value.map_err(named)?;
-        // Labels are a courtesy: an accessor-only role still reads.
-        let described = match described {
-            Err(FederationError::Denied { .. }) => Value::Null,
-            other => other.map_err(named)?,
+        // Labels and the creation time are a courtesy: an accessor-only role still reads.
+        let courtesy = |answer: Result<Value, FederationError>| match answer {
+            Err(FederationError::Denied { .. }) => Ok(Value::Null),
+            other => other.map_err(named),
         };
+        let described = courtesy(described)?;
+        // The version was just read: not finding its metadata too is a race, not a missing secret.
+        let versioned = match versioned {
+            Err(FederationError::NotFound(_)) => Value::Null,
+            other => courtesy(other)?,
+        };
+        // `latest` may have moved between the calls: a time of another version is not kept.
+        let same_version = versioned.get("name") == value.get("name");
         let payload = value
             .pointer("/payload/data")
             .and_then(Value::as_str)
@@ -246,7 +258,7 @@ impl GcpBackend {
             data: data_of_bytes(&payload),
             custom,
             version: value.get("name").and_then(Value::as_str).and_then(version_number),
-            created_at: None,
+            created_at: if same_version { time_of(versioned.get("createTime")) } else { None },
         })
     }
 

@@ -86,6 +86,17 @@ async fn gcp_reads_versions_labels_and_lists_with_one_token() {
         )
         .mount(&server)
         .await;
+    // Each version's metadata: when it was added.
+    for (version, number, created) in
+        [("latest", 3, "2026-11-03T10:00:00Z"), ("1", 1, "2026-11-01T10:00:00.5Z")]
+    {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/projects/p1/secrets/db/versions/{version}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "name": format!("projects/123/secrets/db/versions/{number}"), "state": "ENABLED", "createTime": created})))
+            .mount(&server)
+            .await;
+    }
     Mock::given(method("GET"))
         .and(path("/v1/projects/p1/secrets/db/versions"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"versions": [
@@ -116,8 +127,10 @@ async fn gcp_reads_versions_labels_and_lists_with_one_token() {
     let s = b.read("db", None).await.unwrap();
     assert_eq!(Value::Object(s.data), json!({"user": "app", "password": "p-3"}));
     assert_eq!((s.version, s.custom.get("team").map(String::as_str)), (Some(3), Some("billing")));
+    assert_eq!(s.created_at.map(|t| t.to_rfc3339()).as_deref(), Some("2026-11-03T10:00:00+00:00"));
     let first = b.read("db", Some(1)).await.unwrap();
     assert_eq!(Value::Object(first.data), json!({"value_base64": "AAH/"}), "bytes that are not text");
+    assert_eq!(first.created_at.map(|t| t.timestamp_millis()), Some(1_793_527_200_500));
     b.check().await.unwrap();
     assert_eq!(b.list("app-", 100).await.unwrap(), ["app-api", "app-db"]);
     assert_eq!(b.list("", 100).await.unwrap().len(), 3);
