@@ -147,6 +147,9 @@ pub(crate) struct Keyring {
     assumed: tokio::sync::Mutex<Held>,
     /// The temporary keys of the server's own identity (web identity, container, instance).
     own: tokio::sync::Mutex<Held>,
+    /// The last refusal of a fetch of keys (STS, the container endpoint), not tried again for a
+    /// while.
+    hold: crate::error::RefusalHold,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -361,6 +364,7 @@ impl Keyring {
             server_identity,
             assumed: Default::default(),
             own: Default::default(),
+            hold: Default::default(),
         })
     }
 
@@ -402,12 +406,10 @@ impl Keyring {
             return Ok(keys);
         }
         let signer = self.own_keys(source).await?;
-        let issued = self
-            .sts(
-                Some(&signer),
-                &[("Action", "AssumeRole"), ("RoleArn", role_arn), ("RoleSessionName", SESSION_NAME)],
-            )
-            .await?;
+        self.hold.held()?;
+        let params =
+            [("Action", "AssumeRole"), ("RoleArn", role_arn.as_str()), ("RoleSessionName", SESSION_NAME)];
+        let issued = self.hold.note(self.sts(Some(&signer), &params).await)?;
         let (keys, renew) = issued.held();
         *held = Some((keys.clone(), renew));
         Ok(keys)
@@ -422,7 +424,16 @@ impl Keyring {
         if let Some(keys) = fresh(&held) {
             return Ok(keys);
         }
-        let issued = match source {
+        self.hold.held()?;
+        let issued = self.hold.note(self.fetch_own(source).await)?;
+        let (keys, renew) = issued.held();
+        *held = Some((keys.clone(), renew));
+        Ok(keys)
+    }
+
+    /// Fetches the temporary keys of the server's own identity.
+    async fn fetch_own(&self, source: &Source) -> Result<IssuedKeys, FederationError> {
+        Ok(match source {
             Source::Fixed(_) => unreachable!("answered above"),
             Source::WebIdentity { token_file, role_arn, session_name } => {
                 let token = tokio::fs::read_to_string(token_file).await.map_err(|e| {
@@ -446,10 +457,7 @@ impl Keyring {
                 self.container(url, token.as_ref(), token_file.as_ref()).await?
             }
             Source::Imds { base } => self.instance(base).await?,
-        };
-        let (keys, renew) = issued.held();
-        *held = Some((keys.clone(), renew));
-        Ok(keys)
+        })
     }
 
     /// One STS action (query protocol, answered in XML), signed by `signer` unless it needs none.

@@ -35,6 +35,35 @@ pub(crate) fn short(text: &str) -> String {
     out
 }
 
+/// How long a refused credential is not presented again. A new version of the credential secret
+/// builds a new client, and with it a clean slate.
+const REFUSAL_HOLD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A credential refusal (a token endpoint, login or STS saying no), remembered for
+/// [`REFUSAL_HOLD`] so that a refused credential is not presented again on every read: a store may
+/// throttle or alert on repeated failed sign-ins.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalHold(std::sync::Mutex<Option<(std::time::Instant, FederationError)>>);
+
+impl RefusalHold {
+    /// The refusal still held, if any.
+    pub(crate) fn held(&self) -> Result<(), FederationError> {
+        let slot = self.0.lock().expect("refusal hold lock");
+        match slot.as_ref() {
+            Some((at, refusal)) if at.elapsed() < REFUSAL_HOLD => Err(refusal.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Passes `result` on, holding it if it refuses the credential.
+    pub(crate) fn note<T>(&self, result: Result<T, FederationError>) -> Result<T, FederationError> {
+        if let Err(refusal @ FederationError::Denied { .. }) = &result {
+            *self.0.lock().expect("refusal hold lock") = Some((std::time::Instant::now(), refusal.clone()));
+        }
+        result
+    }
+}
+
 /// A request that got no answer, without its URL (which may carry a secret's name).
 pub(crate) fn unreachable(e: reqwest::Error) -> FederationError {
     FederationError::Unreachable(short(&e.without_url().to_string()))

@@ -21,6 +21,8 @@ use crate::error::{short, unreachable};
 #[derive(Default)]
 pub(crate) struct Bearer {
     token: tokio::sync::Mutex<Option<(SecretBytes, Instant)>>,
+    /// The token endpoint's last refusal of the credential.
+    hold: crate::error::RefusalHold,
 }
 
 impl std::fmt::Debug for Bearer {
@@ -48,7 +50,8 @@ impl Bearer {
         {
             return Ok(String::from_utf8_lossy(token.expose()).into_owned());
         }
-        let issued = fetch().await?;
+        self.hold.held()?;
+        let issued = self.hold.note(fetch().await)?;
         let life = Duration::from_secs(issued.expires_in.clamp(60, 24 * 3600) * 8 / 10);
         let text = String::from_utf8_lossy(issued.token.expose()).into_owned();
         *slot = Some((issued.token, Instant::now() + life));

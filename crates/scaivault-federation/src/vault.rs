@@ -261,8 +261,10 @@ pub struct VaultBackend {
     base: Url,
     namespace: Option<String>,
     auth: VaultAuth,
-    /// The AppRole login's token and when to log in again.
+    /// The login's token and when to log in again.
     login: Mutex<Option<(SecretBytes, Instant)>>,
+    /// The last refused login, not tried again for a while.
+    hold: crate::error::RefusalHold,
 }
 
 impl VaultBackend {
@@ -289,6 +291,7 @@ impl VaultBackend {
             namespace: connection.namespace,
             auth: connection.auth,
             login: Mutex::new(None),
+            hold: Default::default(),
         })
     }
 
@@ -330,6 +333,17 @@ impl VaultBackend {
                 return Ok(SecretBytes::new(token.expose().to_vec()));
             }
         }
+        self.hold.held()?;
+        let answer = self.hold.note(self.log_in(mount, method).await)?;
+        // Log in again at 80% of the lease, so a token is never used at the edge of its life.
+        let lease = Duration::from_secs(answer.auth.lease_duration.max(1)).mul_f64(0.8);
+        let token = SecretBytes::new(answer.auth.client_token.into_bytes());
+        *login = Some((SecretBytes::new(token.expose().to_vec()), Instant::now() + lease));
+        Ok(token)
+    }
+
+    /// One login at `auth/<mount>/login`.
+    async fn log_in(&self, mount: &str, method: &Login) -> Result<LoginAnswer, FederationError> {
         let (body, name) = self.login_body(method).await?;
         let response = self
             .request(Method::POST, self.url(&format!("auth/{mount}/login")))
@@ -346,13 +360,7 @@ impl VaultBackend {
                 _ => backend_error(status, response).await,
             });
         }
-        let answer: LoginAnswer =
-            response.json().await.map_err(|_| malformed(&format!("the {name} login")))?;
-        // Log in again at 80% of the lease, so a token is never used at the edge of its life.
-        let lease = Duration::from_secs(answer.auth.lease_duration.max(1)).mul_f64(0.8);
-        let token = SecretBytes::new(answer.auth.client_token.into_bytes());
-        *login = Some((SecretBytes::new(token.expose().to_vec()), Instant::now() + lease));
-        Ok(token)
+        response.json().await.map_err(|_| malformed(&format!("the {name} login")))
     }
 
     /// What a login posts, and the method's name for messages.

@@ -603,3 +603,18 @@ async fn azure_workload_identity_presents_the_federated_token_and_imds_names_a_u
     ]);
     managed(&server, user_assigned).read("db", None).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_refused_client_secret_is_not_presented_again_on_every_read() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/contoso.onmicrosoft.com/oauth2/v2.0/token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let b = azure(&server);
+    for _ in 0..3 {
+        assert_eq!(b.read("db", None).await.unwrap_err(), FederationError::Denied { status: 401 });
+    }
+}

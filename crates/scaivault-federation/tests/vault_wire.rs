@@ -331,3 +331,23 @@ async fn gcp_login_with_a_service_account_key_or_the_metadata_servers_identity_t
     assert!(auth.uses_server_identity());
     backend(&vault, auth).read("secret/data/app/db", None).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_refused_login_is_not_tried_again_on_every_read() {
+    let vault = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/approle/login"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(json!({"errors": ["invalid role or secret ID"]})),
+        )
+        .expect(1)
+        .mount(&vault)
+        .await;
+    let b = backend(&vault, approle());
+    for _ in 0..3 {
+        assert_eq!(
+            b.read("secret/data/app/db", None).await.unwrap_err(),
+            FederationError::Denied { status: 400 }
+        );
+    }
+}
