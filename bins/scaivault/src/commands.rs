@@ -375,6 +375,7 @@ fn backend_fields(b: &FederationBackendResponse) -> anyhow::Result<()> {
         ("sync_interval", b.sync_interval.to_string()),
         ("write_through", b.write_through.to_string()),
         ("conflict_resolution", b.conflict_resolution.clone()),
+        ("unreachable_after", b.unreachable_after.to_string()),
     ])
 }
 
@@ -434,7 +435,9 @@ async fn federation(ctx: &Ctx, cmd: FederationCmd) -> anyhow::Result<()> {
                 ("skipped", s.skipped.len().to_string()),
                 ("conflicts", s.conflicts.to_string()),
                 ("last_error", s.last_error.clone().unwrap_or_default()),
-            ])
+            ])?;
+            let rows = skipped_rows(&s.skipped);
+            if rows.is_empty() { Ok(()) } else { output::table(&["", "path", "reason"], &rows) }
         }),
         FederationCmd::Sync { id } => ctx.show(&c.sync_federation_backend(&id).await?, |r| {
             output::fields(&[

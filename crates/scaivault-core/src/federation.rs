@@ -417,7 +417,8 @@ fn check_backend(
             if c.authority_host.is_some() {
                 return Err(bad(
                     "connection.authority_host",
-                    "is not used with a managed identity (its token comes from the instance metadata service)",
+                    "is not used with a managed identity (its token comes from the workload identity's or the \
+                     instance metadata service's sign-in, which the server's environment names)",
                 ));
             }
         } else if backend_type == BackendType::AwsSecretsManager {

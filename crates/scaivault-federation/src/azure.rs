@@ -241,6 +241,14 @@ impl AzureBackend {
             AzureCredential::ManagedIdentity(env) => {
                 check_managed_identity_vault(&connection.vault_url)?;
                 let client_id = env.get("AZURE_CLIENT_ID");
+                if env.get("AZURE_FEDERATED_TOKEN_FILE").is_some() && client_id.is_none() {
+                    // Falling back to the metadata service would sign in as the node, not the pod.
+                    return Err(FederationError::Config(
+                        "AZURE_FEDERATED_TOKEN_FILE is set without AZURE_CLIENT_ID (the workload \
+                         identity's service account lacks its client-id annotation)"
+                            .into(),
+                    ));
+                }
                 match (env.get("AZURE_FEDERATED_TOKEN_FILE"), client_id) {
                     (Some(file), Some(client_id)) => {
                         // Entra ID of the operator's cloud (the workload identity webhook sets it).

@@ -106,7 +106,14 @@ pub struct GcpBackend {
     base: Url,
     signer: Signer,
     bearer: Bearer,
+    /// When each version read so far was added (`None`: its metadata could not be read), by
+    /// `<secret>/versions/<n>`: it never changes, and metadata reads count against Secret Manager's small
+    /// read quota.
+    created: std::sync::Mutex<std::collections::HashMap<String, Option<DateTime<Utc>>>>,
 }
+
+/// Versions whose creation time is remembered at most.
+const CREATED_KEPT: usize = 10_000;
 
 /// Where the access token comes from.
 #[derive(Debug)]
@@ -162,7 +169,13 @@ impl GcpBackend {
                 )
             }
         };
-        Ok(GcpBackend { http: crate::error::http_client()?, base, signer, bearer: Bearer::default() })
+        Ok(GcpBackend {
+            http: crate::error::http_client()?,
+            base,
+            signer,
+            bearer: Bearer::default(),
+            created: Default::default(),
+        })
     }
 
     /// The signed assertion exchanged for an access token.
@@ -210,8 +223,14 @@ impl GcpBackend {
         }
     }
 
-    /// `versions/<v>:access`, with the secret's labels and the version's creation time.
-    async fn access(&self, target: &str, version: &str) -> Result<ExternalSecret, FederationError> {
+    /// `versions/<v>:access`, with the secret's labels and, for a proxied read (`with_time`), the
+    /// version's creation time.
+    async fn access(
+        &self,
+        target: &str,
+        version: &str,
+        with_time: bool,
+    ) -> Result<ExternalSecret, FederationError> {
         let secret = Self::secret(target)?;
         let named = |e: FederationError| match e {
             FederationError::NotFound(_) => FederationError::NotFound(target.to_owned()),
@@ -219,26 +238,14 @@ impl GcpBackend {
         };
         let access = self.url(&format!("secrets/{secret}/versions/{version}:access"), &[])?;
         let meta = self.url(&format!("secrets/{secret}"), &[])?;
-        let version_meta = self.url(&format!("secrets/{secret}/versions/{version}"), &[])?;
-        let (value, described, versioned) = tokio::join!(
-            self.call(Method::GET, access, None),
-            self.call(Method::GET, meta, None),
-            self.call(Method::GET, version_meta, None)
-        );
+        let (value, described) =
+            tokio::join!(self.call(Method::GET, access, None), self.call(Method::GET, meta, None));
         let value = value.map_err(named)?;
-        // Labels and the creation time are a courtesy: an accessor-only role still reads.
-        let courtesy = |answer: Result<Value, FederationError>| match answer {
-            Err(FederationError::Denied { .. }) => Ok(Value::Null),
-            other => other.map_err(named),
+        // Labels are a courtesy: an accessor-only role still reads.
+        let described = match described {
+            Err(FederationError::Denied { .. }) => Value::Null,
+            other => other.map_err(named)?,
         };
-        let described = courtesy(described)?;
-        // The version was just read: not finding its metadata too is a race, not a missing secret.
-        let versioned = match versioned {
-            Err(FederationError::NotFound(_)) => Value::Null,
-            other => courtesy(other)?,
-        };
-        // `latest` may have moved between the calls: a time of another version is not kept.
-        let same_version = versioned.get("name") == value.get("name");
         let payload = value
             .pointer("/payload/data")
             .and_then(Value::as_str)
@@ -254,12 +261,34 @@ impl GcpBackend {
             .flatten()
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
             .collect();
-        Ok(ExternalSecret {
-            data: data_of_bytes(&payload),
-            custom,
-            version: value.get("name").and_then(Value::as_str).and_then(version_number),
-            created_at: if same_version { time_of(versioned.get("createTime")) } else { None },
-        })
+        let number = value.get("name").and_then(Value::as_str).and_then(version_number);
+        let created_at = match number {
+            Some(n) if with_time => self.created_at(secret, n).await,
+            _ => None,
+        };
+        Ok(ExternalSecret { data: data_of_bytes(&payload), custom, version: number, created_at })
+    }
+
+    /// When version `n` of `secret` was added: remembered, else read once from its metadata. Any
+    /// failure leaves it unknown: the value is already read.
+    async fn created_at(&self, secret: &str, n: u64) -> Option<DateTime<Utc>> {
+        let name = format!("{secret}/versions/{n}");
+        if let Some(known) = self.created.lock().expect("created lock").get(&name) {
+            return *known;
+        }
+        let url = self.url(&format!("secrets/{name}"), &[]).ok()?;
+        let created = match self.call(Method::GET, url, None).await {
+            Ok(meta) => time_of(meta.get("createTime")),
+            // Throttled or down: not remembered, asked again next time.
+            Err(FederationError::Unreachable(_) | FederationError::Backend { .. }) => return None,
+            Err(_) => None,
+        };
+        let mut kept = self.created.lock().expect("created lock");
+        if kept.len() >= CREATED_KEPT {
+            kept.clear();
+        }
+        kept.insert(name, created);
+        created
     }
 
     /// Every page of a listing: the `field` array of each answer, at most `limit` items; a
@@ -306,9 +335,9 @@ fn time_of(v: Option<&Value>) -> Option<DateTime<Utc>> {
 impl Backend for GcpBackend {
     async fn read(&self, target: &str, version: Option<u64>) -> Result<ExternalSecret, FederationError> {
         if let Some(v) = version {
-            return self.access(target, &v.to_string()).await;
+            return self.access(target, &v.to_string(), true).await;
         }
-        match self.access(target, "latest").await {
+        match self.access(target, "latest", true).await {
             // `latest` is the newest version in any state; when that one is disabled or
             // destroyed, the current value is the newest enabled one, as a sync takes it.
             Err(FederationError::NotFound(_)) => {
@@ -317,7 +346,7 @@ impl Backend for GcpBackend {
                     .await?
                     .pop()
                     .ok_or_else(|| FederationError::NotFound(target.to_owned()))?;
-                self.access(target, &newest.id).await
+                self.access(target, &newest.id, true).await
             }
             other => other,
         }
@@ -372,7 +401,8 @@ impl Backend for GcpBackend {
 
     async fn read_version(&self, target: &str, id: &str) -> Result<ExternalSecret, FederationError> {
         let n: u64 = id.parse().map_err(|_| FederationError::NotFound(target.to_owned()))?;
-        self.access(target, &n.to_string()).await
+        // A sync has the creation time from the version list.
+        self.access(target, &n.to_string(), false).await
     }
 
     /// `:addVersion`, creating the secret (automatic replication) when it does not exist.

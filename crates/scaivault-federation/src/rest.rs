@@ -84,7 +84,16 @@ pub(crate) async fn fetch_metadata_token(
     url: Url,
     header: (&str, &str),
 ) -> Result<Issued, FederationError> {
-    issued(http.get(url).header(header.0, header.1).send().await.map_err(unreachable)?).await
+    let response = http.get(url).header(header.0, header.1).send().await.map_err(unreachable)?;
+    // Azure's metadata service answers 404 while it updates and 410 while its host upgrades, and
+    // asks callers to retry: not a verdict on the identity.
+    if matches!(response.status(), StatusCode::NOT_FOUND | StatusCode::GONE) {
+        return Err(FederationError::Unreachable(format!(
+            "the metadata service answered {} (retry later)",
+            response.status()
+        )));
+    }
+    issued(response).await
 }
 
 async fn issued(response: reqwest::Response) -> Result<Issued, FederationError> {

@@ -86,14 +86,13 @@ async fn gcp_reads_versions_labels_and_lists_with_one_token() {
         )
         .mount(&server)
         .await;
-    // Each version's metadata: when it was added.
-    for (version, number, created) in
-        [("latest", 3, "2026-11-03T10:00:00Z"), ("1", 1, "2026-11-01T10:00:00.5Z")]
-    {
+    // Each version's metadata (when it was added), asked once per version read.
+    for (number, created) in [(3, "2026-11-03T10:00:00Z"), (1, "2026-11-01T10:00:00.5Z")] {
         Mock::given(method("GET"))
-            .and(path(format!("/v1/projects/p1/secrets/db/versions/{version}")))
+            .and(path(format!("/v1/projects/p1/secrets/db/versions/{number}")))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({
                 "name": format!("projects/123/secrets/db/versions/{number}"), "state": "ENABLED", "createTime": created})))
+            .expect(1)
             .mount(&server)
             .await;
     }
@@ -128,6 +127,8 @@ async fn gcp_reads_versions_labels_and_lists_with_one_token() {
     assert_eq!(Value::Object(s.data), json!({"user": "app", "password": "p-3"}));
     assert_eq!((s.version, s.custom.get("team").map(String::as_str)), (Some(3), Some("billing")));
     assert_eq!(s.created_at.map(|t| t.to_rfc3339()).as_deref(), Some("2026-11-03T10:00:00+00:00"));
+    let again = b.read("db", None).await.unwrap();
+    assert_eq!(again.created_at, s.created_at, "remembered, not asked again");
     let first = b.read("db", Some(1)).await.unwrap();
     assert_eq!(Value::Object(first.data), json!({"value_base64": "AAH/"}), "bytes that are not text");
     assert_eq!(first.created_at.map(|t| t.timestamp_millis()), Some(1_793_527_200_500));
@@ -558,6 +559,8 @@ async fn azure_workload_identity_presents_the_federated_token_and_imds_names_a_u
     // AKS workload identity: the projected token, as a client assertion for the webhook's client id.
     Mock::given(method("POST"))
         .and(path("/contoso.onmicrosoft.com/oauth2/v2.0/token"))
+        .and(body_string_contains("grant_type=client_credentials"))
+        .and(body_string_contains("scope=https%3A%2F%2Fvault.azure.net%2F.default"))
         .and(body_string_contains("client_id=wi-app"))
         .and(body_string_contains(
             "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
@@ -617,4 +620,124 @@ async fn a_refused_client_secret_is_not_presented_again_on_every_read() {
     for _ in 0..3 {
         assert_eq!(b.read("db", None).await.unwrap_err(), FederationError::Denied { status: 401 });
     }
+}
+
+#[tokio::test]
+async fn gcp_reads_without_the_creation_time_when_the_role_may_only_access_versions() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/token")).respond_with(token("gcp")).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/projects/p1/secrets/db/versions/latest:access"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"name": "projects/123/secrets/db/versions/4", "payload": {"data": STANDARD.encode("v")}}),
+        ))
+        .mount(&server)
+        .await;
+    // An accessor-only role: no labels, no version metadata (asked once, then remembered).
+    Mock::given(method("GET"))
+        .and(path("/v1/projects/p1/secrets/db/versions/4"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"error": {"code": 403, "status": "PERMISSION_DENIED"}})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/projects/p1/secrets/db"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"error": {"code": 403, "status": "PERMISSION_DENIED"}})),
+        )
+        .mount(&server)
+        .await;
+    let b = gcp(&server);
+    for _ in 0..2 {
+        let s = b.read("db", None).await.unwrap();
+        assert_eq!((Value::Object(s.data), s.created_at, s.version), (json!({"value": "v"}), None, Some(4)));
+    }
+}
+
+#[tokio::test]
+async fn a_refused_action_is_not_held_back_as_a_refused_credential() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/contoso.onmicrosoft.com/oauth2/v2.0/token"))
+        .respond_with(token("az-token"))
+        .mount(&server)
+        .await;
+    // The vault's access policy refuses this one secret: each read asks again (a policy may be
+    // fixed any moment), and the token is still good for other secrets.
+    Mock::given(method("GET"))
+        .and(path("/secrets/forbidden"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"error": {"code": "Forbidden"}})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/secrets/db"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(bundle(
+            &server,
+            "db",
+            "v1",
+            "s3",
+            1_700_000_000,
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let b = azure(&server);
+    for _ in 0..2 {
+        assert!(matches!(b.read("forbidden", None).await, Err(FederationError::Denied { .. })));
+    }
+    b.read("db", None).await.unwrap();
+}
+
+#[tokio::test]
+async fn azure_metadata_service_upgrades_are_waited_out_not_held_against_the_identity() {
+    let server = MockServer::start().await;
+    // Azure's metadata service while its host upgrades: 410, then the token.
+    Mock::given(method("GET"))
+        .and(path("/metadata/identity/oauth2/token"))
+        .respond_with(ResponseTemplate::new(410))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/metadata/identity/oauth2/token"))
+        .respond_with(token("mi"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/secrets/db"))
+        .and(header("authorization", "Bearer mi"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(bundle(
+            &server,
+            "db",
+            "v1",
+            "s3",
+            1_700_000_000,
+        )))
+        .mount(&server)
+        .await;
+    let b = managed(
+        &server,
+        ServerEnvironment::from_pairs([("AZURE_POD_IDENTITY_AUTHORITY_HOST", server.uri())]),
+    );
+    assert!(matches!(b.read("db", None).await, Err(FederationError::Unreachable(_))));
+    b.read("db", None).await.unwrap();
+    // A pod whose service account lacks the client-id annotation would otherwise sign in as its
+    // node.
+    let e = AzureBackend::new(AzureConnection {
+        vault_url: server.uri(),
+        tenant_id: "contoso.onmicrosoft.com".into(),
+        authority_host: None,
+        credentials: AzureCredential::ManagedIdentity(ServerEnvironment::from_pairs([(
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "/var/run/secrets/azure/tokens/azure-identity-token",
+        )])),
+    })
+    .unwrap_err();
+    assert!(matches!(&e, FederationError::Config(m) if m.contains("without AZURE_CLIENT_ID")), "{e}");
 }
