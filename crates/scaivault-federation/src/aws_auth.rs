@@ -245,8 +245,9 @@ struct IssuedKeys {
 }
 
 impl IssuedKeys {
-    /// The keys, and when to renew them: at 80% of their remaining life, but not before their
-    /// last 30 seconds when they have less (so short-lived keys are not fetched for every call);
+    /// The keys, and when to renew them: at 80% of their remaining life, but no sooner than 30
+    /// seconds on (or at their end, if that comes first), so short-lived keys are not fetched for
+    /// every call;
     /// keys already expired by this machine's clock (a skewed clock) in a minute; temporary keys
     /// without an expiry (a session token but no `Expiration`) in ten. Keys without a session
     /// token do not expire.

@@ -87,11 +87,14 @@ impl OpenBaoDev {
             http: reqwest::Client::builder().no_proxy().build().expect("client"),
             tls: None,
         };
-        for _ in 0..200 {
+        // Up to 30 s: a TLS dev server makes its CA and keys first, slowly on a loaded machine.
+        for _ in 0..600 {
             if tls && bao.tls.is_none() {
-                // The CA is written before the listener starts.
-                if let Ok(ca) = std::fs::read(dir.join("vault-ca.pem")) {
-                    let cert = reqwest::Certificate::from_pem(&ca).expect("a PEM CA");
+                // The CA is written before the listener starts (read again if caught half-written).
+                if let Some((cert, ca)) = std::fs::read(dir.join("vault-ca.pem"))
+                    .ok()
+                    .and_then(|ca| Some((reqwest::Certificate::from_pem(&ca).ok()?, ca)))
+                {
                     bao.http = reqwest::Client::builder()
                         .no_proxy()
                         .add_root_certificate(cert)
