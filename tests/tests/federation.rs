@@ -321,6 +321,24 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
         (
             with(&|v| {
                 v["type"] = json!("aws_secrets_manager");
+                v["connection"] =
+                    json!({"region": "us-east-1", "external_id": "tenant-42", "credentials_path": "a/b"});
+            }),
+            "invalid_request",
+            "connection.external_id: is sent when assuming a role: it needs role_arn",
+        ),
+        (
+            with(&|v| {
+                v["type"] = json!("aws_secrets_manager");
+                v["connection"] = json!({"region": "us-east-1", "role_arn": "arn:aws:iam::1:role/x",
+                    "external_id": "no spaces please", "credentials_path": "a/b"});
+            }),
+            "invalid_request",
+            "external_id must be",
+        ),
+        (
+            with(&|v| {
+                v["type"] = json!("aws_secrets_manager");
                 v["connection"] = json!({"region": "us-east-1", "role_arn": "arn:aws:iam::1:role/x"});
             }),
             "invalid_request",

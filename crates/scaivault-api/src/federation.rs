@@ -14,7 +14,7 @@ pub struct PathMappingRule {
 
 /// How to reach a backend. Which fields apply depends on the backend's type (Vault: `address`,
 /// `namespace`, `auth_method`, `credentials_path`, `ca_cert_path`; AWS: `region`, `endpoint`,
-/// `credentials_path`, `role_arn`; Azure: `vault_url`, `tenant_id`, `auth_method`, `authority_host`,
+/// `credentials_path`, `role_arn`, `external_id`; Azure: `vault_url`, `tenant_id`, `auth_method`, `authority_host`,
 /// `credentials_path`; GCP: `project_id`, `auth_method`, `endpoint`, `credentials_path`).
 /// `credentials_path` names the ScaiVault secret holding the credential, `ca_cert_path` one holding
 /// `{"certificate": "<PEM>"}` of a private CA; neither value ever appears here.
@@ -37,6 +37,9 @@ pub struct FederationConnection {
     pub endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
+    /// AWS: the `ExternalId` the role's trust policy requires (with `role_arn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -22,8 +22,8 @@ use scaivault_federation::{
     AzureClientSecret, AzureConnection, AzureCredential, Backend, BackendType, ConflictResolution,
     FederationError, GcpAuth, GcpBackend, GcpConnection, GcpServiceAccount, MappingError, MappingRule, Mode,
     PathMapping, RoleSource, ServerEnvironment, VaultAuth, VaultBackend, VaultConnection, azure_urls,
-    check_ambient_endpoint, check_managed_identity_vault, check_role_arn, check_workload_identity_endpoint,
-    gcp_base_url, service_url,
+    check_ambient_endpoint, check_external_id, check_managed_identity_vault, check_role_arn,
+    check_workload_identity_endpoint, gcp_base_url, service_url,
 };
 use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError};
 use serde::{Deserialize, Serialize};
@@ -199,12 +199,19 @@ fn uses_ambient_identity(backend_type: BackendType, c: &FederationConnection) ->
     }
 }
 
+/// A backend's `external_id`, if one is given.
+fn external_id(c: &FederationConnection) -> Option<String> {
+    c.external_id.clone().filter(|i| !i.is_empty())
+}
+
 /// An AWS backend's way in: a credential secret's keys, or a role assumed with them.
 fn aws_auth(c: &FederationConnection, keys: AwsCredentials) -> AwsAuth {
     match c.role_arn.as_deref().filter(|r| !r.is_empty()) {
-        Some(role_arn) => {
-            AwsAuth::AssumeRole { role_arn: role_arn.to_owned(), source: RoleSource::Keys(keys) }
-        }
+        Some(role_arn) => AwsAuth::AssumeRole {
+            role_arn: role_arn.to_owned(),
+            external_id: external_id(c),
+            source: RoleSource::Keys(keys),
+        },
         None => AwsAuth::Keys(keys),
     }
 }
@@ -272,6 +279,7 @@ fn foreign_field(backend_type: BackendType, c: &FederationConnection) -> Option<
         ("region", given(&c.region)),
         ("endpoint", given(&c.endpoint)),
         ("role_arn", given(&c.role_arn)),
+        ("external_id", given(&c.external_id)),
         ("vault_url", given(&c.vault_url)),
         ("tenant_id", given(&c.tenant_id)),
         ("authority_host", given(&c.authority_host)),
@@ -279,7 +287,7 @@ fn foreign_field(backend_type: BackendType, c: &FederationConnection) -> Option<
     ];
     let applies: &[&str] = match backend_type {
         BackendType::HashicorpVault => &["address", "namespace", "ca_cert_path"],
-        BackendType::AwsSecretsManager => &["region", "endpoint", "role_arn"],
+        BackendType::AwsSecretsManager => &["region", "endpoint", "role_arn", "external_id"],
         BackendType::AzureKeyVault => &["vault_url", "tenant_id", "authority_host"],
         BackendType::GcpSecretManager => &["project_id", "endpoint"],
     };
@@ -379,6 +387,12 @@ fn check_backend(
         service_url(region, c.endpoint.as_deref()).map_err(|e| bad("connection", e))?;
         if let Some(role_arn) = c.role_arn.as_deref().filter(|r| !r.is_empty()) {
             check_role_arn(role_arn).map_err(|e| bad("connection", e))?;
+        }
+        if let Some(id) = c.external_id.as_deref().filter(|i| !i.is_empty()) {
+            if !given(&c.role_arn) {
+                return Err(bad("connection.external_id", "is sent when assuming a role: it needs role_arn"));
+            }
+            check_external_id(id).map_err(|e| bad("connection", e))?;
         }
     }
     if let Some(field) = foreign_field(backend_type, c) {
@@ -1054,6 +1068,7 @@ impl Vault {
                 c,
                 AwsAuth::AssumeRole {
                     role_arn: c.role_arn.clone().unwrap_or_default(),
+                    external_id: external_id(c),
                     source: RoleSource::Ambient(ServerEnvironment::of_process()),
                 },
             )?,

@@ -44,8 +44,8 @@ const CONTAINER_HOSTS: [&str; 3] = ["169.254.170.2", "169.254.170.23", "fd00:ec2
 pub enum AwsAuth {
     /// A credential secret's keys, used as they are.
     Keys(AwsCredentials),
-    /// A role assumed through STS.
-    AssumeRole { role_arn: String, source: RoleSource },
+    /// A role assumed through STS, with the `external_id` its trust policy may require.
+    AssumeRole { role_arn: String, external_id: Option<String>, source: RoleSource },
     /// The server's own AWS identity, used as it is (to sign a Vault login).
     ServerIdentity(ServerEnvironment),
 }
@@ -90,6 +90,17 @@ pub fn check_role_arn(arn: &str) -> Result<(), FederationError> {
     }
 }
 
+/// Checks an `ExternalId`: 2-1224 of `A-Z a-z 0-9 + = , . @ : / -` and `_`, as STS takes it.
+pub fn check_external_id(id: &str) -> Result<(), FederationError> {
+    let ok = (2..=1224).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@:/-_".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(FederationError::Config("external_id must be 2-1224 of A-Z a-z 0-9 + = , . @ : / - _".into()))
+    }
+}
+
 /// Where the server's own identity may be presented: AWS's own services (no `endpoint`), or this
 /// machine (a local proxy, or a test's stand-in). A request it signs for another address could
 /// otherwise be replayed to AWS by whoever answers there.
@@ -131,7 +142,7 @@ enum Source {
 
 enum How {
     Keys(Arc<AwsCredentials>),
-    Assume { role_arn: String, source: Source },
+    Assume { role_arn: String, external_id: Option<String>, source: Source },
     Own(Source),
 }
 
@@ -156,7 +167,7 @@ impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let how = match &self.how {
             How::Keys(k) => format!("keys {}", k.access_key_id),
-            How::Assume { role_arn, source } => {
+            How::Assume { role_arn, source, .. } => {
                 format!("{role_arn} assumed with {}", source.describe())
             }
             How::Own(source) => source.describe(),
@@ -341,8 +352,11 @@ impl Keyring {
         );
         let how = match auth {
             AwsAuth::Keys(keys) => How::Keys(Arc::new(keys)),
-            AwsAuth::AssumeRole { role_arn, source } => {
+            AwsAuth::AssumeRole { role_arn, external_id, source } => {
                 check_role_arn(&role_arn)?;
+                if let Some(id) = &external_id {
+                    check_external_id(id)?;
+                }
                 let source = match source {
                     RoleSource::Keys(keys) => Source::Fixed(Arc::new(keys)),
                     RoleSource::Ambient(env) => {
@@ -350,7 +364,7 @@ impl Keyring {
                         Source::discover(&env)?
                     }
                 };
-                How::Assume { role_arn, source }
+                How::Assume { role_arn, external_id, source }
             }
             AwsAuth::ServerIdentity(env) => {
                 check_ambient_endpoint(endpoint)?;
@@ -391,10 +405,10 @@ impl Keyring {
 
     /// The keys to sign with now.
     pub(crate) async fn keys(&self) -> Result<Arc<AwsCredentials>, FederationError> {
-        let (role_arn, source) = match &self.how {
+        let (role_arn, external_id, source) = match &self.how {
             How::Keys(keys) => return Ok(keys.clone()),
             How::Own(source) => return self.own_keys(source).await,
-            How::Assume { role_arn, source } => (role_arn, source),
+            How::Assume { role_arn, external_id, source } => (role_arn, external_id, source),
         };
         // A pod's web identity role is the role itself: no second hop.
         if let Source::WebIdentity { role_arn: own, .. } = source
@@ -408,8 +422,11 @@ impl Keyring {
         }
         let signer = self.own_keys(source).await?;
         self.hold.held()?;
-        let params =
-            [("Action", "AssumeRole"), ("RoleArn", role_arn.as_str()), ("RoleSessionName", SESSION_NAME)];
+        let mut params =
+            vec![("Action", "AssumeRole"), ("RoleArn", role_arn.as_str()), ("RoleSessionName", SESSION_NAME)];
+        if let Some(id) = external_id {
+            params.push(("ExternalId", id.as_str()));
+        }
         let issued = self.hold.note(self.sts(Some(&signer), &params).await)?;
         let (keys, renew) = issued.held();
         *held = Some((keys.clone(), renew));
@@ -669,6 +686,7 @@ mod tests {
         check_ambient_endpoint(Some("http://127.0.0.1:5000")).unwrap();
         assert!(check_ambient_endpoint(Some("https://aws.example.com")).is_err());
         let ambient = || AwsAuth::AssumeRole {
+            external_id: None,
             role_arn: "arn:aws:iam::1:role/r".into(),
             source: RoleSource::Ambient(ServerEnvironment::from_pairs([(
                 "AWS_EC2_METADATA_DISABLED",

@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use aws::{AwsBackend, AwsConnection, AwsCredentials, service_url};
-pub use aws_auth::{AwsAuth, RoleSource, check_ambient_endpoint, check_role_arn};
+pub use aws_auth::{AwsAuth, RoleSource, check_ambient_endpoint, check_external_id, check_role_arn};
 pub use azure::{
     AzureBackend, AzureClientCertificate, AzureClientSecret, AzureConnection, AzureCredential, azure_urls,
     check_managed_identity_vault,

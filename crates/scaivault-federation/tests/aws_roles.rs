@@ -25,7 +25,7 @@ fn backend(server: &MockServer, source: RoleSource) -> AwsBackend {
     AwsBackend::new(AwsConnection {
         region: "eu-west-1".into(),
         endpoint: Some(server.uri()),
-        auth: AwsAuth::AssumeRole { role_arn: ROLE.into(), source },
+        auth: AwsAuth::AssumeRole { role_arn: ROLE.into(), external_id: None, source },
     })
     .unwrap()
 }
@@ -298,6 +298,7 @@ async fn the_servers_identity_is_not_presented_to_another_endpoint() {
         endpoint: Some("https://secretsmanager.example.com".into()),
         auth: AwsAuth::AssumeRole {
             role_arn: ROLE.into(),
+            external_id: None,
             source: RoleSource::Ambient(ServerEnvironment::from_pairs([("AWS_ACCESS_KEY_ID", "A")])),
         },
     })
@@ -306,7 +307,11 @@ async fn the_servers_identity_is_not_presented_to_another_endpoint() {
     let e = AwsBackend::new(AwsConnection {
         region: "eu-west-1".into(),
         endpoint: None,
-        auth: AwsAuth::AssumeRole { role_arn: "reader".into(), source: RoleSource::Keys(keys("A", "s")) },
+        auth: AwsAuth::AssumeRole {
+            role_arn: "reader".into(),
+            external_id: None,
+            source: RoleSource::Keys(keys("A", "s")),
+        },
     })
     .unwrap_err();
     assert!(matches!(&e, FederationError::Config(m) if m.contains("not a role's ARN")), "{e}");
@@ -345,4 +350,31 @@ async fn a_refused_action_keeps_the_roles_keys_and_they_are_renewed_near_their_e
     // Past their expiry (a life this short is renewed only at its end).
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     b.read("prod/db", None).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_external_id_a_roles_trust_policy_requires_is_sent() {
+    let server = MockServer::start().await;
+    assume_role("AKIABASE")
+        .and(body_string_contains("ExternalId=tenant-42%3Aprod"))
+        .respond_with(issued("AssumeRole", "ASIAEXT", "ext-token"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    get_secret_value("ASIAEXT", "ext-token").respond_with(secret_value()).mount(&server).await;
+    describe(&server).await;
+    let b = AwsBackend::new(AwsConnection {
+        region: "eu-west-1".into(),
+        endpoint: Some(server.uri()),
+        auth: AwsAuth::AssumeRole {
+            role_arn: ROLE.into(),
+            external_id: Some("tenant-42:prod".into()),
+            source: RoleSource::Keys(keys("AKIABASE", "s")),
+        },
+    })
+    .unwrap();
+    b.read("prod/db", None).await.unwrap();
+    for bad in ["x", "has space", "semi;colon"] {
+        assert!(scaivault_federation::check_external_id(bad).is_err(), "{bad}");
+    }
 }

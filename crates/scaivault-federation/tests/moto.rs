@@ -124,6 +124,7 @@ async fn a_role_assumed_through_motos_sts_reads_and_writes() {
         region: MotoServer::REGION.into(),
         endpoint: Some(moto.endpoint().to_owned()),
         auth: AwsAuth::AssumeRole {
+            external_id: Some("scaivault-tenant-1".into()),
             role_arn: "arn:aws:iam::123456789012:role/scaivault-reader".into(),
             source: RoleSource::Keys(MotoServer::credentials()),
         },
