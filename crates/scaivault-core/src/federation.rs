@@ -23,7 +23,7 @@ use scaivault_federation::{
     FederationError, GcpAuth, GcpBackend, GcpConnection, GcpServiceAccount, MappingError, MappingRule, Mode,
     PathMapping, RoleSource, ServerEnvironment, VaultAuth, VaultBackend, VaultConnection, azure_urls,
     check_ambient_endpoint, check_external_id, check_managed_identity_vault, check_role_arn,
-    check_workload_identity_endpoint, gcp_base_url, service_url,
+    check_workload_identity_endpoint, gcp_base_url, in_clear, service_url,
 };
 use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError};
 use serde::{Deserialize, Serialize};
@@ -1030,6 +1030,15 @@ impl Vault {
         client: Client,
         opened: Vec<AuditEvent>,
     ) -> Result<Client, CoreError> {
+        let c = &backend.connection;
+        let addresses = [&c.address, &c.endpoint, &c.vault_url, &c.authority_host];
+        if let Some(url) = addresses.into_iter().flatten().find(|a| in_clear(a)) {
+            tracing::warn!(
+                backend = %backend.id,
+                url = %url,
+                "federation backend reached over plain http: its credential and the values read cross the network unencrypted"
+            );
+        }
         let system = Principal::system_named(tenant, "federation");
         let request = RequestInfo { request_id: random_id("req_")?, client_ip: None, user_agent: None };
         for event in opened {

@@ -45,6 +45,7 @@ pub use gcp::{
     check_workload_identity_endpoint, gcp_base_url,
 };
 pub use mapping::{MappingError, MappingRule, PathMapping};
+pub use rest::in_clear;
 pub use sync::{LastSync, MAX_PULLED_VERSIONS, SyncAction, decide};
 pub use vault::{
     AwsLoginKeys, GcpLoginSigner, Login, ServiceAccountToken, VaultAuth, VaultBackend, VaultConnection,

@@ -207,6 +207,13 @@ pub(crate) fn rsa_key_of_pem(pem: &str, what: &str) -> Result<JwtSigningKey, Fed
     })
 }
 
+/// Whether a backend's address is plain http to another machine, so that its credential and the
+/// values read cross the network unencrypted (accepted, as Vault's own clients accept it, but
+/// worth a warning).
+pub fn in_clear(raw: &str) -> bool {
+    Url::parse(raw).is_ok_and(|url| url.scheme() == "http" && !is_loopback(&url))
+}
+
 /// Whether `url` names this machine (`localhost`, `127.0.0.0/8`, `::1`).
 pub(crate) fn is_loopback(url: &Url) -> bool {
     let host = url.host_str().unwrap_or_default();
@@ -342,6 +349,22 @@ mod tests {
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn plain_http_to_another_machine_is_in_clear() {
+        for clear in ["http://vault.internal:8200", "http://10.0.0.5/", "http://localhost.evil.example"] {
+            assert!(in_clear(clear), "{clear}");
+        }
+        for not in [
+            "https://vault.internal:8200",
+            "http://127.0.0.1:8200",
+            "http://localhost:1",
+            "http://[::1]:8200",
+            "nonsense",
+        ] {
+            assert!(!in_clear(not), "{not}");
+        }
     }
 
     #[test]
