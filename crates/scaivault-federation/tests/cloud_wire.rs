@@ -244,6 +244,22 @@ fn azure(server: &MockServer) -> AzureBackend {
     .unwrap()
 }
 
+/// Key Vault's `GET /secrets/db`, answering `s3` (to the bearer token given, if one is).
+fn azure_db(server: &MockServer, bearer: Option<&str>) -> Mock {
+    let get = Mock::given(method("GET")).and(path("/secrets/db"));
+    let get = match bearer {
+        Some(b) => get.and(header("authorization", b)),
+        None => get,
+    };
+    get.respond_with(ResponseTemplate::new(200).set_body_json(bundle(
+        server,
+        "db",
+        "v1",
+        "s3",
+        1_700_000_000,
+    )))
+}
+
 fn bundle(server: &MockServer, name: &str, version: &str, value: &str, created: i64) -> Value {
     json!({"value": value, "id": format!("{}/secrets/{name}/{version}", server.uri()),
            "attributes": {"enabled": true, "created": created}, "tags": {"owner": "platform"}})
@@ -461,19 +477,7 @@ async fn azure_certificate_credentials_sign_a_client_assertion_entra_id_can_veri
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/secrets/db"))
-        .and(header("authorization", "Bearer cert-token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(bundle(
-            &server,
-            "db",
-            "v1",
-            "s3",
-            1_700_000_000,
-        )))
-        .expect(2)
-        .mount(&server)
-        .await;
+    azure_db(&server, Some("Bearer cert-token")).expect(2).mount(&server).await;
     // The certificate and its key in one PEM, as `az ad sp create-for-rbac --create-cert` writes it.
     let both = format!("{AZURE_CERT}{RSA_KEY}");
     let credential =
@@ -580,19 +584,7 @@ async fn azure_workload_identity_presents_the_federated_token_and_imds_names_a_u
         .mount(&server)
         .await;
     for bearer in ["Bearer wi-token", "Bearer uami-token"] {
-        Mock::given(method("GET"))
-            .and(path("/secrets/db"))
-            .and(header("authorization", bearer))
-            .respond_with(ResponseTemplate::new(200).set_body_json(bundle(
-                &server,
-                "db",
-                "v1",
-                "s3",
-                1_700_000_000,
-            )))
-            .expect(1)
-            .mount(&server)
-            .await;
+        azure_db(&server, Some(bearer)).expect(1).mount(&server).await;
     }
     let workload = ServerEnvironment::from_pairs([
         ("AZURE_FEDERATED_TOKEN_FILE", token_file.display().to_string()),
@@ -674,18 +666,7 @@ async fn a_refused_action_is_not_held_back_as_a_refused_credential() {
         .expect(2)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/secrets/db"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(bundle(
-            &server,
-            "db",
-            "v1",
-            "s3",
-            1_700_000_000,
-        )))
-        .expect(1)
-        .mount(&server)
-        .await;
+    azure_db(&server, None).expect(1).mount(&server).await;
     let b = azure(&server);
     for _ in 0..2 {
         assert!(matches!(b.read("forbidden", None).await, Err(FederationError::Denied { .. })));
@@ -709,18 +690,7 @@ async fn azure_metadata_service_upgrades_are_waited_out_not_held_against_the_ide
         .respond_with(token("mi"))
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/secrets/db"))
-        .and(header("authorization", "Bearer mi"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(bundle(
-            &server,
-            "db",
-            "v1",
-            "s3",
-            1_700_000_000,
-        )))
-        .mount(&server)
-        .await;
+    azure_db(&server, Some("Bearer mi")).mount(&server).await;
     let b = managed(
         &server,
         ServerEnvironment::from_pairs([("AZURE_POD_IDENTITY_AUTHORITY_HOST", server.uri())]),
