@@ -121,19 +121,6 @@ impl Federation {
         Federation { ambient_identity, identity_vaults, ..Federation::default() }
     }
 
-    /// Whether a Vault login as the server's own identity may go to `address` (in `namespace`,
-    /// with `method` at `mount`): the operator lends the identity and names that Vault with them.
-    fn lends_identity_to_vault(
-        &self,
-        address: &str,
-        namespace: Option<&str>,
-        method: &str,
-        mount: Option<&str>,
-    ) -> bool {
-        self.ambient_identity
-            && self.identity_vaults.iter().any(|v| v.allows(address, namespace, method, mount))
-    }
-
     fn forget(&self, tenant: &str) {
         let mut mounts = self.mounts.lock().expect("mounts lock");
         self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -977,14 +964,14 @@ impl Vault {
                 lends_identity = VaultAuth::asks_server_identity(method, &credential.data);
                 let address = c.address.as_deref().unwrap_or_default();
                 let mount = credential.data.get("mount").and_then(serde_json::Value::as_str);
-                if lends_identity
-                    && !self.federation.lends_identity_to_vault(
-                        address,
-                        c.namespace.as_deref(),
-                        method,
-                        mount,
-                    )
-                {
+                // Lent only with the flag, to a Vault the operator named with this namespace and mount.
+                let lent = self.federation.ambient_identity
+                    && self
+                        .federation
+                        .identity_vaults
+                        .iter()
+                        .any(|v| v.allows(address, c.namespace.as_deref(), method, mount));
+                if lends_identity && !lent {
                     return Err(CoreError::BackendError(format!(
                         "federation backend {}: its credential asks to log in as the server's own \
                          identity, which this server does not lend to that Vault, namespace and auth \
@@ -1081,7 +1068,7 @@ impl Vault {
                     source: RoleSource::Ambient(ServerEnvironment::of_process()),
                 },
             )?,
-            _ => gcp_client(c, GcpAuth::WorkloadIdentity)?,
+            _ => gcp_client(c, GcpAuth::WorkloadIdentity(ServerEnvironment::of_process()))?,
         };
         let opened = vec![opening("federation.identity.use", backend.mount.to_string(), None)];
         self.keep_client(tenant, backend, built_from, client, opened).await

@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use crate::FederationError;
 use crate::aws::AwsCredentials;
-use crate::env::ServerEnvironment;
+use crate::env::{ServerEnvironment, read_token_file};
 use crate::error::short;
 use crate::sigv4::{host_of, sign_post};
 
@@ -105,13 +105,10 @@ pub fn check_external_id(id: &str) -> Result<(), FederationError> {
 /// machine (a local proxy, or a test's stand-in). A request it signs for another address could
 /// otherwise be replayed to AWS by whoever answers there.
 pub fn check_ambient_endpoint(endpoint: Option<&str>) -> Result<(), FederationError> {
-    match endpoint {
-        None => Ok(()),
-        Some(raw) if crate::rest::is_loopback(&crate::rest::bare_url("endpoint", raw)?) => Ok(()),
-        Some(_) => Err(FederationError::Config(
-            "endpoint: the server's own AWS identity is presented only to AWS's own services".into(),
-        )),
-    }
+    crate::rest::own_service_only(
+        endpoint,
+        "the server's own AWS identity is presented only to AWS's own services",
+    )
 }
 
 /// Keys, and when to fetch new ones (never, for keys that do not expire).
@@ -234,12 +231,7 @@ impl Source {
                     .into(),
             ));
         }
-        let base = crate::rest::metadata_base_of(
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-            env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT").map(str::to_owned),
-            IMDS,
-        )?;
-        Ok(Source::Imds { base })
+        Ok(Source::Imds { base: env.metadata_base("AWS_EC2_METADATA_SERVICE_ENDPOINT", IMDS)? })
     }
 }
 
@@ -454,19 +446,14 @@ impl Keyring {
         Ok(match source {
             Source::Fixed(_) => unreachable!("answered above"),
             Source::WebIdentity { token_file, role_arn, session_name } => {
-                let token = tokio::fs::read_to_string(token_file).await.map_err(|e| {
-                    FederationError::Config(format!(
-                        "AWS_WEB_IDENTITY_TOKEN_FILE cannot be read ({})",
-                        e.kind()
-                    ))
-                })?;
+                let token = read_token_file(token_file, "AWS_WEB_IDENTITY_TOKEN_FILE").await?;
                 self.sts(
                     None,
                     &[
                         ("Action", "AssumeRoleWithWebIdentity"),
                         ("RoleArn", role_arn),
                         ("RoleSessionName", session_name),
-                        ("WebIdentityToken", token.trim()),
+                        ("WebIdentityToken", &token),
                     ],
                 )
                 .await?
@@ -525,17 +512,12 @@ impl Keyring {
     ) -> Result<IssuedKeys, FederationError> {
         let mut request = self.http.get(url.clone());
         let authorization = match (token_file, token) {
-            (Some(file), _) => Some(tokio::fs::read_to_string(file).await.map_err(|e| {
-                FederationError::Config(format!(
-                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE cannot be read ({})",
-                    e.kind()
-                ))
-            })?),
-            (None, Some(token)) => Some(String::from_utf8_lossy(token.expose()).into_owned()),
+            (Some(file), _) => Some(read_token_file(file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").await?),
+            (None, Some(token)) => Some(String::from_utf8_lossy(token.expose()).trim().to_owned()),
             (None, None) => None,
         };
         if let Some(value) = authorization {
-            request = request.header("authorization", value.trim());
+            request = request.header("authorization", value);
         }
         self.credentials_json(request, "the container credentials endpoint").await
     }
@@ -595,12 +577,7 @@ impl Keyring {
         let response = request.send().await.map_err(|e| unreachable(what, e))?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| unreachable(what, e))?;
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(FederationError::Unreachable(format!("{what} answered {status}")));
-        }
-        if !status.is_success() {
-            return Err(FederationError::Denied { status: status.as_u16() });
-        }
+        crate::rest::sign_in_status(status, what)?;
         serde_json::from_slice(&bytes).map_err(|_| FederationError::Backend {
             status: status.as_u16(),
             message: format!("{what} did not answer AWS keys"),

@@ -20,6 +20,7 @@ use rustls_pki_types::pem::PemObject;
 use scaivault_crypto::{JwtSigningKey, SecretBytes, random_id, sha1_thumbprint};
 use serde_json::{Map, Value, json};
 
+use crate::env::read_token_file;
 use crate::rest::{Bearer, Issued, Pages, data_of_text, fetch_metadata_token, fetch_token, text_of};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion, ServerEnvironment};
 
@@ -231,6 +232,46 @@ pub fn check_managed_identity_vault(vault_url: &str) -> Result<(), FederationErr
     }
 }
 
+/// Where the server's own identity signs in, as Azure's SDKs find it: AKS workload identity (the
+/// federated token file's assertion at Entra ID), else the instance metadata service (for the
+/// user-assigned identity `AZURE_CLIENT_ID` names, or the system-assigned one).
+fn managed_identity(
+    env: &ServerEnvironment,
+    vault: &Url,
+    tenant: &str,
+) -> Result<(Url, Proof), FederationError> {
+    let client_id = env.get("AZURE_CLIENT_ID");
+    if let Some(file) = env.get("AZURE_FEDERATED_TOKEN_FILE") {
+        // Falling back to the metadata service would sign in as the node, not the pod.
+        let client_id = client_id.ok_or_else(|| {
+            FederationError::Config(
+                "AZURE_FEDERATED_TOKEN_FILE is set without AZURE_CLIENT_ID (the workload identity's \
+                 service account lacks its client-id annotation)"
+                    .into(),
+            )
+        })?;
+        // Entra ID of the operator's cloud (the workload identity webhook sets it).
+        let authority = env.get("AZURE_AUTHORITY_HOST").unwrap_or(DEFAULT_AUTHORITY);
+        let token_url = azure_urls(vault.as_str(), tenant, Some(authority))?.1;
+        return Ok((
+            token_url,
+            Proof::Federated { client_id: client_id.to_owned(), token_file: PathBuf::from(file) },
+        ));
+    }
+    let mut token_url = env
+        .metadata_base(IMDS_ENV, IMDS)?
+        .join("metadata/identity/oauth2/token")
+        .map_err(|e| FederationError::Config(format!("{IMDS_ENV}: {e}")))?;
+    {
+        let mut query = token_url.query_pairs_mut();
+        query.append_pair("api-version", "2018-02-01").append_pair("resource", &resource_of(vault));
+        if let Some(id) = client_id {
+            query.append_pair("client_id", id);
+        }
+    }
+    Ok((token_url, Proof::Metadata))
+}
+
 impl AzureBackend {
     pub fn new(connection: AzureConnection) -> Result<AzureBackend, FederationError> {
         let (vault, mut token_url) =
@@ -240,39 +281,9 @@ impl AzureBackend {
             AzureCredential::Certificate(c) => Proof::Certificate(c),
             AzureCredential::ManagedIdentity(env) => {
                 check_managed_identity_vault(&connection.vault_url)?;
-                let client_id = env.get("AZURE_CLIENT_ID");
-                if env.get("AZURE_FEDERATED_TOKEN_FILE").is_some() && client_id.is_none() {
-                    // Falling back to the metadata service would sign in as the node, not the pod.
-                    return Err(FederationError::Config(
-                        "AZURE_FEDERATED_TOKEN_FILE is set without AZURE_CLIENT_ID (the workload \
-                         identity's service account lacks its client-id annotation)"
-                            .into(),
-                    ));
-                }
-                match (env.get("AZURE_FEDERATED_TOKEN_FILE"), client_id) {
-                    (Some(file), Some(client_id)) => {
-                        // Entra ID of the operator's cloud (the workload identity webhook sets it).
-                        let authority = env.get("AZURE_AUTHORITY_HOST").unwrap_or(DEFAULT_AUTHORITY);
-                        token_url =
-                            azure_urls(&connection.vault_url, &connection.tenant_id, Some(authority))?.1;
-                        Proof::Federated { client_id: client_id.to_owned(), token_file: PathBuf::from(file) }
-                    }
-                    _ => {
-                        let imds = env.get(IMDS_ENV).map(str::to_owned);
-                        token_url = crate::rest::metadata_base_of(IMDS_ENV, imds, IMDS)?
-                            .join("metadata/identity/oauth2/token")
-                            .map_err(|e| FederationError::Config(format!("{IMDS_ENV}: {e}")))?;
-                        let mut query = token_url.query_pairs_mut();
-                        query
-                            .append_pair("api-version", "2018-02-01")
-                            .append_pair("resource", &resource_of(&vault));
-                        if let Some(id) = client_id {
-                            query.append_pair("client_id", id);
-                        }
-                        drop(query);
-                        Proof::Metadata
-                    }
-                }
+                let (url, proof) = managed_identity(&env, &vault, &connection.tenant_id)?;
+                token_url = url;
+                proof
             }
         };
         Ok(AzureBackend {
@@ -307,14 +318,8 @@ impl AzureBackend {
             }
             Proof::Certificate(c) => assertion(&mut form, &c.client_id, c.assertion(&self.token_url)?),
             Proof::Federated { client_id, token_file } => {
-                // Read at each request: Kubernetes rotates the token it projects.
-                let token = tokio::fs::read_to_string(token_file).await.map_err(|e| {
-                    FederationError::Config(format!(
-                        "AZURE_FEDERATED_TOKEN_FILE cannot be read ({})",
-                        e.kind()
-                    ))
-                })?;
-                assertion(&mut form, client_id, token.trim().to_owned());
+                let token = read_token_file(token_file, "AZURE_FEDERATED_TOKEN_FILE").await?;
+                assertion(&mut form, client_id, token);
             }
         }
         let form: Vec<(&str, &str)> = form.iter().map(|(name, value)| (*name, value.as_str())).collect();

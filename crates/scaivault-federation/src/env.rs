@@ -2,9 +2,14 @@
 //! once into a snapshot: the server's own when it builds a client, or a test's.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+
+use reqwest::Url;
+
+use crate::FederationError;
 
 /// The variables read to find the server's own identity.
-const VARIABLES: [&str; 16] = [
+const VARIABLES: [&str; 18] = [
     // AWS: keys, EKS's web identity, ECS's and EKS Pod Identity's container credentials, EC2's
     // instance metadata.
     "AWS_ACCESS_KEY_ID",
@@ -25,6 +30,10 @@ const VARIABLES: [&str; 16] = [
     "AZURE_CLIENT_ID",
     "AZURE_AUTHORITY_HOST",
     "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    // GCP: the metadata server's address.
+    "GCE_METADATA_HOST",
+    // Kubernetes: where the pod's own service account token is mounted, if not where it usually is.
+    "SCAIVAULT_KUBERNETES_TOKEN_FILE",
 ];
 
 /// A snapshot of the variables above. Prints only the names that are set (some hold keys).
@@ -62,4 +71,31 @@ impl ServerEnvironment {
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
+
+    /// The base URL of a metadata service that the variable `name` may move (a host, `host:port`
+    /// or URL, as the clouds' SDKs read it), else `default`.
+    pub(crate) fn metadata_base(&self, name: &str, default: &str) -> Result<Url, FederationError> {
+        let raw = match self.get(name) {
+            Some(v) if v.contains("://") => v.to_owned(),
+            Some(v) => format!("http://{v}"),
+            None => default.to_owned(),
+        };
+        let mut url = Url::parse(&raw).map_err(|e| FederationError::Config(format!("{name}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(FederationError::Config(format!("{name} must name an http(s) host")));
+        }
+        url.set_path("/");
+        url.set_query(None);
+        Ok(url)
+    }
+}
+
+/// A token a platform writes into a file and rotates (a projected service account token, a
+/// container authorization token), read afresh at each use and trimmed; `what` names it in the
+/// error, which never quotes the file.
+pub(crate) async fn read_token_file(path: &Path, what: &str) -> Result<String, FederationError> {
+    let token = tokio::fs::read_to_string(path).await.map_err(|e| {
+        FederationError::Config(format!("{what} ({}) cannot be read: {}", path.display(), e.kind()))
+    })?;
+    Ok(token.trim().to_owned())
 }

@@ -18,14 +18,22 @@ use scaivault_crypto::JwtSigningKey;
 use serde_json::{Map, Value, json};
 
 use crate::rest::{Bearer, Issued, Pages, bytes_of, data_of_bytes, fetch_metadata_token, fetch_token};
-use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
+use crate::{Backend, ExternalSecret, FederationError, RemoteVersion, ServerEnvironment};
 
 const DEFAULT_ENDPOINT: &str = "https://secretmanager.googleapis.com/";
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const PAGE_SIZE: u32 = 250;
 /// The metadata server; `GCE_METADATA_HOST` moves it, as Google's client libraries honour.
-pub(crate) const METADATA: &str = "http://metadata.google.internal/";
-pub(crate) const METADATA_ENV: &str = "GCE_METADATA_HOST";
+const METADATA: &str = "http://metadata.google.internal/";
+const METADATA_ENV: &str = "GCE_METADATA_HOST";
+
+/// The metadata server's `…/service-accounts/default/<what>` (`token`, `identity`): the server's
+/// own account.
+pub(crate) fn metadata_url(env: &ServerEnvironment, what: &str) -> Result<Url, FederationError> {
+    env.metadata_base(METADATA_ENV, METADATA)?
+        .join(&format!("computeMetadata/v1/instance/service-accounts/default/{what}"))
+        .map_err(|e| FederationError::Config(format!("{METADATA_ENV}: {e}")))
+}
 
 /// Who the server is to GCP.
 #[derive(Debug)]
@@ -33,8 +41,8 @@ pub enum GcpAuth {
     /// A service account's key, kept in a ScaiVault secret.
     ServiceAccountKey(GcpServiceAccount),
     /// The service account the server runs as (GKE workload identity, a VM's or Cloud Run's
-    /// account), through the metadata server.
-    WorkloadIdentity,
+    /// account), through the metadata server (`GCE_METADATA_HOST` in these variables moves it).
+    WorkloadIdentity(ServerEnvironment),
 }
 
 /// A service account's key, from the JSON file GCP issues (kept in a ScaiVault secret).
@@ -76,9 +84,7 @@ impl GcpServiceAccount {
             token_uri,
         })
     }
-}
 
-impl GcpServiceAccount {
     /// A JWT of `claims`, signed RS256 with the account's key (named by its `kid`).
     pub(crate) fn sign(&self, claims: &Value) -> Result<String, FederationError> {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
@@ -146,13 +152,10 @@ pub fn gcp_base_url(project: &str, endpoint: Option<&str>) -> Result<Url, Federa
 /// `endpoint`), or this machine (a local proxy, or a test's stand-in). Its token would otherwise go
 /// to whatever address a backend's configuration names.
 pub fn check_workload_identity_endpoint(endpoint: Option<&str>) -> Result<(), FederationError> {
-    match endpoint {
-        None => Ok(()),
-        Some(raw) if crate::rest::is_loopback(&crate::rest::bare_url("endpoint", raw)?) => Ok(()),
-        Some(_) => Err(FederationError::Config(
-            "endpoint: the server's workload identity is presented only to Google's Secret Manager".into(),
-        )),
-    }
+    crate::rest::own_service_only(
+        endpoint,
+        "the server's workload identity is presented only to Google's Secret Manager",
+    )
 }
 
 impl GcpBackend {
@@ -160,13 +163,9 @@ impl GcpBackend {
         let base = gcp_base_url(&connection.project_id, connection.endpoint.as_deref())?;
         let signer = match connection.auth {
             GcpAuth::ServiceAccountKey(account) => Signer::Key(account),
-            GcpAuth::WorkloadIdentity => {
+            GcpAuth::WorkloadIdentity(env) => {
                 check_workload_identity_endpoint(connection.endpoint.as_deref())?;
-                Signer::Metadata(
-                    crate::rest::metadata_base(METADATA_ENV, METADATA)?
-                        .join("computeMetadata/v1/instance/service-accounts/default/token")
-                        .map_err(|e| FederationError::Config(format!("{METADATA_ENV}: {e}")))?,
-                )
+                Signer::Metadata(metadata_url(&env, "token")?)
             }
         };
         Ok(GcpBackend {

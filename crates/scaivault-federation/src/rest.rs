@@ -17,7 +17,8 @@ use serde_json::{Map, Value};
 use crate::FederationError;
 use crate::error::{short, unreachable};
 
-/// An access token and when to fetch the next one (at 80% of its life).
+/// An access token (an OAuth 2.0 one, or a Vault login's) and when to fetch the next one (at 80%
+/// of its life), with the last refusal of the credential that fetches it.
 #[derive(Default)]
 pub(crate) struct Bearer {
     token: tokio::sync::Mutex<Option<(SecretBytes, Instant)>>,
@@ -39,7 +40,7 @@ pub(crate) struct Issued {
 
 impl Bearer {
     /// The current token, fetched with `fetch` when there is none or it is old.
-    async fn get<F, Fut>(&self, fetch: F) -> Result<String, FederationError>
+    pub(crate) async fn get<F, Fut>(&self, fetch: F) -> Result<String, FederationError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Issued, FederationError>>,
@@ -52,19 +53,61 @@ impl Bearer {
         }
         self.hold.held()?;
         let issued = self.hold.note(fetch().await)?;
-        let life = Duration::from_secs(issued.expires_in.clamp(60, 24 * 3600) * 8 / 10);
+        let life = Duration::from_secs(issued.expires_in.clamp(1, 24 * 3600)).mul_f64(0.8);
         let text = String::from_utf8_lossy(issued.token.expose()).into_owned();
         *slot = Some((issued.token, Instant::now() + life));
         Ok(text)
     }
 
     /// Drops the token the store refused, unless another call has already replaced it.
-    async fn forget(&self, refused: &str) {
+    pub(crate) async fn forget(&self, refused: &str) {
         let mut slot = self.token.lock().await;
         if slot.as_ref().is_some_and(|(token, _)| token.expose() == refused.as_bytes()) {
             *slot = None;
         }
     }
+}
+
+/// How a sign-in endpoint's status reads (a token endpoint, a metadata service, a credentials
+/// endpoint): throttled or down is not a verdict on the credential (`Unreachable`), any other
+/// failure refuses it (`Denied`).
+pub(crate) fn sign_in_status(status: StatusCode, what: &str) -> Result<(), FederationError> {
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return Err(FederationError::Unreachable(format!("{what} answered {status}")));
+    }
+    if !status.is_success() {
+        return Err(FederationError::Denied { status: status.as_u16() });
+    }
+    Ok(())
+}
+
+/// GETs what a cloud's metadata service answers (the identity the server runs as), with the header
+/// that service requires of every caller.
+pub(crate) async fn metadata_get(
+    http: &reqwest::Client,
+    url: Url,
+    header: (&str, &str),
+) -> Result<Vec<u8>, FederationError> {
+    const WHAT: &str = "the metadata service";
+    let response = http.get(url).header(header.0, header.1).send().await.map_err(unreachable)?;
+    let status = response.status();
+    // Azure's metadata service answers 404 while it updates and 410 while its host upgrades, and
+    // asks callers to retry: not a verdict on the identity.
+    if matches!(status, StatusCode::NOT_FOUND | StatusCode::GONE) {
+        return Err(FederationError::Unreachable(format!("{WHAT} answered {status} (retry later)")));
+    }
+    let bytes = response.bytes().await.map_err(unreachable)?;
+    sign_in_status(status, WHAT)?;
+    Ok(bytes.to_vec())
+}
+
+/// A token from a cloud's metadata service ([`metadata_get`]).
+pub(crate) async fn fetch_metadata_token(
+    http: &reqwest::Client,
+    url: Url,
+    header: (&str, &str),
+) -> Result<Issued, FederationError> {
+    issued(StatusCode::OK, &metadata_get(http, url, header).await?)
 }
 
 /// POSTs `form` to a token endpoint; answers its `access_token` and `expires_in`. A refusal is
@@ -74,45 +117,22 @@ pub(crate) async fn fetch_token(
     url: Url,
     form: &[(&str, &str)],
 ) -> Result<Issued, FederationError> {
-    issued(http.post(url).form(form).send().await.map_err(unreachable)?).await
+    let response = http.post(url).form(form).send().await.map_err(unreachable)?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(unreachable)?;
+    sign_in_status(status, "the token endpoint")?;
+    issued(status, &bytes)
 }
 
-/// GETs a token from the cloud's instance metadata service (the identity the server runs as),
-/// with the header that service requires of every caller.
-pub(crate) async fn fetch_metadata_token(
-    http: &reqwest::Client,
-    url: Url,
-    header: (&str, &str),
-) -> Result<Issued, FederationError> {
-    let response = http.get(url).header(header.0, header.1).send().await.map_err(unreachable)?;
-    // Azure's metadata service answers 404 while it updates and 410 while its host upgrades, and
-    // asks callers to retry: not a verdict on the identity.
-    if matches!(response.status(), StatusCode::NOT_FOUND | StatusCode::GONE) {
-        return Err(FederationError::Unreachable(format!(
-            "the metadata service answered {} (retry later)",
-            response.status()
-        )));
-    }
-    issued(response).await
-}
-
-async fn issued(response: reqwest::Response) -> Result<Issued, FederationError> {
+/// An OAuth 2.0 token answer.
+fn issued(status: StatusCode, bytes: &[u8]) -> Result<Issued, FederationError> {
     #[derive(Deserialize)]
     struct Answer {
         access_token: String,
         #[serde(default)]
         expires_in: Option<Value>,
     }
-    let status = response.status();
-    let bytes = response.bytes().await.map_err(unreachable)?;
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        // Throttled or down: not a verdict on the credential.
-        return Err(FederationError::Unreachable(format!("the token endpoint answered {status}")));
-    }
-    if !status.is_success() {
-        return Err(FederationError::Denied { status: status.as_u16() });
-    }
-    let answer: Answer = serde_json::from_slice(&bytes).map_err(|_| FederationError::Backend {
+    let answer: Answer = serde_json::from_slice(bytes).map_err(|_| FederationError::Backend {
         status: status.as_u16(),
         message: "the token endpoint did not answer an OAuth 2.0 access token".into(),
     })?;
@@ -122,34 +142,10 @@ async fn issued(response: reqwest::Response) -> Result<Issued, FederationError> 
         Some(Value::String(s)) => s.parse().ok(),
         _ => None,
     }
-    .unwrap_or(3600);
+    .unwrap_or(3600)
+    // Not fetched again every few calls, whatever an endpoint says.
+    .max(60);
     Ok(Issued { token: SecretBytes::new(answer.access_token.into_bytes()), expires_in })
-}
-
-/// The base URL of a cloud's metadata service: `env` (a host, `host:port` or URL, as the cloud's
-/// own SDKs read it) or `default`.
-pub(crate) fn metadata_base(env: &str, default: &str) -> Result<Url, FederationError> {
-    metadata_base_of(env, std::env::var(env).ok(), default)
-}
-
-/// [`metadata_base`] from the variable's value `raw`, already read.
-pub(crate) fn metadata_base_of(
-    env: &str,
-    raw: Option<String>,
-    default: &str,
-) -> Result<Url, FederationError> {
-    let raw = match raw.filter(|v| !v.trim().is_empty()) {
-        Some(v) if v.contains("://") => v,
-        Some(v) => format!("http://{v}"),
-        None => default.to_owned(),
-    };
-    let mut url = Url::parse(&raw).map_err(|e| FederationError::Config(format!("{env}: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(FederationError::Config(format!("{env} must name an http(s) host")));
-    }
-    url.set_path("/");
-    url.set_query(None);
-    Ok(url)
 }
 
 /// What a paged listing has gathered, with its guards: at most `limit` items, and no more pages
@@ -205,6 +201,17 @@ pub(crate) fn rsa_key_of_pem(pem: &str, what: &str) -> Result<JwtSigningKey, Fed
             "the credential's {what} is not an RSA private key of 2048 bits or more"
         ))
     })
+}
+
+/// Where the server's own identity may be presented: the cloud's own service (no `endpoint`), or
+/// this machine (a local proxy, or a test's stand-in). Anywhere else its token, or a request it
+/// signed, could be replayed to the cloud by whoever answers there; `refusal` says so.
+pub(crate) fn own_service_only(endpoint: Option<&str>, refusal: &str) -> Result<(), FederationError> {
+    match endpoint {
+        None => Ok(()),
+        Some(raw) if is_loopback(&bare_url("endpoint", raw)?) => Ok(()),
+        Some(_) => Err(FederationError::Config(format!("endpoint: {refusal}"))),
+    }
 }
 
 /// Whether a backend's address is plain http to another machine, so that its credential and the

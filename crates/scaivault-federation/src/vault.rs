@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,11 +12,12 @@ use reqwest::{Method, StatusCode, Url};
 use scaivault_crypto::SecretBytes;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tokio::sync::Mutex;
 
 use crate::aws::check_region;
 use crate::aws_auth::Keyring;
+use crate::env::read_token_file;
 use crate::error::{short, unreachable};
+use crate::rest::{Bearer, Issued, metadata_get};
 use crate::sigv4::{host_of, signed_post_headers};
 use crate::{AwsAuth, AwsCredentials, GcpServiceAccount, ServerEnvironment};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
@@ -95,14 +95,14 @@ pub enum ServiceAccountToken {
 
 /// Where Kubernetes mounts a pod's own service account token.
 const POD_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
-/// Moves it, for a pod that mounts its token elsewhere.
-const POD_TOKEN_ENV: &str = "SCAIVAULT_KUBERNETES_TOKEN_FILE";
 
 impl ServiceAccountToken {
-    /// The token of the pod the server runs in.
-    pub fn pod() -> ServiceAccountToken {
-        let path = std::env::var(POD_TOKEN_ENV).ok().filter(|p| !p.trim().is_empty());
-        ServiceAccountToken::File(PathBuf::from(path.as_deref().unwrap_or(POD_TOKEN)))
+    /// The token of the pod the server runs in (`SCAIVAULT_KUBERNETES_TOKEN_FILE` in these
+    /// variables moves it, for a pod that mounts its token elsewhere).
+    pub fn pod(env: &ServerEnvironment) -> ServiceAccountToken {
+        ServiceAccountToken::File(PathBuf::from(
+            env.get("SCAIVAULT_KUBERNETES_TOKEN_FILE").unwrap_or(POD_TOKEN),
+        ))
     }
 }
 
@@ -143,6 +143,8 @@ impl VaultAuth {
             Ok(SecretBytes::new(field(name)?.as_bytes().to_vec()))
         };
         let server = VaultAuth::asks_server_identity(auth_method, data);
+        // Read only when asked for: the caller allowed the server's identity first.
+        let env = || ServerEnvironment::of_process();
         if matches!(auth_method, "token" | "approle")
             && data.get("use_server_identity") == Some(&Value::Bool(true))
         {
@@ -170,7 +172,7 @@ impl VaultAuth {
             "aws" => {
                 let auth = if server {
                     own_fields_absent(&["access_key_id", "secret_access_key", "session_token"])?;
-                    AwsAuth::ServerIdentity(ServerEnvironment::of_process())
+                    AwsAuth::ServerIdentity(env())
                 } else {
                     AwsAuth::Keys(AwsCredentials::from_secret(data)?)
                 };
@@ -187,11 +189,7 @@ impl VaultAuth {
             "gcp" => {
                 let signer = if server {
                     own_fields_absent(&["private_key", "client_email"])?;
-                    GcpLoginSigner::Metadata(
-                        crate::rest::metadata_base(crate::gcp::METADATA_ENV, crate::gcp::METADATA)?
-                            .join("computeMetadata/v1/instance/service-accounts/default/identity")
-                            .map_err(|e| FederationError::Config(e.to_string()))?,
-                    )
+                    GcpLoginSigner::Metadata(crate::gcp::metadata_url(&env(), "identity")?)
                 } else {
                     GcpLoginSigner::Key(GcpServiceAccount::from_secret(data)?)
                 };
@@ -206,7 +204,7 @@ impl VaultAuth {
                     role: field("role")?.to_owned(),
                     jwt: if server {
                         own_fields_absent(&["jwt"])?;
-                        ServiceAccountToken::pod()
+                        ServiceAccountToken::pod(&env())
                     } else {
                         ServiceAccountToken::Given(secret("jwt")?)
                     },
@@ -261,10 +259,8 @@ pub struct VaultBackend {
     base: Url,
     namespace: Option<String>,
     auth: VaultAuth,
-    /// The login's token and when to log in again.
-    login: Mutex<Option<(SecretBytes, Instant)>>,
-    /// The last refused login, not tried again for a while.
-    hold: crate::error::RefusalHold,
+    /// The login's token, when to log in again, and the last refused login.
+    login: Bearer,
 }
 
 impl VaultBackend {
@@ -290,8 +286,7 @@ impl VaultBackend {
             base,
             namespace: connection.namespace,
             auth: connection.auth,
-            login: Mutex::new(None),
-            hold: Default::default(),
+            login: Bearer::default(),
         })
     }
 
@@ -322,24 +317,23 @@ impl VaultBackend {
             VaultAuth::Token(token) => return Ok(SecretBytes::new(token.expose().to_vec())),
             VaultAuth::Login { mount, method } => (mount, method),
         };
-        let mut login = self.login.lock().await;
-        if let Some((token, renew_at)) = login.as_ref() {
-            let usable = match refused {
-                // Another request may have logged in again already.
-                Some(r) => r.expose() != token.expose(),
-                None => Instant::now() < *renew_at,
-            };
-            if usable {
-                return Ok(SecretBytes::new(token.expose().to_vec()));
-            }
+        if let Some(refused) = refused {
+            // Unless another request has logged in again already.
+            self.login.forget(&String::from_utf8_lossy(refused.expose())).await;
         }
-        self.hold.held()?;
-        let answer = self.hold.note(self.log_in(mount, method).await)?;
-        // Log in again at 80% of the lease, so a token is never used at the edge of its life.
-        let lease = Duration::from_secs(answer.auth.lease_duration.max(1)).mul_f64(0.8);
-        let token = SecretBytes::new(answer.auth.client_token.into_bytes());
-        *login = Some((SecretBytes::new(token.expose().to_vec()), Instant::now() + lease));
-        Ok(token)
+        let token = self
+            .login
+            .get(|| async {
+                let answer = self.log_in(mount, method).await?;
+                // Renewed at 80% of the lease; a token without one (`0`) lasts, and is renewed daily.
+                let lease = answer.auth.lease_duration;
+                Ok(Issued {
+                    token: SecretBytes::new(answer.auth.client_token.into_bytes()),
+                    expires_in: if lease == 0 { u64::MAX } else { lease },
+                })
+            })
+            .await?;
+        Ok(SecretBytes::new(token.into_bytes()))
     }
 
     /// One login at `auth/<mount>/login`.
@@ -378,13 +372,7 @@ impl VaultBackend {
                 let jwt = match jwt {
                     ServiceAccountToken::Given(jwt) => text(jwt, "jwt")?,
                     ServiceAccountToken::File(path) => {
-                        tokio::fs::read_to_string(path).await.map_err(|e| {
-                            FederationError::Config(format!(
-                                "the pod's service account token ({}) cannot be read: {}",
-                                path.display(),
-                                e.kind()
-                            ))
-                        })?
+                        read_token_file(path, "the pod's service account token").await?
                     }
                 };
                 (serde_json::json!({"role": role, "jwt": jwt.trim()}), "Kubernetes")
@@ -409,20 +397,9 @@ impl VaultBackend {
                         url.query_pairs_mut()
                             .append_pair("audience", &format!("http://vault/{role}"))
                             .append_pair("format", "full");
-                        let response = self
-                            .http
-                            .get(url)
-                            .header("Metadata-Flavor", "Google")
-                            .send()
-                            .await
-                            .map_err(unreachable)?;
-                        let status = response.status();
-                        if !status.is_success() {
-                            return Err(FederationError::Unreachable(format!(
-                                "the metadata server answered {status} for an identity token"
-                            )));
-                        }
-                        response.text().await.map_err(unreachable)?
+                        let token = metadata_get(&self.http, url, ("Metadata-Flavor", "Google")).await?;
+                        String::from_utf8(token)
+                            .map_err(|_| malformed("the metadata server's identity token"))?
                     }
                 };
                 (serde_json::json!({"role": role, "jwt": jwt.trim()}), "GCP")

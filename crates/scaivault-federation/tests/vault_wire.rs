@@ -351,3 +351,29 @@ async fn a_refused_login_is_not_tried_again_on_every_read() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_login_token_without_a_lease_is_kept() {
+    let vault = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/approle/login"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"auth": {"client_token": "tok-forever", "lease_duration": 0}})),
+        )
+        .expect(1)
+        .mount(&vault)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/data/app/db"))
+        .and(header("X-Vault-Token", "tok-forever"))
+        .respond_with(kv2("p-1", 1))
+        .expect(3)
+        .mount(&vault)
+        .await;
+    let b = backend(&vault, approle());
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        b.read("secret/data/app/db", None).await.unwrap();
+    }
+}
