@@ -790,9 +790,11 @@ async fn cloud_identities_are_lent_only_when_the_operator_allows_and_reach_the_m
     let cloud = MockServer::start().await;
     let password = random_alnum(24);
     let value = json!({"password": password}).to_string();
-    // STS's AssumeRole, signed with the instance's keys, and Secrets Manager with the role's.
+    // STS's AssumeRole, signed with the instance's keys, and Secrets Manager with the role's. The
+    // server's identity serves every tenant, so the ExternalId is the tenant's id, not a choice.
     Mock::given(method("POST"))
         .and(wiremock::matchers::body_string_contains("Action=AssumeRole&"))
+        .and(wiremock::matchers::body_string_contains("ExternalId=tnt_default"))
         .and(header("x-amz-security-token", "ec2-token"))
         .and(wiremock::matchers::header_regex("authorization", "Credential=ASIAEC2/"))
         .respond_with(ResponseTemplate::new(200).set_body_string(format!(
@@ -850,21 +852,36 @@ async fn cloud_identities_are_lent_only_when_the_operator_allows_and_reach_the_m
         "path_mapping": [{"source": "external/aws/*", "target": "*"}]});
     let client = http_client();
 
-    // Lent when the operator says so; the metadata services are found where the clouds' own
-    // SDKs look for them.
+    // Lent, but not to this machine: the stand-ins listen on loopback, where any process could.
     let scratch = Scratch::new();
     let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
-    let metadata_host = metadata.uri().trim_start_matches("http://").to_owned();
     let server = ServerCommand::new(scratch.path())
         .storage(&storage)
         .arg("--federation-ambient-identity")
-        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", metadata.uri())
-        .env("GCE_METADATA_HOST", &metadata_host)
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", metadata.uri())
         .root_token_file(&scratch.path().join("root-token"))
         .start()
         .await;
     let root = server.root_token().expect("root token").to_owned();
+    let api = Api::new(&client, &server, &root);
+    for b in [&azure, &gcp, &aws] {
+        let r = api.post("/v1/federation/backends", b).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
+        assert!(r.text.contains("--federation-identity-loopback"), "{}", r.text);
+    }
+    drop(server);
+
+    // Lent when the operator says so; the metadata services are found where the clouds' own
+    // SDKs look for them.
+    let metadata_host = metadata.uri().trim_start_matches("http://").to_owned();
+    let server = ServerCommand::new(scratch.path())
+        .storage(&storage)
+        .arg("--federation-ambient-identity")
+        .arg("--federation-identity-loopback")
+        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", metadata.uri())
+        .env("GCE_METADATA_HOST", &metadata_host)
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", metadata.uri())
+        .start()
+        .await;
     let api = Api::new(&client, &server, &root);
     // The identity's token is presented only to the cloud's own service (or this machine).
     let mut elsewhere = azure.clone();
@@ -883,6 +900,11 @@ async fn cloud_identities_are_lent_only_when_the_operator_allows_and_reach_the_m
     let r = api.post("/v1/federation/backends", &with_credential).await;
     assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
     assert!(r.text.contains("credentials_path"), "{}", r.text);
+    let mut chosen_external_id = aws.clone();
+    chosen_external_id["connection"]["external_id"] = json!("tnt_other");
+    let r = api.post("/v1/federation/backends", &chosen_external_id).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
+    assert!(r.text.contains("connection.external_id"), "{}", r.text);
     for b in [&azure, &gcp, &aws] {
         let r = api.post("/v1/federation/backends", b).await;
         assert_eq!(r.status, 201, "{}", r.text);

@@ -77,6 +77,18 @@ pub(crate) struct Options {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub(crate) federation_ambient_identity: Option<bool>,
+    /// Let that identity also go to federation endpoints on this machine (a local proxy or
+    /// emulator); any process listening here would receive it
+    #[arg(
+        long,
+        env = "SCAIVAULT_FEDERATION_IDENTITY_LOOPBACK",
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub(crate) federation_identity_loopback: Option<bool>,
     /// A Vault (URL) that federation logins as this server's own identity may go to, repeatable
     #[arg(
         long = "federation-identity-vault",
@@ -126,6 +138,7 @@ pub(crate) struct Settings {
     pub(crate) jwt_issuers: Vec<JwtIssuer>,
     pub(crate) webhook_allow_private: bool,
     pub(crate) federation_ambient_identity: bool,
+    pub(crate) federation_identity_loopback: bool,
     pub(crate) federation_identity_vaults: Vec<IdentityVault>,
     pub(crate) webhook_retry_schedule: DurationList,
     pub(crate) scheduler_tick: DurationSpec,
@@ -160,6 +173,9 @@ impl Options {
             federation_ambient_identity: self
                 .federation_ambient_identity
                 .or(file.federation_ambient_identity),
+            federation_identity_loopback: self
+                .federation_identity_loopback
+                .or(file.federation_identity_loopback),
             federation_identity_vaults: if self.federation_identity_vaults.is_empty() {
                 file.federation_identity_vaults
             } else {
@@ -233,6 +249,12 @@ impl Options {
                 "--federation-identity-vault names Vaults for the server's own identity: it needs --federation-ambient-identity"
             );
         }
+        let federation_identity_loopback = o.federation_identity_loopback.unwrap_or(false);
+        if federation_identity_loopback && !federation_ambient_identity {
+            bail!(
+                "--federation-identity-loopback lets the server's own identity go to this machine: it needs --federation-ambient-identity"
+            );
+        }
         let log_format = match o.log_format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -247,6 +269,7 @@ impl Options {
             jwt_issuers,
             webhook_allow_private: o.webhook_allow_private.unwrap_or(false),
             federation_ambient_identity,
+            federation_identity_loopback,
             federation_identity_vaults,
             webhook_retry_schedule,
             scheduler_tick,
@@ -362,6 +385,15 @@ mod tests {
             assert!(parse(&["--federation-ambient-identity", &flag]).is_err(), "{bad}");
         }
         let e = parse(&["--federation-identity-vault=https://vault.internal"]).unwrap_err();
+        assert!(e.to_string().contains("needs --federation-ambient-identity"), "{e}");
+    }
+
+    #[test]
+    fn loopback_lending_is_off_by_default_and_needs_the_ambient_identity() {
+        assert!(!parse(&["--federation-ambient-identity"]).expect("ambient").federation_identity_loopback);
+        let s = parse(&["--federation-ambient-identity", "--federation-identity-loopback"]).expect("both");
+        assert!(s.federation_identity_loopback);
+        let e = parse(&["--federation-identity-loopback"]).unwrap_err();
         assert!(e.to_string().contains("needs --federation-ambient-identity"), "{e}");
     }
 

@@ -119,6 +119,7 @@ async fn open_vault(settings: &Settings) -> anyhow::Result<(Vault, Option<Secret
         rate_limits: settings.rate_limits,
         jwt_issuers: settings.jwt_issuers.clone(),
         federation_ambient_identity: settings.federation_ambient_identity,
+        federation_identity_loopback: settings.federation_identity_loopback,
         federation_identity_vaults: settings.federation_identity_vaults.clone(),
         events: EventConfig {
             allow_private: settings.webhook_allow_private,

@@ -112,13 +112,24 @@ pub(crate) struct Federation {
     /// Whether backends may sign in as the server's own cloud identity (`managed_identity`,
     /// `workload_identity`): the operator's choice, off by default.
     pub(crate) ambient_identity: bool,
+    /// Whether that identity may also go to an endpoint on this machine.
+    identity_loopback: bool,
     /// The Vaults a login as the server's own identity may be sent to.
     identity_vaults: Vec<crate::IdentityVault>,
 }
 
 impl Federation {
-    pub(crate) fn new(ambient_identity: bool, identity_vaults: Vec<crate::IdentityVault>) -> Federation {
-        Federation { ambient_identity, identity_vaults, ..Federation::default() }
+    pub(crate) fn new(
+        ambient_identity: bool,
+        identity_loopback: bool,
+        identity_vaults: Vec<crate::IdentityVault>,
+    ) -> Federation {
+        Federation { ambient_identity, identity_loopback, identity_vaults, ..Federation::default() }
+    }
+
+    /// What the server's own identity is found from, and where it may go.
+    fn server_environment(&self) -> ServerEnvironment {
+        ServerEnvironment::of_process().lending_to_loopback(self.identity_loopback)
     }
 
     fn forget(&self, tenant: &str) {
@@ -288,7 +299,7 @@ fn check_backend(
     backend_type: BackendType,
     mount: &str,
     config: &StoredConfig,
-    ambient_allowed: bool,
+    lending: &Federation,
 ) -> Result<(SecretPath, PathMapping, Vec<NamedSecret>), CoreError> {
     if config.conflict_resolution == ConflictResolution::LocalWins && !config.write_through {
         return Err(bad(
@@ -389,7 +400,7 @@ fn check_backend(
         ));
     }
     if uses_ambient_identity(backend_type, c) {
-        if !ambient_allowed {
+        if !lending.ambient_identity {
             let (field, how) = match backend_type {
                 BackendType::AwsSecretsManager => (
                     "connection.role_arn",
@@ -411,10 +422,22 @@ fn check_backend(
                 "is not used with the server's own cloud identity: leave it out",
             ));
         }
+        // One server identity serves every tenant, so a tenant-chosen ExternalId could name
+        // another tenant's: the server sends the tenant's id (AWS's confused-deputy guidance).
+        if given(&c.external_id) {
+            return Err(bad(
+                "connection.external_id",
+                "is set by the server when it assumes a role with its own identity: it is the tenant's \
+                 id, which the role's trust policy should require as sts:ExternalId; leave it out",
+            ));
+        }
         // The identity's token goes only to the cloud's own service (or this machine).
         if backend_type == BackendType::AzureKeyVault {
-            check_managed_identity_vault(c.vault_url.as_deref().unwrap_or_default())
-                .map_err(|e| bad("connection", e))?;
+            check_managed_identity_vault(
+                c.vault_url.as_deref().unwrap_or_default(),
+                lending.identity_loopback,
+            )
+            .map_err(|e| bad("connection", e))?;
             if c.authority_host.is_some() {
                 return Err(bad(
                     "connection.authority_host",
@@ -423,9 +446,11 @@ fn check_backend(
                 ));
             }
         } else if backend_type == BackendType::AwsSecretsManager {
-            check_ambient_endpoint(c.endpoint.as_deref()).map_err(|e| bad("connection", e))?;
+            check_ambient_endpoint(c.endpoint.as_deref(), lending.identity_loopback)
+                .map_err(|e| bad("connection", e))?;
         } else {
-            check_workload_identity_endpoint(c.endpoint.as_deref()).map_err(|e| bad("connection", e))?;
+            check_workload_identity_endpoint(c.endpoint.as_deref(), lending.identity_loopback)
+                .map_err(|e| bad("connection", e))?;
         }
         return Ok((mount, mapping, Vec::new()));
     }
@@ -549,8 +574,7 @@ impl Vault {
                 .unwrap_or_default(),
             unreachable_after: req.unreachable_after.unwrap_or(DEFAULT_UNREACHABLE_AFTER),
         };
-        let (mount, _, named_secrets) =
-            check_backend(backend_type, &req.mount, &config, self.federation.ambient_identity)?;
+        let (mount, _, named_secrets) = check_backend(backend_type, &req.mount, &config, &self.federation)?;
         for (field, named) in &named_secrets {
             self.may_use_credential(principal, field, named).await?;
         }
@@ -646,7 +670,7 @@ impl Vault {
         }
         let backend_type: BackendType = parse_enum("type", &record.backend_type)?;
         let (mount, _, named_secrets) =
-            check_backend(backend_type, &record.mount, &config, self.federation.ambient_identity)?;
+            check_backend(backend_type, &record.mount, &config, &self.federation)?;
         for (field, named) in &named_secrets {
             self.may_use_credential(principal, field, named).await?;
         }
@@ -1058,17 +1082,17 @@ impl Vault {
         let c = &backend.connection;
         let client = match backend.backend_type {
             BackendType::AzureKeyVault => {
-                azure_client(c, AzureCredential::ManagedIdentity(ServerEnvironment::of_process()))?
+                azure_client(c, AzureCredential::ManagedIdentity(self.federation.server_environment()))?
             }
             BackendType::AwsSecretsManager => aws_client(
                 c,
                 AwsAuth::AssumeRole {
                     role_arn: c.role_arn.clone().unwrap_or_default(),
-                    external_id: external_id(c),
-                    source: RoleSource::Ambient(ServerEnvironment::of_process()),
+                    external_id: Some(tenant.to_owned()),
+                    source: RoleSource::Ambient(self.federation.server_environment()),
                 },
             )?,
-            _ => gcp_client(c, GcpAuth::WorkloadIdentity(ServerEnvironment::of_process()))?,
+            _ => gcp_client(c, GcpAuth::WorkloadIdentity(self.federation.server_environment()))?,
         };
         let opened = vec![opening("federation.identity.use", backend.mount.to_string(), None)];
         self.keep_client(tenant, backend, built_from, client, opened).await

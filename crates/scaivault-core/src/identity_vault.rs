@@ -61,9 +61,14 @@ impl IdentityVault {
         method: &str,
         mount: Option<&str>,
     ) -> bool {
-        let origin = VaultBackend::check_address(address).map(|url| url.origin().ascii_serialization());
+        // The address must be the origin itself: a path before `/v1/` would reach another
+        // namespace (Vault reads one from the path) or another server behind a gateway.
+        let origin = VaultBackend::check_address(address)
+            .ok()
+            .filter(|url| url.path() == "/" && url.fragment().is_none())
+            .map(|url| url.origin().ascii_serialization());
         let mount = mount.map(|m| m.trim_matches('/')).filter(|m| !m.is_empty()).unwrap_or(method);
-        origin.is_ok_and(|o| o == self.origin)
+        origin.is_some_and(|o| o == self.origin)
             && namespace_of(namespace) == self.namespace.as_deref()
             && mount == self.mount.as_deref().unwrap_or(method)
     }
@@ -89,6 +94,13 @@ mod tests {
         assert!(!plain.allows("http://vault.internal:8200", None, "kubernetes", None), "another scheme");
         assert!(!plain.allows("https://vault.internal:8201", None, "kubernetes", None), "another port");
         assert!(!plain.allows("https://vault.internal.evil:8200", None, "kubernetes", None));
+        for pathed in [
+            "https://vault.internal:8200/v1/team-b",
+            "https://vault.internal:8200/x/",
+            "https://vault.internal:8200/#f",
+        ] {
+            assert!(!plain.allows(pathed, None, "kubernetes", None), "{pathed}: a path is another namespace");
+        }
         let pinned =
             IdentityVault::parse("https://vault.internal?namespace=team-a/sub&mount=k8s-prod").unwrap();
         assert!(pinned.allows(

@@ -21,6 +21,9 @@ pub struct VaultConfig {
     /// Lets federation backends sign in as the server's own identity (AWS `role_arn` without keys,
     /// Azure `managed_identity`, GCP `workload_identity`, and Vault logins at the Vaults below).
     pub federation_ambient_identity: bool,
+    /// Lets that identity also go to federation endpoints on this machine (a local proxy or
+    /// emulator), where any listening process would receive it; off, only the clouds' own.
+    pub federation_identity_loopback: bool,
     /// The Vaults (with the namespace and auth mount) that a login as the server's own identity
     /// may be sent to; a Vault can replay what it receives.
     pub federation_identity_vaults: Vec<crate::IdentityVault>,
@@ -87,6 +90,7 @@ impl Vault {
             events: Events::new(config.events)?,
             federation: crate::federation::Federation::new(
                 config.federation_ambient_identity,
+                config.federation_identity_loopback,
                 config.federation_identity_vaults,
             ),
         };

@@ -102,11 +102,12 @@ pub fn check_external_id(id: &str) -> Result<(), FederationError> {
 }
 
 /// Where the server's own identity may be presented: AWS's own services (no `endpoint`), or this
-/// machine (a local proxy, or a test's stand-in). A request it signs for another address could
-/// otherwise be replayed to AWS by whoever answers there.
-pub fn check_ambient_endpoint(endpoint: Option<&str>) -> Result<(), FederationError> {
+/// machine if `loopback` allows it. A request it signs for another address could otherwise be
+/// replayed to AWS by whoever answers there.
+pub fn check_ambient_endpoint(endpoint: Option<&str>, loopback: bool) -> Result<(), FederationError> {
     crate::rest::own_service_only(
         endpoint,
+        loopback,
         "the server's own AWS identity is presented only to AWS's own services",
     )
 }
@@ -208,6 +209,12 @@ impl Source {
             token_file: env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(PathBuf::from),
         };
         if let Some(relative) = env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
+            // A path on the container agent: anything else (`@host`, `.host`) would move the host.
+            if !relative.starts_with('/') {
+                return Err(FederationError::Config(
+                    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must be a path starting with /".into(),
+                ));
+            }
             let url = Url::parse(&format!("{ECS}{relative}")).map_err(|e| {
                 FederationError::Config(format!("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: {e}"))
             })?;
@@ -352,14 +359,14 @@ impl Keyring {
                 let source = match source {
                     RoleSource::Keys(keys) => Source::Fixed(Arc::new(keys)),
                     RoleSource::Ambient(env) => {
-                        check_ambient_endpoint(endpoint)?;
+                        check_ambient_endpoint(endpoint, env.loopback())?;
                         Source::discover(&env)?
                     }
                 };
                 How::Assume { role_arn, external_id, source }
             }
             AwsAuth::ServerIdentity(env) => {
-                check_ambient_endpoint(endpoint)?;
+                check_ambient_endpoint(endpoint, env.loopback())?;
                 How::Own(Source::discover(&env)?)
             }
         };
@@ -419,7 +426,17 @@ impl Keyring {
         if let Some(id) = external_id {
             params.push(("ExternalId", id.as_str()));
         }
-        let issued = self.hold.note(self.sts(Some(&signer), &params).await)?;
+        let answer = self.sts(Some(&signer), &params).await;
+        if matches!(answer, Err(FederationError::Denied { .. })) {
+            // STS may have refused the signing keys themselves (expired early by a skewed clock,
+            // revoked): temporary ones are fetched again after the hold. (Lock order: assumed,
+            // then own, as in `own_keys`.)
+            let mut own = self.own.lock().await;
+            if own.as_ref().is_some_and(|(k, _)| Arc::ptr_eq(k, &signer)) {
+                *own = None;
+            }
+        }
+        let issued = self.hold.note(answer)?;
         let (keys, renew) = issued.held();
         *held = Some((keys.clone(), renew));
         Ok(keys)
@@ -649,6 +666,10 @@ mod tests {
             "container http://169.254.170.23/v1/credentials"
         );
         assert!(kind(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://evil.example/")]).starts_with("error"));
+        for moved in ["@evil.example/creds", ".evil.example/creds", ":80@evil.example/"] {
+            let found = kind(&[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", moved)]);
+            assert!(found.starts_with("error"), "{moved}: {found}");
+        }
         assert_eq!(kind(&[]), "imds http://169.254.169.254/");
         assert_eq!(
             kind(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")]),
@@ -658,10 +679,20 @@ mod tests {
     }
 
     #[test]
-    fn the_servers_identity_goes_only_to_aws_or_loopback() {
-        check_ambient_endpoint(None).unwrap();
-        check_ambient_endpoint(Some("http://127.0.0.1:5000")).unwrap();
-        assert!(check_ambient_endpoint(Some("https://aws.example.com")).is_err());
+    fn the_servers_identity_goes_only_to_aws_or_loopback_if_allowed() {
+        check_ambient_endpoint(None, false).unwrap();
+        assert!(check_ambient_endpoint(Some("http://127.0.0.1:5000"), false).is_err());
+        check_ambient_endpoint(Some("http://127.0.0.1:5000"), true).unwrap();
+        assert!(check_ambient_endpoint(Some("https://aws.example.com"), true).is_err());
+        let local = |loopback: bool| {
+            AwsAuth::ServerIdentity(
+                ServerEnvironment::from_pairs([("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "S")])
+                    .lending_to_loopback(loopback),
+            )
+        };
+        let http = reqwest::Client::new();
+        assert!(Keyring::new(http.clone(), "us-east-1", Some("http://127.0.0.1:9"), local(false)).is_err());
+        assert!(Keyring::new(http.clone(), "us-east-1", Some("http://127.0.0.1:9"), local(true)).is_ok());
         let ambient = || AwsAuth::AssumeRole {
             external_id: None,
             role_arn: "arn:aws:iam::1:role/r".into(),

@@ -21,7 +21,9 @@ use scaivault_crypto::{JwtSigningKey, SecretBytes, random_id, sha1_thumbprint};
 use serde_json::{Map, Value, json};
 
 use crate::env::read_token_file;
-use crate::rest::{Bearer, Issued, Pages, data_of_text, fetch_metadata_token, fetch_token, text_of};
+use crate::rest::{
+    Bearer, Issued, MetadataService, Pages, data_of_text, fetch_metadata_token, fetch_token, text_of,
+};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion, ServerEnvironment};
 
 const API_VERSION: &str = "7.4";
@@ -216,18 +218,19 @@ const VAULT_SUFFIXES: [&str; 4] =
     [".vault.azure.net", ".vault.azure.cn", ".vault.usgovcloudapi.net", ".vault.microsoftazure.de"];
 
 /// Where the server's own managed identity may be presented: an https Key Vault of one of Azure's
-/// clouds, or this machine (a local proxy, or a test's stand-in). Its token would otherwise go to
-/// whatever address a backend's configuration names.
-pub fn check_managed_identity_vault(vault_url: &str) -> Result<(), FederationError> {
+/// clouds, or this machine if `loopback` allows it. Its token would otherwise go to whatever
+/// address a backend's configuration names.
+pub fn check_managed_identity_vault(vault_url: &str, loopback: bool) -> Result<(), FederationError> {
     let url = crate::rest::bare_url("vault_url", vault_url)?;
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
     let azure = url.scheme() == "https" && VAULT_SUFFIXES.iter().any(|s| host.ends_with(s));
-    if azure || crate::rest::is_loopback(&url) {
+    if azure || (loopback && crate::rest::is_loopback(&url)) {
         Ok(())
     } else {
         Err(FederationError::Config(format!(
-            "vault_url: the server's managed identity is presented only to https://<name>{} (or another Azure cloud's vault)",
-            VAULT_SUFFIXES[0]
+            "vault_url: the server's managed identity is presented only to https://<name>{} (or another Azure cloud's vault){}",
+            VAULT_SUFFIXES[0],
+            crate::rest::loopback_hint(loopback)
         )))
     }
 }
@@ -280,7 +283,7 @@ impl AzureBackend {
             AzureCredential::ClientSecret(c) => Proof::Secret(c),
             AzureCredential::Certificate(c) => Proof::Certificate(c),
             AzureCredential::ManagedIdentity(env) => {
-                check_managed_identity_vault(&connection.vault_url)?;
+                check_managed_identity_vault(&connection.vault_url, env.loopback())?;
                 let (url, proof) = managed_identity(&env, &vault, &connection.tenant_id)?;
                 token_url = url;
                 proof
@@ -310,7 +313,8 @@ impl AzureBackend {
         };
         match &self.proof {
             Proof::Metadata => {
-                return fetch_metadata_token(&self.http, self.token_url.clone(), ("Metadata", "true")).await;
+                return fetch_metadata_token(&self.http, self.token_url.clone(), MetadataService::Azure)
+                    .await;
             }
             Proof::Secret(c) => {
                 form.push(("client_id", c.client_id.clone()));
@@ -526,16 +530,18 @@ mod tests {
     }
 
     #[test]
-    fn the_managed_identity_goes_only_to_azure_vaults_or_this_machine() {
+    fn the_managed_identity_goes_only_to_azure_vaults_or_this_machine_if_allowed() {
         for ok in [
             "https://kv1.vault.azure.net",
             "https://KV1.vault.azure.cn/",
             "https://kv1.vault.usgovcloudapi.net",
-            "http://127.0.0.1:8443",
-            "http://localhost:1",
-            "http://[::1]:9",
         ] {
-            assert!(check_managed_identity_vault(ok).is_ok(), "{ok}");
+            assert!(check_managed_identity_vault(ok, false).is_ok(), "{ok}");
+        }
+        for local in ["http://127.0.0.1:8443", "http://localhost:1", "http://[::1]:9"] {
+            let refused = check_managed_identity_vault(local, false).expect_err(local).to_string();
+            assert!(refused.contains("--federation-identity-loopback"), "{refused}");
+            assert!(check_managed_identity_vault(local, true).is_ok(), "{local}");
         }
         for bad in [
             "http://kv1.vault.azure.net",
@@ -544,7 +550,7 @@ mod tests {
             "https://vault.azure.net.example/",
             "http://10.0.0.1",
         ] {
-            assert!(check_managed_identity_vault(bad).is_err(), "{bad}");
+            assert!(check_managed_identity_vault(bad, true).is_err(), "{bad}");
         }
     }
 

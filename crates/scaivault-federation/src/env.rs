@@ -36,12 +36,19 @@ const VARIABLES: [&str; 18] = [
     "SCAIVAULT_KUBERNETES_TOKEN_FILE",
 ];
 
-/// A snapshot of the variables above. Prints only the names that are set (some hold keys).
-pub struct ServerEnvironment(BTreeMap<&'static str, String>);
+/// A snapshot of the variables above, and whether the operator lets the identity go to this
+/// machine. Prints only the names that are set (some hold keys).
+pub struct ServerEnvironment {
+    variables: BTreeMap<&'static str, String>,
+    loopback: bool,
+}
 
 impl std::fmt::Debug for ServerEnvironment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("ServerEnvironment").field(&self.0.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("ServerEnvironment")
+            .field("variables", &self.variables.keys().collect::<Vec<_>>())
+            .field("loopback", &self.loopback)
+            .finish()
     }
 }
 
@@ -59,17 +66,31 @@ impl ServerEnvironment {
         I: IntoIterator<Item = (&'static str, V)>,
         V: Into<String>,
     {
-        ServerEnvironment(
-            pairs
+        ServerEnvironment {
+            variables: pairs
                 .into_iter()
                 .map(|(name, value)| (name, value.into()))
                 .filter(|(name, value)| VARIABLES.contains(name) && !value.trim().is_empty())
                 .collect(),
-        )
+            loopback: false,
+        }
+    }
+
+    /// Lets the identity be presented to a backend endpoint on this machine (a local proxy or
+    /// emulator, or a test's stand-in), where any process listening would receive it: the
+    /// operator's `--federation-identity-loopback`. Off, only the clouds' own services get it.
+    pub fn lending_to_loopback(mut self, allowed: bool) -> ServerEnvironment {
+        self.loopback = allowed;
+        self
+    }
+
+    /// Whether [`ServerEnvironment::lending_to_loopback`] allowed this machine.
+    pub fn loopback(&self) -> bool {
+        self.loopback
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.variables.get(name).map(String::as_str)
     }
 
     /// The base URL of a metadata service that the variable `name` may move (a host, `host:port`

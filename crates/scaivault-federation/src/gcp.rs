@@ -17,7 +17,9 @@ use reqwest::{Method, Url};
 use scaivault_crypto::JwtSigningKey;
 use serde_json::{Map, Value, json};
 
-use crate::rest::{Bearer, Issued, Pages, bytes_of, data_of_bytes, fetch_metadata_token, fetch_token};
+use crate::rest::{
+    Bearer, Issued, MetadataService, Pages, bytes_of, data_of_bytes, fetch_metadata_token, fetch_token,
+};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion, ServerEnvironment};
 
 const DEFAULT_ENDPOINT: &str = "https://secretmanager.googleapis.com/";
@@ -149,11 +151,15 @@ pub fn gcp_base_url(project: &str, endpoint: Option<&str>) -> Result<Url, Federa
 }
 
 /// Where the server's own workload identity may be presented: Google's Secret Manager (no
-/// `endpoint`), or this machine (a local proxy, or a test's stand-in). Its token would otherwise go
-/// to whatever address a backend's configuration names.
-pub fn check_workload_identity_endpoint(endpoint: Option<&str>) -> Result<(), FederationError> {
+/// `endpoint`), or this machine if `loopback` allows it. Its token would otherwise go to whatever
+/// address a backend's configuration names.
+pub fn check_workload_identity_endpoint(
+    endpoint: Option<&str>,
+    loopback: bool,
+) -> Result<(), FederationError> {
     crate::rest::own_service_only(
         endpoint,
+        loopback,
         "the server's workload identity is presented only to Google's Secret Manager",
     )
 }
@@ -164,7 +170,7 @@ impl GcpBackend {
         let signer = match connection.auth {
             GcpAuth::ServiceAccountKey(account) => Signer::Key(account),
             GcpAuth::WorkloadIdentity(env) => {
-                check_workload_identity_endpoint(connection.endpoint.as_deref())?;
+                check_workload_identity_endpoint(connection.endpoint.as_deref(), env.loopback())?;
                 Signer::Metadata(metadata_url(&env, "token")?)
             }
         };
@@ -182,7 +188,7 @@ impl GcpBackend {
         let account = match &self.signer {
             Signer::Key(account) => account,
             Signer::Metadata(url) => {
-                return fetch_metadata_token(&self.http, url.clone(), ("Metadata-Flavor", "Google")).await;
+                return fetch_metadata_token(&self.http, url.clone(), MetadataService::Google).await;
             }
         };
         let now = Utc::now().timestamp();
@@ -278,9 +284,11 @@ impl GcpBackend {
         let url = self.url(&format!("secrets/{name}"), &[]).ok()?;
         let created = match self.call(Method::GET, url, None).await {
             Ok(meta) => time_of(meta.get("createTime")),
-            // Throttled or down: not remembered, asked again next time.
-            Err(FederationError::Unreachable(_) | FederationError::Backend { .. }) => return None,
-            Err(_) => None,
+            // The role may access versions but not read their metadata (403), or the version went
+            // meanwhile: remembered as unknown, so the quota is not spent on it again.
+            Err(FederationError::Denied { status: 403 } | FederationError::NotFound(_)) => None,
+            // Throttled, down, or a refused (or held back) sign-in: asked again next time.
+            Err(_) => return None,
         };
         let mut kept = self.created.lock().expect("created lock");
         if kept.len() >= CREATED_KEPT {

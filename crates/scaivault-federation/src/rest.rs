@@ -81,19 +81,41 @@ pub(crate) fn sign_in_status(status: StatusCode, what: &str) -> Result<(), Feder
     Ok(())
 }
 
-/// GETs what a cloud's metadata service answers (the identity the server runs as), with the header
-/// that service requires of every caller.
+/// A cloud's metadata service, which tells a machine the identity it runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MetadataService {
+    Azure,
+    Google,
+}
+
+impl MetadataService {
+    /// The header the service requires of every caller.
+    fn header(self) -> (&'static str, &'static str) {
+        match self {
+            MetadataService::Azure => ("Metadata", "true"),
+            MetadataService::Google => ("Metadata-Flavor", "Google"),
+        }
+    }
+
+    /// Whether `status` means "busy, retry" rather than a verdict on the identity: Azure's answers
+    /// 404 while it updates and 410 while its host upgrades. Google's 404 means the machine has no
+    /// such service account, a refusal like any other.
+    fn busy(self, status: StatusCode) -> bool {
+        self == MetadataService::Azure && matches!(status, StatusCode::NOT_FOUND | StatusCode::GONE)
+    }
+}
+
+/// GETs what a cloud's metadata service answers (the identity the server runs as).
 pub(crate) async fn metadata_get(
     http: &reqwest::Client,
     url: Url,
-    header: (&str, &str),
+    service: MetadataService,
 ) -> Result<Vec<u8>, FederationError> {
     const WHAT: &str = "the metadata service";
-    let response = http.get(url).header(header.0, header.1).send().await.map_err(unreachable)?;
+    let (name, value) = service.header();
+    let response = http.get(url).header(name, value).send().await.map_err(unreachable)?;
     let status = response.status();
-    // Azure's metadata service answers 404 while it updates and 410 while its host upgrades, and
-    // asks callers to retry: not a verdict on the identity.
-    if matches!(status, StatusCode::NOT_FOUND | StatusCode::GONE) {
+    if service.busy(status) {
         return Err(FederationError::Unreachable(format!("{WHAT} answered {status} (retry later)")));
     }
     let bytes = response.bytes().await.map_err(unreachable)?;
@@ -105,9 +127,9 @@ pub(crate) async fn metadata_get(
 pub(crate) async fn fetch_metadata_token(
     http: &reqwest::Client,
     url: Url,
-    header: (&str, &str),
+    service: MetadataService,
 ) -> Result<Issued, FederationError> {
-    issued(StatusCode::OK, &metadata_get(http, url, header).await?)
+    issued(StatusCode::OK, &metadata_get(http, url, service).await?)
 }
 
 /// POSTs `form` to a token endpoint; answers its `access_token` and `expires_in`. A refusal is
@@ -204,14 +226,24 @@ pub(crate) fn rsa_key_of_pem(pem: &str, what: &str) -> Result<JwtSigningKey, Fed
 }
 
 /// Where the server's own identity may be presented: the cloud's own service (no `endpoint`), or
-/// this machine (a local proxy, or a test's stand-in). Anywhere else its token, or a request it
-/// signed, could be replayed to the cloud by whoever answers there; `refusal` says so.
-pub(crate) fn own_service_only(endpoint: Option<&str>, refusal: &str) -> Result<(), FederationError> {
+/// this machine when `loopback` (the operator's choice: a local proxy, an emulator, a test's
+/// stand-in). Anywhere else its token, or a request it signed, could be replayed to the cloud by
+/// whoever answers there; `refusal` says so.
+pub(crate) fn own_service_only(
+    endpoint: Option<&str>,
+    loopback: bool,
+    refusal: &str,
+) -> Result<(), FederationError> {
     match endpoint {
         None => Ok(()),
-        Some(raw) if is_loopback(&bare_url("endpoint", raw)?) => Ok(()),
-        Some(_) => Err(FederationError::Config(format!("endpoint: {refusal}"))),
+        Some(raw) if loopback && is_loopback(&bare_url("endpoint", raw)?) => Ok(()),
+        Some(_) => Err(FederationError::Config(format!("endpoint: {refusal}{}", loopback_hint(loopback)))),
     }
+}
+
+/// What a refusal adds when this machine could be allowed.
+pub(crate) fn loopback_hint(loopback: bool) -> &'static str {
+    if loopback { "" } else { " (or, with the operator's --federation-identity-loopback, to this machine)" }
 }
 
 /// Whether a backend's address is plain http to another machine, so that its credential and the

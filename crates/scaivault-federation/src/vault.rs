@@ -17,7 +17,7 @@ use crate::aws::check_region;
 use crate::aws_auth::Keyring;
 use crate::env::read_token_file;
 use crate::error::{short, unreachable};
-use crate::rest::{Bearer, Issued, metadata_get};
+use crate::rest::{Bearer, Issued, MetadataService, metadata_get};
 use crate::sigv4::{host_of, signed_post_headers};
 use crate::{AwsAuth, AwsCredentials, GcpServiceAccount, ServerEnvironment};
 use crate::{Backend, ExternalSecret, FederationError, RemoteVersion};
@@ -397,7 +397,7 @@ impl VaultBackend {
                         url.query_pairs_mut()
                             .append_pair("audience", &format!("http://vault/{role}"))
                             .append_pair("format", "full");
-                        let token = metadata_get(&self.http, url, ("Metadata-Flavor", "Google")).await?;
+                        let token = metadata_get(&self.http, url, MetadataService::Google).await?;
                         String::from_utf8(token)
                             .map_err(|_| malformed("the metadata server's identity token"))?
                     }

@@ -164,7 +164,8 @@ async fn the_servers_own_keys_in_the_environment_sign_assume_role() {
         ("AWS_ACCESS_KEY_ID", "AKIAENV"),
         ("AWS_SECRET_ACCESS_KEY", "env-secret"),
         ("AWS_SESSION_TOKEN", "env-session"),
-    ]);
+    ])
+    .lending_to_loopback(true);
     backend(&server, RoleSource::Ambient(env)).read("prod/db", None).await.unwrap();
 }
 
@@ -202,7 +203,8 @@ async fn the_instance_profile_is_read_through_imdsv2() {
         .await;
     get_secret_value("ASIAROLE", "role-token").respond_with(secret_value()).expect(2).mount(&server).await;
     describe(&server).await;
-    let env = ServerEnvironment::from_pairs([("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.uri())]);
+    let env = ServerEnvironment::from_pairs([("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.uri())])
+        .lending_to_loopback(true);
     let b = backend(&server, RoleSource::Ambient(env));
     b.read("prod/db", None).await.unwrap();
     b.read("prod/db", None).await.unwrap();
@@ -214,7 +216,8 @@ async fn the_instance_profile_is_read_through_imdsv2() {
         .mount(&bare)
         .await;
     Mock::given(method("GET")).respond_with(ResponseTemplate::new(404)).mount(&bare).await;
-    let env = ServerEnvironment::from_pairs([("AWS_EC2_METADATA_SERVICE_ENDPOINT", bare.uri())]);
+    let env = ServerEnvironment::from_pairs([("AWS_EC2_METADATA_SERVICE_ENDPOINT", bare.uri())])
+        .lending_to_loopback(true);
     let e = backend(&server, RoleSource::Ambient(env)).read("prod/db", None).await.unwrap_err();
     assert!(matches!(&e, FederationError::Config(m) if m.contains("no IAM role")), "{e}");
 }
@@ -252,6 +255,7 @@ async fn a_pods_web_identity_is_exchanged_unsigned_and_is_the_role_when_it_names
             ("AWS_ROLE_ARN", role.to_owned()),
             ("AWS_ROLE_SESSION_NAME", "pod-session".to_owned()),
         ])
+        .lending_to_loopback(true)
     };
     backend(&server, RoleSource::Ambient(env("arn:aws:iam::123456789012:role/pod")))
         .read("prod/db", None)
@@ -287,7 +291,8 @@ async fn container_credentials_are_fetched_with_their_authorization_token() {
     let env = ServerEnvironment::from_pairs([
         ("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{}/v1/credentials", agent.uri())),
         ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file.display().to_string()),
-    ]);
+    ])
+    .lending_to_loopback(true);
     backend(&server, RoleSource::Ambient(env)).read("prod/db", None).await.unwrap();
 }
 
@@ -299,7 +304,9 @@ async fn the_servers_identity_is_not_presented_to_another_endpoint() {
         auth: AwsAuth::AssumeRole {
             role_arn: ROLE.into(),
             external_id: None,
-            source: RoleSource::Ambient(ServerEnvironment::from_pairs([("AWS_ACCESS_KEY_ID", "A")])),
+            source: RoleSource::Ambient(
+                ServerEnvironment::from_pairs([("AWS_ACCESS_KEY_ID", "A")]).lending_to_loopback(true),
+            ),
         },
     })
     .unwrap_err();

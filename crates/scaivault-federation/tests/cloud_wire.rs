@@ -590,12 +590,14 @@ async fn azure_workload_identity_presents_the_federated_token_and_imds_names_a_u
         ("AZURE_FEDERATED_TOKEN_FILE", token_file.display().to_string()),
         ("AZURE_CLIENT_ID", "wi-app".to_owned()),
         ("AZURE_AUTHORITY_HOST", format!("{}/", server.uri())),
-    ]);
+    ])
+    .lending_to_loopback(true);
     managed(&server, workload).read("db", None).await.unwrap();
     let user_assigned = ServerEnvironment::from_pairs([
         ("AZURE_POD_IDENTITY_AUTHORITY_HOST", server.uri()),
         ("AZURE_CLIENT_ID", "uami-1".to_owned()),
-    ]);
+    ])
+    .lending_to_loopback(true);
     managed(&server, user_assigned).read("db", None).await.unwrap();
 }
 
@@ -693,7 +695,8 @@ async fn azure_metadata_service_upgrades_are_waited_out_not_held_against_the_ide
     azure_db(&server, Some("Bearer mi")).mount(&server).await;
     let b = managed(
         &server,
-        ServerEnvironment::from_pairs([("AZURE_POD_IDENTITY_AUTHORITY_HOST", server.uri())]),
+        ServerEnvironment::from_pairs([("AZURE_POD_IDENTITY_AUTHORITY_HOST", server.uri())])
+            .lending_to_loopback(true),
     );
     assert!(matches!(b.read("db", None).await, Err(FederationError::Unreachable(_))));
     b.read("db", None).await.unwrap();
@@ -703,10 +706,13 @@ async fn azure_metadata_service_upgrades_are_waited_out_not_held_against_the_ide
         vault_url: server.uri(),
         tenant_id: "contoso.onmicrosoft.com".into(),
         authority_host: None,
-        credentials: AzureCredential::ManagedIdentity(ServerEnvironment::from_pairs([(
-            "AZURE_FEDERATED_TOKEN_FILE",
-            "/var/run/secrets/azure/tokens/azure-identity-token",
-        )])),
+        credentials: AzureCredential::ManagedIdentity(
+            ServerEnvironment::from_pairs([(
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "/var/run/secrets/azure/tokens/azure-identity-token",
+            )])
+            .lending_to_loopback(true),
+        ),
     })
     .unwrap_err();
     assert!(matches!(&e, FederationError::Config(m) if m.contains("without AZURE_CLIENT_ID")), "{e}");

@@ -240,7 +240,8 @@ async fn aws_login_as_the_servers_own_identity_signs_with_its_session() {
         ("AWS_ACCESS_KEY_ID", "ASIAOWN"),
         ("AWS_SECRET_ACCESS_KEY", "own-secret"),
         ("AWS_SESSION_TOKEN", "own-session"),
-    ]);
+    ])
+    .lending_to_loopback(true);
     let auth = VaultAuth::Login {
         mount: "aws".into(),
         method: Login::Aws {
