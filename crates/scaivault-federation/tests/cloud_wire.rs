@@ -717,3 +717,28 @@ async fn azure_metadata_service_upgrades_are_waited_out_not_held_against_the_ide
     .unwrap_err();
     assert!(matches!(&e, FederationError::Config(m) if m.contains("without AZURE_CLIENT_ID")), "{e}");
 }
+
+#[tokio::test]
+async fn a_gcp_machine_without_the_service_account_is_refused_not_waited_for() {
+    let server = MockServer::start().await;
+    // Google's metadata server has no default service account on this machine: 404, which is a
+    // verdict (Azure's 404 is a wait), so it is held back rather than asked on every read.
+    Mock::given(method("GET"))
+        .and(path("/computeMetadata/v1/instance/service-accounts/default/token"))
+        .and(header("metadata-flavor", "Google"))
+        .respond_with(ResponseTemplate::new(404))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let b = GcpBackend::new(GcpConnection {
+        project_id: "p1".into(),
+        endpoint: Some(format!("{}/", server.uri())),
+        auth: GcpAuth::WorkloadIdentity(
+            ServerEnvironment::from_pairs([("GCE_METADATA_HOST", server.uri())]).lending_to_loopback(true),
+        ),
+    })
+    .unwrap();
+    for _ in 0..2 {
+        assert_eq!(b.read("db", None).await.unwrap_err(), FederationError::Denied { status: 404 });
+    }
+}
