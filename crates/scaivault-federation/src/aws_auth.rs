@@ -706,6 +706,71 @@ mod tests {
         assert!(Keyring::new(http, "us-east-1", None, ambient()).is_ok());
     }
 
+    /// STS refusing `AssumeRole` may be refusing the temporary keys that signed it (revoked, or
+    /// expired early by a skewed clock): once the hold is over, the next try fetches the server's
+    /// own keys again instead of signing with the refused ones.
+    #[tokio::test]
+    async fn keys_sts_refused_to_sign_with_are_fetched_again_after_the_hold() {
+        use wiremock::matchers::{body_string_contains, header_regex, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        let server = MockServer::start().await;
+        let expires = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+        let own = |id: &str| {
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "AccessKeyId": id, "SecretAccessKey": format!("secret-of-{id}"),
+                "Token": format!("token-of-{id}"), "Expiration": expires,
+            }))
+        };
+        let container = || Mock::given(method("GET")).and(path("/creds"));
+        container().respond_with(own("ASIAOWN1")).up_to_n_times(1).with_priority(1).mount(&server).await;
+        container().respond_with(own("ASIAOWN2")).mount(&server).await;
+        let assume = |signer: &str| {
+            Mock::given(method("POST"))
+                .and(body_string_contains("Action=AssumeRole&"))
+                .and(header_regex("authorization", &format!("^AWS4-HMAC-SHA256 Credential={signer}/")))
+        };
+        assume("ASIAOWN1")
+            .respond_with(ResponseTemplate::new(403).set_body_string(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code>\
+                 <Message>m</Message></Error><RequestId>r</RequestId></ErrorResponse>",
+            ))
+            .expect(1)
+            .mount(&server)
+            .await;
+        assume("ASIAOWN2")
+            .respond_with(ResponseTemplate::new(200).set_body_string(format!(
+                "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>ASIAROLE</AccessKeyId>\
+                 <SecretAccessKey>s</SecretAccessKey><SessionToken>t</SessionToken>\
+                 <Expiration>{expires}</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>"
+            )))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let env = ServerEnvironment::from_pairs([(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("{}/creds", server.uri()).as_str(),
+        )])
+        .lending_to_loopback(true);
+        let auth = AwsAuth::AssumeRole {
+            role_arn: "arn:aws:iam::123456789012:role/reader".into(),
+            external_id: None,
+            source: RoleSource::Ambient(env),
+        };
+        let keyring = Keyring::new(reqwest::Client::new(), "eu-west-1", Some(&server.uri()), auth).unwrap();
+        assert_eq!(keyring.keys().await.unwrap_err(), FederationError::Denied { status: 403 });
+        assert_eq!(
+            keyring.keys().await.unwrap_err(),
+            FederationError::Denied { status: 403 },
+            "held: neither STS nor the container endpoint is asked again"
+        );
+        keyring.hold.lapse();
+        assert_eq!(keyring.keys().await.unwrap().access_key_id, "ASIAROLE");
+        let fetched = server.received_requests().await.unwrap();
+        assert_eq!(fetched.iter().filter(|r| r.url.path() == "/creds").count(), 2);
+    }
+
     #[test]
     fn sts_errors_are_sorted() {
         let fault = |code: &str| {

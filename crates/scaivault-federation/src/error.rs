@@ -55,6 +55,12 @@ impl RefusalHold {
         }
     }
 
+    /// Ends the hold now, as if its time had passed.
+    #[cfg(test)]
+    pub(crate) fn lapse(&self) {
+        *self.0.lock().expect("refusal hold lock") = None;
+    }
+
     /// Passes `result` on, holding it if it refuses the credential.
     pub(crate) fn note<T>(&self, result: Result<T, FederationError>) -> Result<T, FederationError> {
         if let Err(refusal @ FederationError::Denied { .. }) = &result {
