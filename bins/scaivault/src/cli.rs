@@ -200,7 +200,8 @@ pub(crate) enum WebhooksCmd {
     Create {
         #[arg(long)]
         name: String,
-        #[arg(long)]
+        /// Where deliveries go (`--url` names the ScaiVault server itself)
+        #[arg(id = "webhook_url", long = "webhook-url")]
         url: String,
         #[arg(long)]
         secret: Option<String>,
@@ -347,4 +348,40 @@ pub(crate) struct RunArgs {
     /// The command and its arguments, after --
     #[arg(last = true, required = true)]
     pub(crate) command: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// A webhook's address is never taken for the server's (which would send the token there).
+    #[test]
+    fn a_webhooks_address_is_not_the_servers() {
+        let cli = Cli::try_parse_from([
+            "scaivault",
+            "--url",
+            "http://127.0.0.1:7200",
+            "webhooks",
+            "create",
+            "--name",
+            "hook",
+            "--webhook-url",
+            "https://hooks.example.com/in",
+            "--event",
+            "secret.updated",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.url.as_deref(), Some("http://127.0.0.1:7200"));
+        let Command::Webhooks(WebhooksCmd::Create { url, .. }) = cli.command else {
+            panic!("webhooks create")
+        };
+        assert_eq!(url, "https://hooks.example.com/in");
+    }
 }

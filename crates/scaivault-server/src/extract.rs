@@ -44,11 +44,7 @@ fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
 
 /// Reads the body (refusing more than the limit) and checks it is declared as JSON.
 async fn read_json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    let json_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    let json_type = req.headers().get(header::CONTENT_TYPE).is_none_or(|v| declares_json(v.as_bytes()));
     let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError(CoreError::PayloadTooLarge(format!(
@@ -67,7 +63,24 @@ async fn read_json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(json_error)
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(json_error)?;
+    // One JSON value and nothing after it but whitespace: `{…}]]x` is not a body to store.
+    de.end().map_err(|e| {
+        ApiError(CoreError::InvalidRequest(format!(
+            "malformed JSON at line {} column {}: more after the JSON value",
+            e.line(),
+            e.column()
+        )))
+    })?;
+    Ok(value)
+}
+
+/// Whether a `Content-Type` declares JSON: `application/json` or a `+json` type of `application/`,
+/// with any parameters (`; charset=utf-8`).
+fn declares_json(value: &[u8]) -> bool {
+    let Ok(value) = std::str::from_utf8(value) else { return false };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl<S, T> FromRequest<S> for ApiJson<T>

@@ -112,6 +112,9 @@ async fn bad_bodies_are_refused_and_store_nothing() {
             "invalid_request",
         ),
         (br#"{"data": {"a": "b"}, "surprise": 1}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        // Anything after the one JSON value: the body is malformed, not stored up to the junk.
+        (br#"{"data": {"a": "hunter2"}}]]}not json"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (br#"{"data": {"a": "hunter2"}} {"data": {}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
     ];
     for (body, status, code) in cases {
         let r = app.send("PUT", "/v1/secrets/app/x", Some(&app.root.clone()), Some(body.clone())).await;
