@@ -41,8 +41,8 @@ pub(crate) struct Options {
     /// Directory for the SQLite file and the master key file [default: ./scaivault-data]
     #[arg(long, env = "SCAIVAULT_DATA_DIR", global = true)]
     pub(crate) data_dir: Option<PathBuf>,
-    /// sqlite://FILE or postgres://… [default: sqlite://<data-dir>/scaivault.db]
-    #[arg(long, env = "SCAIVAULT_DATABASE_URL", global = true)]
+    /// sqlite://FILE or postgres://… (its value, which may hold a password, is never shown here) [default: sqlite://<data-dir>/scaivault.db]
+    #[arg(long, env = "SCAIVAULT_DATABASE_URL", global = true, hide_env_values = true)]
     pub(crate) database_url: Option<String>,
     /// Write the root token here (mode 0600) instead of printing it
     #[arg(long, env = "SCAIVAULT_ROOT_TOKEN_FILE", global = true)]
