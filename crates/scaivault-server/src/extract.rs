@@ -226,3 +226,25 @@ impl SecretTarget {
         Some(SecretPath::parse(head).map_err(ApiError::from))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::declares_json;
+
+    #[test]
+    fn only_json_media_types_declare_json() {
+        for json in [
+            "application/json",
+            "Application/JSON",
+            " application/json ; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
+            assert!(declares_json(json.as_bytes()), "{json}");
+        }
+        for other in ["application/jsonx", "text/json", "application/x-www-form-urlencoded", "text/plain", ""]
+        {
+            assert!(!declares_json(other.as_bytes()), "{other}");
+        }
+        assert!(!declares_json(b"application/json\xff"), "not UTF-8");
+    }
+}
