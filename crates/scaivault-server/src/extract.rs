@@ -37,9 +37,14 @@ fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
             }
         }
         serde_json::error::Category::Eof => "the request body is incomplete JSON".to_owned(),
-        _ => format!("malformed JSON at line {} column {}", inner.line(), inner.column()),
+        _ => malformed(inner),
     };
     ApiError(CoreError::InvalidRequest(message))
+}
+
+/// Where a body stops being JSON (serde's own text could quote the input).
+fn malformed(e: &serde_json::Error) -> String {
+    format!("malformed JSON at line {} column {}", e.line(), e.column())
 }
 
 /// Reads the body (refusing more than the limit) and checks it is declared as JSON.
@@ -66,11 +71,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut *de).map_err(json_error)?;
     // One JSON value and nothing after it but whitespace: `{…}]]x` is not a body to store.
     de.end().map_err(|e| {
-        ApiError(CoreError::InvalidRequest(format!(
-            "malformed JSON at line {} column {}: more after the JSON value",
-            e.line(),
-            e.column()
-        )))
+        ApiError(CoreError::InvalidRequest(format!("{}: more after the JSON value", malformed(&e))))
     })?;
     Ok(value)
 }
