@@ -487,3 +487,77 @@ async fn graceful_shutdown_finishes_in_flight() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. a stop ends what would never end by itself
+
+/// A client holding `/v1/events/stream` does not keep a SIGTERM from completing: the stream ends
+/// cleanly (the chunked body is terminated, not cut off) and the server exits 0 without reaching
+/// its shutdown timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_event_streams() {
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("sqlite");
+    let (mut server, root) = start_with_root(scratch.path(), &storage).await;
+    let client = http_client();
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let response = client
+            .get(format!("{}/v1/events/stream", server.base_url()))
+            .bearer_auth(&root)
+            .send()
+            .await
+            .expect("open the stream");
+        assert_eq!(response.status(), 200);
+        streams.push(response);
+    }
+    server.sigterm();
+    for mut stream in streams {
+        let ended = tokio::time::timeout(IO_DEADLINE, async {
+            loop {
+                match stream.chunk().await {
+                    Ok(Some(_)) => {} // a keep-alive comment
+                    other => return other.map(|_| ()),
+                }
+            }
+        })
+        .await
+        .expect("the stream ends after SIGTERM");
+        ended.expect("the stream ends cleanly, not cut off");
+    }
+    let status = server.wait().await;
+    assert_clean_exit(status, &server);
+    assert!(!server.stderr().contains("shutdown timeout"), "the drain timed out:\n{}", server.stderr());
+}
+
+/// A request that never completes (a body half sent) holds a stop only until `--shutdown-timeout`:
+/// then its connection is closed and the server exits 0, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_request_holds_a_stop_only_until_the_shutdown_timeout() {
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("sqlite");
+    let mut server = ServerCommand::new(scratch.path())
+        .storage(&storage)
+        .root_token_file(&scratch.path().join("root-token"))
+        .arg("--shutdown-timeout")
+        .arg("1s")
+        .start()
+        .await;
+    let root = server.root_token().expect("root token").to_owned();
+    let mut held = hold_put(server.addr(), &root, "e2e/stuck", &json!({"v": 1})).await;
+    server.sigterm();
+    let status = server.wait().await;
+    assert_clean_exit(status, &server);
+    assert!(
+        server.stderr().contains("requests still in flight at the shutdown timeout"),
+        "the stop does not say why it closed a connection:\n{}",
+        server.stderr()
+    );
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(IO_DEADLINE, held.stream.read_to_end(&mut rest)).await.expect("closed");
+    assert!(
+        read.is_err() || rest.is_empty(),
+        "the stuck request was answered: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}

@@ -215,3 +215,76 @@ async fn offline_master_key_rotation() {
         assert_eq!(reply.body["data"], *data, "GET {path}?version={version} after rotation");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. one SQLite file, one server; a first start that fails loses no root token
+
+/// A second server on a SQLite file another one has open refuses to start, naming the reason (it
+/// would serve from stale caches and collide on the audit chain); once the first stops, it starts.
+#[tokio::test]
+async fn a_second_server_on_one_sqlite_file_is_refused() {
+    let scratch = Scratch::new();
+    let dir = scratch.path();
+    let storage = Backend::Sqlite.fresh(&dir.join("s")).expect("sqlite");
+    let mut first =
+        ServerCommand::new(dir).storage(&storage).root_token_file(&dir.join("token")).start().await;
+    let second = ServerCommand::new(dir).storage(&storage).arg("--listen").arg("127.0.0.1:0");
+    if let Some(problem) = check_refusal("second server", &second.run_to_exit().await, &["in use"]) {
+        panic!("{problem}");
+    }
+    let status = first.sigterm_and_wait().await;
+    assert_clean_exit(status, &first);
+    let mut again = ServerCommand::new(dir).storage(&storage).start().await;
+    let status = again.sigterm_and_wait().await;
+    assert_clean_exit(status, &again);
+}
+
+/// A first start that fails before it could hand the root token over (its file cannot be written,
+/// its port is taken) creates none: the next good start still prints one, and it works.
+#[tokio::test]
+async fn a_first_start_that_fails_keeps_the_root_token_for_the_next() {
+    let scratch = Scratch::new();
+    let dir = scratch.path();
+    let storage = Backend::Sqlite.fresh(&dir.join("s")).expect("sqlite");
+    let mut problems = Vec::new();
+
+    let unwritable = dir.join("no-such-dir").join("token");
+    let cmd = ServerCommand::new(dir)
+        .storage(&storage)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .root_token_file(&unwritable);
+    problems.extend(check_refusal(
+        "unwritable --root-token-file",
+        &cmd.run_to_exit().await,
+        &["root-token-file"],
+    ));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").to_string();
+    let cmd = ServerCommand::new(dir)
+        .storage(&storage)
+        .arg("--listen")
+        .arg(&port)
+        .root_token_file(&dir.join("token-a"));
+    problems.extend(check_refusal("port taken", &cmd.run_to_exit().await, &["listen"]));
+    drop(taken);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // An existing token file that others may read is written as the owner's only.
+    let token_file = dir.join("token-b");
+    std::fs::write(&token_file, "stale\n").expect("write");
+    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let mut server = ServerCommand::new(dir).storage(&storage).root_token_file(&token_file).start().await;
+    let root = server.root_token().expect("a root token after the failed starts").to_owned();
+    assert_ne!(root, "stale");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token_file).expect("meta").permissions());
+    assert_eq!(mode & 0o777, 0o600, "the root token file is readable by others");
+    let client = http_client();
+    let whoami = Api::new(&client, &server, &root).get("/v1/auth/whoami").await;
+    assert_eq!(whoami.status, 200, "{}", whoami.text);
+    let status = server.sigterm_and_wait().await;
+    assert_clean_exit(status, &server);
+}

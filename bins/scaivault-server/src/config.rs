@@ -104,6 +104,9 @@ pub(crate) struct Options {
     /// Background scheduler period [default: 10s]
     #[arg(long, env = "SCAIVAULT_SCHEDULER_TICK", global = true)]
     pub(crate) scheduler_tick: Option<String>,
+    /// How long a stop waits for requests in flight before closing their connections [default: 25s]
+    #[arg(long, env = "SCAIVAULT_SHUTDOWN_TIMEOUT", global = true)]
+    pub(crate) shutdown_timeout: Option<String>,
     /// TLS certificate chain (PEM)
     #[arg(long, env = "SCAIVAULT_TLS_CERT", global = true)]
     pub(crate) tls_cert: Option<PathBuf>,
@@ -142,6 +145,7 @@ pub(crate) struct Settings {
     pub(crate) federation_identity_vaults: Vec<IdentityVault>,
     pub(crate) webhook_retry_schedule: DurationList,
     pub(crate) scheduler_tick: DurationSpec,
+    pub(crate) shutdown_timeout: DurationSpec,
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
     pub(crate) rate_limits: RateLimits,
     pub(crate) log_format: LogFormat,
@@ -183,6 +187,7 @@ impl Options {
             },
             webhook_retry_schedule: self.webhook_retry_schedule.or(file.webhook_retry_schedule),
             scheduler_tick: self.scheduler_tick.or(file.scheduler_tick),
+            shutdown_timeout: self.shutdown_timeout.or(file.shutdown_timeout),
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             rate_limit_token: self.rate_limit_token.or(file.rate_limit_token),
@@ -222,6 +227,9 @@ impl Options {
         if scheduler_tick.as_secs() == 0 {
             bail!("--scheduler-tick must be longer than zero");
         }
+        let grace = o.shutdown_timeout.as_deref().unwrap_or("25s");
+        let shutdown_timeout =
+            DurationSpec::parse(grace).with_context(|| format!("--shutdown-timeout {grace}"))?;
         let tls = match (o.tls_cert, o.tls_key) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
@@ -273,6 +281,7 @@ impl Options {
             federation_identity_vaults,
             webhook_retry_schedule,
             scheduler_tick,
+            shutdown_timeout,
             tls,
             rate_limits,
             log_format,
@@ -306,6 +315,7 @@ mod tests {
         assert!(!s.webhook_allow_private);
         assert!(!s.federation_ambient_identity, "the server's cloud identity is not lent by default");
         assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.shutdown_timeout.as_secs(), 25, "a stop finishes inside a 30 s grace period");
     }
 
     #[test]

@@ -3,10 +3,10 @@
 
 mod config;
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use clap::Parser;
 use config::{Cli, Command, LogFormat, Settings};
 use scaivault_core::{EventConfig, SystemClock, Vault, VaultConfig};
 use scaivault_crypto::{RootKey, SecretBytes, load_or_create_key_file, root_key_from_base64};
-use scaivault_server::{AppState, router};
+use scaivault_server::{AppState, Stopping, router};
 use scaivault_store::Store;
 use scaivault_store_postgres::PostgresStore;
 use scaivault_store_sqlite::SqliteStore;
@@ -106,7 +106,9 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-async fn open_vault(settings: &Settings) -> anyhow::Result<(Vault, Option<SecretBytes>)> {
+/// Opens storage and the keys; on a first start, the root token goes where `--root-token-file`
+/// says (or to stdout), which was checked to be writable before the token was created.
+async fn open_vault(settings: &Settings) -> anyhow::Result<Vault> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -115,6 +117,8 @@ async fn open_vault(settings: &Settings) -> anyhow::Result<(Vault, Option<Secret
     // Storage first: a start that cannot reach its database creates no key file.
     let store = open_store(settings).await?;
     let key = root_key(settings)?;
+    let fresh = Vault::will_bootstrap(&*store).await.map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
+    let out = RootTokenOut::prepare(settings.root_token_file.as_deref(), fresh)?;
     let config = VaultConfig {
         rate_limits: settings.rate_limits,
         jwt_issuers: settings.jwt_issuers.clone(),
@@ -133,37 +137,66 @@ async fn open_vault(settings: &Settings) -> anyhow::Result<(Vault, Option<Secret
     let opened = Vault::open(store, key, Arc::new(SystemClock), config)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
-    Ok((opened.vault, opened.root_token))
+    out.announce(opened.root_token)?;
+    Ok(opened.vault)
 }
 
-fn write_secret_file(path: &Path, secret: &SecretBytes) -> anyhow::Result<()> {
-    let mut file = OpenOptions::new()
+/// Where a first start's root token goes. The file is opened (created `0600` if missing) before
+/// storage creates the token, so a start that could not save it fails with nothing created, and the
+/// next start still makes one. It is written only when a token was created: a later start leaves it
+/// as it is, even read-only.
+enum RootTokenOut {
+    Stdout,
+    File { path: PathBuf, file: Option<File> },
+}
+
+impl RootTokenOut {
+    fn prepare(path: Option<&Path>, fresh: bool) -> anyhow::Result<RootTokenOut> {
+        let Some(path) = path else { return Ok(RootTokenOut::Stdout) };
+        let file = if fresh { Some(open_token_file(path)?) } else { None };
+        Ok(RootTokenOut::File { path: path.to_owned(), file })
+    }
+
+    #[allow(clippy::print_stdout)]
+    fn announce(self, token: Option<SecretBytes>) -> anyhow::Result<()> {
+        let Some(token) = token else { return Ok(()) };
+        match self {
+            RootTokenOut::File { path, file } => {
+                // Opened now only if another replica's tenant vanished in between: not expected.
+                let file = match file {
+                    Some(file) => file,
+                    None => open_token_file(&path)?,
+                };
+                write_secret_file(file, &token)
+                    .with_context(|| format!("--root-token-file {}", path.display()))?;
+                println!("root token written to {}", path.display());
+            }
+            RootTokenOut::Stdout => {
+                let text = String::from_utf8_lossy(token.expose()).into_owned();
+                println!("root token (shown once, store it safely): {text}");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn open_token_file(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("--root-token-file {}", path.display()))?;
-    file.write_all(secret.expose())?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    Ok(())
+        .with_context(|| format!("--root-token-file {}", path.display()))
 }
 
-#[allow(clippy::print_stdout)]
-fn announce_root_token(settings: &Settings, token: Option<SecretBytes>) -> anyhow::Result<()> {
-    let Some(token) = token else { return Ok(()) };
-    match &settings.root_token_file {
-        Some(path) => {
-            write_secret_file(path, &token)?;
-            println!("root token written to {}", path.display());
-        }
-        None => {
-            let text = String::from_utf8_lossy(token.expose()).into_owned();
-            println!("root token (shown once, store it safely): {text}");
-        }
-    }
-    Ok(())
+/// Replaces the file's content with the secret, readable by its owner only whatever its mode was.
+fn write_secret_file(mut file: File, secret: &SecretBytes) -> std::io::Result<()> {
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.set_len(0)?;
+    file.write_all(secret.expose())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
 }
 
 #[allow(clippy::print_stdout)]
@@ -173,11 +206,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some((cert, key)) => Some(scaivault_server::tls_config(cert, key).context("--tls-cert/--tls-key")?),
         None => None,
     };
-    let (vault, root_token) = open_vault(&settings).await?;
-    announce_root_token(&settings, root_token)?;
+    // Bound before storage is opened: a start that cannot listen creates no root token.
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let vault = open_vault(&settings).await?;
     let addr = listener.local_addr()?;
     let vault = Arc::new(vault);
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
@@ -186,7 +219,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         vault.tails_outbox().then(|| tokio::spawn(vault.clone().run_event_tail(worker_stopped.clone())));
     let scheduler =
         tokio::spawn(vault.clone().run_scheduler(settings.scheduler_tick.as_std(), worker_stopped));
-    #[allow(unused_mut)]
     let mut state = AppState::new(vault);
     // Only a build with the `benchmark` feature can skip auditing; release builds cannot.
     #[cfg(feature = "benchmark")]
@@ -194,8 +226,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!("audit records are NOT written (benchmark build)");
         state.skip_audit_for_benchmark = true;
     }
+    let (stop, stopping) = Stopping::channel();
+    state.stopping = stopping.clone();
     let app = router(state);
-    let shutdown = shutdown_signal()?;
+    let signal = shutdown_signal()?;
+    let shutdown = async move {
+        signal.await;
+        let _ = stop.send(true);
+    };
+    // Requests still in flight this long after the signal lose their connections.
+    let grace = settings.shutdown_timeout.as_std();
+    let drain_deadline = async move {
+        stopping.wait().await;
+        tokio::time::sleep(grace).await;
+    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{addr}");
     tracing::info!(
@@ -207,11 +251,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         scheduler_tick = %settings.scheduler_tick,
         "serving"
     );
-    match tls {
-        Some(config) => scaivault_server::serve_tls(listener, app, config, shutdown).await,
-        None => scaivault_server::serve(listener, app, shutdown).await,
+    let served = async {
+        match tls {
+            Some(config) => scaivault_server::serve_tls(listener, app, config, shutdown).await,
+            None => scaivault_server::serve(listener, app, shutdown).await,
+        }
+    };
+    tokio::select! {
+        served = served => served.context("server failed")?,
+        () = drain_deadline => tracing::warn!(
+            shutdown_timeout = %settings.shutdown_timeout,
+            "requests still in flight at the shutdown timeout; closing their connections"
+        ),
     }
-    .context("server failed")?;
     // Deliveries in flight are left to their lease: another replica, or the next start, sends them.
     let _ = stop_worker.send(true);
     let _ = worker.await;
@@ -225,8 +277,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 #[allow(clippy::print_stdout)]
 async fn rotate_master_key(settings: Settings) -> anyhow::Result<()> {
-    let (vault, root_token) = open_vault(&settings).await?;
-    announce_root_token(&settings, root_token)?;
+    let vault = open_vault(&settings).await?;
     let status = vault.rotate_master_key_unchecked().await.map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
     println!("{}", serde_json::to_string_pretty(&status)?);
     Ok(())

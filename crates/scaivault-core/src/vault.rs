@@ -98,6 +98,13 @@ impl Vault {
         Ok(Opened { vault, root_token })
     }
 
+    /// Whether [`Vault::open`] on `store` will create the default tenant and its root token (the
+    /// store holds no tenant yet): a caller makes sure the token has somewhere to go first, since it
+    /// is shown once and never stored in clear.
+    pub async fn will_bootstrap(store: &dyn Store) -> Result<bool, CoreError> {
+        Ok(store.list_tenants(None, None, 1).await?.is_empty())
+    }
+
     async fn bootstrap(&self) -> Result<Option<SecretBytes>, CoreError> {
         let token = generate_token()?;
         let record = NewToken {

@@ -34,11 +34,43 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Benchmark-only: skip the audit write, to measure what auditing costs. Never in production.
     pub skip_audit_for_benchmark: bool,
+    /// When the server begins to stop: responses that never end by themselves (event streams) end
+    /// then, so the graceful drain can finish.
+    pub stopping: Stopping,
 }
 
 impl AppState {
     pub fn new(vault: Arc<Vault>) -> AppState {
-        AppState { vault, metrics: Arc::new(Metrics::new()), skip_audit_for_benchmark: false }
+        AppState {
+            vault,
+            metrics: Arc::new(Metrics::new()),
+            skip_audit_for_benchmark: false,
+            stopping: Stopping::never(),
+        }
+    }
+}
+
+/// The server's "stopping now" signal, as long-lived responses see it.
+#[derive(Debug, Clone)]
+pub struct Stopping(tokio::sync::watch::Receiver<bool>);
+
+impl Stopping {
+    /// A signal, and what fires it (send `true`).
+    pub fn channel() -> (tokio::sync::watch::Sender<bool>, Stopping) {
+        let (fire, seen) = tokio::sync::watch::channel(false);
+        (fire, Stopping(seen))
+    }
+
+    /// A signal that never fires (a router nobody stops, as in tests).
+    pub fn never() -> Stopping {
+        Stopping::channel().1
+    }
+
+    /// Resolves once the server is stopping; never, when nothing is left that could stop it.
+    pub async fn wait(mut self) {
+        if self.0.wait_for(|stopping| *stopping).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

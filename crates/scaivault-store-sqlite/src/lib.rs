@@ -50,6 +50,9 @@ pub struct SqliteStore {
     commits: mpsc::Sender<()>,
     /// How connections are opened, for the writer's own connection.
     options: SqliteConnectOptions,
+    /// The exclusive lock on `<file>.lock`, held while the store is open: the chain heads and caches
+    /// above assume this process is the file's only writer (`None` for an in-memory database).
+    _exclusive: Option<std::fs::File>,
 }
 
 fn db_err(e: sqlx::Error) -> StoreError {
@@ -88,17 +91,55 @@ fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Backend("number out of range".into()))
 }
 
+/// Whether `file` names a file on disk rather than an in-memory database.
+fn on_disk(file: &Path) -> bool {
+    !(file.as_os_str().is_empty() || file.as_os_str() == ":memory:")
+}
+
 /// Creates the database file readable by its owner only (SQLite gives its -wal and -shm files the
 /// same mode). An existing file is left as it is.
 fn create_private(file: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
-    if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
+    if !on_disk(file) {
         return Ok(());
     }
     match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(StoreError::Unavailable(format!("cannot create {}: {e}", file.display()))),
+    }
+}
+
+/// Takes the exclusive lock on `<file>.lock`, so a second process (or a second store in this one)
+/// cannot open the same database: its chain heads and caches would go stale behind the first's
+/// writes (a revoked token still accepted, audit batches colliding). Released when the store drops,
+/// or when the process dies.
+fn lock_exclusive(file: &Path) -> Result<Option<std::fs::File>, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !on_disk(file) {
+        return Ok(None);
+    }
+    let mut name = file.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "{} is in use by another ScaiVault server (it holds {})",
+            file.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Unavailable(format!("cannot lock {}: {e}", path.display())))
+        }
     }
 }
 
@@ -117,6 +158,7 @@ impl SqliteStore {
 
     async fn open(options: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
         create_private(options.get_filename())?;
+        let exclusive = lock_exclusive(options.get_filename())?;
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -139,7 +181,7 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         let write_lock = Arc::new(Mutex::new(Writer::new("BEGIN IMMEDIATE", "COMMIT", true)));
         let commits = committer(write_lock.clone());
-        Ok(SqliteStore { pool, write_lock, commits, options })
+        Ok(SqliteStore { pool, write_lock, commits, options, _exclusive: exclusive })
     }
 
     /// `(journal_mode, synchronous, foreign_keys)` as the connection sees them, for checks.

@@ -28,3 +28,20 @@ async fn sqlite_is_built_without_memory_statistics() {
     let options = store.compile_options().await.expect("compile options");
     assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
 }
+
+/// One database file has one store: a second open (another server, or this process again) is
+/// refused with a reason while the first is open, and succeeds once it is dropped.
+#[tokio::test]
+async fn a_file_in_use_is_not_opened_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("vault.db");
+    let first = SqliteStore::open_file(&file).await.expect("open");
+    let refused =
+        SqliteStore::connect(&format!("sqlite://{}", file.display())).await.expect_err("second open");
+    let reason = refused.to_string();
+    assert!(reason.contains("in use by another ScaiVault server"), "{reason}");
+    assert!(reason.contains("vault.db.lock"), "{reason}");
+    first.ping().await.expect("the first store still works");
+    drop(first);
+    SqliteStore::open_file(&file).await.expect("reopen after the first closed").ping().await.expect("ping");
+}

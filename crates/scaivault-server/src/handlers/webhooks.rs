@@ -159,5 +159,7 @@ pub(crate) async fn stream(
         let sse = Event::default().id(e.id.as_str()).event(e.event_type.as_str()).data(e.body.as_str());
         Some((Ok::<Event, Infallible>(sse), events))
     });
+    // A stop ends the stream (cleanly, at an event boundary), or it would hold the drain open.
+    let stream = futures_util::StreamExt::take_until(stream, state.stopping.clone().wait());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
