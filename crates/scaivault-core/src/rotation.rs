@@ -86,6 +86,14 @@ fn record_of(
     }
 }
 
+/// The stored generator of an `auto_generate` policy (the default one when none was given).
+fn generator_of(policy: &RotationPolicyRecord) -> Result<Generator, CoreError> {
+    match &policy.generator {
+        Some(g) => serde_json::from_str(g).map_err(|e| CoreError::Internal(format!("stored generator: {e}"))),
+        None => Ok(Generator::default()),
+    }
+}
+
 fn assignment_response(a: &AssignmentRecord) -> RotationAssignment {
     RotationAssignment {
         secret_path: a.path.clone(),
@@ -398,15 +406,26 @@ impl Vault {
         } else {
             paths
         };
-        let mut secrets = Vec::new();
+        // Every path is checked before any schedule changes: one that cannot rotate refuses the
+        // request, and nothing has been made due or announced. A path named twice rotates once.
+        let mut checked = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for raw in paths {
             let path = SecretPath::parse(&raw)?;
+            if !seen.insert(path.as_str().to_owned()) {
+                continue;
+            }
             let (a, policy) = self
                 .store
                 .get_assignment(tenant, path.as_str())
                 .await?
                 .filter(|(a, _)| a.policy_id == id)
                 .ok_or_else(|| CoreError::InvalidRequest(format!("{path} is not assigned to {id}")))?;
+            self.check_rotatable(&a, &policy, &path).await?;
+            checked.push((path, a, policy));
+        }
+        let mut secrets = Vec::new();
+        for (path, a, policy) in checked {
             let done = self.force_one(&a, &policy).await?;
             if let Some(request) = request {
                 let event = AuditEvent {
@@ -437,7 +456,25 @@ impl Vault {
         let (a, policy) = self.store.get_assignment(&ns, path.as_str()).await?.ok_or_else(|| {
             CoreError::InvalidRequest("no rotation policy is assigned to this secret".into())
         })?;
+        self.check_rotatable(&a, &policy, path).await?;
         Ok(assignment_response(&self.force_one(&a, &policy).await?))
+    }
+
+    /// Refuses, before anything changes, a forced rotation that could not be carried out: an
+    /// automatic one needs the current data (not deleted or destroyed) and a generator that applies
+    /// to it. Otherwise the schedule would be made due and `rotation.due` sent for a request that
+    /// then fails.
+    async fn check_rotatable(
+        &self,
+        a: &AssignmentRecord,
+        policy: &RotationPolicyRecord,
+        path: &SecretPath,
+    ) -> Result<(), CoreError> {
+        if policy.auto_generate {
+            let current = self.read_secret_unchecked(&a.tenant, path).await?;
+            generator_of(policy)?.apply(&current).map_err(|e| CoreError::Internal(e.to_string()))?;
+        }
+        Ok(())
     }
 
     async fn force_one(
@@ -529,12 +566,7 @@ impl Vault {
         a: &AssignmentRecord,
         policy: &RotationPolicyRecord,
     ) -> Result<(), CoreError> {
-        let generator: Generator = match &policy.generator {
-            Some(g) => {
-                serde_json::from_str(g).map_err(|e| CoreError::Internal(format!("stored generator: {e}")))?
-            }
-            None => Generator::default(),
-        };
+        let generator = generator_of(policy)?;
         let system = Principal::system(&a.tenant);
         let path = SecretPath::parse(&a.path)?;
         let current = self.read_secret_unchecked(&a.tenant, &path).await?;

@@ -340,3 +340,62 @@ async fn a_policy_change_moves_waiting_schedules_to_their_new_wake_time() {
         rotation_events(&app, DB, start).await.into_iter().map(|(t, now, _)| (t, now)).collect();
     assert_eq!(events, [("rotation.due".to_owned(), Some(true))]);
 }
+
+/// A forced rotation that cannot be carried out (an automatic one whose secret is deleted or whose
+/// current version is destroyed) is refused before anything changes: the schedule stays as it was
+/// and no `rotation.due` goes out. A policy-wide rotation checks every path first, so one bad
+/// path refuses the whole request, and a path named twice rotates once.
+#[tokio::test]
+async fn a_refused_forced_rotation_changes_nothing() {
+    let app = app().await;
+    let start = app.clock.now();
+    let id = policy(
+        &app,
+        json!({"name": "auto", "interval": "30d", "auto_generate": true,
+               "generator": {"fields": ["password"], "length": 20}}),
+    )
+    .await;
+    for p in ["rot/deleted", "rot/destroyed", "rot/fine"] {
+        let r = app.put(p, json!({"data": {"password": "first"}})).await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+        assign(&app, &id, p).await;
+    }
+    assert_eq!(app.root("DELETE", "/v1/secrets/rot/deleted", None).await.status, StatusCode::NO_CONTENT);
+    let r = app.root("POST", "/v1/secrets/rot/destroyed/destroy", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    for p in ["rot/deleted", "rot/destroyed"] {
+        let r = app.root("POST", &format!("/v1/secrets/{p}/rotate"), None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{p}: {:?}", r.body);
+        assert!(rotation_events(&app, p, start).await.is_empty(), "{p}: a refused rotation announced itself");
+    }
+    let r = app
+        .root(
+            "POST",
+            &format!("/v1/rotation/policies/{id}/rotate"),
+            Some(json!({"secret_paths": ["rot/fine", "rot/destroyed"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    assert!(rotation_events(&app, "rot/fine", start).await.is_empty(), "the good path rotated anyway");
+    let v = app.root("GET", "/v1/secrets/rot/fine", None).await.body;
+    assert_eq!(v["version"], 1, "{v:?}");
+
+    let r = app
+        .root(
+            "POST",
+            &format!("/v1/rotation/policies/{id}/rotate"),
+            Some(json!({"secret_paths": ["rot/fine", "rot/fine"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    assert_eq!(r.body["secrets"].as_array().map(Vec::len), Some(1), "{:?}", r.body);
+    let dues: Vec<_> = rotation_events(&app, "rot/fine", start)
+        .await
+        .into_iter()
+        .filter(|e| e.0 == "rotation.due")
+        .collect();
+    assert_eq!(dues.len(), 1, "{dues:?}");
+    let v = app.root("GET", "/v1/secrets/rot/fine", None).await.body;
+    assert_eq!(v["version"], 2, "{v:?}");
+}
