@@ -203,6 +203,53 @@ async fn importing_the_seed_env_file_with_its_mapping() {
 }
 
 #[tokio::test]
+async fn an_import_with_one_bad_entry_writes_nothing() {
+    let scratch = Scratch::new();
+    let (_server, shell, api) = setup(&scratch).await;
+    // A multi-line quoted value, then a variable whose mapping names an impossible path and one
+    // whose type does not exist.
+    std::fs::write(
+        scratch.path().join(".env"),
+        "TLS_KEY=\"-----BEGIN KEY-----\nAAAA\n-----END KEY-----\"\nGOOD=1\nBAD=2\nODD=3\n",
+    )
+    .expect("env file");
+    let import = "scaivault import .env --prefix apps/imp --map TLS_KEY=tls:key --map GOOD=good:value \
+        --map BAD=../escape:value --map ODD=odd:value:not_a_type";
+    for attempt in [format!("{import} --dry-run"), import.to_owned()] {
+        let out = shell.run(&attempt);
+        assert_eq!(out.status.code(), Some(1), "{attempt}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("escape") && err.contains("not_a_type"), "both problems are named: {err}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("would write"), "{attempt}");
+    }
+    assert_eq!(api.get("/v1/secrets?prefix=apps/").await.body["secrets"].as_array().map(Vec::len), Some(0));
+    // Without the bad entries the multi-line value arrives whole.
+    shell.ok("scaivault import .env --prefix apps/imp --map TLS_KEY=tls:key --map GOOD=good:value");
+    assert_eq!(
+        api.get_secret("apps/imp/tls", None).await.body["data"]["key"],
+        "-----BEGIN KEY-----\nAAAA\n-----END KEY-----"
+    );
+}
+
+#[tokio::test]
+async fn run_does_not_take_path_from_a_secret() {
+    let scratch = Scratch::new();
+    let (_server, shell, api) = setup(&scratch).await;
+    api.put_secret(
+        "apps/files",
+        &json!({"data": {"path": "/srv/files", "ld_preload": "/tmp/x.so", "root": "/srv"}}),
+    )
+    .await;
+    let out = shell.run(
+        r#"scaivault run --path apps/files -- bash -c 'test "$ROOT" = /srv && test -z "$LD_PRELOAD" && command -v scaivault >/dev/null'"#,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("not setting PATH") && err.contains("LD_PRELOAD"), "{err}");
+    assert!(!err.contains("/srv/files"), "the warning names the variable, not the value: {err}");
+}
+
+#[tokio::test]
 async fn run_export_read_and_exit_codes() {
     let scratch = Scratch::new();
     let (_server, shell, api) = setup(&scratch).await;
@@ -221,7 +268,9 @@ async fn run_export_read_and_exit_codes() {
     assert!(err.contains("apps/missing"), "{err}");
 
     let dotenv = shell.ok("scaivault export apps/web/db --format dotenv");
-    assert!(dotenv.contains("USERNAME=\"web\"") && dotenv.contains("PASSWORD=\"p w\\\"x\""), "{dotenv}");
+    assert!(dotenv.contains("USERNAME='web'") && dotenv.contains("PASSWORD='p w\"x'"), "{dotenv}");
+    // The export is sourceable as it stands.
+    shell.ok(r#"scaivault export apps/web/db --format dotenv > exported.env && . ./exported.env && test "$PASSWORD" = 'p w"x'"#);
     let exported: Value =
         serde_json::from_str(&shell.ok("scaivault export apps/web/db --format json")).expect("json");
     assert_eq!(exported["port"], 5432);

@@ -12,6 +12,7 @@ use scaivault_client::api::{
     SyncConflict, WebhookFilters, WriteSecretRequest,
 };
 use scaivault_client::{AuditFilter, Client, Page};
+use scaivault_domain::{SecretPath, SecretType};
 use serde_json::{Map, Value, json};
 
 use crate::cli::{
@@ -647,6 +648,26 @@ fn parse_map(text: &str) -> anyhow::Result<(String, Target)> {
     Ok((var.to_owned(), (secret.to_owned(), field.to_owned(), parts.next().map(str::to_owned))))
 }
 
+/// Every path and type of an import, checked before anything is written, so that a bad entry
+/// late in the file does not leave the earlier ones imported and the rest not.
+fn check_plan(plan: &[(String, Map<String, Value>, Option<String>)]) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for (path, _, secret_type) in plan {
+        if let Err(e) = SecretPath::parse(path) {
+            problems.push(format!("{path:?}: {e}"));
+        }
+        if let Some(t) = secret_type
+            && let Err(e) = t.parse::<SecretType>()
+        {
+            problems.push(format!("{path}: {e}"));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!("nothing was imported:\n  {}", problems.join("\n  "))
+}
+
 async fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let vars = dotenv::parse(&text).with_context(|| format!("{}", a.file.display()))?;
@@ -665,7 +686,7 @@ async fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let path = format!("{prefix}/{sub}");
+        let path = if prefix.is_empty() { sub } else { format!("{prefix}/{sub}") };
         match plan.iter_mut().find(|(p, _, _)| *p == path) {
             Some((_, data, t)) => {
                 data.insert(field, Value::String(value));
@@ -674,6 +695,7 @@ async fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<()> {
             None => plan.push((path, Map::from_iter([(field, Value::String(value))]), secret_type)),
         }
     }
+    check_plan(&plan)?;
     let total = plan.len();
     let progress = std::io::stderr().is_terminal() && !a.dry_run;
     let (mut written, mut kept) = (0, 0);
@@ -732,7 +754,14 @@ async fn run_command(ctx: &Ctx, a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut vars = Vec::new();
     for path in &a.paths {
         let secret = ctx.client.read_secret(path, None).await.with_context(|| format!("secret {path}"))?;
-        vars.extend(secret.data.iter().map(|(k, v)| (dotenv::var_name(k), output::cell(v))));
+        for (k, v) in &secret.data {
+            let name = dotenv::var_name(k);
+            if dotenv::steers_the_loader(&name) {
+                output::note(&format!("not setting {name} from {path}: it would change which program runs"));
+                continue;
+            }
+            vars.push((name, output::cell(v)));
+        }
     }
     let (program, args) = a.command.split_first().context("no command to run")?;
     let mut cmd = std::process::Command::new(program);

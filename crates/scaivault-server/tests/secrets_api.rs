@@ -261,3 +261,29 @@ async fn request_ids_are_echoed_and_in_error_bodies() {
     let r = app.root("GET", "/v1/nothing", None).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
 }
+
+/// Numbers come back as they were written: integers beyond 64 bits, exponents, `-0` and long
+/// fractions keep their JSON text (a port stays `5432`, an account id is not rounded to a float).
+/// The one normalisation: an exponent's sign is written out (`1e2` comes back `1e+2`).
+#[tokio::test]
+async fn numbers_in_data_keep_their_text() {
+    let app = app().await;
+    let numbers = [
+        ("big", "123456789012345678901234567890"),
+        ("negative_big", "-98765432109876543210"),
+        ("u64_max", "18446744073709551615"),
+        ("exponent", "1e+2"),
+        ("negative_zero", "-0"),
+        ("fraction", "0.10000000000000000000000001"),
+        ("port", "5432"),
+    ];
+    let fields: Vec<String> = numbers.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    let body = format!("{{\"data\":{{{}}}}}", fields.join(","));
+    let r = app.send("PUT", "/v1/secrets/n/numbers", Some(&app.root.clone()), Some(body.into_bytes())).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = app.root("GET", "/v1/secrets/n/numbers", None).await;
+    let text = String::from_utf8_lossy(&r.raw).into_owned();
+    for (k, v) in numbers {
+        assert!(text.contains(&format!("\"{k}\":{v}")), "{k}: {v} came back otherwise: {text}");
+    }
+}
