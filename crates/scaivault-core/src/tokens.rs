@@ -157,8 +157,16 @@ impl Vault {
             created_by: principal.actor(),
             created_at: now,
             expires_at: Some(expires_at),
+            // A personal access token is the parent of what it issues: revoking it revokes them.
+            // The root token's are independent (revoking root after bootstrap is the advice),
+            // and a JWT cannot be revoked.
+            parent: (principal.kind == TokenKind::PersonalAccessToken).then(|| principal.token_id.clone()),
         };
-        self.store.create_token(record.clone()).await?;
+        self.store.create_token(record.clone()).await.map_err(|e| match e {
+            // The issuing token was revoked while this request ran.
+            scaivault_store::StoreError::NotFound => CoreError::TokenExpired("the token has been revoked"),
+            other => other.into(),
+        })?;
         tracing::info!(token_id = %record.id, "token issued");
         Ok(CreatedToken {
             id: record.id,
@@ -208,11 +216,11 @@ impl Vault {
             self.store.revoke_token(principal.tenant(), id, self.clock.now()),
         )
         .await;
-        revoked.map_err(|e| match e {
+        let count = revoked.map_err(|e| match e {
             scaivault_store::StoreError::NotFound => CoreError::NotFound("token"),
             other => other.into(),
         })?;
-        tracing::info!(token_id = %id, "token revoked");
+        tracing::info!(token_id = %id, revoked = count, "token revoked with the tokens it issued");
         Ok(())
     }
 

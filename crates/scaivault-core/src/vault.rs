@@ -121,6 +121,7 @@ impl Vault {
             created_by: "system".into(),
             created_at: self.clock.now(),
             expires_at: None,
+            parent: None,
         };
         let created = self.store.bootstrap(DEFAULT_TENANT, record).await?;
         Ok(created.then_some(token))

@@ -216,3 +216,42 @@ async fn administrators_keys_are_kept_from_tenant_admins() {
     let r = app.as_token(&admin, "DELETE", &format!("/v1/auth/tokens/{plain_id}"), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
 }
+
+/// Revoking a token revokes what it issued, down the tree (as Vault's token hierarchy); tokens the
+/// root token issued are independent of each other, so revoking one admin key leaves the others.
+#[tokio::test]
+async fn revoking_a_token_revokes_the_tokens_it_issued() {
+    let app = app().await;
+    let (admin_id, admin) = app.token(&["admin", "secrets:read"], "1d").await;
+    let (_, other_admin) = app.token(&["admin"], "1d").await;
+    let issue = |by: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .as_token(
+                    &by,
+                    "POST",
+                    "/v1/auth/tokens",
+                    Some(json!({"scopes": ["admin", "secrets:read"], "ttl": "1h"})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+            r.body["token"].as_str().expect("token").to_owned()
+        }
+    };
+    let child = issue(admin.clone()).await;
+    let grandchild = issue(child.clone()).await;
+    let unrelated = issue(other_admin.clone()).await;
+    for t in [&admin, &child, &grandchild, &unrelated] {
+        assert_eq!(app.as_token(t, "GET", "/v1/auth/whoami", None).await.status, StatusCode::OK);
+    }
+    let r = app.root("DELETE", &format!("/v1/auth/tokens/{admin_id}"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    for t in [&admin, &child, &grandchild] {
+        assert_eq!(app.as_token(t, "GET", "/v1/auth/whoami", None).await.code(), "token_expired");
+    }
+    for t in [&other_admin, &unrelated] {
+        assert_eq!(app.as_token(t, "GET", "/v1/auth/whoami", None).await.status, StatusCode::OK);
+    }
+    assert_eq!(app.root("GET", "/v1/auth/whoami", None).await.status, StatusCode::OK);
+}

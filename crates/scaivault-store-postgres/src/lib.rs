@@ -490,8 +490,8 @@ impl SecretStore for PostgresStore {
 async fn insert_token(tx: &mut Transaction<'static, Postgres>, t: &NewToken) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO tokens (id, tenant_id, token_hash, name, identity_type, identity_id, scopes, groups_json, \
-         is_root, created_by, created_at, expires_at, roles_json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         is_root, created_by, created_at, expires_at, roles_json, parent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&t.id)
     .bind(&t.tenant)
@@ -506,6 +506,7 @@ async fn insert_token(tx: &mut Transaction<'static, Postgres>, t: &NewToken) -> 
     .bind(to_micros(t.created_at))
     .bind(t.expires_at.map(to_micros))
     .bind(list_json(&t.roles))
+    .bind(&t.parent)
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;
@@ -542,6 +543,19 @@ impl TokenStore for PostgresStore {
 
     async fn create_token(&self, token: NewToken) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
+        if let Some(parent) = &token.parent {
+            // The share lock waits for a revocation in progress (which updates this row) and then
+            // sees it; a revocation that starts later waits for this insert and then finds it.
+            let live: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM tokens WHERE id = $1 AND revoked_at IS NULL FOR SHARE")
+                    .bind(parent)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if live.is_none() {
+                return Err(StoreError::NotFound);
+            }
+        }
         insert_token(&mut tx, &token).await?;
         tx.commit().await.map_err(db_err)
     }
@@ -577,21 +591,40 @@ impl TokenStore for PostgresStore {
         row.as_ref().map(token_from_row).transpose()
     }
 
-    async fn revoke_token(&self, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn revoke_token(&self, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE tenant_id = $2 AND id = $3",
-        )
-        .bind(to_micros(now))
-        .bind(tenant)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if done.rows_affected() == 0 {
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM tokens WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if exists.is_none() {
             return Err(StoreError::NotFound);
         }
-        tx.commit().await.map_err(db_err)
+        // Each pass starts a fresh snapshot: a child whose insert held a share lock on a token this
+        // pass revoked has committed by the time the pass ends, and the next pass finds it. Once a
+        // pass revokes nothing, every token of the tree is revoked or locked by this transaction,
+        // so no further child can appear (its insert waits, then sees the revocation).
+        let mut revoked = 0;
+        loop {
+            let done = sqlx::query(
+                "WITH RECURSIVE tree(id) AS (SELECT id FROM tokens WHERE id = $1 \
+                 UNION SELECT t.id FROM tokens t JOIN tree ON t.parent_id = tree.id) \
+                 UPDATE tokens SET revoked_at = $2 WHERE revoked_at IS NULL AND id IN (SELECT id FROM tree)",
+            )
+            .bind(id)
+            .bind(to_micros(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                break;
+            }
+            revoked += done.rows_affected();
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(revoked)
     }
 }
 

@@ -608,7 +608,8 @@ async fn write_in(
 async fn insert_token(tx: &mut Transaction<'static, Sqlite>, t: &NewToken) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO tokens (id, tenant_id, token_hash, name, identity_type, identity_id, scopes, groups_json, \
-         is_root, created_by, created_at, expires_at, roles_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         is_root, created_by, created_at, expires_at, roles_json, parent_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&t.id)
     .bind(&t.tenant)
@@ -623,6 +624,7 @@ async fn insert_token(tx: &mut Transaction<'static, Sqlite>, t: &NewToken) -> Re
     .bind(to_micros(t.created_at))
     .bind(t.expires_at.map(to_micros))
     .bind(list_json(&t.roles))
+    .bind(&t.parent)
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;
@@ -654,6 +656,18 @@ impl TokenStore for SqliteStore {
 
     async fn create_token(&self, token: NewToken) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
+        if let Some(parent) = &token.parent {
+            // Writes are serialised: a revocation is either wholly before this check or after the insert.
+            let live: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM tokens WHERE id = ? AND revoked_at IS NULL")
+                    .bind(parent)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if live.is_none() {
+                return Err(StoreError::NotFound);
+            }
+        }
         insert_token(&mut tx, &token).await?;
         tx.commit().await.map_err(db_err)
     }
@@ -690,21 +704,29 @@ impl TokenStore for SqliteStore {
         row.as_ref().map(token_from_row).transpose()
     }
 
-    async fn revoke_token(&self, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn revoke_token(&self, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tokens WHERE tenant_id = ? AND id = ?")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
         let done = sqlx::query(
-            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE tenant_id = ? AND id = ?",
+            "WITH RECURSIVE tree(id) AS (SELECT id FROM tokens WHERE id = ? \
+                 UNION SELECT t.id FROM tokens t JOIN tree ON t.parent_id = tree.id) \
+             UPDATE tokens SET revoked_at = ? WHERE revoked_at IS NULL AND id IN (SELECT id FROM tree)",
         )
-        .bind(to_micros(now))
-        .bind(tenant)
         .bind(id)
+        .bind(to_micros(now))
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        tx.commit().await.map_err(db_err)
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -23,7 +23,7 @@ macro_rules! conformance_suite {
             write_then_read, versions_are_consecutive, cas_rules, concurrent_writers_get_gapless_versions,
             pruning_past_max_versions, metadata_kept_unless_given, shrinking_max_versions_prunes,
             soft_delete_and_undelete, destroy_versions, list_filters_and_pages, tenants_are_isolated,
-            bootstrap_happens_once, tokens_find_list_revoke, master_keys_and_wraps, rewrap_flow,
+            bootstrap_happens_once, tokens_find_list_revoke, revoking_a_token_revokes_its_tree, master_keys_and_wraps, rewrap_flow,
             moved_ciphertext_never_opens, policies_and_bindings, policy_epoch_tracks_every_change,
             partners_and_tenants, audit_chains, concurrent_audit_appends_keep_one_chain,
             a_write_and_its_audit_record_commit_together, concurrent_writes_fail_alone,
@@ -102,6 +102,7 @@ fn token(id: &str, secret: &[u8], is_root: bool) -> NewToken {
         created_by: "system".into(),
         created_at: at(0),
         expires_at: None,
+        parent: None,
     }
 }
 
@@ -472,6 +473,49 @@ pub async fn tokens_find_list_revoke(store: Dyn) {
     assert_eq!(found.revoked_at, Some(at(5)));
     assert!(matches!(store.revoke_token(DEFAULT_TENANT, "tok_none", at(5)).await, Err(StoreError::NotFound)));
     assert!(matches!(store.revoke_token("tnt_other", "tok_root", at(5)).await, Err(StoreError::NotFound)));
+}
+
+/// Revoking a token revokes what it issued, and what those issued, in any tenant; nothing else.
+pub async fn revoking_a_token_revokes_its_tree(store: Dyn) {
+    setup(&store).await;
+    let child =
+        |id: &str, parent: &str| NewToken { parent: Some(parent.into()), ..token(id, id.as_bytes(), false) };
+    let other = TenantRecord { id: "tnt_b".into(), name: "b".into(), partner_id: None, created_at: at(0) };
+    store.create_tenant(&other).await.expect("tenant");
+    for t in [
+        token("tok_p", b"tok_p", false),
+        child("tok_c1", "tok_p"),
+        child("tok_c2", "tok_p"),
+        child("tok_g", "tok_c1"),
+        NewToken { tenant: "tnt_b".into(), ..child("tok_far", "tok_g") },
+        token("tok_other", b"tok_other", false),
+        child("tok_other_child", "tok_other"),
+    ] {
+        store.create_token(t).await.expect("create");
+    }
+    // A branch revoked earlier keeps its time.
+    assert_eq!(store.revoke_token(DEFAULT_TENANT, "tok_c2", at(3)).await.expect("revoke"), 1);
+    assert_eq!(store.revoke_token(DEFAULT_TENANT, "tok_p", at(5)).await.expect("revoke"), 4);
+    let revoked_at = |id: &'static str, tenant: &'static str| {
+        let store = store.clone();
+        async move { store.get_token(tenant, id).await.expect("get").expect("exists").revoked_at }
+    };
+    for id in ["tok_p", "tok_c1", "tok_g"] {
+        assert_eq!(revoked_at(id, DEFAULT_TENANT).await, Some(at(5)), "{id}");
+    }
+    assert_eq!(revoked_at("tok_far", "tnt_b").await, Some(at(5)));
+    assert_eq!(revoked_at("tok_c2", DEFAULT_TENANT).await, Some(at(3)));
+    assert_eq!(revoked_at("tok_other", DEFAULT_TENANT).await, None);
+    assert_eq!(revoked_at("tok_other_child", DEFAULT_TENANT).await, None);
+    assert_eq!(revoked_at("tok_root", DEFAULT_TENANT).await, None);
+    // Nothing more to revoke the second time.
+    assert_eq!(store.revoke_token(DEFAULT_TENANT, "tok_p", at(9)).await.expect("again"), 0);
+    // A revoked or unknown token issues nothing.
+    for parent in ["tok_c1", "tok_missing"] {
+        let r = store.create_token(child("tok_late", parent)).await;
+        assert!(matches!(r, Err(StoreError::NotFound)), "{parent}: {r:?}");
+    }
+    assert!(store.get_token(DEFAULT_TENANT, "tok_late").await.expect("get").is_none());
 }
 
 pub async fn master_keys_and_wraps(store: Dyn) {

@@ -133,6 +133,9 @@ pub struct NewToken {
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The token that issued this one, which takes it along when revoked; `None` for the root
+    /// token and for tokens issued by root or by a JWT.
+    pub parent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

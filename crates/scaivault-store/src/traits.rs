@@ -102,6 +102,8 @@ pub trait TokenStore: Send + Sync + Debug {
     /// nothing) when any tenant exists, so a second start never makes a second root token.
     async fn bootstrap(&self, tenant: &str, root_token: NewToken) -> Result<bool, StoreError>;
 
+    /// Stores a new token. With a `parent`, fails `NotFound` when that token is revoked or gone, so
+    /// a token issued while its parent is being revoked never outlives the revocation.
     async fn create_token(&self, token: NewToken) -> Result<(), StoreError>;
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
@@ -115,7 +117,9 @@ pub trait TokenStore: Send + Sync + Debug {
 
     async fn get_token(&self, tenant: &str, id: &str) -> Result<Option<TokenRecord>, StoreError>;
 
-    async fn revoke_token(&self, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Revokes the token and every token issued under it, in any tenant (a tree, as Vault's token
+    /// hierarchy), answering how many were newly revoked. `NotFound` when the tenant has no such token.
+    async fn revoke_token(&self, tenant: &str, id: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 #[async_trait]
