@@ -12,7 +12,7 @@ use scaivault_api::{
 use scaivault_crypto::random_id;
 use scaivault_domain::{
     Decision, Effect, GlobPattern, IdentityType, Permission, Policy, PolicyRule, RuleRef, Scope, SecretPath,
-    decide,
+    check_description, decide,
 };
 use scaivault_store::{BindingRecord, PolicyRecord, PolicySnapshot, StoreError};
 
@@ -23,7 +23,6 @@ use crate::{CoreError, Principal, TokenKind, Vault};
 const MAX_RULES: usize = 1000;
 const MAX_NAME: usize = 128;
 const MAX_IDENTITY: usize = 256;
-const MAX_DESCRIPTION: usize = 1024;
 /// The built-in policy of the root token. No stored policy can be it or be named like it.
 const ROOT_POLICY: &str = "root";
 
@@ -351,14 +350,7 @@ impl Vault {
         req: &PolicyRequest,
     ) -> Result<PolicyRecord, CoreError> {
         check_policy_name(&req.name)?;
-        if req.description.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(CoreError::InvalidRequest("description may not contain control characters".into()));
-        }
-        if req.description.len() > MAX_DESCRIPTION {
-            return Err(CoreError::InvalidRequest(format!(
-                "description is longer than {MAX_DESCRIPTION} bytes"
-            )));
-        }
+        check_description(&req.description).map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
         let rules = compile_rules(&req.rules)?;
         let now = self.clock.now();
         Ok(PolicyRecord {

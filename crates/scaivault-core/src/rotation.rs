@@ -15,7 +15,7 @@ use scaivault_api::{
     UpdateRotationPolicyRequest, WriteSecretRequest,
 };
 use scaivault_crypto::random_id;
-use scaivault_domain::{DurationList, DurationSpec, Permission, Scope, SecretPath};
+use scaivault_domain::{DurationList, DurationSpec, Permission, Scope, SecretPath, check_description};
 use scaivault_events::EventType;
 use scaivault_rotation::{Assignment, Fire, Generator, State, Timing};
 use scaivault_store::{
@@ -139,6 +139,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), CoreError> {
 
 /// Checks a policy's settings; answers the generator as stored.
 fn check_policy(p: &RotationPolicyRecord) -> Result<(), CoreError> {
+    check_description(&p.description).map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
     let interval = duration(&p.interval)?;
     if interval.as_secs() == 0 {
         return Err(CoreError::InvalidRequest("interval must be longer than zero".into()));

@@ -68,6 +68,9 @@ impl Vault {
     ) -> Result<(SecretWritten, bool), CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsWrite, Permission::Write, path).await?;
+        if let Some(metadata) = &req.metadata {
+            metadata.check().map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
+        }
         if space == Space::Tenant
             && let Some(backend) = self.federated(&ns, path).await?
             && backend.write_through
@@ -375,6 +378,16 @@ impl Vault {
             self.authorize_secret(principal, space, Scope::SecretsWrite, Permission::Write, path).await?;
         self.refuse_federated_write_in(space, &ns, path).await?;
         check_max_versions(req.max_versions)?;
+        // Only the fields this request sets are checked: metadata stored before a limit existed
+        // stays editable field by field.
+        scaivault_domain::SecretMetadata {
+            description: req.description.clone(),
+            tags: req.tags.clone().unwrap_or_default(),
+            owner: req.owner.clone(),
+            custom: req.custom.clone().unwrap_or_default(),
+        }
+        .check()
+        .map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
         let tenant = ns.as_str();
         let touches_metadata =
             req.description.is_some() || req.tags.is_some() || req.owner.is_some() || req.custom.is_some();

@@ -76,13 +76,21 @@ fn check_paths(paths: &[String]) -> Result<(), CoreError> {
     Ok(())
 }
 
+/// Longest time a replaced signing secret keeps signing: a week, like the payment providers that
+/// sign webhooks with two secrets during a roll.
+const MAX_OVERLAP_SECS: u64 = 7 * 24 * 3600;
+
 fn parse_overlap(raw: Option<&str>, default: std::time::Duration) -> Result<chrono::TimeDelta, CoreError> {
     match raw {
         None => chrono::TimeDelta::from_std(default)
             .map_err(|_| CoreError::Internal("secret overlap out of range".into())),
-        Some(s) => DurationSpec::parse(s)
-            .map(|d| d.as_chrono())
-            .map_err(|e| CoreError::InvalidRequest(format!("overlap: {e}"))),
+        Some(s) => {
+            let d = DurationSpec::parse(s).map_err(|e| CoreError::InvalidRequest(format!("overlap: {e}")))?;
+            if d.as_secs() > MAX_OVERLAP_SECS {
+                return Err(CoreError::InvalidRequest("overlap may not be longer than 7d".into()));
+            }
+            Ok(d.as_chrono())
+        }
     }
 }
 

@@ -25,7 +25,10 @@ mod version;
 pub use duration::{DurationError, DurationList, DurationSpec, MAX_DURATION_SECS};
 pub use glob::{GlobError, GlobPattern, substitute_captures};
 pub use identity::{IdentityType, IdentityTypeError};
-pub use metadata::SecretMetadata;
+pub use metadata::{
+    MAX_CUSTOM_ENTRIES, MAX_CUSTOM_KEY_BYTES, MAX_CUSTOM_VALUE_BYTES, MAX_DESCRIPTION_BYTES, MAX_OWNER_BYTES,
+    MAX_TAG_BYTES, MAX_TAGS, MetadataError, SecretMetadata, check_description,
+};
 pub use path::{MAX_PATH_BYTES, MAX_SEGMENT_CHARS, MAX_SEGMENTS, PathError, RESERVED_SEGMENTS, SecretPath};
 pub use permission::{Permission, PermissionError};
 pub use policy::{Decision, Effect, EffectError, Policy, PolicyRule, RuleOutcome, RuleRef, decide};

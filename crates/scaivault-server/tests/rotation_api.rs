@@ -269,6 +269,8 @@ async fn policies_are_validated() {
         json!({"name": "x", "interval": "7d", "auto_generate": true, "generator": {"length": 2}}),
         json!({"name": "x", "interval": "7d", "generator": {"charset": "emoji"}}),
         json!({"name": "x", "interval": "7d", "webhook_ids": ["wh_missing"]}),
+        json!({"name": "x", "interval": "7d", "description": "d".repeat(1025)}),
+        json!({"name": "x", "interval": "7d", "description": "bell\u{7}"}),
     ] {
         let r = app.root("POST", "/v1/rotation/policies", Some(body.clone())).await;
         assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{body}");
@@ -301,6 +303,12 @@ async fn policies_are_validated() {
         .root("PATCH", &format!("/v1/rotation/policies/{id}"), Some(json!({"warn_before": ["7d", "1d"]})))
         .await;
     assert_eq!((r.status, r.body["warn_before"].as_str()), (StatusCode::OK, Some("7d,1d")));
+    let r = app
+        .root("PATCH", &format!("/v1/rotation/policies/{id}"), Some(json!({"description": "d".repeat(1025)})))
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let r = app.root("GET", &format!("/v1/rotation/policies/{id}"), None).await;
+    assert_eq!(r.body["description"], "", "a refused change keeps the policy as it was");
     let r = app.root("POST", "/v1/secrets/environments/other/rotate", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     app.put("plain/secret", json!({"data": {"k": "v"}})).await;

@@ -140,6 +140,40 @@ async fn bad_bodies_are_refused_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn metadata_over_its_limits_is_refused_and_changes_nothing() {
+    let app = app().await;
+    let long = "hunter2".repeat(200);
+    let bad = [
+        json!({"description": long}),
+        json!({"tags": vec!["t"; 65]}),
+        json!({"tags": [""]}),
+        json!({"tags": ["a\nb"]}),
+        json!({"tags": [long.clone()]}),
+        json!({"owner": long.clone()}),
+        json!({"custom": {"k": long.clone() }}),
+        json!({"custom": {long.clone(): "v"}}),
+        json!({"custom": (0..65).map(|i| (i.to_string(), json!("v"))).collect::<serde_json::Map<_, _>>()}),
+    ];
+    for metadata in &bad {
+        let r = app.put("m/x", json!({"data": {"k": "v"}, "metadata": metadata})).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{metadata}");
+        let raw = String::from_utf8_lossy(&r.raw);
+        assert!(!raw.contains("hunter2"), "the error repeats the text: {raw}");
+    }
+    assert_eq!(app.secret_count().await, 0, "a refused write stores nothing");
+    let kept = json!({"description": "kept", "tags": ["t"], "owner": "team:x", "custom": {"k": "v"}});
+    let r = app.put("m/x", json!({"data": {"k": "v"}, "metadata": kept})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    for metadata in &bad {
+        let r = app.root("PATCH", "/v1/secrets/m/x/metadata", Some(metadata.clone())).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{metadata}");
+    }
+    let r = app.root("GET", "/v1/secrets/m/x", None).await;
+    assert_eq!(r.body["metadata"], kept);
+    assert_eq!(r.body["version"], 1);
+}
+
+#[tokio::test]
 async fn cas_and_version_errors() {
     let app = app().await;
     assert_eq!(app.put("db/pw", json!({"data": {"p": "1"}, "cas": 0})).await.status, StatusCode::CREATED);

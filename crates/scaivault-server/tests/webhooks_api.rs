@@ -135,6 +135,12 @@ async fn a_rolled_secret_signs_beside_the_old_one_until_the_overlap_ends() {
     let rx = receiver(200).await;
     let old = "the-old-webhook-secret";
     let id = hook(&app, &rx.uri(), old).await;
+    for overlap in ["8d", "169h", "forever"] {
+        let r = app
+            .root("POST", &format!("/v1/webhooks/{id}/rotate-secret"), Some(json!({"overlap": overlap})))
+            .await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{overlap}");
+    }
     let r =
         app.root("POST", &format!("/v1/webhooks/{id}/rotate-secret"), Some(json!({"overlap": "1h"}))).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
