@@ -252,6 +252,16 @@ pub(crate) enum Access {
 }
 
 impl Access {
+    /// The names of the policies this access comes from, each once.
+    pub(crate) fn policy_names(&self) -> Vec<String> {
+        match self {
+            Access::Root => vec![ROOT_POLICY.to_owned()],
+            Access::Policies { set, identities } => {
+                set.bound_to(identities).into_iter().map(|(p, _)| p.name.clone()).collect()
+            }
+        }
+    }
+
     pub(crate) fn allows(&self, permission: Permission, path: &SecretPath) -> bool {
         match self {
             Access::Root => true,

@@ -224,9 +224,11 @@ impl Vault {
         Ok(())
     }
 
-    /// `GET /v1/auth/whoami`: any valid token may ask who it is.
-    pub fn whoami(&self, principal: &Principal) -> WhoAmI {
-        WhoAmI {
+    /// `GET /v1/auth/whoami`: any valid token may ask who it is, and which policies (bound to its
+    /// identity or one of its groups) it holds.
+    pub async fn whoami(&self, principal: &Principal) -> Result<WhoAmI, CoreError> {
+        let policies = self.access(principal).await?.policy_names();
+        Ok(WhoAmI {
             identity_type: principal.identity_type.clone(),
             identity_id: principal.identity_id.clone(),
             tenant_id: principal.tenant.clone(),
@@ -241,11 +243,8 @@ impl Vault {
                 principal.roles.clone()
             },
             acting_as_tenant: principal.acting,
-            policies: match principal.kind {
-                TokenKind::Root => vec!["root".to_owned()],
-                TokenKind::PersonalAccessToken | TokenKind::Jwt => Vec::new(),
-            },
+            policies,
             expires_at: principal.expires_at,
-        }
+        })
     }
 }

@@ -107,6 +107,16 @@ async fn issue_list_revoke_and_expire() {
     assert_eq!(who.body["identity_type"], "service_account");
     assert_eq!(who.body["tenant_id"], "tnt_default");
     assert_eq!(who.body["groups"], json!(["ops"]));
+    assert_eq!(who.body["policies"], json!([]));
+    // The policies of its identity and of its groups, each once; a policy bound elsewhere is not.
+    let rules = json!([{"path_pattern": "ci/**", "permissions": ["read"]}]);
+    app.policy("ci-reader", rules.clone(), &[("service_account", "sa:ci"), ("group", "ops")]).await;
+    app.policy("ops-reader", rules.clone(), &[("group", "ops")]).await;
+    app.policy("unrelated", rules, &[("group", "dev"), ("service_account", "sa:other")]).await;
+    let who = app.as_token(&token, "GET", "/v1/auth/whoami", None).await;
+    let mut held: Vec<String> = serde_json::from_value(who.body["policies"].clone()).expect("names");
+    held.sort();
+    assert_eq!(held, ["ci-reader", "ops-reader"]);
     let list = app.root("GET", "/v1/auth/tokens", None).await;
     let listed = list.body["tokens"].as_array().expect("tokens");
     assert_eq!(listed.len(), 2, "root and the new one");

@@ -69,6 +69,7 @@ async fn a_service_account_jwt_reads_what_its_policy_allows() {
     assert_eq!(who.body["identity_id"], "sa:reporting-service");
     assert_eq!(who.body["tenant_id"], "tnt_default");
     assert_eq!(who.body["scopes"], json!(["secrets:read", "secrets:write"]));
+    assert_eq!(who.body["policies"], json!(["reporting"]), "the policies bound to its identity");
     let r = app.as_token(&token, "GET", "/v1/secrets/integrations/salesforce/oauth", None).await;
     assert_eq!(r.body["data"]["client_secret"], "s");
     assert_eq!(

@@ -43,6 +43,9 @@ pub(crate) async fn revoke(
 }
 
 /// `GET /v1/auth/whoami`
-pub(crate) async fn whoami(State(state): State<AppState>, Caller(caller): Caller) -> Response {
-    Json(state.vault.whoami(&caller)).into_response()
+pub(crate) async fn whoami(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.vault.whoami(&caller).await?).into_response())
 }
