@@ -13,6 +13,13 @@ pub struct AuditRecord {
     pub action: String,
     pub secret_path: Option<String>,
     pub version: Option<u64>,
+    /// The policy, binding (`pol_…/bnd_…`), token, webhook, subscription, rotation policy, backend,
+    /// partner or tenant the request is about, when it names or creates one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    /// Whom a binding or a new token is for, as `identity_type:identity_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// `success`, `denied` or `error`.
     pub outcome: String,
     pub status_code: u16,

@@ -36,6 +36,10 @@ pub struct AuditEvent {
     pub action: Cow<'static, str>,
     pub secret_path: Option<String>,
     pub version: Option<u64>,
+    /// The object the request names or creates (not a secret: that is `secret_path`).
+    pub resource_id: Option<String>,
+    /// Whom a binding or a new token is for.
+    pub subject: Option<String>,
     /// `success`, `denied` or `error`.
     pub outcome: &'static str,
     pub status_code: u16,
@@ -116,6 +120,8 @@ pub(crate) fn audit_entry(
         action: event.action.into_owned(),
         secret_path: event.secret_path,
         version: event.version,
+        resource_id: event.resource_id,
+        subject: event.subject,
         outcome: event.outcome.to_owned(),
         status_code: event.status_code,
         request_id: request.request_id.clone(),

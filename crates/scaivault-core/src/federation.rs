@@ -245,6 +245,8 @@ fn opening(action: &'static str, path: String, version: Option<u64>) -> AuditEve
         action: action.into(),
         secret_path: Some(path),
         version,
+        resource_id: None,
+        subject: None,
         outcome: "success",
         status_code: 200,
     }

@@ -433,6 +433,8 @@ impl Vault {
                     action: "secret.rotate".into(),
                     secret_path: Some(path.to_string()),
                     version: None,
+                    resource_id: Some(policy.id.clone()),
+                    subject: None,
                     outcome: "success",
                     // The forced rotation is answered 202 Accepted, as its own record says.
                     status_code: 202,

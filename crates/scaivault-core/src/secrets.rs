@@ -153,6 +153,8 @@ impl Vault {
                     action: a.action.clone(),
                     secret_path: Some(a.secret_path.clone()),
                     version: Some(version),
+                    resource_id: None,
+                    subject: None,
                     outcome: "success",
                     status_code: if created { a.status_created } else { a.status_updated },
                 };

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use scaivault_core::{AuditEvent, Principal, RequestInfo, WriteAudit};
 use scaivault_domain::SecretPath;
 
@@ -64,6 +64,50 @@ impl AuditSlot {
     pub(crate) fn recorded(&self) {
         self.note().recorded = true;
     }
+}
+
+/// What a handler adds to its request's record, carried out on the response: the id of what it
+/// created (the route names only its parent), whom a binding or token is for, and the secret a
+/// body named.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AuditDetail {
+    pub(crate) resource_id: Option<String>,
+    pub(crate) subject: Option<String>,
+    pub(crate) secret_path: Option<String>,
+}
+
+impl AuditDetail {
+    pub(crate) fn created(id: &str) -> Self {
+        AuditDetail { resource_id: Some(id.to_owned()), ..Self::default() }
+    }
+
+    pub(crate) fn subject(mut self, identity_type: &str, identity_id: &str) -> Self {
+        self.subject = Some(format!("{identity_type}:{identity_id}"));
+        self
+    }
+}
+
+impl IntoResponseParts for AuditDetail {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        res.extensions_mut().insert(self);
+        Ok(res)
+    }
+}
+
+/// Longest id taken from a request path into a record; ids we issue are far shorter.
+const MAX_RESOURCE_ID_CHARS: usize = 128;
+
+/// The object a route names by id: `{id}`, then `/{binding_id}` or `/{delivery_id}` below it.
+fn resource_of(route: &str, path: &str) -> Option<String> {
+    let mut ids = route.split('/').zip(path.split('/')).filter_map(|(r, p)| match r {
+        "{id}" | "{binding_id}" | "{delivery_id}" => Some(p),
+        _ => None,
+    });
+    let first = ids.next()?;
+    let joined = ids.fold(first.to_owned(), |acc, id| format!("{acc}/{id}"));
+    Some(joined.chars().take(MAX_RESOURCE_ID_CHARS).collect())
 }
 
 const SECRET_SUFFIXES: [&str; 5] = ["versions", "metadata", "undelete", "destroy", "rotate"];
@@ -221,6 +265,7 @@ pub(crate) async fn audit_layer(State(state): State<AppState>, mut req: Request,
             .map(|s| s.chars().take(256).collect()),
     };
     let secret_path = secret_path_of(&route, &path);
+    let resource = resource_of(&route, &path);
     {
         let mut note = slot.note();
         note.action = action;
@@ -239,10 +284,13 @@ pub(crate) async fn audit_layer(State(state): State<AppState>, mut req: Request,
     // Requests that never authenticated are not audited (the contract audits authenticated ones).
     let Some(principal) = principal else { return response };
     let status = response.status();
+    let detail = response.extensions().get::<AuditDetail>().cloned().unwrap_or_default();
     let event = AuditEvent {
         action: action.into(),
-        secret_path,
+        secret_path: secret_path.or(detail.secret_path),
         version,
+        resource_id: detail.resource_id.or(resource),
+        subject: detail.subject,
         outcome: outcome(status),
         status_code: status.as_u16(),
     };
@@ -309,5 +357,27 @@ mod tests {
         check(Method::DELETE, "/v1/auth/tokens/{id}", "/v1/auth/tokens/tok_1", Some("token.revoke"), None);
         check(Method::GET, "/v1/auth/whoami", "/v1/auth/whoami", None, None);
         check(Method::GET, "/v1/health", "/v1/health", None, None);
+    }
+
+    #[test]
+    fn resources_named_by_the_route() {
+        assert_eq!(resource_of("/v1/policies/{id}", "/v1/policies/pol_1").as_deref(), Some("pol_1"));
+        assert_eq!(
+            resource_of("/v1/policies/{id}/bindings/{binding_id}", "/v1/policies/pol_1/bindings/bnd_2")
+                .as_deref(),
+            Some("pol_1/bnd_2")
+        );
+        assert_eq!(
+            resource_of(
+                "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+                "/v1/webhooks/wh_1/deliveries/dlv_2/redeliver"
+            )
+            .as_deref(),
+            Some("wh_1/dlv_2")
+        );
+        assert_eq!(resource_of("/v1/policies", "/v1/policies"), None);
+        assert_eq!(resource_of("/v1/secrets/{*path}", "/v1/secrets/a/b"), None);
+        let long = format!("/v1/auth/tokens/{}", "x".repeat(1000));
+        assert_eq!(resource_of("/v1/auth/tokens/{id}", &long).map(|r| r.len()), Some(MAX_RESOURCE_ID_CHARS));
     }
 }

@@ -310,3 +310,71 @@ async fn policy_requests_are_validated() {
     assert_eq!(r.code(), "access_denied");
     assert_eq!(app.as_token(&writer, "GET", "/v1/policies", None).await.status, StatusCode::OK);
 }
+
+/// The record of each change names what changed: the auditor's "which policy was bound to whom".
+#[tokio::test]
+async fn audit_records_name_the_policy_binding_token_and_webhook_changed() {
+    use scaivault_core::{EventConfig, VaultConfig};
+    let events = EventConfig { allow_private: true, ..EventConfig::default() };
+    let app = common::app_with_config(VaultConfig { events, ..VaultConfig::default() }).await;
+    let record = |action: &'static str| {
+        let app = &app;
+        async move {
+            let r = app.root("GET", &format!("/v1/audit?action={action}"), None).await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            r.body["logs"][0].clone()
+        }
+    };
+    let policy =
+        app.policy("ci-reader", json!([{"path_pattern": "ci/**", "permissions": ["read"]}]), &[]).await;
+    let r = app
+        .root(
+            "POST",
+            &format!("/v1/policies/{policy}/bindings"),
+            Some(json!({"identity_type": "service_account", "identity_id": "sa:ci"})),
+        )
+        .await;
+    let binding = r.body["id"].as_str().expect("binding id").to_owned();
+    let (token_id, token) = app.token(&["secrets:read"], "1h").await;
+    let r = app.as_token(&token, "DELETE", &format!("/v1/policies/{policy}"), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app.root("DELETE", &format!("/v1/policies/{policy}/bindings/{binding}"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.root("DELETE", &format!("/v1/auth/tokens/{token_id}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = app
+        .root(
+            "POST",
+            "/v1/webhooks",
+            Some(json!({"name": "n", "url": "http://127.0.0.1:9/hook", "events": ["secret.created"], "secret": "whsec-audit-test"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let webhook = r.body["id"].as_str().expect("webhook id").to_owned();
+
+    let created = record("policy.create").await;
+    assert_eq!(created["resource_id"], json!(policy));
+    assert!(created.get("subject").is_none());
+    let bound = record("policy.bind").await;
+    assert_eq!(bound["resource_id"], json!(format!("{policy}/{binding}")));
+    assert_eq!(bound["subject"], "service_account:sa:ci");
+    assert_eq!(record("policy.unbind").await["resource_id"], json!(format!("{policy}/{binding}")));
+    let denied = record("policy.delete").await;
+    assert_eq!(
+        (denied["outcome"].as_str(), denied["resource_id"].as_str()),
+        (Some("denied"), Some(policy.as_str()))
+    );
+    let issued = record("token.create").await;
+    assert_eq!(issued["resource_id"], json!(token_id));
+    assert_eq!(record("token.revoke").await["resource_id"], json!(token_id));
+    let hooked = record("webhook.create").await;
+    assert_eq!(hooked["resource_id"], json!(webhook));
+    let all = app.root("GET", "/v1/audit/export", None).await;
+    let text = String::from_utf8_lossy(&all.raw);
+    assert!(
+        !text.contains(&token) && !text.contains("whsec-audit-test"),
+        "no token or webhook secret in the trail"
+    );
+}

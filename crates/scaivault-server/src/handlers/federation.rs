@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scaivault_api::{FederationBackendRequest, ResolveConflictRequest, UpdateFederationBackendRequest};
 
+use crate::audit::AuditDetail;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::handlers::tokens::PageQuery;
 use crate::{ApiError, AppState};
@@ -14,8 +15,8 @@ pub(crate) async fn create(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<FederationBackendRequest>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, Json(state.vault.create_federation_backend(&caller, req).await?))
-        .into_response())
+    let created = state.vault.create_federation_backend(&caller, req).await?;
+    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
 }
 
 /// `GET /v1/federation/backends`

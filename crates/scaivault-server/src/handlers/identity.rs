@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scaivault_api::{PartnerRequest, TenantRequest};
 
+use crate::audit::AuditDetail;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::handlers::tokens::PageQuery;
 use crate::{ApiError, AppState};
@@ -14,7 +15,8 @@ pub(crate) async fn create_partner(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<PartnerRequest>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, Json(state.vault.create_partner(&caller, req).await?)).into_response())
+    let created = state.vault.create_partner(&caller, req).await?;
+    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
 }
 
 /// `GET /v1/identity/partners`
@@ -32,7 +34,8 @@ pub(crate) async fn create_tenant(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<TenantRequest>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, Json(state.vault.create_tenant(&caller, req).await?)).into_response())
+    let created = state.vault.create_tenant(&caller, req).await?;
+    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
 }
 
 /// `GET /v1/identity/tenants`

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scaivault_api::{BindingRequest, PolicyRequest, PolicyTestRequest};
 
+use crate::audit::AuditDetail;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::handlers::tokens::PageQuery;
 use crate::{ApiError, AppState};
@@ -14,7 +15,8 @@ pub(crate) async fn create(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<PolicyRequest>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, Json(state.vault.create_policy(&caller, req).await?)).into_response())
+    let created = state.vault.create_policy(&caller, req).await?;
+    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
 }
 
 /// `GET /v1/policies`
@@ -71,7 +73,10 @@ pub(crate) async fn bind(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<BindingRequest>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, Json(state.vault.create_binding(&caller, &id, req).await?)).into_response())
+    let b = state.vault.create_binding(&caller, &id, req).await?;
+    let detail =
+        AuditDetail::created(&format!("{}/{}", b.policy_id, b.id)).subject(&b.identity_type, &b.identity_id);
+    Ok((StatusCode::CREATED, detail, Json(b)).into_response())
 }
 
 /// `GET /v1/policies/{id}/bindings`

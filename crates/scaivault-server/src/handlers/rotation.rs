@@ -8,6 +8,7 @@ use scaivault_api::{
 use scaivault_core::CoreError;
 use scaivault_domain::SecretPath;
 
+use crate::audit::AuditDetail;
 use crate::audit::AuditSlot;
 use crate::extract::{ApiJson, ApiQuery, Caller, OptionalJson};
 use crate::handlers::tokens::PageQuery;
@@ -19,7 +20,8 @@ pub(crate) async fn create(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<RotationPolicyRequest>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, Json(state.vault.create_rotation_policy(&caller, req).await?)).into_response())
+    let created = state.vault.create_rotation_policy(&caller, req).await?;
+    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
 }
 
 /// `GET /v1/rotation/policies`
@@ -67,7 +69,9 @@ pub(crate) async fn assign(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<AssignRotationRequest>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, Json(state.vault.assign_rotation(&caller, &id, req).await?)).into_response())
+    let a = state.vault.assign_rotation(&caller, &id, req).await?;
+    let detail = AuditDetail { secret_path: Some(a.secret_path.clone()), ..AuditDetail::default() };
+    Ok((StatusCode::CREATED, detail, Json(a)).into_response())
 }
 
 /// `GET /v1/rotation/policies/{id}/secrets`

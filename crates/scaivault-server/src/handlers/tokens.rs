@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use scaivault_api::CreateTokenRequest;
 use serde::Deserialize;
 
+use crate::audit::AuditDetail;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::{ApiError, AppState};
 
@@ -20,7 +21,9 @@ pub(crate) async fn create(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<CreateTokenRequest>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, Json(state.vault.create_token(&caller, req).await?)).into_response())
+    let t = state.vault.create_token(&caller, req).await?;
+    let detail = AuditDetail::created(&t.id).subject(&t.identity_type, &t.identity_id);
+    Ok((StatusCode::CREATED, detail, Json(t)).into_response())
 }
 
 /// `GET /v1/auth/tokens`

@@ -10,6 +10,7 @@ use scaivault_api::{
 };
 use serde::Deserialize;
 
+use crate::audit::AuditDetail;
 use crate::extract::{ApiJson, ApiQuery, Caller, OptionalJson};
 use crate::handlers::tokens::PageQuery;
 use crate::{ApiError, AppState};
@@ -20,7 +21,8 @@ pub(crate) async fn create(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<CreateWebhookRequest>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, Json(state.vault.create_webhook(&caller, req).await?)).into_response())
+    let created = state.vault.create_webhook(&caller, req).await?;
+    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
 }
 
 /// `GET /v1/webhooks`
@@ -108,7 +110,8 @@ pub(crate) async fn create_subscription(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<CreateSubscriptionRequest>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, Json(state.vault.create_subscription(&caller, req).await?)).into_response())
+    let created = state.vault.create_subscription(&caller, req).await?;
+    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
 }
 
 /// `GET /v1/subscriptions`
