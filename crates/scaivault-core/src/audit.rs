@@ -153,6 +153,9 @@ pub struct WriteAudit {
     pub status_updated: u16,
 }
 
+/// The outcomes a record can have, and so the only ones a query may filter on.
+const OUTCOMES: [&str; 3] = ["success", "denied", "error"];
+
 /// Filters of `GET /v1/audit`.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
@@ -192,6 +195,11 @@ impl Vault {
     /// `GET /v1/audit`: newest first.
     pub async fn query_audit(&self, principal: &Principal, q: AuditQuery) -> Result<AuditList, CoreError> {
         self.authorize(principal, Scope::AuditRead, None).await?;
+        if let Some(o) = q.outcome.as_deref()
+            && !OUTCOMES.contains(&o)
+        {
+            return Err(CoreError::InvalidRequest("outcome must be one of success, denied, error".into()));
+        }
         let filter = AuditFilter {
             identity_id: q.identity_id.as_deref(),
             secret_path: q.path.as_deref(),

@@ -135,6 +135,20 @@ where
     }
 }
 
+/// The one value of a header that may be sent once: two `Authorization` or `X-Tenant-ID` headers
+/// are refused rather than one of them silently chosen (a proxy and a client may each add one).
+fn single<'a>(
+    headers: &'a axum::http::HeaderMap,
+    name: &str,
+) -> Result<Option<&'a axum::http::HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError(CoreError::InvalidRequest(format!("the {name} header may be sent only once"))));
+    }
+    Ok(first)
+}
+
 /// The authenticated caller.
 #[derive(Debug)]
 pub(crate) struct Caller(pub(crate) Principal);
@@ -148,9 +162,9 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        let header = single(&parts.headers, header::AUTHORIZATION.as_str())?.map(|v| v.as_bytes());
         let from_prefix = parts.extensions.get::<ActingTenant>().map(|t| t.0.clone());
-        let from_header = match parts.headers.get("x-tenant-id") {
+        let from_header = match single(&parts.headers, "x-tenant-id")? {
             Some(v) => Some(
                 v.to_str()
                     .map_err(|_| ApiError(CoreError::InvalidRequest("X-Tenant-ID is not valid text".into())))?

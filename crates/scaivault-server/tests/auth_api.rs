@@ -265,3 +265,35 @@ async fn revoking_a_token_revokes_the_tokens_it_issued() {
     }
     assert_eq!(app.root("GET", "/v1/auth/whoami", None).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_second_authorization_or_tenant_header_is_refused() {
+    use axum::body::Body;
+    use axum::http::Request;
+    let app = app().await;
+    let (_, reader) = app.token(&["secrets:read"], "1h").await;
+    let twice = |headers: Vec<(&'static str, String)>| {
+        let mut req = Request::builder().method("GET").uri("/v1/auth/whoami");
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        req.body(Body::empty()).expect("request")
+    };
+    let root = format!("Bearer {}", app.root);
+    for headers in [
+        vec![("authorization", format!("Bearer {reader}")), ("authorization", root.clone())],
+        vec![("authorization", root.clone()), ("authorization", root.clone())],
+        vec![
+            ("authorization", root.clone()),
+            ("x-tenant-id", "tnt_default".into()),
+            ("x-tenant-id", "tnt_x".into()),
+        ],
+    ] {
+        let r = app.send_request(twice(headers)).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"));
+        let raw = String::from_utf8_lossy(&r.raw);
+        assert!(!raw.contains(&reader) && !raw.contains(&app.root), "a token was echoed: {raw}");
+    }
+    let r = app.send_request(twice(vec![("authorization", root)])).await;
+    assert_eq!(r.status, StatusCode::OK);
+}

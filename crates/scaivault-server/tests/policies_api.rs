@@ -371,6 +371,10 @@ async fn audit_records_name_the_policy_binding_token_and_webhook_changed() {
     assert_eq!(record("token.revoke").await["resource_id"], json!(token_id));
     let hooked = record("webhook.create").await;
     assert_eq!(hooked["resource_id"], json!(webhook));
+    for bogus in ["bogus", "Success", ""] {
+        let r = app.root("GET", &format!("/v1/audit?outcome={bogus}"), None).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{bogus:?}");
+    }
     let all = app.root("GET", "/v1/audit/export", None).await;
     let text = String::from_utf8_lossy(&all.raw);
     assert!(

@@ -314,6 +314,13 @@ async fn policies_are_validated() {
     app.put("plain/secret", json!({"data": {"k": "v"}})).await;
     let r = app.root("POST", "/v1/secrets/plain/secret/rotate", None).await;
     assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    // An encoded slash is not a separator: it is refused, and the assignment stays.
+    let encoded = DB.replace('/', "%2F");
+    for (method, suffix) in [("DELETE", ""), ("GET", "/readers")] {
+        let r =
+            app.root(method, &format!("/v1/rotation/policies/{id}/secrets/{encoded}{suffix}"), None).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_path"), "{method}");
+    }
     let r = app.root("DELETE", &format!("/v1/rotation/policies/{id}/secrets/{DB}"), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = app.root("DELETE", &format!("/v1/rotation/policies/{id}/secrets/{DB}"), None).await;

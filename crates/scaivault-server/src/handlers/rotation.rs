@@ -91,8 +91,16 @@ pub(crate) async fn assignment(
     State(state): State<AppState>,
     Caller(caller): Caller,
     method: axum::http::Method,
+    uri: axum::http::Uri,
     Path((id, rest)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    // As under `/v1/secrets/`, a secret path is never percent-decoded: `a%2Fb` is not `a/b`.
+    if uri.path().split_once("/secrets/").is_some_and(|(_, raw)| raw.contains('%')) {
+        return Err(CoreError::InvalidPath(
+            "invalid secret path: percent-encoded characters are never decoded in secret paths".into(),
+        )
+        .into());
+    }
     let parse = |p: &str| SecretPath::parse(p).map_err(CoreError::from);
     match (method.as_str(), rest.strip_suffix("/readers")) {
         ("GET", Some(path)) => {
