@@ -138,7 +138,8 @@ async fn the_seed_001_rotation_walkthrough() {
         let r = api.get("/v1/rotation/policies/rot_oauth-90d/secrets").await;
         assert_eq!(r.body["secrets"][0]["state"], "scheduled");
         assert!(r.body["secrets"][0]["last_rotated_at"].is_string());
-        // Step 8: the trail shows the write of v1, the forced rotation, the write of v2, the reads.
+        // Step 8: the trail shows the write of v1, the policy's assignment (as its unassignment
+        // would), the forced rotation, the write of v2, the reads.
         let r = api.get(&format!("/v1/audit/secrets/{OAUTH}")).await;
         let trail: Vec<(String, Option<u64>)> = r.body["logs"]
             .as_array()
@@ -148,14 +149,17 @@ async fn the_seed_001_rotation_walkthrough() {
             .collect();
         let expected = [
             ("secret.write".to_owned(), Some(1)),
+            ("rotation.assign".to_owned(), None),
             ("secret.rotate".to_owned(), None),
             ("secret.write".to_owned(), Some(2)),
             ("secret.read".to_owned(), Some(1)),
             ("secret.versions".to_owned(), None),
         ];
-        assert_eq!(trail[..5], expected, "{backend:?}: {trail:?}");
+        assert_eq!(trail[..6], expected, "{backend:?}: {trail:?}");
+        assert_eq!(r.body["logs"][1]["resource_id"], "rot_oauth-90d", "{backend:?}: {}", r.body["logs"][1]);
         // The forced rotation's record carries the status it was answered with.
-        assert_eq!(r.body["logs"][1]["status_code"], 202, "{backend:?}: {}", r.body["logs"][1]);
+        assert_eq!(r.body["logs"][2]["status_code"], 202, "{backend:?}: {}", r.body["logs"][2]);
+        assert_eq!(r.body["logs"][2]["resource_id"], "rot_oauth-90d", "{backend:?}: {}", r.body["logs"][2]);
         drop(server);
     }
 }
