@@ -526,7 +526,10 @@ impl ServerCommand {
 }
 
 fn parse_listening(stdout: &str) -> Option<SocketAddr> {
-    stdout.lines().find_map(|l| l.trim().strip_prefix("listening on http://")?.trim().parse().ok())
+    stdout.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("listening on ")?;
+        rest.strip_prefix("http://").or_else(|| rest.strip_prefix("https://"))?.trim().parse().ok()
+    })
 }
 
 fn read_lossy(path: &Path) -> String {

@@ -4,7 +4,9 @@
 
 use std::process::{Command, Output};
 
-use scaivault_e2e::{Api, Backend, Scratch, ServerProcess, cli_binary, http_client, start_with_root};
+use scaivault_e2e::{
+    Api, Backend, Scratch, ServerCommand, ServerProcess, cli_binary, http_client, start_with_root,
+};
 use serde_json::{Value, json};
 
 struct Shell {
@@ -343,4 +345,85 @@ async fn federation_backends_from_the_command_line() {
     assert_eq!(out.status.code(), Some(2), "--winner is local or backend");
     shell.ok(&format!("scaivault federation delete {id}"));
     assert_eq!(shell.run(&format!("scaivault federation get {id}")).status.code(), Some(3));
+}
+
+#[tokio::test]
+async fn json_output_paging_and_a_closed_pipe_suit_scripts() {
+    let scratch = Scratch::new();
+    let (_server, shell, api) = setup(&scratch).await;
+    std::fs::write(scratch.path().join(".env"), "ALPHA=one\nBETA=two\n").expect("env file");
+    let out: Value = serde_json::from_str(&shell.ok("scaivault import .env --prefix apps/js --json"))
+        .expect("import --json");
+    assert_eq!(out["dry_run"], false);
+    assert_eq!(out["secrets"][0], json!({"path": "apps/js/alpha", "fields": ["value"], "version": 1}));
+    assert_eq!(out["secrets"].as_array().map(Vec::len), Some(2));
+    let out: Value =
+        serde_json::from_str(&shell.ok("scaivault import .env --prefix apps/js --json --dry-run"))
+            .expect("import --json --dry-run");
+    assert_eq!(
+        (out["dry_run"].as_bool(), out["secrets"][1]["path"].as_str()),
+        (Some(true), Some("apps/js/beta"))
+    );
+    assert!(out["secrets"][1].get("version").is_none());
+    let out: Value = serde_json::from_str(&shell.ok("scaivault secrets delete apps/js/alpha --json"))
+        .expect("delete --json");
+    assert_eq!(out, json!({"path": "apps/js/alpha", "deleted": true}));
+    assert_eq!(api.get_secret("apps/js/alpha", None).await.status, 404);
+
+    // Paging the trail: the table says how to go on; the cursor gives the next, older, records.
+    let first = shell.run("scaivault audit query --action secret.write --limit 1");
+    assert!(first.status.success());
+    let stderr = String::from_utf8_lossy(&first.stderr).into_owned();
+    let cursor = stderr.split("--cursor ").nth(1).expect("a cursor note").trim().to_owned();
+    let page = |extra: &str| -> Value {
+        serde_json::from_str(
+            &shell.ok(&format!("scaivault audit query --action secret.write --limit 1 --json {extra}")),
+        )
+        .expect("audit json")
+    };
+    let (one, two) = (page(""), page(&format!("--cursor {cursor}")));
+    assert_eq!(one["next_cursor"], json!(cursor));
+    assert_ne!(one["logs"][0]["id"], two["logs"][0]["id"]);
+    assert_eq!(two["logs"][0]["secret_path"], "apps/js/alpha");
+
+    // The reader went away before anything was written: no panic, and success.
+    let out = shell.run("set -o pipefail; (sleep 0.3; scaivault export apps/js/beta) | true");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("panicked"), "{:?} {stderr}", out.status);
+    let out =
+        shell.run("set -o pipefail; (sleep 0.3; scaivault secrets read apps/js/beta --field value) | true");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn ca_cert_trusts_a_server_behind_a_private_ca() {
+    let scratch = Scratch::new();
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/scaivault-server/tests/fixtures");
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let server = ServerCommand::new(scratch.path())
+        .storage(&storage)
+        .root_token_file(&scratch.path().join("root-token"))
+        .arg("--tls-cert")
+        .arg(fixtures.join("test-cert.pem"))
+        .arg("--tls-key")
+        .arg(fixtures.join("test-key.pem"))
+        .start()
+        .await;
+    let shell = Shell {
+        url: format!("https://localhost:{}", server.addr().port()),
+        token: server.root_token().expect("root token").to_owned(),
+        dir: scratch.path().to_path_buf(),
+    };
+    let ca = fixtures.join("ca-cert.pem");
+    let untrusted = shell.run("scaivault auth whoami");
+    assert_eq!(untrusted.status.code(), Some(5), "an unknown CA is unreachable, never trusted");
+    let who = shell.ok(&format!("scaivault auth whoami --ca-cert {}", ca.display()));
+    assert!(who.contains("root"), "{who}");
+    let who = shell.ok(&format!("SCAIVAULT_CA_CERT={} scaivault auth whoami", ca.display()));
+    assert!(who.contains("root"), "{who}");
+    std::fs::write(scratch.path().join("not-a-ca.pem"), "hello").expect("write");
+    let bad = shell.run("scaivault auth whoami --ca-cert not-a-ca.pem");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("CA certificates"), "{bad:?}");
 }

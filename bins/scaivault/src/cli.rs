@@ -30,7 +30,11 @@ pub(crate) struct Global {
     /// File holding the token (must not be readable by others) [env: SCAIVAULT_TOKEN_FILE]
     #[arg(long, global = true)]
     pub(crate) token_file: Option<PathBuf>,
-    /// A named profile of the profiles file (url, token_file) [env: SCAIVAULT_PROFILE]
+    /// PEM file of CA certificates to trust besides the system's, for a server behind a private CA
+    /// [env: SCAIVAULT_CA_CERT]
+    #[arg(long, global = true)]
+    pub(crate) ca_cert: Option<PathBuf>,
+    /// A named profile of the profiles file (url, token_file, ca_cert) [env: SCAIVAULT_PROFILE]
     #[arg(long, global = true)]
     pub(crate) profile: Option<String>,
     /// Output format: table or json (export: dotenv or json)
@@ -270,6 +274,9 @@ pub(crate) enum AuditCmd {
         end: Option<String>,
         #[arg(long)]
         limit: Option<u32>,
+        /// Continue after a page: the `next_cursor` an earlier query printed
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// Check the trail's hash chain
     Verify,

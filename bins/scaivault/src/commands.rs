@@ -39,7 +39,9 @@ impl Ctx {
 
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "scaivault", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "scaivault", &mut script);
+        output::bytes(&script)?;
         return Ok(ExitCode::SUCCESS);
     }
     let target = config::target(&cli.global)?;
@@ -47,6 +49,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Client::builder(&target.url).user_agent(concat!("scaivault-cli/", env!("CARGO_PKG_VERSION")));
     if let Some(t) = target.token {
         builder = builder.token(t);
+    }
+    if let Some(pem) = target.ca_pem {
+        builder = builder.ca_certificates_pem(pem);
     }
     let format = if cli.global.json { Some(Format::Json) } else { cli.global.format };
     let ctx = Ctx { client: builder.build()?, json: format == Some(Format::Json) };
@@ -128,8 +133,7 @@ async fn secrets(ctx: &Ctx, cmd: SecretsCmd) -> anyhow::Result<()> {
             let secret = c.read_secret(&path, version).await?;
             if let Some(f) = field {
                 let v = secret.data.get(&f).with_context(|| format!("{path} has no field {f:?}"))?;
-                println!("{}", output::cell(v));
-                return Ok(());
+                return output::line(&output::cell(v));
             }
             ctx.show(&secret, |s| {
                 let mut pairs = vec![("path", s.path.clone()), ("version", s.version.to_string())];
@@ -185,6 +189,9 @@ async fn secrets(ctx: &Ctx, cmd: SecretsCmd) -> anyhow::Result<()> {
         }
         SecretsCmd::Delete { path } => {
             c.delete_secret(&path).await?;
+            if ctx.json {
+                return output::json(&serde_json::json!({"path": path, "deleted": true}));
+            }
             output::note(&format!("deleted {path}"));
             Ok(())
         }
@@ -538,7 +545,7 @@ async fn webhooks(ctx: &Ctx, cmd: WebhooksCmd) -> anyhow::Result<()> {
 async fn audit(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
     let c = &ctx.client;
     match cmd {
-        AuditCmd::Query { identity_id, path, action, outcome, start, end, limit } => {
+        AuditCmd::Query { identity_id, path, action, outcome, start, end, limit, cursor } => {
             let now = chrono::Utc::now();
             let filter = AuditFilter {
                 identity_id,
@@ -547,7 +554,7 @@ async fn audit(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
                 outcome,
                 start: start.map(|s| time::parse_time(&s, now)).transpose()?,
                 end: end.map(|s| time::parse_time(&s, now)).transpose()?,
-                page: Page { limit, cursor: None },
+                page: Page { limit, cursor },
             };
             let list = c.query_audit(&filter).await?;
             ctx.show(&list, |l| {
@@ -565,7 +572,11 @@ async fn audit(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
                     })
                     .collect::<Vec<_>>();
                 output::table(&["time", "identity", "action", "path", "outcome"], &rows)
-            })
+            })?;
+            if let (false, Some(next)) = (ctx.json, &list.next_cursor) {
+                output::note(&format!("more records: add --cursor {next}"));
+            }
+            Ok(())
         }
         AuditCmd::Verify => {
             let v = c.verify_audit().await?;
@@ -628,6 +639,9 @@ async fn auth(ctx: &Ctx, cmd: AuthCmd) -> anyhow::Result<()> {
         }
         AuthCmd::Token(TokenCmd::Revoke { id }) => {
             c.revoke_token(&id).await?;
+            if ctx.json {
+                return output::json(&serde_json::json!({"id": id, "revoked": true}));
+            }
             output::note(&format!("revoked {id}"));
             Ok(())
         }
@@ -697,18 +711,22 @@ async fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<()> {
     }
     check_plan(&plan)?;
     let total = plan.len();
-    let progress = std::io::stderr().is_terminal() && !a.dry_run;
-    let (mut written, mut kept) = (0, 0);
+    let progress = std::io::stderr().is_terminal() && !a.dry_run && !ctx.json;
+    let mut report =
+        ImportReport { dry_run: a.dry_run, skipped_variables: skipped, ..ImportReport::default() };
     for (n, (path, data, secret_type)) in plan.into_iter().enumerate() {
-        let names: Vec<&str> = data.keys().map(String::as_str).collect();
+        let fields: Vec<String> = data.keys().cloned().collect();
         if a.dry_run {
-            println!("would write {path} ({})", names.join(", "));
+            if !ctx.json {
+                output::line(&format!("would write {path} ({})", fields.join(", ")))?;
+            }
+            report.secrets.push(ImportedSecret { path, fields, version: None });
             continue;
         }
         if a.on_conflict != OnConflict::Overwrite {
             match ctx.client.read_secret(&path, None).await {
                 Ok(_) if a.on_conflict == OnConflict::Skip => {
-                    kept += 1;
+                    report.kept.push(path);
                     continue;
                 }
                 Ok(_) => bail!("{path} already exists (--on-conflict fail)"),
@@ -718,25 +736,47 @@ async fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<()> {
         }
         let req = write_request(data, secret_type.as_deref(), &[], None)?;
         let w = ctx.client.write_secret(&path, &req).await.with_context(|| format!("writing {path}"))?;
-        written += 1;
         if progress {
             #[allow(clippy::print_stderr)]
             {
                 eprint!("\r[{}/{total}] {path} v{}\x1b[K", n + 1, w.version);
             }
-        } else {
-            println!("imported {path} v{}", w.version);
+        } else if !ctx.json {
+            output::line(&format!("imported {path} v{}", w.version))?;
         }
+        report.secrets.push(ImportedSecret { path, fields, version: Some(w.version) });
     }
     if progress {
         output::note("");
     }
+    if ctx.json {
+        output::json(&report)?;
+    }
     let verb = if a.dry_run { "would write" } else { "wrote" };
-    let count = if a.dry_run { total } else { written };
     output::note(&format!(
-        "{verb} {count} secret(s); kept {kept} existing; skipped {skipped} unmapped variable(s)"
+        "{verb} {} secret(s); kept {} existing; skipped {skipped} unmapped variable(s)",
+        report.secrets.len(),
+        report.kept.len()
     ));
     Ok(())
+}
+
+/// What `import --json` prints: each secret written (or, with `--dry-run`, that would be), the
+/// paths kept under `--on-conflict skip`, and how many variables no `--map` named.
+#[derive(Debug, Default, serde::Serialize)]
+struct ImportReport {
+    dry_run: bool,
+    secrets: Vec<ImportedSecret>,
+    kept: Vec<String>,
+    skipped_variables: usize,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ImportedSecret {
+    path: String,
+    fields: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
 }
 
 async fn export(ctx: &Ctx, a: ExportArgs, format: Option<Format>) -> anyhow::Result<()> {
@@ -745,7 +785,7 @@ async fn export(ctx: &Ctx, a: ExportArgs, format: Option<Format>) -> anyhow::Res
         return output::json(&secret.data);
     }
     for (k, v) in &secret.data {
-        println!("{}", dotenv::line(&dotenv::var_name(k), &output::cell(v)));
+        output::line(&dotenv::line(&dotenv::var_name(k), &output::cell(v)))?;
     }
     Ok(())
 }

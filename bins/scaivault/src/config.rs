@@ -22,6 +22,7 @@ struct ProfilesFile {
 struct Profile {
     url: Option<String>,
     token_file: Option<PathBuf>,
+    ca_cert: Option<PathBuf>,
 }
 
 /// The server and token to use.
@@ -29,6 +30,8 @@ struct Profile {
 pub(crate) struct Target {
     pub(crate) url: String,
     pub(crate) token: Option<String>,
+    /// The PEM bundle of `--ca-cert`, read.
+    pub(crate) ca_pem: Option<Vec<u8>>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -86,5 +89,13 @@ pub(crate) fn target(g: &Global) -> anyhow::Result<Target> {
             None => None,
         },
     };
-    Ok(Target { url, token })
+    let ca_pem =
+        match g.ca_cert.clone().or_else(|| env("SCAIVAULT_CA_CERT").map(PathBuf::from)).or(profile.ca_cert) {
+            Some(file) => Some(
+                std::fs::read(&file)
+                    .with_context(|| format!("reading CA certificates {}", file.display()))?,
+            ),
+            None => None,
+        };
+    Ok(Target { url, token, ca_pem })
 }

@@ -39,6 +39,8 @@ async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match commands::run(cli).await {
         Ok(code) => code,
+        // `scaivault export … | head -1`: the reader has what it wanted; no error, no panic.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             #[allow(clippy::print_stderr)]
             {

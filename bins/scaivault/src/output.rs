@@ -42,6 +42,32 @@ pub(crate) fn fields(pairs: &[(&str, String)]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One line of data on stdout. Unlike `println!`, a closed pipe (`… | head -1`) is an error the
+/// caller returns, not a panic.
+pub(crate) fn line(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+/// Raw bytes on stdout.
+pub(crate) fn bytes(data: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(data)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Whether `e` is stdout's reader having gone away: the command's output was cut short on purpose.
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+    })
+}
+
 /// A JSON value as a cell: strings bare, anything else as JSON.
 pub(crate) fn cell(v: &serde_json::Value) -> String {
     match v {

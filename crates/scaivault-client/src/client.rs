@@ -25,6 +25,8 @@ pub struct ClientBuilder {
     cache: Option<CacheConfig>,
     user_agent: String,
     tenant: Option<String>,
+    /// PEM certificates trusted besides the built-in roots.
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -34,6 +36,7 @@ impl fmt::Debug for ClientBuilder {
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .field("retries", &self.retries)
             .field("cache", &self.cache)
+            .field("extra_ca", &self.ca_pem.is_some())
             .finish()
     }
 }
@@ -73,6 +76,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Also trusts the certificates of this PEM bundle: for a server whose certificate a private CA
+    /// issued. The built-in roots stay trusted.
+    pub fn ca_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
     pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
         self.user_agent = user_agent.into();
         self
@@ -89,12 +99,21 @@ impl ClientBuilder {
         {
             return Err(Error::Config("the token is empty or has characters a token never has".into()));
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.timeout.min(Duration::from_secs(10)))
-            .user_agent(self.user_agent)
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+            .user_agent(self.user_agent);
+        if let Some(pem) = &self.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::Config(format!("CA certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(Error::Config("CA certificates: the bundle holds no PEM certificate".into()));
+            }
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -204,6 +223,7 @@ impl Client {
             cache: None,
             user_agent: concat!("scaivault-client/", env!("CARGO_PKG_VERSION")).to_owned(),
             tenant: None,
+            ca_pem: None,
         }
     }
 
