@@ -288,3 +288,28 @@ async fn a_first_start_that_fails_keeps_the_root_token_for_the_next() {
     let status = server.sigterm_and_wait().await;
     assert_clean_exit(status, &server);
 }
+
+/// A master key file others can read still starts the server (a secret volume may mount it so),
+/// with a warning naming the fix; one only its owner reads starts without it.
+#[tokio::test]
+async fn a_master_key_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new();
+    let dir = scratch.path();
+    let storage = Backend::Sqlite.fresh(&dir.join("s")).expect("sqlite");
+    let warning = "readable or writable by group or others";
+    let mut first = ServerCommand::new(dir).storage(&storage).start().await;
+    assert_clean_exit(first.sigterm_and_wait().await, &first);
+    assert!(!first.stderr().contains(warning), "{}", first.stderr());
+    let mut quiet = ServerCommand::new(dir).storage(&storage).start().await;
+    assert_clean_exit(quiet.sigterm_and_wait().await, &quiet);
+    assert!(!quiet.stderr().contains(warning), "a 0600 key file: {}", quiet.stderr());
+    let key = storage.data_dir().join("master.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut loose = ServerCommand::new(dir).storage(&storage).start().await;
+    assert_clean_exit(loose.sigterm_and_wait().await, &loose);
+    let stderr = loose.stderr();
+    assert!(stderr.contains(warning) && stderr.contains("chmod 600"), "{stderr}");
+    let text = std::fs::read_to_string(&key).expect("key");
+    assert!(!stderr.contains(text.trim()), "the key itself is never logged");
+}

@@ -84,6 +84,21 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// A key file other users can read is accepted (a Kubernetes secret volume mounts `0644` unless told
+/// otherwise), but the operator is told: anyone who reads it decrypts everything.
+fn warn_if_others_can_read(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format_args!("{:o}", meta.permissions().mode() & 0o777),
+            "the master key file is readable or writable by group or others; chmod 600 it"
+        );
+    }
+}
+
 fn root_key(settings: &Settings) -> anyhow::Result<RootKey> {
     if let Ok(text) = std::env::var("SCAIVAULT_MASTER_KEY") {
         return root_key_from_base64(&text).context("SCAIVAULT_MASTER_KEY");
@@ -92,6 +107,8 @@ fn root_key(settings: &Settings) -> anyhow::Result<RootKey> {
         .with_context(|| format!("--master-key-file {}", settings.master_key_file.display()))?;
     if created {
         tracing::info!(path = %settings.master_key_file.display(), "created master key file");
+    } else {
+        warn_if_others_can_read(&settings.master_key_file);
     }
     Ok(key)
 }

@@ -145,9 +145,8 @@ impl Federation {
             s.latencies_ms.pop_front();
         }
         s.latencies_ms.push_back(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
-        if let Err(e) = result {
-            s.last_error = Some(e.to_string());
-        }
+        // The error of the latest call, if it failed: a healthy call clears it.
+        s.last_error = result.err().map(ToString::to_string);
     }
 
     fn status_of(&self, id: &str) -> (Option<u64>, Option<String>) {
@@ -1098,5 +1097,24 @@ impl Vault {
         };
         let opened = vec![opening("federation.identity.use", backend.mount.to_string(), None)];
         self.keep_client(tenant, backend, built_from, client, opened).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_error_is_the_latest_calls_and_a_healthy_call_clears_it() {
+        let f = Federation::default();
+        assert_eq!(f.status_of("be_1"), (None, None));
+        let down = FederationError::Unreachable("connection refused".into());
+        f.note("be_1", Instant::now(), Err(&down));
+        assert!(f.status_of("be_1").1.is_some_and(|e| e.contains("connection refused")));
+        assert_eq!(f.status_of("be_2").1, None, "per backend");
+        f.note("be_1", Instant::now(), Ok(()));
+        let (latency, error) = f.status_of("be_1");
+        assert!(latency.is_some());
+        assert_eq!(error, None);
     }
 }

@@ -254,16 +254,20 @@ impl AwsBackend {
         field: &str,
         limit: usize,
     ) -> Result<Vec<Value>, FederationError> {
-        let mut out = Vec::new();
+        // A listing that repeats a token or runs on through empty pages is cut off, as for the
+        // other clouds.
+        let mut pages = crate::rest::Pages::new(limit, 100);
+        let mut token = String::new();
         loop {
+            pages.visit(&token)?;
             let answer = self.call(action, &body).await?;
-            out.extend(answer.get(field).and_then(Value::as_array).into_iter().flatten().cloned());
-            if out.len() > limit {
-                return Err(crate::too_many(limit));
-            }
+            pages.take(&answer, field)?;
             match answer.get("NextToken").and_then(Value::as_str) {
-                Some(token) if !token.is_empty() => body["NextToken"] = Value::String(token.to_owned()),
-                _ => return Ok(out),
+                Some(next) if !next.is_empty() => {
+                    token = next.to_owned();
+                    body["NextToken"] = Value::String(token.clone());
+                }
+                _ => return Ok(pages.into_items()),
             }
         }
     }

@@ -523,12 +523,25 @@ impl Backend for VaultBackend {
         };
         let mut names = Vec::new();
         let mut folders = vec![String::new()];
+        // Each folder is listed once, and at most about one per secret the limit allows.
+        let mut listed = crate::rest::Pages::new(limit, 1);
         while let Some(folder) = folders.pop() {
+            listed.visit(&folder)?;
             let mut url = self.url(format!("{list_root}{folder}").trim_end_matches('/'));
             url.query_pairs_mut().append_pair("list", "true");
             let Some(answer) = self.json(Method::GET, url, None).await? else { continue };
             let keys = answer.pointer("/data/keys").and_then(Value::as_array).cloned().unwrap_or_default();
             for key in keys.iter().filter_map(Value::as_str) {
+                // A key is one name below its folder: never empty, never `/`-led, never `.` or
+                // `..`. A listing that names itself (`/`) would otherwise be followed for ever.
+                let name = key.strip_suffix('/').unwrap_or(key);
+                if name.is_empty()
+                    || name.starts_with('/')
+                    || name.contains("//")
+                    || matches!(name, "." | "..")
+                {
+                    return Err(malformed("a listing key"));
+                }
                 if key.ends_with('/') {
                     folders.push(format!("{folder}{key}"));
                 } else {

@@ -385,3 +385,32 @@ async fn the_external_id_a_roles_trust_policy_requires_is_sent() {
         assert!(scaivault_federation::check_external_id(bad).is_err(), "{bad}");
     }
 }
+
+/// A listing whose `NextToken` repeats (or that runs on through empty pages) ends with an error
+/// instead of being followed for ever.
+#[tokio::test]
+async fn a_listing_whose_next_token_repeats_is_cut_off() {
+    let sm = MockServer::start().await;
+    Mock::given(header("x-amz-target", "secretsmanager.ListSecrets"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"SecretList": [], "NextToken": "again"})),
+        )
+        .mount(&sm)
+        .await;
+    let backend = AwsBackend::new(AwsConnection {
+        region: "eu-west-1".into(),
+        endpoint: Some(sm.uri()),
+        auth: AwsAuth::Keys(keys("AKIDLISTING", "listing-secret")),
+    })
+    .unwrap();
+    let e = backend.list("", 1000).await.expect_err("an endless listing");
+    assert!(
+        matches!(&e, FederationError::Backend { message, .. } if message.contains("does not end")),
+        "{e:?}"
+    );
+    assert_eq!(
+        sm.received_requests().await.expect("requests").len(),
+        2,
+        "the repeat is seen on the second page"
+    );
+}

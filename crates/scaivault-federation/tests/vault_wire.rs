@@ -378,3 +378,51 @@ async fn a_login_token_without_a_lease_is_kept() {
         b.read("secret/data/app/db", None).await.unwrap();
     }
 }
+
+fn token_backend(vault: &MockServer) -> VaultBackend {
+    backend(vault, VaultAuth::from_secret("token", json!({"token": "t-1"}).as_object().unwrap()).unwrap())
+}
+
+fn listing(keys: serde_json::Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"data": {"keys": keys}}))
+}
+
+/// A hostile or broken Vault cannot keep a sync listing for ever: a key that names its own folder
+/// is refused, and endless new folders stop at the limit.
+#[tokio::test]
+async fn a_listing_that_names_itself_or_never_ends_is_cut_off() {
+    let vault = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/metadata/loop"))
+        .and(query_param("list", "true"))
+        .respond_with(listing(json!(["/", "db"])))
+        .mount(&vault)
+        .await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex("^/v1/secret/metadata/deep(/a)*$"))
+        .and(query_param("list", "true"))
+        .respond_with(listing(json!(["a/"])))
+        .mount(&vault)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/metadata/fine"))
+        .and(query_param("list", "true"))
+        .respond_with(listing(json!(["db", "sub/"])))
+        .mount(&vault)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/metadata/fine/sub"))
+        .and(query_param("list", "true"))
+        .respond_with(listing(json!(["cache"])))
+        .mount(&vault)
+        .await;
+    let b = token_backend(&vault);
+    let e = b.list("secret/data/loop/", 1000).await.expect_err("a self-naming listing");
+    assert!(matches!(e, FederationError::Backend { .. }), "{e:?}");
+    let e = b.list("secret/data/deep/", 10).await.expect_err("an endless descent");
+    assert!(matches!(e, FederationError::Backend { .. } | FederationError::Unsupported(_)), "{e:?}");
+    let requests = vault.received_requests().await.expect("requests").len();
+    assert!(requests < 200, "{requests} requests for an endless listing");
+    let names = b.list("secret/data/fine/", 1000).await.expect("a proper listing");
+    assert_eq!(names, ["secret/data/fine/db", "secret/data/fine/sub/cache"]);
+}

@@ -18,7 +18,13 @@ async fn health_and_metrics() {
     app.root("GET", "/v1/secrets/m/none", None).await;
     let r = app.root("GET", "/metrics", None).await;
     assert_eq!(r.status, StatusCode::OK);
+    // The exposition is OpenMetrics (it ends with `# EOF`), and says so, so a scraper parses it as such.
+    assert_eq!(
+        r.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
     let text = String::from_utf8(r.raw).expect("utf8");
+    assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(
         text.contains(
             r#"scaivault_http_requests_total{method="PUT",route="/v1/secrets/{*path}",status="201"} 1"#

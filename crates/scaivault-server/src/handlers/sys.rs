@@ -21,7 +21,12 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Health>,
 /// `GET /metrics` (Prometheus text); any valid token may read it.
 pub(crate) async fn metrics(State(state): State<AppState>, _caller: Caller) -> Response {
     state.metrics.sample(&state.vault).await;
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+    // prometheus-client writes OpenMetrics text (`# EOF`, `_total` counters); Prometheus and other
+    // scrapers read it when told so.
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
         .into_response()
 }
 
