@@ -139,6 +139,32 @@ async fn bad_bodies_are_refused_and_store_nothing() {
     assert_eq!(r.code(), "invalid_request");
 }
 
+/// A misspelt query parameter is refused, not ignored: `?versoin=1` must not quietly read the
+/// current version instead of version 1.
+#[tokio::test]
+async fn unknown_query_parameters_are_refused() {
+    let app = app().await;
+    app.put("q/x", json!({"data": {"v": "1"}})).await;
+    app.put("q/x", json!({"data": {"v": "2"}})).await;
+    for uri in [
+        "/v1/secrets/q/x?versoin=1",
+        "/v1/secrets?prefx=q/",
+        "/v1/secrets?prefix=q/&page=2",
+        "/v1/audit?identity=root",
+        "/v1/audit/secrets/q/x?limt=1",
+        "/v1/audit/export?since=2026-01-01T00:00:00Z",
+        "/v1/policies?offset=10",
+        "/v1/auth/tokens?limit=1&all=true",
+    ] {
+        let r = app.root("GET", uri, None).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{uri}: {:?}", r.body);
+    }
+    let r = app.root("GET", "/v1/secrets/q/x?version=1", None).await;
+    assert_eq!(r.body["data"]["v"], "1");
+    let r = app.root("GET", "/v1/secrets?prefix=q/&limit=5", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn metadata_over_its_limits_is_refused_and_changes_nothing() {
     let app = app().await;

@@ -11,6 +11,7 @@ use crate::extract::{ApiQuery, Caller, SecretTarget};
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct AuditParams {
     identity_id: Option<String>,
     path: Option<String>,
@@ -42,6 +43,7 @@ pub(crate) async fn query(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PageParams {
     limit: Option<u32>,
     cursor: Option<String>,
@@ -59,6 +61,7 @@ pub(crate) async fn secret(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ExportParams {
     start: Option<DateTime<Utc>>,
     end: Option<DateTime<Utc>>,

@@ -12,11 +12,13 @@ use crate::extract::{ApiJson, ApiQuery, Caller, OptionalJson, SecretTarget};
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ReadQuery {
     version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     prefix: Option<String>,
     tag: Option<String>,

@@ -10,6 +10,7 @@ use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PageQuery {
     pub(crate) limit: Option<u32>,
     pub(crate) cursor: Option<String>,
