@@ -383,8 +383,14 @@ fn token_backend(vault: &MockServer) -> VaultBackend {
     backend(vault, VaultAuth::from_secret("token", json!({"token": "t-1"}).as_object().unwrap()).unwrap())
 }
 
-fn listing(keys: serde_json::Value) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({"data": {"keys": keys}}))
+/// Answers Vault's `LIST` of the folders `path` matches (a regex) with `keys`.
+async fn mount_listing(vault: &MockServer, path: &str, keys: serde_json::Value) {
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(path))
+        .and(query_param("list", "true"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {"keys": keys}})))
+        .mount(vault)
+        .await;
 }
 
 /// A hostile or broken Vault cannot keep a sync listing for ever: a key that names its own folder
@@ -392,30 +398,10 @@ fn listing(keys: serde_json::Value) -> ResponseTemplate {
 #[tokio::test]
 async fn a_listing_that_names_itself_or_never_ends_is_cut_off() {
     let vault = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v1/secret/metadata/loop"))
-        .and(query_param("list", "true"))
-        .respond_with(listing(json!(["/", "db"])))
-        .mount(&vault)
-        .await;
-    Mock::given(method("GET"))
-        .and(wiremock::matchers::path_regex("^/v1/secret/metadata/deep(/a)*$"))
-        .and(query_param("list", "true"))
-        .respond_with(listing(json!(["a/"])))
-        .mount(&vault)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/secret/metadata/fine"))
-        .and(query_param("list", "true"))
-        .respond_with(listing(json!(["db", "sub/"])))
-        .mount(&vault)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/secret/metadata/fine/sub"))
-        .and(query_param("list", "true"))
-        .respond_with(listing(json!(["cache"])))
-        .mount(&vault)
-        .await;
+    mount_listing(&vault, "^/v1/secret/metadata/loop$", json!(["/", "db"])).await;
+    mount_listing(&vault, "^/v1/secret/metadata/deep(/a)*$", json!(["a/"])).await;
+    mount_listing(&vault, "^/v1/secret/metadata/fine$", json!(["db", "sub/"])).await;
+    mount_listing(&vault, "^/v1/secret/metadata/fine/sub$", json!(["cache"])).await;
     let b = token_backend(&vault);
     let e = b.list("secret/data/loop/", 1000).await.expect_err("a self-naming listing");
     assert!(matches!(e, FederationError::Backend { .. }), "{e:?}");
