@@ -99,10 +99,19 @@ impl IntoResponseParts for AuditDetail {
 /// Longest id taken from a request path into a record; ids we issue are far shorter.
 const MAX_RESOURCE_ID_CHARS: usize = 128;
 
+/// What stands in a record for an id segment that holds a token: someone who mistook a token for
+/// its id (`DELETE /v1/auth/tokens/skt_…`) must not have it written into the trail.
+const REDACTED: &str = "[redacted]";
+
+/// Whether a path segment has the shape of a token (ours, or a JWT's base64 `{"`), not of an id.
+fn token_shaped(segment: &str) -> bool {
+    segment.starts_with(scaivault_crypto::TOKEN_PREFIX) || segment.starts_with("eyJ")
+}
+
 /// The object a route names by id: `{id}`, then `/{binding_id}` or `/{delivery_id}` below it.
 fn resource_of(route: &str, path: &str) -> Option<String> {
     let mut ids = route.split('/').zip(path.split('/')).filter_map(|(r, p)| match r {
-        "{id}" | "{binding_id}" | "{delivery_id}" => Some(p),
+        "{id}" | "{binding_id}" | "{delivery_id}" => Some(if token_shaped(p) { REDACTED } else { p }),
         _ => None,
     });
     let first = ids.next()?;
@@ -377,6 +386,10 @@ mod tests {
         );
         assert_eq!(resource_of("/v1/policies", "/v1/policies"), None);
         assert_eq!(resource_of("/v1/secrets/{*path}", "/v1/secrets/a/b"), None);
+        let token = "/v1/auth/tokens/skt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        assert_eq!(resource_of("/v1/auth/tokens/{id}", token).as_deref(), Some(REDACTED));
+        let jwt = "/v1/auth/tokens/eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+        assert_eq!(resource_of("/v1/auth/tokens/{id}", jwt).as_deref(), Some(REDACTED));
         let long = format!("/v1/auth/tokens/{}", "x".repeat(1000));
         assert_eq!(resource_of("/v1/auth/tokens/{id}", &long).map(|r| r.len()), Some(MAX_RESOURCE_ID_CHARS));
     }

@@ -375,10 +375,16 @@ async fn audit_records_name_the_policy_binding_token_and_webhook_changed() {
         let r = app.root("GET", &format!("/v1/audit?outcome={bogus}"), None).await;
         assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{bogus:?}");
     }
+    // A token mistaken for its id is not found, and is not written into the trail.
+    let (_, other) = app.token(&["secrets:read"], "1h").await;
+    let r = app.root("DELETE", &format!("/v1/auth/tokens/{other}"), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(!String::from_utf8_lossy(&r.raw).contains(&other));
+    assert_eq!(record("token.revoke").await["resource_id"], "[redacted]");
     let all = app.root("GET", "/v1/audit/export", None).await;
     let text = String::from_utf8_lossy(&all.raw);
     assert!(
-        !text.contains(&token) && !text.contains("whsec-audit-test"),
+        !text.contains(&token) && !text.contains(&other) && !text.contains("whsec-audit-test"),
         "no token or webhook secret in the trail"
     );
 }
