@@ -68,7 +68,10 @@ async fn every_method_reaches_its_route() {
         )
         .await
         .expect("bind");
-    assert_eq!(vault.policy_bindings(&policy.id).await.expect("bindings").bindings.len(), 1);
+    assert_eq!(
+        vault.policy_bindings(&policy.id, &Page::default()).await.expect("bindings").bindings.len(),
+        1
+    );
     assert_eq!(vault.get_binding(&policy.id, &binding.id).await.expect("binding").identity_id, "sa:r");
     let decision = vault
         .test_policy(&PolicyTestRequest {

@@ -62,6 +62,7 @@ pub struct BindingResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BindingList {
     pub bindings: Vec<BindingResponse>,
+    pub next_cursor: Option<String>,
 }
 
 /// `POST /v1/policies/test`: the caller, unless an identity is named.

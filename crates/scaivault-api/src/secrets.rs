@@ -74,7 +74,10 @@ pub struct SecretVersionInfo {
 pub struct SecretVersions {
     pub path: String,
     pub current_version: u64,
+    /// Newest first, one page (`?limit=`, `?cursor=`).
     pub versions: Vec<SecretVersionInfo>,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// `PATCH /v1/secrets/{path}/metadata`: the fields given replace the stored ones.

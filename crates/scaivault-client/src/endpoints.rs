@@ -104,8 +104,15 @@ impl Client {
         self.call(Method::GET, with_query(self.url(&["v1", "secrets"]), &params), NO_BODY).await
     }
 
+    /// The newest 100 versions; [`Client::secret_versions_page`] for others.
     pub async fn secret_versions(&self, path: &str) -> Result<SecretVersions, Error> {
-        self.call(Method::GET, self.url(&["v1", "secrets", path, "versions"]), NO_BODY).await
+        self.secret_versions_page(path, &Page::default()).await
+    }
+
+    /// One page of the versions, newest first.
+    pub async fn secret_versions_page(&self, path: &str, page: &Page) -> Result<SecretVersions, Error> {
+        let url = with_query(self.url(&["v1", "secrets", path, "versions"]), &page.params());
+        self.call(Method::GET, url, NO_BODY).await
     }
 
     pub async fn update_metadata(
@@ -257,8 +264,9 @@ impl Client {
         self.call(Method::POST, self.url(&["v1", "policies", id, "bindings"]), Some(req)).await
     }
 
-    pub async fn policy_bindings(&self, id: &str) -> Result<BindingList, Error> {
-        self.call(Method::GET, self.url(&["v1", "policies", id, "bindings"]), NO_BODY).await
+    pub async fn policy_bindings(&self, id: &str, page: &Page) -> Result<BindingList, Error> {
+        let url = with_query(self.url(&["v1", "policies", id, "bindings"]), &page.params());
+        self.call(Method::GET, url, NO_BODY).await
     }
 
     pub async fn get_binding(&self, id: &str, binding_id: &str) -> Result<BindingResponse, Error> {

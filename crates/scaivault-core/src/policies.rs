@@ -495,11 +495,20 @@ impl Vault {
         &self,
         principal: &Principal,
         policy_id: &str,
+        limit_param: Option<u32>,
+        cursor: Option<&str>,
     ) -> Result<BindingList, CoreError> {
         self.authorize(principal, Scope::PoliciesRead, None).await?;
-        let records =
-            self.store.list_bindings(&principal.tenant, policy_id).await.map_err(Self::name_taken(""))?;
-        Ok(BindingList { bindings: records.into_iter().map(binding_response).collect() })
+        let limit = limit(limit_param)?;
+        let after = decode_cursor(cursor)?;
+        let records = self
+            .store
+            .list_bindings(&principal.tenant, policy_id, after.as_deref(), limit)
+            .await
+            .map_err(Self::name_taken(""))?;
+        let next_cursor =
+            (records.len() as u32 == limit).then(|| records.last().map(|b| encode_cursor(&b.id))).flatten();
+        Ok(BindingList { bindings: records.into_iter().map(binding_response).collect(), next_cursor })
     }
 
     /// `GET /v1/policies/{id}/bindings/{binding_id}`
@@ -509,8 +518,12 @@ impl Vault {
         policy_id: &str,
         binding_id: &str,
     ) -> Result<BindingResponse, CoreError> {
-        let list = self.list_bindings(principal, policy_id).await?;
-        list.bindings.into_iter().find(|b| b.id == binding_id).ok_or(CoreError::NotFound("binding"))
+        self.authorize(principal, Scope::PoliciesRead, None).await?;
+        match self.store.get_binding(&principal.tenant, policy_id, binding_id).await {
+            Ok(record) => Ok(binding_response(record)),
+            Err(StoreError::NotFound) => Err(CoreError::NotFound("binding")),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `DELETE /v1/policies/{id}/bindings/{binding_id}`

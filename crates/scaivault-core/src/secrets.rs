@@ -347,11 +347,28 @@ impl Vault {
         principal: &Principal,
         space: Space,
         path: &SecretPath,
+        limit_param: Option<u32>,
+        cursor: Option<&str>,
     ) -> Result<SecretVersions, CoreError> {
         let ns = self.authorize_secret(principal, space, Scope::SecretsList, Permission::List, path).await?;
+        let limit = crate::paging::limit(limit_param)?;
+        let before = match crate::paging::decode_cursor(cursor)? {
+            Some(c) => {
+                Some(c.parse::<u64>().map_err(|_| CoreError::InvalidRequest("cursor is not valid".into()))?)
+            }
+            None => None,
+        };
+        // A secret keeps at most `max_versions` (≤ 1,000) versions: they are paged here, newest first.
         let (head, rows) = self.store.list_versions(ns.as_str(), path.as_str()).await?;
-        let versions = rows
-            .iter()
+        let mut page: Vec<&SecretVersionRow> =
+            rows.iter().filter(|v| before.is_none_or(|b| v.version < b)).collect();
+        page.sort_unstable_by_key(|v| std::cmp::Reverse(v.version));
+        let more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        let next_cursor =
+            more.then(|| page.last().map(|v| crate::paging::encode_cursor(&v.version.to_string()))).flatten();
+        let versions = page
+            .into_iter()
             .map(|v| SecretVersionInfo {
                 version: v.version,
                 is_current: v.version == head.current_version,
@@ -365,7 +382,7 @@ impl Vault {
                 },
             })
             .collect();
-        Ok(SecretVersions { path: head.path, current_version: head.current_version, versions })
+        Ok(SecretVersions { path: head.path, current_version: head.current_version, versions, next_cursor })
     }
 
     /// `PATCH /v1/secrets/{path}/metadata`

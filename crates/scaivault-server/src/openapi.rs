@@ -119,6 +119,7 @@ fn tenant_operations() -> Vec<Operation> {
         },
         Operation {
             response: Some(schema::<api::SecretVersions>),
+            query: PAGE,
             ..op("get", "/v1/secrets/{path}/versions", "Version history, newest first", Some("secrets:list"))
         },
         Operation {
@@ -216,6 +217,7 @@ fn tenant_operations() -> Vec<Operation> {
         },
         Operation {
             response: Some(schema::<api::BindingList>),
+            query: PAGE,
             ..op("get", "/v1/policies/{id}/bindings", "List a policy's bindings", Some("policies:read"))
         },
         Operation {

@@ -388,3 +388,39 @@ async fn audit_records_name_the_policy_binding_token_and_webhook_changed() {
         "no token or webhook secret in the trail"
     );
 }
+
+#[tokio::test]
+async fn bindings_are_paged_and_one_is_read_by_id() {
+    let app = app().await;
+    let ids: Vec<(&str, &str)> =
+        vec![("service_account", "sa:a"), ("service_account", "sa:b"), ("group", "ops")];
+    let policy = app.policy("paged", json!([{"path_pattern": "x/**", "permissions": ["read"]}]), &ids).await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let uri = match &cursor {
+            Some(c) => format!("/v1/policies/{policy}/bindings?limit=2&cursor={c}"),
+            None => format!("/v1/policies/{policy}/bindings?limit=2"),
+        };
+        let r = app.root("GET", &uri, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let page = r.body["bindings"].as_array().expect("bindings").clone();
+        assert!(page.len() <= 2);
+        seen.extend(page.iter().map(|b| b["id"].as_str().expect("id").to_owned()));
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "each binding once, in id order");
+    let r = app.root("GET", &format!("/v1/policies/{policy}/bindings/{}", seen[1]), None).await;
+    assert_eq!(r.body["id"], json!(seen[1]));
+    let r = app.root("GET", &format!("/v1/policies/{policy}/bindings/bnd_missing"), None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let r = app.root("GET", "/v1/policies/pol_missing/bindings", None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+}

@@ -234,6 +234,21 @@ async fn pruning_versions_listing_and_metadata() {
     assert_eq!(versions, vec![json!(4), json!(3)]);
     assert_eq!(r.body["versions"][0]["is_current"], true);
     assert_eq!(r.body["versions"][0]["state"], "active");
+    assert_eq!(r.body["next_cursor"], json!(null));
+    // Paged like every list: newest first, the cursor continuing below the last version shown.
+    let r = app.root("GET", "/v1/secrets/p/x/versions?limit=1", None).await;
+    assert_eq!(r.body["versions"][0]["version"], 4);
+    let cursor = r.body["next_cursor"].as_str().expect("a cursor").to_owned();
+    let r = app.root("GET", &format!("/v1/secrets/p/x/versions?limit=1&cursor={cursor}"), None).await;
+    assert_eq!((r.body["versions"][0]["version"].as_u64(), &r.body["next_cursor"]), (Some(3), &json!(null)));
+    for bad in [
+        "/v1/secrets/p/x/versions?version=3",
+        "/v1/secrets/p/x?limit=1",
+        "/v1/secrets/p/x/versions?cursor=%%",
+    ] {
+        let r = app.root("GET", bad, None).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{bad}");
+    }
     let r =
         app.root("PATCH", "/v1/secrets/p/x/metadata", Some(json!({"tags": ["t1"], "owner": "team:x"}))).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);

@@ -689,10 +689,21 @@ pub async fn policies_and_bindings(store: Dyn) {
         store.create_binding(&binding("bnd_4", "pol_none", "group", "ops")).await,
         Err(StoreError::NotFound)
     ));
-    let bound = store.list_bindings(DEFAULT_TENANT, "pol_a").await.expect("bindings");
+    let bound = store.list_bindings(DEFAULT_TENANT, "pol_a", None, 100).await.expect("bindings");
     assert_eq!(bound.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["bnd_1", "bnd_2"]);
-    assert!(matches!(store.list_bindings(DEFAULT_TENANT, "pol_none").await, Err(StoreError::NotFound)));
-    assert!(matches!(store.list_bindings("tnt_other", "pol_a").await, Err(StoreError::NotFound)));
+    let page = store.list_bindings(DEFAULT_TENANT, "pol_a", None, 1).await.expect("first page");
+    assert_eq!(page.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["bnd_1"]);
+    let page = store.list_bindings(DEFAULT_TENANT, "pol_a", Some("bnd_1"), 1).await.expect("next page");
+    assert_eq!(page.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["bnd_2"]);
+    assert!(store.list_bindings(DEFAULT_TENANT, "pol_a", Some("bnd_2"), 1).await.expect("end").is_empty());
+    assert_eq!(store.get_binding(DEFAULT_TENANT, "pol_a", "bnd_2").await.expect("get").id, "bnd_2");
+    assert!(matches!(store.get_binding(DEFAULT_TENANT, "pol_a", "bnd_9").await, Err(StoreError::NotFound)));
+    assert!(matches!(store.get_binding("tnt_other", "pol_a", "bnd_2").await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.list_bindings(DEFAULT_TENANT, "pol_none", None, 100).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(store.list_bindings("tnt_other", "pol_a", None, 100).await, Err(StoreError::NotFound)));
     store.delete_binding(DEFAULT_TENANT, "pol_a", "bnd_1").await.expect("unbind");
     assert!(matches!(
         store.delete_binding(DEFAULT_TENANT, "pol_a", "bnd_1").await,

@@ -143,18 +143,49 @@ macro_rules! policy_store_impl {
                 tx.commit().await.map_err(db_err)
             }
 
-            async fn list_bindings(&self, tenant: &str, policy_id: &str) -> Result<Vec<$crate::BindingRecord>, $crate::StoreError> {
+            async fn list_bindings(
+                &self,
+                tenant: &str,
+                policy_id: &str,
+                after: Option<&str>,
+                limit: u32,
+            ) -> Result<Vec<$crate::BindingRecord>, $crate::StoreError> {
                 let mut tx = self.pool.begin().await.map_err(db_err)?;
                 if !policy_exists(&mut tx, tenant, policy_id).await? {
                     return Err($crate::StoreError::NotFound);
                 }
                 let sql = format!(
-                    "SELECT {BINDING_COLUMNS} FROM policy_bindings WHERE tenant_id = $1 AND policy_id = $2 ORDER BY id"
+                    "SELECT {BINDING_COLUMNS} FROM policy_bindings WHERE tenant_id = $1 AND policy_id = $2 AND (CAST($3 AS TEXT) IS NULL OR id > $3) ORDER BY id LIMIT $4"
                 );
-                let rows =
-                    sqlx::query(&sql).bind(tenant).bind(policy_id).fetch_all(&mut *tx).await.map_err(db_err)?;
+                let rows = sqlx::query(&sql)
+                    .bind(tenant)
+                    .bind(policy_id)
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
                 tx.commit().await.map_err(db_err)?;
                 rows.iter().map(binding_from_row).collect()
+            }
+
+            async fn get_binding(
+                &self,
+                tenant: &str,
+                policy_id: &str,
+                binding_id: &str,
+            ) -> Result<$crate::BindingRecord, $crate::StoreError> {
+                let sql = format!(
+                    "SELECT {BINDING_COLUMNS} FROM policy_bindings WHERE tenant_id = $1 AND policy_id = $2 AND id = $3"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(tenant)
+                    .bind(policy_id)
+                    .bind(binding_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                row.as_ref().map(binding_from_row).unwrap_or(Err($crate::StoreError::NotFound))
             }
 
             async fn delete_binding(

@@ -166,8 +166,22 @@ pub trait PolicyStore: Send + Sync + Debug {
     /// `NotFound` when the policy does not exist, `AlreadyExists` for a duplicate binding.
     async fn create_binding(&self, binding: &BindingRecord) -> Result<(), StoreError>;
 
-    /// `NotFound` when the policy does not exist.
-    async fn list_bindings(&self, tenant: &str, policy_id: &str) -> Result<Vec<BindingRecord>, StoreError>;
+    /// A page of the policy's bindings by id, after `after`; `NotFound` when the policy does not exist.
+    async fn list_bindings(
+        &self,
+        tenant: &str,
+        policy_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<BindingRecord>, StoreError>;
+
+    /// `NotFound` when the policy or the binding does not exist.
+    async fn get_binding(
+        &self,
+        tenant: &str,
+        policy_id: &str,
+        binding_id: &str,
+    ) -> Result<BindingRecord, StoreError>;
 
     async fn delete_binding(&self, tenant: &str, policy_id: &str, binding_id: &str)
     -> Result<(), StoreError>;

@@ -84,8 +84,9 @@ pub(crate) async fn bindings(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.vault.list_bindings(&caller, &id).await?).into_response())
+    Ok(Json(state.vault.list_bindings(&caller, &id, q.limit, q.cursor.as_deref()).await?).into_response())
 }
 
 /// `GET /v1/policies/{id}/bindings/{binding_id}`

@@ -15,6 +15,10 @@ use crate::{ApiError, AppState};
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReadQuery {
     version: Option<String>,
+    /// `/versions` only.
+    limit: Option<u32>,
+    /// `/versions` only.
+    cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,7 +39,19 @@ pub(crate) async fn get(
     audit: Option<Extension<AuditSlot>>,
 ) -> Result<Response, ApiError> {
     if let Some(path) = target.before("versions") {
-        return Ok(Json(state.vault.secret_versions(&caller, target.space(), &path?).await?).into_response());
+        if query.version.is_some() {
+            return Err(CoreError::InvalidRequest("version does not apply to /versions".into()).into());
+        }
+        let versions = state
+            .vault
+            .secret_versions(&caller, target.space(), &path?, query.limit, query.cursor.as_deref())
+            .await?;
+        return Ok(Json(versions).into_response());
+    }
+    if query.limit.is_some() || query.cursor.is_some() {
+        return Err(
+            CoreError::InvalidRequest("limit and cursor apply to lists, not to a secret".into()).into()
+        );
     }
     let path = target.path()?;
     let version = query
