@@ -455,29 +455,28 @@ impl Vault {
         let limit = limit(limit_param)?;
         let mut after = decode_cursor(cursor)?;
         let mut secrets = Vec::new();
-        // Pages are filled after the per-path permission filter, so a page may take several reads.
+        // Pages are filled after the per-path permission filter, so a page may take several reads;
+        // it ends at the path that fills it, and the cursor continues right after that path.
         loop {
-            let want = limit;
             let batch = self
                 .store
-                .list_secrets(
-                    ns.as_str(),
-                    SecretListQuery { prefix, tag, after: after.as_deref(), limit: want },
-                )
+                .list_secrets(ns.as_str(), SecretListQuery { prefix, tag, after: after.as_deref(), limit })
                 .await?;
-            let exhausted = (batch.len() as u32) < want;
-            after = batch.last().map(|h| h.path.clone()).or(after);
-            for head in batch {
-                let allowed = SecretPath::parse(&head.path).is_ok_and(|p| access.allows(&p));
-                if allowed {
+            let exhausted = (batch.len() as u32) < limit;
+            let count = batch.len();
+            for (i, head) in batch.into_iter().enumerate() {
+                after = Some(head.path.clone());
+                if SecretPath::parse(&head.path).is_ok_and(|p| access.allows(&p)) {
                     secrets.push(list_item(head));
+                }
+                if secrets.len() as u32 == limit {
+                    let nothing_after = exhausted && i + 1 == count;
+                    let next_cursor = if nothing_after { None } else { after.as_deref().map(encode_cursor) };
+                    return Ok(SecretList { secrets, next_cursor });
                 }
             }
             if exhausted {
                 return Ok(SecretList { secrets, next_cursor: None });
-            }
-            if secrets.len() as u32 == limit {
-                return Ok(SecretList { secrets, next_cursor: after.as_deref().map(encode_cursor) });
             }
         }
     }

@@ -424,3 +424,37 @@ async fn bindings_are_paged_and_one_is_read_by_id() {
     let r = app.root("GET", "/v1/policies/pol_missing/bindings", None).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
 }
+
+/// A filtered list still pages: every page holds at most `limit` paths, and following the cursors
+/// shows each path the caller may list exactly once, whatever the hidden paths between them.
+#[tokio::test]
+async fn a_filtered_list_pages_within_its_limit() {
+    let app = app().await;
+    let shown = ["a/1", "a/3", "a/4", "a/5", "a/8", "a/9"];
+    for i in 0..10 {
+        app.put(&format!("a/{i}"), json!({"data": {"v": "x"}})).await;
+    }
+    let rules: Vec<_> = shown.iter().map(|p| json!({"path_pattern": p, "permissions": ["list"]})).collect();
+    app.policy("some", json!(rules), &[("service_account", "sa:lister")]).await;
+    let token = app.token_for("service_account", "sa:lister", &[], &["secrets:list"]).await;
+    for limit in 1..=4 {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..20 {
+            let uri = match &cursor {
+                Some(c) => format!("/v1/secrets?prefix=a/&limit={limit}&cursor={c}"),
+                None => format!("/v1/secrets?prefix=a/&limit={limit}"),
+            };
+            let r = app.as_token(&token, "GET", &uri, None).await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            let page = r.body["secrets"].as_array().expect("secrets").clone();
+            assert!(page.len() <= limit, "limit {limit}: a page of {}", page.len());
+            seen.extend(page.iter().map(|s| s["path"].as_str().expect("path").to_owned()));
+            match r.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, shown, "limit {limit}");
+    }
+}
