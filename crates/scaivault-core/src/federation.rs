@@ -29,7 +29,7 @@ use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, RequestInfo};
-use crate::paging::{decode_cursor, encode_cursor, limit};
+use crate::paging::{decode_cursor, limit, next_cursor};
 use crate::rotation::check_name;
 use crate::{CoreError, Principal, Vault};
 
@@ -607,10 +607,9 @@ impl Vault {
     ) -> Result<FederationBackendList, CoreError> {
         self.authorize(principal, Scope::FederationRead, None).await?;
         let limit = limit(limit_param)?;
-        let after = decode_cursor(cursor)?;
+        let after = decode_cursor("federation_backends", cursor)?;
         let rows = self.store.list_federation_backends(&principal.tenant, after.as_deref(), limit).await?;
-        let next_cursor =
-            (rows.len() as u32 == limit).then(|| rows.last().map(|b| encode_cursor(&b.id))).flatten();
+        let next_cursor = next_cursor("federation_backends", &rows, limit, |b| b.id.clone());
         Ok(FederationBackendList {
             backends: rows.iter().map(response).collect::<Result<_, _>>()?,
             next_cursor,

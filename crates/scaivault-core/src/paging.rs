@@ -16,20 +16,38 @@ pub(crate) fn limit(requested: Option<u32>) -> Result<u32, CoreError> {
     }
 }
 
-/// Cursors are opaque to clients: the last key of the previous page, base64url-encoded.
-pub(crate) fn encode_cursor(last_key: &str) -> String {
-    URL_SAFE_NO_PAD.encode(last_key)
+/// Cursors are opaque to clients: the list they belong to and the last key of the previous page,
+/// base64url-encoded. A cursor of one list given to another is refused rather than followed.
+pub(crate) fn encode_cursor(list: &str, last_key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{list}:{last_key}"))
 }
 
-pub(crate) fn decode_cursor(cursor: Option<&str>) -> Result<Option<String>, CoreError> {
+pub(crate) fn decode_cursor(list: &str, cursor: Option<&str>) -> Result<Option<String>, CoreError> {
     cursor
         .filter(|c| !c.is_empty())
         .map(|c| {
-            URL_SAFE_NO_PAD
+            let text = URL_SAFE_NO_PAD
                 .decode(c)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| CoreError::InvalidRequest("cursor is not valid".into()))
+                .ok_or_else(|| CoreError::InvalidRequest("cursor is not valid".into()))?;
+            text.strip_prefix(list)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .map(str::to_owned)
+                .ok_or_else(|| CoreError::InvalidRequest("cursor belongs to another list".into()))
         })
         .transpose()
+}
+
+/// The cursor after a page of `rows` read with `limit`: only a full page may have more after it.
+pub(crate) fn next_cursor<T>(
+    list: &str,
+    rows: &[T],
+    limit: u32,
+    key: impl Fn(&T) -> String,
+) -> Option<String> {
+    if rows.len() as u32 != limit {
+        return None;
+    }
+    rows.last().map(|last| encode_cursor(list, &key(last)))
 }

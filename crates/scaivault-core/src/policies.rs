@@ -17,7 +17,7 @@ use scaivault_domain::{
 use scaivault_store::{BindingRecord, PolicyRecord, PolicySnapshot, StoreError};
 
 use crate::cache::{Cache, invalidating};
-use crate::paging::{decode_cursor, encode_cursor, limit};
+use crate::paging::{decode_cursor, limit, next_cursor};
 use crate::{CoreError, Principal, TokenKind, Vault};
 
 const MAX_RULES: usize = 1000;
@@ -416,10 +416,9 @@ impl Vault {
     ) -> Result<PolicyList, CoreError> {
         self.authorize(principal, Scope::PoliciesRead, None).await?;
         let limit = limit(limit_param)?;
-        let after = decode_cursor(cursor)?;
+        let after = decode_cursor("policies", cursor)?;
         let records = self.store.list_policies(&principal.tenant, after.as_deref(), limit).await?;
-        let next_cursor =
-            (records.len() as u32 == limit).then(|| records.last().map(|r| encode_cursor(&r.name))).flatten();
+        let next_cursor = next_cursor("policies", &records, limit, |r| r.name.clone());
         let policies = records.into_iter().map(|r| self.policy_response(r)).collect::<Result<_, _>>()?;
         Ok(PolicyList { policies, next_cursor })
     }
@@ -500,14 +499,13 @@ impl Vault {
     ) -> Result<BindingList, CoreError> {
         self.authorize(principal, Scope::PoliciesRead, None).await?;
         let limit = limit(limit_param)?;
-        let after = decode_cursor(cursor)?;
+        let after = decode_cursor("bindings", cursor)?;
         let records = self
             .store
             .list_bindings(&principal.tenant, policy_id, after.as_deref(), limit)
             .await
             .map_err(Self::name_taken(""))?;
-        let next_cursor =
-            (records.len() as u32 == limit).then(|| records.last().map(|b| encode_cursor(&b.id))).flatten();
+        let next_cursor = next_cursor("bindings", &records, limit, |b| b.id.clone());
         Ok(BindingList { bindings: records.into_iter().map(binding_response).collect(), next_cursor })
     }
 

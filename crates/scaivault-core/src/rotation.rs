@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::audit::{AuditEvent, RequestInfo, WriteAudit};
 use crate::cache::{invalidating, secret_key};
 use crate::events::Emitter;
-use crate::paging::{decode_cursor, encode_cursor, limit};
+use crate::paging::{decode_cursor, limit, next_cursor};
 use crate::{CoreError, Principal, Space, Vault};
 
 const DEFAULT_GRACE: &str = "24h";
@@ -246,10 +246,9 @@ impl Vault {
     ) -> Result<RotationPolicyList, CoreError> {
         self.authorize(principal, Scope::Admin, None).await?;
         let limit = limit(limit_param)?;
-        let after = decode_cursor(cursor)?;
+        let after = decode_cursor("rotation_policies", cursor)?;
         let rows = self.store.list_rotation_policies(&principal.tenant, after.as_deref(), limit).await?;
-        let next_cursor =
-            (rows.len() as u32 == limit).then(|| rows.last().map(|p| encode_cursor(&p.id))).flatten();
+        let next_cursor = next_cursor("rotation_policies", &rows, limit, |p| p.id.clone());
         Ok(RotationPolicyList {
             policies: rows.iter().map(policy_response).collect::<Result<_, _>>()?,
             next_cursor,
@@ -359,10 +358,9 @@ impl Vault {
         self.authorize(principal, Scope::Admin, None).await?;
         self.store.get_rotation_policy(&principal.tenant, id).await.map_err(not_found)?;
         let limit = limit(limit_param)?;
-        let after = decode_cursor(cursor)?;
+        let after = decode_cursor("rotation_assignments", cursor)?;
         let rows = self.store.list_assignments(&principal.tenant, id, after.as_deref(), limit).await?;
-        let next_cursor =
-            (rows.len() as u32 == limit).then(|| rows.last().map(|a| encode_cursor(&a.path))).flatten();
+        let next_cursor = next_cursor("rotation_assignments", &rows, limit, |a| a.path.clone());
         Ok(RotationAssignmentList { secrets: rows.iter().map(assignment_response).collect(), next_cursor })
     }
 

@@ -352,7 +352,7 @@ impl Vault {
     ) -> Result<SecretVersions, CoreError> {
         let ns = self.authorize_secret(principal, space, Scope::SecretsList, Permission::List, path).await?;
         let limit = crate::paging::limit(limit_param)?;
-        let before = match crate::paging::decode_cursor(cursor)? {
+        let before = match crate::paging::decode_cursor("versions", cursor)? {
             Some(c) => {
                 Some(c.parse::<u64>().map_err(|_| CoreError::InvalidRequest("cursor is not valid".into()))?)
             }
@@ -365,8 +365,9 @@ impl Vault {
         page.sort_unstable_by_key(|v| std::cmp::Reverse(v.version));
         let more = page.len() > limit as usize;
         page.truncate(limit as usize);
-        let next_cursor =
-            more.then(|| page.last().map(|v| crate::paging::encode_cursor(&v.version.to_string()))).flatten();
+        let next_cursor = more
+            .then(|| page.last().map(|v| crate::paging::encode_cursor("versions", &v.version.to_string())))
+            .flatten();
         let versions = page
             .into_iter()
             .map(|v| SecretVersionInfo {
@@ -453,7 +454,7 @@ impl Vault {
     ) -> Result<SecretList, CoreError> {
         let (ns, access) = self.list_access(principal, space).await?;
         let limit = limit(limit_param)?;
-        let mut after = decode_cursor(cursor)?;
+        let mut after = decode_cursor(list_name(space), cursor)?;
         let mut secrets = Vec::new();
         // Pages are filled after the per-path permission filter, so a page may take several reads;
         // it ends at the path that fills it, and the cursor continues right after that path.
@@ -471,7 +472,11 @@ impl Vault {
                 }
                 if secrets.len() as u32 == limit {
                     let nothing_after = exhausted && i + 1 == count;
-                    let next_cursor = if nothing_after { None } else { after.as_deref().map(encode_cursor) };
+                    let next_cursor = if nothing_after {
+                        None
+                    } else {
+                        after.as_deref().map(|a| encode_cursor(list_name(space), a))
+                    };
                     return Ok(SecretList { secrets, next_cursor });
                 }
             }
@@ -554,5 +559,13 @@ impl Vault {
             })
             .await?;
         Ok(DestroyResponse { path: path.to_string(), destroyed_versions: destroyed })
+    }
+}
+
+/// The name a secret list's cursors carry: tenant and partner lists do not take each other's.
+fn list_name(space: Space) -> &'static str {
+    match space {
+        Space::Tenant => "secrets",
+        Space::Partner => "partner_secrets",
     }
 }

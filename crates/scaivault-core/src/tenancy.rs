@@ -8,7 +8,7 @@ use scaivault_crypto::random_id;
 use scaivault_domain::Scope;
 use scaivault_store::{PartnerRecord, StoreError, TenantRecord};
 
-use crate::paging::{decode_cursor, encode_cursor, limit};
+use crate::paging::{decode_cursor, limit, next_cursor};
 use crate::{CoreError, Principal, Vault};
 
 const MAX_NAME: usize = 128;
@@ -87,10 +87,9 @@ impl Vault {
     ) -> Result<PartnerList, CoreError> {
         self.authorize_identity_admin(principal, Scope::IdentityRead).await?;
         let limit = limit(limit_param)?;
-        let after = decode_cursor(cursor)?;
+        let after = decode_cursor("partners", cursor)?;
         let records = self.store.list_partners(after.as_deref(), limit).await?;
-        let next_cursor =
-            (records.len() as u32 == limit).then(|| records.last().map(|r| encode_cursor(&r.id))).flatten();
+        let next_cursor = next_cursor("partners", &records, limit, |r| r.id.clone());
         Ok(PartnerList { partners: records.into_iter().map(partner_response).collect(), next_cursor })
     }
 
@@ -136,10 +135,9 @@ impl Vault {
             })?)
         };
         let limit = limit(limit_param)?;
-        let after = decode_cursor(cursor)?;
+        let after = decode_cursor("tenants", cursor)?;
         let records = self.store.list_tenants(partner, after.as_deref(), limit).await?;
-        let next_cursor =
-            (records.len() as u32 == limit).then(|| records.last().map(|r| encode_cursor(&r.id))).flatten();
+        let next_cursor = next_cursor("tenants", &records, limit, |r| r.id.clone());
         Ok(TenantList { tenants: records.into_iter().map(tenant_response).collect(), next_cursor })
     }
 }

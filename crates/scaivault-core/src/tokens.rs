@@ -4,7 +4,7 @@ use scaivault_domain::{DurationSpec, IdentityType, Scope};
 use scaivault_store::{NewToken, TenantRecord, TokenRecord};
 
 use crate::cache::invalidating;
-use crate::paging::{decode_cursor, encode_cursor, limit};
+use crate::paging::{decode_cursor, limit, next_cursor};
 use crate::{CoreError, Principal, TokenKind, Vault};
 
 const DEFAULT_TTL: &str = "90d";
@@ -193,10 +193,9 @@ impl Vault {
     ) -> Result<TokenList, CoreError> {
         self.authorize(principal, Scope::Admin, None).await?;
         let limit = limit(limit_param)?;
-        let after = decode_cursor(cursor)?;
+        let after = decode_cursor("tokens", cursor)?;
         let records = self.store.list_tokens(principal.tenant(), after.as_deref(), limit).await?;
-        let next_cursor =
-            (records.len() as u32 == limit).then(|| records.last().map(|r| encode_cursor(&r.id))).flatten();
+        let next_cursor = next_cursor("tokens", &records, limit, |r| r.id.clone());
         Ok(TokenList { tokens: records.into_iter().map(token_info).collect(), next_cursor })
     }
 

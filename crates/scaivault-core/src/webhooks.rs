@@ -19,7 +19,7 @@ use scaivault_store::{
 };
 
 use crate::cache::invalidating;
-use crate::paging::{decode_cursor, encode_cursor, limit};
+use crate::paging::{decode_cursor, limit, next_cursor};
 use crate::{CoreError, Principal, Vault};
 
 const MAX_NAME: usize = 200;
@@ -345,10 +345,9 @@ impl Vault {
     ) -> Result<(Vec<WebhookRecord>, Option<String>), CoreError> {
         self.authorize(principal, Scope::SubscriptionsRead, None).await?;
         let limit = limit(limit_param)?;
-        let after = decode_cursor(cursor)?;
+        let after = decode_cursor(kind.as_str(), cursor)?;
         let hooks = self.store.list_webhooks(&principal.tenant, kind, after.as_deref(), limit).await?;
-        let next =
-            (hooks.len() as u32 == limit).then(|| hooks.last().map(|w| encode_cursor(&w.id))).flatten();
+        let next = next_cursor(kind.as_str(), &hooks, limit, |w| w.id.clone());
         Ok((hooks, next))
     }
 
@@ -521,13 +520,11 @@ impl Vault {
     ) -> Result<DeliveryList, CoreError> {
         self.get_hook(principal, Scope::SubscriptionsRead, WebhookKind::Webhook, id).await?;
         let limit = limit(limit_param)?;
-        let before = decode_cursor(cursor)?
+        let before = decode_cursor("deliveries", cursor)?
             .map(|c| c.parse::<u64>().map_err(|_| CoreError::InvalidRequest("cursor is not valid".into())))
             .transpose()?;
         let page = self.store.list_deliveries(&principal.tenant, id, before, limit).await?;
-        let next_cursor = (page.len() as u32 == limit)
-            .then(|| page.last().map(|(seq, _)| encode_cursor(&seq.to_string())))
-            .flatten();
+        let next_cursor = next_cursor("deliveries", &page, limit, |(seq, _)| seq.to_string());
         Ok(DeliveryList {
             deliveries: page.into_iter().map(|(_, d)| delivery_info(d)).collect(),
             next_cursor,

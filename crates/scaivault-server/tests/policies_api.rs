@@ -423,6 +423,13 @@ async fn bindings_are_paged_and_one_is_read_by_id() {
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
     let r = app.root("GET", "/v1/policies/pol_missing/bindings", None).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    // A cursor is good for its own list only.
+    let first = app.root("GET", &format!("/v1/policies/{policy}/bindings?limit=1"), None).await;
+    let cursor = first.body["next_cursor"].as_str().expect("cursor").to_owned();
+    for other in ["/v1/policies", "/v1/auth/tokens", "/v1/secrets", "/v1/webhooks"] {
+        let r = app.root("GET", &format!("{other}?cursor={cursor}"), None).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{other}");
+    }
 }
 
 /// A filtered list still pages: every page holds at most `limit` paths, and following the cursors
