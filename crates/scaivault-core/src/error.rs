@@ -106,6 +106,13 @@ impl From<StoreError> for CoreError {
     }
 }
 
+/// Metadata and descriptions over their limits: the message names the field, never its text.
+impl From<scaivault_domain::MetadataError> for CoreError {
+    fn from(e: scaivault_domain::MetadataError) -> Self {
+        CoreError::InvalidRequest(e.to_string())
+    }
+}
+
 impl From<CryptoError> for CoreError {
     fn from(e: CryptoError) -> Self {
         match e.kind() {

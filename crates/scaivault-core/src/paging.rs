@@ -39,6 +39,13 @@ pub(crate) fn decode_cursor(list: &str, cursor: Option<&str>) -> Result<Option<S
         .transpose()
 }
 
+/// A cursor whose key is a number (a version, a delivery's sequence).
+pub(crate) fn decode_number_cursor(list: &str, cursor: Option<&str>) -> Result<Option<u64>, CoreError> {
+    decode_cursor(list, cursor)?
+        .map(|c| c.parse::<u64>().map_err(|_| CoreError::InvalidRequest("cursor is not valid".into())))
+        .transpose()
+}
+
 /// The cursor after a page of `rows` read with `limit`: only a full page may have more after it.
 pub(crate) fn next_cursor<T>(
     list: &str,

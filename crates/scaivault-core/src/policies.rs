@@ -360,7 +360,7 @@ impl Vault {
         req: &PolicyRequest,
     ) -> Result<PolicyRecord, CoreError> {
         check_policy_name(&req.name)?;
-        check_description(&req.description).map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
+        check_description(&req.description)?;
         let rules = compile_rules(&req.rules)?;
         let now = self.clock.now();
         Ok(PolicyRecord {

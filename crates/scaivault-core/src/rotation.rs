@@ -139,7 +139,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), CoreError> {
 
 /// Checks a policy's settings; answers the generator as stored.
 fn check_policy(p: &RotationPolicyRecord) -> Result<(), CoreError> {
-    check_description(&p.description).map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
+    check_description(&p.description)?;
     let interval = duration(&p.interval)?;
     if interval.as_secs() == 0 {
         return Err(CoreError::InvalidRequest("interval must be longer than zero".into()));

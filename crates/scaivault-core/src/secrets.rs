@@ -14,7 +14,7 @@ use scaivault_store::{
 
 use crate::audit::{AuditEvent, WriteAudit, audit_entry};
 use crate::cache::{invalidating, secret_key};
-use crate::paging::{decode_cursor, encode_cursor, limit};
+use crate::paging::{decode_cursor, decode_number_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, Space, Vault};
 
 /// A secret's `data`, serialised, may not exceed this.
@@ -69,7 +69,7 @@ impl Vault {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsWrite, Permission::Write, path).await?;
         if let Some(metadata) = &req.metadata {
-            metadata.check().map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
+            metadata.check()?;
         }
         if space == Space::Tenant
             && let Some(backend) = self.federated(&ns, path).await?
@@ -351,13 +351,8 @@ impl Vault {
         cursor: Option<&str>,
     ) -> Result<SecretVersions, CoreError> {
         let ns = self.authorize_secret(principal, space, Scope::SecretsList, Permission::List, path).await?;
-        let limit = crate::paging::limit(limit_param)?;
-        let before = match crate::paging::decode_cursor("versions", cursor)? {
-            Some(c) => {
-                Some(c.parse::<u64>().map_err(|_| CoreError::InvalidRequest("cursor is not valid".into()))?)
-            }
-            None => None,
-        };
+        let limit = limit(limit_param)?;
+        let before = decode_number_cursor("versions", cursor)?;
         // A secret keeps at most `max_versions` (≤ 1,000) versions: they are paged here, newest first.
         let (head, rows) = self.store.list_versions(ns.as_str(), path.as_str()).await?;
         let mut page: Vec<&SecretVersionRow> =
@@ -365,9 +360,8 @@ impl Vault {
         page.sort_unstable_by_key(|v| std::cmp::Reverse(v.version));
         let more = page.len() > limit as usize;
         page.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| page.last().map(|v| crate::paging::encode_cursor("versions", &v.version.to_string())))
-            .flatten();
+        let next_cursor =
+            more.then(|| page.last().map(|v| encode_cursor("versions", &v.version.to_string()))).flatten();
         let versions = page
             .into_iter()
             .map(|v| SecretVersionInfo {
@@ -406,8 +400,7 @@ impl Vault {
             owner: req.owner.clone(),
             custom: req.custom.clone().unwrap_or_default(),
         }
-        .check()
-        .map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
+        .check()?;
         let tenant = ns.as_str();
         let touches_metadata =
             req.description.is_some() || req.tags.is_some() || req.owner.is_some() || req.custom.is_some();

@@ -19,7 +19,7 @@ use scaivault_store::{
 };
 
 use crate::cache::invalidating;
-use crate::paging::{decode_cursor, limit, next_cursor};
+use crate::paging::{decode_cursor, decode_number_cursor, limit, next_cursor};
 use crate::{CoreError, Principal, Vault};
 
 const MAX_NAME: usize = 200;
@@ -520,9 +520,7 @@ impl Vault {
     ) -> Result<DeliveryList, CoreError> {
         self.get_hook(principal, Scope::SubscriptionsRead, WebhookKind::Webhook, id).await?;
         let limit = limit(limit_param)?;
-        let before = decode_cursor("deliveries", cursor)?
-            .map(|c| c.parse::<u64>().map_err(|_| CoreError::InvalidRequest("cursor is not valid".into())))
-            .transpose()?;
+        let before = decode_number_cursor("deliveries", cursor)?;
         let page = self.store.list_deliveries(&principal.tenant, id, before, limit).await?;
         let next_cursor = next_cursor("deliveries", &page, limit, |(seq, _)| seq.to_string());
         Ok(DeliveryList {

@@ -108,7 +108,8 @@ mod tests {
     #[test]
     fn metadata_at_every_limit_is_accepted() {
         let m = with(|m| {
-            m.description = Some("d\n\t".repeat(MAX_DESCRIPTION_BYTES / 3));
+            m.description = Some(format!("{}d", "d\n\t".repeat(MAX_DESCRIPTION_BYTES / 3)));
+            assert_eq!(m.description.as_ref().map(String::len), Some(MAX_DESCRIPTION_BYTES));
             m.tags = (0..MAX_TAGS).map(|i| format!("{i:0>width$}", width = MAX_TAG_BYTES)).collect();
             m.owner = Some("o".repeat(MAX_OWNER_BYTES));
             m.custom = (0..MAX_CUSTOM_ENTRIES)

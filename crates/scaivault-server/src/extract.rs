@@ -216,13 +216,20 @@ impl<S: Send + Sync> FromRequestParts<S> for SecretTarget {
         } else {
             (path.strip_prefix(SECRETS_PREFIX).unwrap_or_default(), Space::Tenant)
         };
-        if raw.contains('%') {
-            return Err(ApiError(CoreError::InvalidPath(
-                "invalid secret path: percent-encoded characters are never decoded in secret paths".into(),
-            )));
-        }
+        refuse_encoded(raw)?;
         Ok(SecretTarget(raw.to_owned(), space))
     }
+}
+
+/// A secret path is never percent-decoded: `a%2Fb` is not `a/b`, so any `%` in the raw path is
+/// refused wherever a route takes a secret path.
+pub(crate) fn refuse_encoded(raw_path: &str) -> Result<(), ApiError> {
+    if raw_path.contains('%') {
+        return Err(ApiError(CoreError::InvalidPath(
+            "invalid secret path: percent-encoded characters are never decoded in secret paths".into(),
+        )));
+    }
+    Ok(())
 }
 
 impl SecretTarget {

@@ -10,7 +10,7 @@ use scaivault_domain::SecretPath;
 
 use crate::audit::AuditDetail;
 use crate::audit::AuditSlot;
-use crate::extract::{ApiJson, ApiQuery, Caller, OptionalJson};
+use crate::extract::{ApiJson, ApiQuery, Caller, OptionalJson, refuse_encoded};
 use crate::handlers::tokens::PageQuery;
 use crate::{ApiError, AppState};
 
@@ -94,13 +94,8 @@ pub(crate) async fn assignment(
     uri: axum::http::Uri,
     Path((id, rest)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    // As under `/v1/secrets/`, a secret path is never percent-decoded: `a%2Fb` is not `a/b`.
-    if uri.path().split_once("/secrets/").is_some_and(|(_, raw)| raw.contains('%')) {
-        return Err(CoreError::InvalidPath(
-            "invalid secret path: percent-encoded characters are never decoded in secret paths".into(),
-        )
-        .into());
-    }
+    // `Path` decodes; the raw path is checked as under `/v1/secrets/`.
+    refuse_encoded(uri.path().split_once("/secrets/").map_or("", |(_, raw)| raw))?;
     let parse = |p: &str| SecretPath::parse(p).map_err(CoreError::from);
     match (method.as_str(), rest.strip_suffix("/readers")) {
         ("GET", Some(path)) => {
