@@ -1,7 +1,7 @@
 //! JWT callers over HTTP: a JWKS served on loopback, tokens minted with the issuer's key, mapped to
 //! principals that policies and tenancy then govern like any other caller.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::TestApp;

@@ -1,7 +1,7 @@
 //! Random secret values written and read through the API never reach an audit record, the audit
 //! export, or a log line.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -1,6 +1,6 @@
 //! HTTPS with the fixture certificate (self-signed for 127.0.0.1, test use only).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! generation, grace periods, both failure paths, forced rotations, validation, and the readers
 //! still on a superseded version.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Health, metrics, the OpenAPI document, and master-key rotation over HTTP.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{app, app_with};

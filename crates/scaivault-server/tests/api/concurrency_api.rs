@@ -1,6 +1,6 @@
 //! Concurrent writers through the HTTP surface, on every store.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

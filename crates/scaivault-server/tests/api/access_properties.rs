@@ -2,7 +2,7 @@
 //! equals a reference evaluator written here, and no request in one tenant reads, lists, writes or
 //! learns the existence of another tenant's secret (a foreign path answers exactly as a missing one).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -671,13 +671,13 @@ async fn azure_and_gcp_backends_serve_proxy_reads_with_credentials_kept_in_scaiv
     let azure_credential = json!({"data": {"client_id": "app-1", "client_secret": client_secret}});
     assert_eq!(api.put_secret("infra/federation/azure", &azure_credential).await.status, 201);
     let key = json!({"data": {"type": "service_account", "project_id": "p1", "private_key_id": "kid-1",
-        "private_key": include_str!("../../crates/scaivault-core/tests/fixtures/rsa2048-test-key.pem"),
+        "private_key": include_str!("../../../crates/scaivault-core/tests/fixtures/rsa2048-test-key.pem"),
         "client_email": "scaivault@p1.iam.gserviceaccount.com", "token_uri": format!("{}/token", cloud.uri())}});
     assert_eq!(api.put_secret("infra/federation/gcp", &key).await.status, 201);
     let certificate = format!(
         "{}{}",
-        include_str!("../../crates/scaivault-federation/tests/fixtures/azure-app-cert.pem"),
-        include_str!("../../crates/scaivault-core/tests/fixtures/rsa2048-test-key.pem")
+        include_str!("../../../crates/scaivault-federation/tests/fixtures/azure-app-cert.pem"),
+        include_str!("../../../crates/scaivault-core/tests/fixtures/rsa2048-test-key.pem")
     );
     let cert_credential = json!({"data": {"client_id": "app-2", "certificate": certificate}});
     assert_eq!(api.put_secret("infra/federation/azure-cert", &cert_credential).await.status, 201);
@@ -1304,7 +1304,7 @@ async fn a_vault_kubernetes_login_uses_a_kept_token_or_the_pods_own_only_when_le
         Method::POST,
         "auth/kubernetes/config",
         json!({"kubernetes_host": kubernetes.uri(), "disable_local_ca_jwt": true,
-            "kubernetes_ca_cert": include_str!("../../crates/scaivault-federation/tests/fixtures/azure-app-cert.pem")}),
+            "kubernetes_ca_cert": include_str!("../../../crates/scaivault-federation/tests/fixtures/azure-app-cert.pem")}),
     )
     .await;
     bao.call(

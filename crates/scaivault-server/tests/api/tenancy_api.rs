@@ -1,7 +1,7 @@
 //! Tenants and partners: isolation, partner administrators acting as their tenants through the
 //! `/v1/t/{tenant}` prefix or `X-Tenant-ID`, and refusals for everyone else.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{TestApp, app};

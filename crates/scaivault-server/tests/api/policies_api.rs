@@ -1,7 +1,7 @@
 //! Policies and bindings over HTTP: the seed flows, deny over allow, `policies/test`, list filtering,
 //! strict names and identities, and changes taking effect at once.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{app, both_stores};

@@ -1,7 +1,7 @@
 //! The secrets routes over HTTP semantics: status codes, error envelope, validation that stores
 //! nothing, versions, check-and-set, delete/undelete/destroy, listing.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::app;

@@ -1,6 +1,6 @@
 //! Tokens over HTTP: missing, malformed, unknown, expired and revoked tokens; scopes on every route.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use chrono::TimeDelta;

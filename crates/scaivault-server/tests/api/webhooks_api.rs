@@ -1,7 +1,7 @@
 //! Webhook routes over the router: validation, scopes, secret rolls with their overlap, `410 Gone`,
 //! and webhook secrets that survive master-key rotation.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{TestApp, app_with_config};
