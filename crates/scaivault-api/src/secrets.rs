@@ -117,8 +117,14 @@ pub struct SecretList {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestroyRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Absent means every version; `null` is refused rather than read as "all", so an unset
+    /// variable in a client cannot erase a whole history.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_list")]
     pub versions: Option<Vec<u64>>,
+}
+
+fn present_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u64>>, D::Error> {
+    Vec::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -390,7 +390,10 @@ impl Vault {
         self.authorize(principal, Scope::Admin, None).await?;
         let tenant = principal.tenant.as_str();
         self.store.get_rotation_policy(tenant, id).await.map_err(not_found)?;
-        let paths = if paths.is_empty() {
+        // Every assigned secret, when none is named; a deleted one (its schedule is paused until it
+        // is undeleted) or one without a current version is passed over rather than refusing all.
+        let everything = paths.is_empty();
+        let paths = if everything {
             let mut all = Vec::new();
             let mut after: Option<String> = None;
             loop {
@@ -420,8 +423,11 @@ impl Vault {
                 .await?
                 .filter(|(a, _)| a.policy_id == id)
                 .ok_or_else(|| CoreError::InvalidRequest(format!("{path} is not assigned to {id}")))?;
-            self.check_rotatable(&a, &policy, &path).await?;
-            checked.push((path, a, policy));
+            match self.check_rotatable(&a, &policy, &path).await {
+                Ok(()) => checked.push((path, a, policy)),
+                Err(CoreError::SecretNotFound | CoreError::VersionNotFound(_)) if everything => {}
+                Err(e) => return Err(e),
+            }
         }
         let mut secrets = Vec::new();
         for (path, a, policy) in checked {
@@ -453,6 +459,7 @@ impl Vault {
     ) -> Result<RotationAssignment, CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsRotate, Permission::Rotate, path).await?;
+        // A secret that does not exist is not found before it is found unassigned.
         self.store.list_versions(&ns, path.as_str()).await?;
         let (a, policy) = self.store.get_assignment(&ns, path.as_str()).await?.ok_or_else(|| {
             CoreError::InvalidRequest("no rotation policy is assigned to this secret".into())
@@ -461,16 +468,18 @@ impl Vault {
         Ok(assignment_response(&self.force_one(&a, &policy).await?))
     }
 
-    /// Refuses, before anything changes, a forced rotation that could not be carried out: an
-    /// automatic one needs the current data (not deleted or destroyed) and a generator that applies
-    /// to it. Otherwise the schedule would be made due and `rotation.due` sent for a request that
-    /// then fails.
+    /// Refuses, before anything changes, a forced rotation that could not be carried out: the
+    /// secret must not be deleted (its schedule is paused meanwhile), and an automatic one needs the
+    /// current data (not destroyed) and a generator that applies to it. Otherwise the schedule would
+    /// be made due and `rotation.due` sent for a request that then fails, or for a secret nobody
+    /// can read.
     async fn check_rotatable(
         &self,
         a: &AssignmentRecord,
         policy: &RotationPolicyRecord,
         path: &SecretPath,
     ) -> Result<(), CoreError> {
+        self.store.list_versions(&a.tenant, path.as_str()).await?;
         if policy.auto_generate {
             let current = self.read_secret_unchecked(&a.tenant, path).await?;
             generator_of(policy)?.apply(&current).map_err(|e| CoreError::Internal(e.to_string()))?;
@@ -491,10 +500,17 @@ impl Vault {
             let (next, fire) = state_of(&current)?.force(&timing, now);
             let record = record_of(&current, &next, &timing, now);
             if self.apply(&record, policy, fire).await? {
-                if policy.auto_generate {
-                    self.auto_rotate(&record, policy).await?;
+                let applied = AssignmentRecord { revision: record.revision + 1, ..record };
+                if !policy.auto_generate {
+                    return Ok(applied);
                 }
-                return Ok(AssignmentRecord { revision: record.revision + 1, ..record });
+                // The new version completed the rotation and moved the schedule on: answer with that.
+                self.auto_rotate(&applied, policy).await?;
+                return Ok(self
+                    .store
+                    .get_assignment(&a.tenant, &a.path)
+                    .await?
+                    .map_or(applied, |(done, _)| done));
             }
             match self.store.get_assignment(&a.tenant, &a.path).await? {
                 Some((fresh, _)) => current = fresh,

@@ -31,7 +31,7 @@ macro_rules! conformance_suite {
             cut_off_writes_leave_all_or_nothing, webhooks_round_trip,
             events_commit_with_their_write, claims_lease_and_order_deliveries, retries_log_and_redelivery,
             rotation_policies_round_trip, schedules_move_only_from_the_revision_they_read,
-            a_write_completes_a_waiting_rotation, the_outbox_is_pruned_by_age, federation_backends_round_trip,
+            a_deleted_secrets_schedule_is_paused, a_write_completes_a_waiting_rotation, the_outbox_is_pruned_by_age, federation_backends_round_trip,
             sync_runs_lease_and_path_states);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -64,7 +64,7 @@ pub use federation::{federation_backends_round_trip, sync_runs_lease_and_path_st
 #[path = "conformance_rotation.rs"]
 mod rotation;
 pub use rotation::{
-    a_write_completes_a_waiting_rotation, rotation_policies_round_trip,
+    a_deleted_secrets_schedule_is_paused, a_write_completes_a_waiting_rotation, rotation_policies_round_trip,
     schedules_move_only_from_the_revision_they_read,
 };
 

@@ -126,6 +126,28 @@ pub async fn schedules_move_only_from_the_revision_they_read(store: Dyn) {
     ));
 }
 
+/// A soft-deleted secret's schedule is paused: the scheduler never finds it, however many paused
+/// schedules sit before a live one, and finds it again once the secret is undeleted.
+pub async fn a_deleted_secrets_schedule_is_paused(store: Dyn) {
+    let ring = setup(&store).await;
+    store.create_rotation_policy(&policy("a")).await.expect("policy");
+    for (i, p) in ["s/a", "s/b", "s/live"].into_iter().enumerate() {
+        put(&store, &ring, write(DEFAULT_TENANT, &path(p), 1), "v").await.expect("write");
+        store
+            .assign_rotation(&assignment(p, "rot_a", "scheduled", Some(100 + i as i64)))
+            .await
+            .expect("assign");
+    }
+    for p in ["s/a", "s/b"] {
+        store.soft_delete(DEFAULT_TENANT, p, at(2), &[]).await.expect("delete");
+    }
+    let due = store.due_assignments(at(1_000), 1).await.expect("due");
+    assert_eq!(due.iter().map(|(a, _)| a.path.as_str()).collect::<Vec<_>>(), ["s/live"]);
+    store.undelete(DEFAULT_TENANT, "s/b", at(3), &[]).await.expect("undelete");
+    let due = store.due_assignments(at(1_000), 10).await.expect("due");
+    assert_eq!(due.iter().map(|(a, _)| a.path.as_str()).collect::<Vec<_>>(), ["s/b", "s/live"]);
+}
+
 pub async fn a_write_completes_a_waiting_rotation(store: Dyn) {
     let ring = setup(&store).await;
     let p = path("db/main");

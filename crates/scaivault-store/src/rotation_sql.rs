@@ -60,10 +60,13 @@ macro_rules! rotation_store_impl {
 
         /// The scheduler's query: schedules whose wake time has passed, earliest first. The limit is
         /// taken inside, on the `wake_at` index, before the join, so the cost follows the number due,
-        /// not the number assigned.
+        /// not the number assigned. A soft-deleted secret's schedule is paused: it is passed over (inside,
+        /// so paused schedules never fill the batch) until the secret is undeleted.
         fn due_assignments_sql() -> String {
             format!(
-                "SELECT {} FROM (SELECT * FROM rotation_assignments WHERE wake_at IS NOT NULL AND wake_at <= $1 \
+                "SELECT {} FROM (SELECT * FROM rotation_assignments r WHERE wake_at IS NOT NULL AND wake_at <= $1 \
+                 AND NOT EXISTS (SELECT 1 FROM secrets s WHERE s.tenant_id = r.tenant_id AND s.path = r.path \
+                 AND s.deleted_at IS NOT NULL) \
                  ORDER BY wake_at LIMIT $2) a JOIN rotation_policies p ON p.tenant_id = a.tenant_id \
                  AND p.id = a.policy_id ORDER BY a.wake_at",
                 assignment_join_columns()

@@ -437,7 +437,8 @@ pub trait RotationStore: Send + Sync + Debug {
     /// `NotFound` when the secret is not assigned to that policy.
     async fn unassign_rotation(&self, tenant: &str, policy_id: &str, path: &str) -> Result<(), StoreError>;
 
-    /// Schedules with work due at `now`, earliest first, through the `wake_at` index.
+    /// Schedules with work due at `now`, earliest first, through the `wake_at` index; a soft-deleted
+    /// secret's schedule is paused (never returned) until the secret is undeleted.
     async fn due_assignments(
         &self,
         now: DateTime<Utc>,

@@ -126,8 +126,15 @@ async fn auto_generate_replaces_the_password_and_keeps_the_rest_with_a_grace_per
     )
     .await;
     assign(&app, &id, DB).await;
+    let start = app.clock.now();
     let r = app.root("POST", &format!("/v1/secrets/{DB}/rotate"), None).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    // The answer is the schedule after the new version: rotated now, the next one a week on.
+    assert_eq!(r.body["state"], "scheduled", "{:?}", r.body);
+    let time =
+        |field: &str| r.body[field].as_str().and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
+    assert_eq!(time("last_rotated_at"), Some(start), "{:?}", r.body);
+    assert_eq!(time("next_rotation_at"), Some(start + TimeDelta::days(7)), "{:?}", r.body);
     let v2 = app.root("GET", &format!("/v1/secrets/{DB}"), None).await.body;
     assert_eq!(v2["version"], 2);
     let data = &v2["data"];
@@ -413,4 +420,46 @@ async fn a_refused_forced_rotation_changes_nothing() {
     assert_eq!(dues.len(), 1, "{dues:?}");
     let v = app.root("GET", "/v1/secrets/rot/fine", None).await.body;
     assert_eq!(v["version"], 2, "{v:?}");
+}
+
+/// A deleted secret's schedule is paused: the scheduler sends it no `rotation.due` (an automation
+/// answering one would bring the secret back with a live credential), a policy-wide forced rotation
+/// passes it over instead of refusing the whole policy, naming it is refused, and once it is
+/// undeleted the overdue rotation fires.
+#[tokio::test]
+async fn a_deleted_secrets_rotation_is_paused_until_it_is_undeleted() {
+    let app = app().await;
+    let start = app.clock.now();
+    let id = policy(&app, json!({"name": "paused", "interval": "1d"})).await;
+    for p in ["pause/gone", "pause/kept"] {
+        let r = app.put(p, json!({"data": {"password": "first"}})).await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+        assign(&app, &id, p).await;
+    }
+    assert_eq!(app.root("DELETE", "/v1/secrets/pause/gone", None).await.status, StatusCode::NO_CONTENT);
+
+    let r = app.root("POST", &format!("/v1/rotation/policies/{id}/rotate"), Some(json!({}))).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let rotated: Vec<_> =
+        r.body["secrets"].as_array().expect("secrets").iter().map(|s| s["secret_path"].clone()).collect();
+    assert_eq!(rotated, [json!("pause/kept")], "{:?}", r.body);
+    let r = app
+        .root(
+            "POST",
+            &format!("/v1/rotation/policies/{id}/rotate"),
+            Some(json!({"secret_paths": ["pause/gone"]})),
+        )
+        .await;
+    assert_eq!(r.code(), "secret_not_found", "{:?}", r.body);
+    assert_eq!(app.root("POST", "/v1/secrets/pause/gone/rotate", None).await.code(), "secret_not_found");
+
+    app.clock.advance(TimeDelta::days(2));
+    app.vault.rotation_tick().await.expect("tick");
+    assert!(rotation_events(&app, "pause/gone", start).await.is_empty(), "a deleted secret's rotation fired");
+
+    assert_eq!(app.root("POST", "/v1/secrets/pause/gone/undelete", None).await.status, StatusCode::OK);
+    app.vault.rotation_tick().await.expect("tick");
+    let events: Vec<_> =
+        rotation_events(&app, "pause/gone", start).await.into_iter().map(|(t, now, _)| (t, now)).collect();
+    assert_eq!(events, [("rotation.due".to_owned(), Some(true))]);
 }

@@ -271,6 +271,10 @@ async fn delete_undelete_destroy() {
     let r = app.root("POST", "/v1/secrets/d/x/undelete", None).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(app.root("GET", "/v1/secrets/d/x?version=1", None).await.body["data"]["v"], "1");
+    // `null` is not "all": an unset variable in a client must not erase the whole history.
+    let r = app.root("POST", "/v1/secrets/d/x/destroy", Some(json!({"versions": null}))).await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{:?}", r.body);
+    assert_eq!(app.root("GET", "/v1/secrets/d/x?version=1", None).await.body["data"]["v"], "1");
     let r = app.root("POST", "/v1/secrets/d/x/destroy", Some(json!({"versions": [1]}))).await;
     assert_eq!(r.body["destroyed_versions"], json!([1]));
     assert_eq!(app.root("GET", "/v1/secrets/d/x?version=1", None).await.code(), "version_not_found");
