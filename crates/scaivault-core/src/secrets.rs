@@ -511,8 +511,9 @@ impl Vault {
         let data = serde_json::json!({ "undeleted": true });
         let head = self
             .with_events(tenant, EventType::SecretUpdated, path, data, |events| async move {
-                let head = self.store.undelete(tenant, path.as_str(), self.clock.now(), &events).await?;
-                Ok((head, events))
+                let (head, restored) =
+                    self.store.undelete(tenant, path.as_str(), self.clock.now(), &events).await?;
+                Ok((head, if restored { events } else { Vec::new() }))
             })
             .await?;
         Ok(list_item(head.into()))
@@ -535,22 +536,26 @@ impl Vault {
             ));
         }
         let tenant = ns.as_str();
-        let data = serde_json::json!({ "destroyed_versions": req.versions });
-        let destroyed = self
-            .with_events(tenant, EventType::SecretDeleted, path, data, |events| async move {
-                let destroyed = self
-                    .store
-                    .destroy_versions(
-                        tenant,
-                        path.as_str(),
-                        req.versions.as_deref(),
-                        self.clock.now(),
-                        &events,
-                    )
-                    .await?;
-                Ok((destroyed, events))
-            })
-            .await?;
+        // The event names the versions actually erased (made inside the store's transaction), and
+        // a destroy that erased nothing sends none.
+        let emitter = self.emitter(tenant).await?;
+        let now = self.clock.now();
+        let emitted = std::sync::Mutex::new(Vec::<NewEvent>::new());
+        let build_events = |destroyed: &[u64]| {
+            let data = serde_json::json!({ "destroyed_versions": destroyed });
+            let event = emitter
+                .event(EventType::SecretDeleted, Some(path.as_str()), data, now)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            if let Ok(mut slot) = emitted.lock() {
+                *slot = vec![event.clone()];
+            }
+            Ok(vec![event])
+        };
+        let destroying =
+            self.store.destroy_versions(tenant, path.as_str(), req.versions.as_deref(), now, &build_events);
+        let destroyed =
+            invalidating(|| self.caches.secret_changed(tenant, path.as_str()), destroying).await?;
+        self.published(&emitted.into_inner().unwrap_or_default());
         Ok(DestroyResponse { path: path.to_string(), destroyed_versions: destroyed })
     }
 }

@@ -16,10 +16,10 @@ use scaivault_domain::SecretMetadata;
 use scaivault_store::group::{GroupWriter, Job, committer};
 use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChangeFeed, ChangeNotice,
-    DEFAULT_MAX_VERSIONS, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
-    SUMMARY_COLUMNS, SealFn, SecretHead, SecretListQuery, SecretStore, SecretSummary, SecretVersionRow,
-    Store, StoreError, StoredSecret, TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan,
-    WriteSecret, chain_entries, deliveries_of, fit_one_insert, list_json, oldest_kept, to_micros,
+    DEFAULT_MAX_VERSIONS, DestroyEventsFn, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken,
+    RewrapItem, SUMMARY_COLUMNS, SealFn, SecretHead, SecretListQuery, SecretStore, SecretSummary,
+    SecretVersionRow, Store, StoreError, StoredSecret, TokenRecord, TokenStore, WriteEffects, WriteOutcome,
+    WritePlan, WriteSecret, chain_entries, deliveries_of, fit_one_insert, list_json, oldest_kept, to_micros,
     violates_constraint,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -423,7 +423,7 @@ impl SecretStore for PostgresStore {
         path: &str,
         now: DateTime<Utc>,
         events: &[NewEvent],
-    ) -> Result<SecretHead, StoreError> {
+    ) -> Result<(SecretHead, bool), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let head = Self::head_in(&mut tx, tenant, path, true).await?.ok_or(StoreError::SecretNotFound)?;
         if head.deleted_at.is_some() {
@@ -437,10 +437,13 @@ impl SecretStore for PostgresStore {
             .await
             .map_err(db_err)?;
         }
+        let restored = head.deleted_at.is_some();
         let head = Self::live_head_in(&mut tx, tenant, path, true).await?;
-        insert_events_in(&mut tx, events).await?;
+        if restored {
+            insert_events_in(&mut tx, events).await?;
+        }
         tx.commit().await.map_err(db_err)?;
-        Ok(head)
+        Ok((head, restored))
     }
 
     async fn destroy_versions(
@@ -449,7 +452,7 @@ impl SecretStore for PostgresStore {
         path: &str,
         versions: Option<&[u64]>,
         now: DateTime<Utc>,
-        events: &[NewEvent],
+        events: &DestroyEventsFn<'_>,
     ) -> Result<Vec<u64>, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         Self::head_in(&mut tx, tenant, path, true).await?.ok_or(StoreError::SecretNotFound)?;
@@ -481,7 +484,9 @@ impl SecretStore for PostgresStore {
             .map_err(db_err)?;
             destroyed.push(v);
         }
-        insert_events_in(&mut tx, events).await?;
+        if !destroyed.is_empty() {
+            insert_events_in(&mut tx, &events(&destroyed)?).await?;
+        }
         tx.commit().await.map_err(db_err)?;
         Ok(destroyed)
     }

@@ -20,10 +20,11 @@ use scaivault_domain::SecretMetadata;
 use scaivault_store::group::{AuditHeads, GroupWriter, Job, committer};
 use scaivault_store::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, AuditStore, ChainFn, ChainHead, ChainedRow, ChangeFeed,
-    HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem, SUMMARY_COLUMNS, SealFn,
-    SecretHead, SecretListQuery, SecretStore, SecretSummary, SecretVersionRow, Store, StoreError,
-    StoredSecret, TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan, WriteSecret, chain_entries,
-    deliveries_of, fit_one_insert, list_json, oldest_kept, to_micros, violates_constraint,
+    DestroyEventsFn, HeadMacFn, KeyStatus, KeyStore, NewAuditEntry, NewEvent, NewToken, RewrapItem,
+    SUMMARY_COLUMNS, SealFn, SecretHead, SecretListQuery, SecretStore, SecretSummary, SecretVersionRow,
+    Store, StoreError, StoredSecret, TokenRecord, TokenStore, WriteEffects, WriteOutcome, WritePlan,
+    WriteSecret, chain_entries, deliveries_of, fit_one_insert, list_json, oldest_kept, to_micros,
+    violates_constraint,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -424,7 +425,7 @@ impl SecretStore for SqliteStore {
         path: &str,
         now: DateTime<Utc>,
         events: &[NewEvent],
-    ) -> Result<SecretHead, StoreError> {
+    ) -> Result<(SecretHead, bool), StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         let head = Self::head_in(&mut tx, tenant, path).await?.ok_or(StoreError::SecretNotFound)?;
         if head.deleted_at.is_some() {
@@ -438,10 +439,13 @@ impl SecretStore for SqliteStore {
             .await
             .map_err(db_err)?;
         }
+        let restored = head.deleted_at.is_some();
         let head = Self::live_head_in(&mut tx, tenant, path).await?;
-        insert_events_in(&mut tx, events).await?;
+        if restored {
+            insert_events_in(&mut tx, events).await?;
+        }
         tx.commit().await.map_err(db_err)?;
-        Ok(head)
+        Ok((head, restored))
     }
 
     async fn destroy_versions(
@@ -450,7 +454,7 @@ impl SecretStore for SqliteStore {
         path: &str,
         versions: Option<&[u64]>,
         now: DateTime<Utc>,
-        events: &[NewEvent],
+        events: &DestroyEventsFn<'_>,
     ) -> Result<Vec<u64>, StoreError> {
         let (_guard, mut tx) = self.begin_write().await?;
         Self::head_in(&mut tx, tenant, path).await?.ok_or(StoreError::SecretNotFound)?;
@@ -482,7 +486,9 @@ impl SecretStore for SqliteStore {
             .map_err(db_err)?;
             destroyed.push(v);
         }
-        insert_events_in(&mut tx, events).await?;
+        if !destroyed.is_empty() {
+            insert_events_in(&mut tx, &events(&destroyed)?).await?;
+        }
         tx.commit().await.map_err(db_err)?;
         Ok(destroyed)
     }

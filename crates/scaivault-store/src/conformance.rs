@@ -323,8 +323,10 @@ pub async fn soft_delete_and_undelete(store: Dyn) {
         .await
         .expect("list");
     assert!(listed.is_empty());
-    let head = store.undelete(DEFAULT_TENANT, "del/x", at(4), &[]).await.expect("undelete");
-    assert_eq!(head.current_version, 2);
+    let (head, restored) = store.undelete(DEFAULT_TENANT, "del/x", at(4), &[]).await.expect("undelete");
+    assert_eq!((head.current_version, restored), (2, true));
+    let (_, restored) = store.undelete(DEFAULT_TENANT, "del/x", at(4), &[]).await.expect("undelete live");
+    assert!(!restored, "a live secret was reported restored");
     assert_eq!(get(&store, &ring, "del/x", Some(1)).await.expect("history kept"), "a");
     assert!(matches!(
         store.undelete(DEFAULT_TENANT, "del/none", at(4), &[]).await,
@@ -343,16 +345,28 @@ pub async fn destroy_versions(store: Dyn) {
     for i in 1..=3 {
         put(&store, &ring, write(DEFAULT_TENANT, &p, i), &format!("v{i}")).await.expect("write");
     }
+    // The events are made from the versions erased, and only when there are any.
+    let seen = std::sync::Mutex::new(Vec::<Vec<u64>>::new());
+    let events = |v: &[u64]| {
+        seen.lock().expect("lock").push(v.to_vec());
+        Ok(Vec::new())
+    };
     let gone = store
-        .destroy_versions(DEFAULT_TENANT, "destroy/x", Some(&[1, 3, 9]), at(4), &[])
+        .destroy_versions(DEFAULT_TENANT, "destroy/x", Some(&[1, 3, 9]), at(4), &events)
         .await
         .expect("destroy");
     assert_eq!(gone, vec![1, 3]);
+    let again = store
+        .destroy_versions(DEFAULT_TENANT, "destroy/x", Some(&[1, 9]), at(4), &events)
+        .await
+        .expect("destroy nothing");
+    assert!(again.is_empty());
+    assert_eq!(*seen.lock().expect("lock"), [vec![1, 3]]);
     let s = store.read_secret(DEFAULT_TENANT, "destroy/x", Some(1)).await.expect("row stays");
     assert!(s.version.sealed.is_none() && s.version.destroyed_at.is_some());
     assert_eq!(get(&store, &ring, "destroy/x", Some(2)).await.expect("kept"), "v2");
     let gone =
-        store.destroy_versions(DEFAULT_TENANT, "destroy/x", None, at(5), &[]).await.expect("destroy all");
+        store.destroy_versions(DEFAULT_TENANT, "destroy/x", None, at(5), &events).await.expect("destroy all");
     assert_eq!(gone, vec![2]);
     let status = store.key_status().await.expect("status");
     assert_eq!(status[0].data_keys, 0, "destroyed versions keep no data key");

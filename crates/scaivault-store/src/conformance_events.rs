@@ -160,6 +160,11 @@ pub async fn events_commit_with_their_write(store: Dyn) {
         .undelete(DEFAULT_TENANT, "app/db", at(5), &[event("evt_undel", Some("app/db"), &[], 5)])
         .await
         .expect("un");
+    // Undeleting a live secret changes nothing and appends nothing.
+    store
+        .undelete(DEFAULT_TENANT, "app/db", at(5), &[event("evt_undel_again", Some("app/db"), &[], 5)])
+        .await
+        .expect("un again");
     let ids: Vec<String> =
         store.events_after(0, 10).await.expect("events").into_iter().map(|e| e.id).collect();
     assert_eq!(ids, ["evt_v1", "evt_del", "evt_undel"]);

@@ -45,8 +45,9 @@ pub use records::{
 pub use rotation::{AssignmentRecord, RotationCompletion, RotationPolicyRecord};
 pub use scaivault_crypto::{SealedSecret, StoredMasterKey};
 pub use traits::{
-    AuditAppend, AuditStore, ChainFn, EventStore, EventsFn, EventsFnRef, FederationStore, HeadMacFn,
-    KeyStore, PolicyStore, RotationStore, SealFn, SecretStore, Store, TenantStore, TokenStore, WriteEffects,
+    AuditAppend, AuditStore, ChainFn, DestroyEventsFn, EventStore, EventsFn, EventsFnRef, FederationStore,
+    HeadMacFn, KeyStore, PolicyStore, RotationStore, SealFn, SecretStore, Store, TenantStore, TokenStore,
+    WriteEffects,
 };
 
 /// The tenant every fresh installation starts with.

@@ -77,22 +77,25 @@ pub trait SecretStore: Send + Sync + Debug {
         events: &[NewEvent],
     ) -> Result<(), StoreError>;
 
+    /// Restores a soft-deleted secret; true when it was deleted. `events` are appended only then:
+    /// undeleting a live secret changes nothing and tells nobody.
     async fn undelete(
         &self,
         tenant: &str,
         path: &str,
         now: DateTime<Utc>,
         events: &[NewEvent],
-    ) -> Result<SecretHead, StoreError>;
+    ) -> Result<(SecretHead, bool), StoreError>;
 
     /// Erases the ciphertext of the named versions (all when `None`); returns the versions destroyed.
+    /// `events` makes the change's events from those versions, and is called only when there are any.
     async fn destroy_versions(
         &self,
         tenant: &str,
         path: &str,
         versions: Option<&[u64]>,
         now: DateTime<Utc>,
-        events: &[NewEvent],
+        events: &DestroyEventsFn<'_>,
     ) -> Result<Vec<u64>, StoreError>;
 }
 
@@ -283,6 +286,9 @@ pub trait Store:
 /// secret, and whether it completed a rotation; they are appended to the outbox in the write's
 /// transaction.
 pub type EventsFn<'a> = dyn Fn(u64, bool, bool) -> Result<Vec<NewEvent>, StoreError> + Send + Sync + 'a;
+
+/// The events of a destroy, made from the versions it erased.
+pub type DestroyEventsFn<'a> = dyn Fn(&[u64]) -> Result<Vec<NewEvent>, StoreError> + Send + Sync + 'a;
 
 /// What a change writes beside itself, in its own transaction.
 #[derive(Debug, Default, Clone, Copy)]

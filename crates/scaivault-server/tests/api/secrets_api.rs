@@ -366,3 +366,31 @@ async fn numbers_in_data_keep_their_text() {
         assert!(text.contains(&format!("\"{k}\":{v}")), "{k}: {v} came back otherwise: {text}");
     }
 }
+
+/// Events tell what changed: undeleting a live secret sends nothing, a destroy names the versions
+/// it erased (not the ones asked for), and a destroy that erased nothing sends nothing.
+#[tokio::test]
+async fn undelete_and_destroy_announce_only_what_they_changed() {
+    let app = app().await;
+    app.put("ev/x", json!({"data": {"v": "1"}})).await;
+    app.put("ev/x", json!({"data": {"v": "2"}})).await;
+    let events = || async {
+        let all = app.store.events_after(0, 1000).await.expect("events");
+        all.into_iter()
+            .filter(|e| {
+                e.event_type != "secret.created"
+                    && !(e.event_type == "secret.updated" && e.body.contains("\"version\""))
+            })
+            .map(|e| {
+                let body: serde_json::Value = serde_json::from_str(&e.body).expect("json");
+                (e.event_type, body["data"].clone())
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(app.root("POST", "/v1/secrets/ev/x/undelete", None).await.status, StatusCode::OK);
+    let r = app.root("POST", "/v1/secrets/ev/x/destroy", Some(json!({"versions": [1, 99]}))).await;
+    assert_eq!(r.body["destroyed_versions"], json!([1]), "{:?}", r.body);
+    let r = app.root("POST", "/v1/secrets/ev/x/destroy", Some(json!({"versions": [1, 99]}))).await;
+    assert_eq!(r.body["destroyed_versions"], json!([]), "{:?}", r.body);
+    assert_eq!(events().await, [("secret.deleted".to_owned(), json!({"destroyed_versions": [1]}))]);
+}
