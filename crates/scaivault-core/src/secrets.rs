@@ -119,11 +119,11 @@ impl Vault {
             Some(t) => t,
             // Only a later write without a type and with non-string values needs the stored type.
             None if data.as_object().is_some_and(|o| o.values().any(|v| !v.is_string())) => {
-                match self.store.read_secret(ns, path.as_str(), None).await {
-                    Ok(s) => s.head.secret_type,
-                    Err(StoreError::SecretNotFound | StoreError::VersionNotFound(_)) => SecretType::default(),
-                    Err(e) => return Err(e.into()),
-                }
+                // A soft-deleted secret keeps its type when a write revives it, so it is checked too.
+                self.store
+                    .secret_head(ns, path.as_str())
+                    .await?
+                    .map_or_else(SecretType::default, |h| h.secret_type)
             }
             None => SecretType::default(),
         };

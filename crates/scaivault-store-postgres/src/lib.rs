@@ -322,6 +322,11 @@ impl SecretStore for PostgresStore {
         Ok(StoredSecret { head, version })
     }
 
+    async fn secret_head(&self, tenant: &str, path: &str) -> Result<Option<SecretHead>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        Self::head_in(&mut conn, tenant, path, false).await
+    }
+
     async fn list_versions(
         &self,
         tenant: &str,

@@ -314,6 +314,13 @@ impl SecretStore for SqliteStore {
         Ok(StoredSecret { head, version })
     }
 
+    async fn secret_head(&self, tenant: &str, path: &str) -> Result<Option<SecretHead>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let head = Self::head_in(&mut tx, tenant, path).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(head)
+    }
+
     async fn list_versions(
         &self,
         tenant: &str,

@@ -314,6 +314,10 @@ pub async fn soft_delete_and_undelete(store: Dyn) {
         store.read_secret(DEFAULT_TENANT, "del/x", None).await,
         Err(StoreError::SecretNotFound)
     ));
+    // The head is still there for a write that revives it (its type and settings carry over).
+    let head = store.secret_head(DEFAULT_TENANT, "del/x").await.expect("head").expect("deleted head");
+    assert_eq!((head.current_version, head.deleted_at), (2, Some(at(3))));
+    assert!(store.secret_head(DEFAULT_TENANT, "del/none").await.expect("head").is_none());
     assert!(matches!(
         store.soft_delete(DEFAULT_TENANT, "del/x", at(3), &[]).await,
         Err(StoreError::SecretNotFound)

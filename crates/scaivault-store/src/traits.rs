@@ -43,6 +43,9 @@ pub trait SecretStore: Send + Sync + Debug {
         version: Option<u64>,
     ) -> Result<StoredSecret, StoreError>;
 
+    /// The head of a secret, soft-deleted or not (`None` when the path was never written).
+    async fn secret_head(&self, tenant: &str, path: &str) -> Result<Option<SecretHead>, StoreError>;
+
     /// The head and every kept version, newest first, without sealed data.
     async fn list_versions(
         &self,

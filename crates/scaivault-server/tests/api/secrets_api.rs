@@ -394,3 +394,23 @@ async fn undelete_and_destroy_announce_only_what_they_changed() {
     assert_eq!(r.body["destroyed_versions"], json!([]), "{:?}", r.body);
     assert_eq!(events().await, [("secret.deleted".to_owned(), json!({"destroyed_versions": [1]}))]);
 }
+
+/// A write without a type that revives a soft-deleted secret is checked against the type the
+/// secret keeps: a deleted `kv` secret does not come back holding a number.
+#[tokio::test]
+async fn a_revived_secret_keeps_its_types_rules() {
+    let app = app().await;
+    let r = app.put("typed/x", json!({"data": {"k": "v"}, "secret_type": "kv"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(app.root("DELETE", "/v1/secrets/typed/x", None).await.status, StatusCode::NO_CONTENT);
+    let r = app.put("typed/x", json!({"data": {"n": 1}})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{:?}", r.body);
+    assert_eq!(
+        app.root("GET", "/v1/secrets/typed/x", None).await.code(),
+        "secret_not_found",
+        "nothing revived"
+    );
+    let r = app.put("typed/x", json!({"data": {"k": "w"}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["secret_type"], "kv");
+}
