@@ -559,11 +559,14 @@ impl Vault {
             .parse()
             .map_err(|e: scaivault_domain::PermissionError| CoreError::InvalidRequest(e.to_string()))?;
         let named = req.identity_type.is_some() || req.identity_id.is_some() || req.groups.is_some();
-        if !named && principal.kind == TokenKind::Root {
+        // The caller's own access, when it holds the built-in root policy (as `access` decides).
+        if !named && (principal.kind == TokenKind::Root || principal.acting) {
             let by = root_reference();
+            let holder =
+                if principal.acting { "an administrator acting as this tenant" } else { "the root token" };
             return Ok(PolicyTestResponse {
                 allowed: true,
-                explanation: "allowed by the built-in root policy of the root token".into(),
+                explanation: format!("allowed by the built-in root policy of {holder}"),
                 evaluated: vec![EvaluatedRule {
                     rule: by.clone(),
                     bound_via: ROOT_POLICY.into(),

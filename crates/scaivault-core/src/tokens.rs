@@ -227,11 +227,17 @@ impl Vault {
     /// identity or one of its groups) it holds.
     pub async fn whoami(&self, principal: &Principal) -> Result<WhoAmI, CoreError> {
         let policies = self.access(principal).await?.policy_names();
+        // The partner of the tenant the caller is in: an administrator acting as a tenant is in it.
+        let partner_id = if principal.acting {
+            self.tenant_record(&principal.tenant).await?.and_then(|t| t.partner_id.clone())
+        } else {
+            principal.partner_id.clone()
+        };
         Ok(WhoAmI {
             identity_type: principal.identity_type.clone(),
             identity_id: principal.identity_id.clone(),
             tenant_id: principal.tenant.clone(),
-            partner_id: principal.partner_id.clone(),
+            partner_id,
             token_type: principal.kind.as_str().to_owned(),
             token_id: (principal.kind != TokenKind::Jwt).then(|| principal.token_id.clone()),
             scopes: principal.scopes.iter().map(|s| s.as_str().to_owned()).collect(),

@@ -104,6 +104,28 @@ async fn a_partner_admin_acts_as_its_tenants_and_no_others() {
         (who.body["tenant_id"].as_str(), who.body["acting_as_tenant"].as_bool()),
         (Some("tnt_acme_prod"), Some(true))
     );
+    // The policy test tells the truth about the read that just succeeded: the root policy allows it.
+    let test = json!({"path": "app/db/password", "permission": "read"});
+    let r = app.as_token(&padmin, "POST", "/v1/t/tnt_acme_prod/policies/test", Some(test)).await;
+    assert_eq!(
+        (r.body["allowed"].as_bool(), r.body["decided_by"]["policy_name"].as_str()),
+        (Some(true), Some("root")),
+        "{:?}",
+        r.body
+    );
+    // A system administrator of no partner, acting as a partner's tenant, is in that partner.
+    let sysadmin =
+        issue(&app, json!({"roles": ["system_admin"], "identity_id": "ops@vault", "scopes": ["admin"]}))
+            .await;
+    let who = app.as_token(&sysadmin, "GET", "/v1/auth/whoami", None).await;
+    assert_eq!(who.body["partner_id"], Value::Null, "{:?}", who.body);
+    let who = app.as_token(&sysadmin, "GET", "/v1/t/tnt_acme_prod/auth/whoami", None).await;
+    assert_eq!(
+        (who.body["tenant_id"].as_str(), who.body["partner_id"].as_str()),
+        (Some("tnt_acme_prod"), Some(partner.as_str())),
+        "{:?}",
+        who.body
+    );
     // Through the header.
     let req = axum::http::Request::builder()
         .uri("/v1/secrets/app/db/password")
