@@ -320,7 +320,21 @@ impl Vault {
             }
         }
         let head_ok = match &head {
-            None => last == 0,
+            // No signed head vouches for no record: any record at all means the head was removed.
+            None => {
+                let any = self
+                    .store
+                    .audit_page(tenant, &AuditFilter::default(), AuditOrder::OldestFirst, None, 1)
+                    .await?;
+                if let Some(first) = any.first() {
+                    return Ok(invalid(
+                        0,
+                        Some(first.id.clone()),
+                        "the chain has records but no signed head".into(),
+                    ));
+                }
+                true
+            }
             Some(h) => {
                 h.seq == last && h.hash == prev && self.audit_key.verify_head(tenant, h.seq, &prev, &h.mac)
             }
