@@ -169,9 +169,11 @@ impl Vault {
     /// Who the bearer token says the caller is, in its own tenant (no rate limit, no acting yet).
     pub async fn authenticate_token(&self, authorization: Option<&[u8]>) -> Result<Principal, CoreError> {
         let header = authorization.ok_or(CoreError::AuthenticationRequired)?;
+        // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`, `BEARER`.
         let token = header
-            .strip_prefix(b"Bearer ")
-            .or_else(|| header.strip_prefix(b"bearer "))
+            .split_at_checked(7)
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
+            .map(|(_, token)| token)
             .ok_or(CoreError::AuthenticationRequired)?;
         let token = token.trim_ascii();
         if token.is_empty() {

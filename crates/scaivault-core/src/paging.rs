@@ -30,6 +30,8 @@ pub(crate) fn decode_cursor(list: &str, cursor: Option<&str>) -> Result<Option<S
                 .decode(c)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
+                // Keys are paths and ids: a control character (NUL among them) is no cursor of ours.
+                .filter(|t| !t.chars().any(char::is_control))
                 .ok_or_else(|| CoreError::InvalidRequest("cursor is not valid".into()))?;
             text.strip_prefix(list)
                 .and_then(|rest| rest.strip_prefix(':'))

@@ -14,7 +14,7 @@ use scaivault_store::{
 
 use crate::audit::{AuditEvent, WriteAudit, audit_entry};
 use crate::cache::{invalidating, secret_key};
-use crate::paging::{decode_cursor, decode_number_cursor, encode_cursor, limit};
+use crate::paging::{MAX_LIMIT, decode_cursor, decode_number_cursor, encode_cursor, limit};
 use crate::{CoreError, Principal, Space, Vault};
 
 /// A secret's `data`, serialised, may not exceed this.
@@ -447,16 +447,30 @@ impl Vault {
     ) -> Result<SecretList, CoreError> {
         let (ns, access) = self.list_access(principal, space).await?;
         let limit = limit(limit_param)?;
+        if tag == Some("") {
+            return Err(CoreError::InvalidRequest("tag must not be empty".into()));
+        }
         let mut after = decode_cursor(list_name(space), cursor)?;
         let mut secrets = Vec::new();
         // Pages are filled after the per-path permission filter, so a page may take several reads;
-        // it ends at the path that fills it, and the cursor continues right after that path.
+        // it ends at the path that fills it, and the cursor continues right after that path. Reads
+        // grow up to the largest page, and one request reads at most `LIST_SCAN_BUDGET` paths (or
+        // one page): a caller who may see few of many paths gets a short page, even an empty one,
+        // with the cursor to go on from, rather than one request scanning the whole tenant.
+        let budget = LIST_SCAN_BUDGET.max(limit);
+        let mut scanned = 0;
+        let mut read = limit;
         loop {
             let batch = self
                 .store
-                .list_secrets(ns.as_str(), SecretListQuery { prefix, tag, after: after.as_deref(), limit })
+                .list_secrets(
+                    ns.as_str(),
+                    SecretListQuery { prefix, tag, after: after.as_deref(), limit: read },
+                )
                 .await?;
-            let exhausted = (batch.len() as u32) < limit;
+            let exhausted = (batch.len() as u32) < read;
+            scanned += batch.len() as u32;
+            read = (read * 2).min(MAX_LIMIT).min(budget - scanned.min(budget)).max(1);
             let count = batch.len();
             for (i, head) in batch.into_iter().enumerate() {
                 after = Some(head.path.clone());
@@ -475,6 +489,10 @@ impl Vault {
             }
             if exhausted {
                 return Ok(SecretList { secrets, next_cursor: None });
+            }
+            if scanned >= budget {
+                let next_cursor = after.as_deref().map(|a| encode_cursor(list_name(space), a));
+                return Ok(SecretList { secrets, next_cursor });
             }
         }
     }
@@ -559,6 +577,10 @@ impl Vault {
         Ok(DestroyResponse { path: path.to_string(), destroyed_versions: destroyed })
     }
 }
+
+/// The most paths one list request reads when the caller may see few of them (or one page, if
+/// larger).
+const LIST_SCAN_BUDGET: u32 = 1000;
 
 /// The name a secret list's cursors carry: tenant and partner lists do not take each other's.
 fn list_name(space: Space) -> &'static str {

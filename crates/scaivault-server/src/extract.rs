@@ -117,7 +117,8 @@ where
     }
 }
 
-/// Query parameters, with rejections in our error format.
+/// Query parameters, with rejections in our error format. No parameter may hold a control
+/// character: none names anything (NUL, which PostgreSQL's text cannot hold, among them).
 #[derive(Debug)]
 pub(crate) struct ApiQuery<T>(pub(crate) T);
 
@@ -129,9 +130,49 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::try_from_uri(&parts.uri).map(|q| ApiQuery(q.0)).map_err(|e| {
+        let bad = |e: axum::extract::rejection::QueryRejection| {
             ApiError(CoreError::InvalidRequest(format!("bad query parameter: {}", e.body_text())))
-        })
+        };
+        let axum::extract::Query(all) =
+            axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map_err(bad)?;
+        if let Some((name, _)) = all.iter().find(|(_, value)| value.chars().any(char::is_control)) {
+            return Err(ApiError(CoreError::InvalidRequest(format!(
+                "bad query parameter: {name} has a control character"
+            ))));
+        }
+        axum::extract::Query::<T>::try_from_uri(&parts.uri).map(|q| ApiQuery(q.0)).map_err(bad)
+    }
+}
+
+/// The `{id}` segments of a route, with rejections in our error format. Ids are opaque text this
+/// server issued, so one with a control character (NUL included, which PostgreSQL's text cannot
+/// hold) names nothing and is refused before it reaches a store.
+#[derive(Debug)]
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let bad = |e: axum::extract::rejection::PathRejection| {
+            ApiError(CoreError::InvalidRequest(format!("bad path parameter: {}", e.body_text())))
+        };
+        let axum::extract::Path(all) =
+            axum::extract::Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+                .await
+                .map_err(bad)?;
+        if let Some((name, _)) = all.iter().find(|(_, value)| value.chars().any(char::is_control)) {
+            return Err(ApiError(CoreError::InvalidRequest(format!(
+                "the {name} in the path has a control character"
+            ))));
+        }
+        let axum::extract::Path(value) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await.map_err(bad)?;
+        Ok(ApiPath(value))
     }
 }
 
@@ -220,6 +261,36 @@ impl<S: Send + Sync> FromRequestParts<S> for SecretTarget {
         Ok(SecretTarget(raw.to_owned(), space))
     }
 }
+
+/// `/v1/rotation/policies/{id}/secrets/{path}[/readers]`: the policy id and the raw secret path
+/// after it (never percent-decoded, as under `/v1/secrets/`).
+#[derive(Debug)]
+pub(crate) struct AssignmentTarget {
+    pub(crate) policy_id: String,
+    pub(crate) raw_path: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AssignmentTarget {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let (id, raw) = parts
+            .uri
+            .path()
+            .strip_prefix(ROTATION_POLICIES_PREFIX)
+            .and_then(|rest| rest.split_once(SECRETS_SEGMENT))
+            .ok_or(ApiError(CoreError::NotFound("route")))?;
+        refuse_encoded(raw)?;
+        // Policy ids are `rot_` and lowercase letters, digits and dashes: nothing to decode.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(ApiError(CoreError::NotFound("rotation policy")));
+        }
+        Ok(AssignmentTarget { policy_id: id.to_owned(), raw_path: raw.to_owned() })
+    }
+}
+
+const ROTATION_POLICIES_PREFIX: &str = "/v1/rotation/policies/";
+const SECRETS_SEGMENT: &str = "/secrets/";
 
 /// A secret path is never percent-decoded: `a%2Fb` is not `a/b`, so any `%` in the raw path is
 /// refused wherever a route takes a secret path.

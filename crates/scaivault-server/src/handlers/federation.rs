@@ -1,11 +1,11 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scaivault_api::{FederationBackendRequest, ResolveConflictRequest, UpdateFederationBackendRequest};
 
 use crate::audit::AuditDetail;
-use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::handlers::tokens::PageQuery;
 use crate::{ApiError, AppState};
 
@@ -33,7 +33,7 @@ pub(crate) async fn list(
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.get_federation_backend(&caller, &id).await?).into_response())
 }
@@ -42,7 +42,7 @@ pub(crate) async fn get(
 pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateFederationBackendRequest>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.update_federation_backend(&caller, &id, req).await?).into_response())
@@ -52,7 +52,7 @@ pub(crate) async fn update(
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.vault.delete_federation_backend(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -62,7 +62,7 @@ pub(crate) async fn delete(
 pub(crate) async fn status(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.federation_status(&caller, &id).await?).into_response())
 }
@@ -71,7 +71,7 @@ pub(crate) async fn status(
 pub(crate) async fn sync(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.sync_federation_backend(&caller, &id).await?).into_response())
 }
@@ -80,7 +80,7 @@ pub(crate) async fn sync(
 pub(crate) async fn conflicts(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.list_sync_conflicts(&caller, &id).await?).into_response())
 }
@@ -89,7 +89,7 @@ pub(crate) async fn conflicts(
 pub(crate) async fn resolve(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<ResolveConflictRequest>,
 ) -> Result<StatusCode, ApiError> {
     state.vault.resolve_sync_conflict(&caller, &id, req).await?;

@@ -1,11 +1,11 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scaivault_api::{BindingRequest, PolicyRequest, PolicyTestRequest};
 
 use crate::audit::AuditDetail;
-use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::handlers::tokens::PageQuery;
 use crate::{ApiError, AppState};
 
@@ -32,7 +32,7 @@ pub(crate) async fn list(
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.get_policy(&caller, &id).await?).into_response())
 }
@@ -41,7 +41,7 @@ pub(crate) async fn get(
 pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<PolicyRequest>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.update_policy(&caller, &id, req).await?).into_response())
@@ -51,7 +51,7 @@ pub(crate) async fn update(
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.vault.delete_policy(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -70,7 +70,7 @@ pub(crate) async fn test(
 pub(crate) async fn bind(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<BindingRequest>,
 ) -> Result<Response, ApiError> {
     let b = state.vault.create_binding(&caller, &id, req).await?;
@@ -83,7 +83,7 @@ pub(crate) async fn bind(
 pub(crate) async fn bindings(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.list_bindings(&caller, &id, q.limit, q.cursor.as_deref()).await?).into_response())
@@ -93,7 +93,7 @@ pub(crate) async fn bindings(
 pub(crate) async fn binding(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((id, binding_id)): Path<(String, String)>,
+    ApiPath((id, binding_id)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.get_binding(&caller, &id, &binding_id).await?).into_response())
 }
@@ -102,7 +102,7 @@ pub(crate) async fn binding(
 pub(crate) async fn unbind(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((id, binding_id)): Path<(String, String)>,
+    ApiPath((id, binding_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state.vault.delete_binding(&caller, &id, &binding_id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,4 +1,4 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -10,7 +10,7 @@ use scaivault_domain::SecretPath;
 
 use crate::audit::AuditDetail;
 use crate::audit::AuditSlot;
-use crate::extract::{ApiJson, ApiQuery, Caller, OptionalJson, refuse_encoded};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, AssignmentTarget, Caller, OptionalJson};
 use crate::handlers::tokens::PageQuery;
 use crate::{ApiError, AppState};
 
@@ -37,7 +37,7 @@ pub(crate) async fn list(
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.get_rotation_policy(&caller, &id).await?).into_response())
 }
@@ -46,7 +46,7 @@ pub(crate) async fn get(
 pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateRotationPolicyRequest>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.update_rotation_policy(&caller, &id, req).await?).into_response())
@@ -56,7 +56,7 @@ pub(crate) async fn update(
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.vault.delete_rotation_policy(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -66,7 +66,7 @@ pub(crate) async fn delete(
 pub(crate) async fn assign(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<AssignRotationRequest>,
 ) -> Result<Response, ApiError> {
     let a = state.vault.assign_rotation(&caller, &id, req).await?;
@@ -78,7 +78,7 @@ pub(crate) async fn assign(
 pub(crate) async fn assignments(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
     let list = state.vault.list_rotation_assignments(&caller, &id, q.limit, q.cursor.as_deref()).await?;
@@ -91,11 +91,8 @@ pub(crate) async fn assignment(
     State(state): State<AppState>,
     Caller(caller): Caller,
     method: axum::http::Method,
-    uri: axum::http::Uri,
-    Path((id, rest)): Path<(String, String)>,
+    AssignmentTarget { policy_id: id, raw_path: rest }: AssignmentTarget,
 ) -> Result<Response, ApiError> {
-    // `Path` decodes; the raw path is checked as under `/v1/secrets/`.
-    refuse_encoded(uri.path().split_once("/secrets/").map_or("", |(_, raw)| raw))?;
     let parse = |p: &str| SecretPath::parse(p).map_err(CoreError::from);
     match (method.as_str(), rest.strip_suffix("/readers")) {
         ("GET", Some(path)) => {
@@ -113,7 +110,7 @@ pub(crate) async fn assignment(
 pub(crate) async fn rotate(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     audit: Option<Extension<AuditSlot>>,
     OptionalJson(req): OptionalJson<ForceRotationRequest>,
 ) -> Result<Response, ApiError> {

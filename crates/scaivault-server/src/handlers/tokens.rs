@@ -1,12 +1,12 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scaivault_api::CreateTokenRequest;
 use serde::Deserialize;
 
 use crate::audit::AuditDetail;
-use crate::extract::{ApiJson, ApiQuery, Caller};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
@@ -40,7 +40,7 @@ pub(crate) async fn list(
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.vault.revoke_token(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,7 +1,7 @@
 use std::convert::Infallible;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +11,7 @@ use scaivault_api::{
 use serde::Deserialize;
 
 use crate::audit::AuditDetail;
-use crate::extract::{ApiJson, ApiQuery, Caller, OptionalJson};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, OptionalJson};
 use crate::handlers::tokens::PageQuery;
 use crate::{ApiError, AppState};
 
@@ -38,7 +38,7 @@ pub(crate) async fn list(
 pub(crate) async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.get_webhook(&caller, &id).await?).into_response())
 }
@@ -47,7 +47,7 @@ pub(crate) async fn get(
 pub(crate) async fn update(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateWebhookRequest>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.update_webhook(&caller, &id, req).await?).into_response())
@@ -57,7 +57,7 @@ pub(crate) async fn update(
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.vault.delete_hook(&caller, false, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -67,7 +67,7 @@ pub(crate) async fn delete(
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(req): OptionalJson<RotateWebhookSecretRequest>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.rotate_webhook_secret(&caller, &id, req).await?).into_response())
@@ -77,7 +77,7 @@ pub(crate) async fn rotate_secret(
 pub(crate) async fn test(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.test_webhook(&caller, &id).await?).into_response())
 }
@@ -86,7 +86,7 @@ pub(crate) async fn test(
 pub(crate) async fn deliveries(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.webhook_deliveries(&caller, &id, q.limit, q.cursor.as_deref()).await?)
@@ -97,7 +97,7 @@ pub(crate) async fn deliveries(
 pub(crate) async fn redeliver(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((id, delivery_id)): Path<(String, String)>,
+    ApiPath((id, delivery_id)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     state.vault.redeliver(&caller, &id, &delivery_id).await?;
     let body = serde_json::json!({ "delivery_id": delivery_id, "status": "pending" });
@@ -127,7 +127,7 @@ pub(crate) async fn list_subscriptions(
 pub(crate) async fn get_subscription(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.vault.get_subscription(&caller, &id).await?).into_response())
 }
@@ -136,7 +136,7 @@ pub(crate) async fn get_subscription(
 pub(crate) async fn delete_subscription(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.vault.delete_hook(&caller, true, &id).await?;
     Ok(StatusCode::NO_CONTENT)

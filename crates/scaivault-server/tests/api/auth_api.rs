@@ -18,6 +18,20 @@ async fn missing_or_malformed_credentials() {
         .body(axum::body::Body::empty())
         .expect("request");
     assert_eq!(app.send_request(req).await.code(), "authentication_required");
+    // The scheme is case-insensitive; a scheme that only starts like it is not the scheme.
+    for (header, status) in [
+        (format!("BEARER {}", app.root), StatusCode::NOT_FOUND),
+        (format!("bEaReR {}", app.root), StatusCode::NOT_FOUND),
+        (format!("Bearerx{}", app.root), StatusCode::UNAUTHORIZED),
+        ("Bearer".to_owned(), StatusCode::UNAUTHORIZED),
+    ] {
+        let req = axum::http::Request::builder()
+            .uri("/v1/secrets/a/b")
+            .header("authorization", &header)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        assert_eq!(app.send_request(req).await.status, status, "{}", &header[..7.min(header.len())]);
+    }
     // Adversarial tokens: none is accepted, none is echoed back.
     let long = "skt_".to_owned() + &"A".repeat(10_000);
     let last = if app.root.ends_with('x') { 'y' } else { 'x' };

@@ -5,7 +5,7 @@ use crate::common;
 
 use axum::http::StatusCode;
 use common::{app, both_stores};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn a_service_account_bound_to_one_path_reads_it_and_nothing_else() {
@@ -463,5 +463,98 @@ async fn a_filtered_list_pages_within_its_limit() {
             }
         }
         assert_eq!(seen, shown, "limit {limit}");
+    }
+}
+
+/// A caller who may see few of many paths does not make one request scan the whole tenant: a
+/// request reads at most a bounded number of paths and answers a short page (here an empty one)
+/// with the cursor to go on from; following the cursors still finds every visible path once.
+#[tokio::test]
+async fn a_sparse_list_answers_short_pages_with_a_cursor() {
+    let app = app().await;
+    let hidden: Vec<String> = (0..1_001).map(|i| format!("h/{i:05}")).collect();
+    for chunk in hidden.chunks(100) {
+        let writes = chunk.iter().map(|p| app.put(p, json!({"data": {"v": "x"}})));
+        for r in futures_util::future::join_all(writes).await {
+            assert!(r.status.is_success(), "{:?}", r.body);
+        }
+    }
+    app.put("z/visible", json!({"data": {"v": "x"}})).await;
+    let rule = json!([{"path_pattern": "z/visible", "permissions": ["list"]}]);
+    app.policy("sparse", rule, &[("service_account", "sa:sparse")]).await;
+    let token = app.token_for("service_account", "sa:sparse", &[], &["secrets:list"]).await;
+
+    let r = app.as_token(&token, "GET", "/v1/secrets?limit=1", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["secrets"], json!([]), "{:?}", r.body);
+    let cursor = r.body["next_cursor"].as_str().expect("a cursor after a short page").to_owned();
+    let r = app.as_token(&token, "GET", &format!("/v1/secrets?limit=1&cursor={cursor}"), None).await;
+    assert_eq!(r.body["secrets"][0]["path"], "z/visible", "{:?}", r.body);
+    assert_eq!(r.body["next_cursor"], Value::Null, "{:?}", r.body);
+    // The root token sees them all, a full page at a time.
+    let r = app.root("GET", "/v1/secrets?limit=1000", None).await;
+    assert_eq!(r.body["secrets"].as_array().map(Vec::len), Some(1000));
+}
+
+/// An id in a route that is not UTF-8 or holds a control character (NUL, which PostgreSQL's text
+/// cannot hold, among them) is refused in the error envelope on both stores, never a 500 or a
+/// plain-text answer; a secret path under a rotation policy is refused as under `/v1/secrets/`.
+#[tokio::test]
+async fn malformed_ids_in_routes_are_refused_in_the_envelope() {
+    for (store, app) in both_stores().await {
+        for bad in ["%00", "%FF", "pol_%0A", "a%00b"] {
+            for (method, uri) in [
+                ("GET", format!("/v1/policies/{bad}")),
+                ("DELETE", format!("/v1/policies/{bad}/bindings/bnd_x")),
+                ("DELETE", format!("/v1/auth/tokens/{bad}")),
+                ("GET", format!("/v1/webhooks/{bad}")),
+                ("GET", format!("/v1/rotation/policies/{bad}")),
+                ("GET", format!("/v1/federation/backends/{bad}")),
+            ] {
+                let r = app.root(method, &uri, None).await;
+                assert_eq!(
+                    (r.status, r.code()),
+                    (StatusCode::BAD_REQUEST, "invalid_request"),
+                    "{store} {method} {uri}: {:?}",
+                    r.raw
+                );
+            }
+        }
+        let r = app.root("DELETE", "/v1/rotation/policies/rot_x/secrets/a%FFb", None).await;
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_path"), "{store}: {:?}", r.raw);
+        let r = app.root("DELETE", "/v1/rotation/policies/rot%00/secrets/a/b", None).await;
+        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{store}: {:?}", r.raw);
+        let r = app.root("GET", "/v1/policies/pol_nothing", None).await;
+        assert_eq!(r.code(), "not_found", "{store}");
+    }
+}
+
+/// A query parameter or cursor holding a control character is refused on both stores (on
+/// PostgreSQL a NUL would otherwise reach the database and come back as a 500).
+#[tokio::test]
+async fn control_characters_in_query_parameters_and_cursors_are_refused() {
+    use base64::Engine as _;
+    let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"secrets:a\0b");
+    for (store, app) in both_stores().await {
+        for uri in [
+            "/v1/secrets?prefix=%00".to_owned(),
+            "/v1/secrets?tag=a%00".to_owned(),
+            // No tag is empty, so an empty one would filter to nothing: refused instead.
+            "/v1/secrets?tag=".to_owned(),
+            "/v1/secrets?prefix=a%0Ab".to_owned(),
+            format!("/v1/secrets?cursor={cursor}"),
+            "/v1/audit?identity_id=%00".to_owned(),
+            "/v1/policies?cursor=%00".to_owned(),
+        ] {
+            let r = app.root("GET", &uri, None).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (StatusCode::BAD_REQUEST, "invalid_request"),
+                "{store} {uri}: {:?}",
+                r.raw
+            );
+        }
+        let r = app.root("GET", "/v1/secrets?prefix=app/", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{store}");
     }
 }
