@@ -22,7 +22,7 @@ use crate::{CoreError, Principal, TokenKind, Vault};
 
 const MAX_RULES: usize = 1000;
 const MAX_NAME: usize = 128;
-const MAX_IDENTITY: usize = 256;
+pub(crate) const MAX_IDENTITY: usize = 256;
 /// The built-in policy of the root token. No stored policy can be it or be named like it.
 const ROOT_POLICY: &str = "root";
 

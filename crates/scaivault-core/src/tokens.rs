@@ -120,14 +120,20 @@ impl Vault {
             None => principal.identity_type().to_owned(),
         };
         let identity_id = req.identity_id.unwrap_or_else(|| principal.identity_id().to_owned());
-        check_label("identity_id", &identity_id)?;
+        // The same rule as a binding's identity: a token no binding could ever name is refused.
+        crate::policies::check_identity_id(&identity_id)?;
         let name = req.name.unwrap_or_else(|| "token".to_owned());
         check_label("name", &name)?;
         if req.groups.len() > MAX_GROUPS {
             return Err(CoreError::InvalidRequest(format!("a token carries at most {MAX_GROUPS} groups")));
         }
         for g in &req.groups {
-            check_label("each group", g)?;
+            crate::policies::check_identity_id(g).map_err(|_| {
+                CoreError::InvalidRequest(format!(
+                    "each group must be 1-{} characters without control characters or surrounding spaces",
+                    crate::policies::MAX_IDENTITY
+                ))
+            })?;
         }
         let ttl = DurationSpec::parse(req.ttl.as_deref().unwrap_or(DEFAULT_TTL))
             .map_err(|e| CoreError::InvalidRequest(format!("ttl: {e}")))?;

@@ -236,10 +236,12 @@ async fn names_and_identities_are_exact() {
         let token = app
             .root("POST", "/v1/auth/tokens", Some(json!({"identity_type": "service_account", "identity_id": other, "scopes": ["secrets:read"]})))
             .await;
-        if token.status != StatusCode::CREATED {
+        if other.trim() != other {
+            // Refused, as a binding would refuse it: no binding could ever name it.
             assert_eq!(token.code(), "invalid_request", "{other:?}");
             continue;
         }
+        assert_eq!(token.status, StatusCode::CREATED, "{other:?}");
         let t = token.body["token"].as_str().expect("token");
         assert_eq!(
             app.as_token(t, "GET", "/v1/secrets/x/y", None).await.code(),
@@ -249,6 +251,19 @@ async fn names_and_identities_are_exact() {
     }
     let svc = app.token_for("service_account", "sa:svc", &[], &["secrets:read"]).await;
     assert_eq!(app.as_token(&svc, "GET", "/v1/secrets/x/y", None).await.status, StatusCode::OK);
+    // Tokens take the identities and groups bindings take: up to 256 bytes, no surrounding spaces.
+    let long = "g".repeat(256);
+    for (id, groups, ok) in [
+        (long.as_str(), json!([]), true),
+        ("sa:svc", json!([long]), true),
+        (&*format!("{long}g"), json!([]), false),
+        ("sa:svc", json!([format!("{long}g")]), false),
+        ("sa:svc", json!([" ops"]), false),
+    ] {
+        let body = json!({"identity_type": "service_account", "identity_id": id, "groups": groups, "scopes": ["secrets:read"]});
+        let r = app.root("POST", "/v1/auth/tokens", Some(body)).await;
+        assert_eq!(r.status == StatusCode::CREATED, ok, "{} {groups}: {:?}", id.len(), r.body);
+    }
     // A user and a service account with the same id are different identities.
     let user = app.token_for("user", "sa:svc", &[], &["secrets:read"]).await;
     assert_eq!(app.as_token(&user, "GET", "/v1/secrets/x/y", None).await.code(), "access_denied");
