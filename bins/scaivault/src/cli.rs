@@ -121,7 +121,7 @@ pub(crate) enum SecretsCmd {
         #[arg(long)]
         tag: Option<String>,
     },
-    /// A secret's versions
+    /// A secret's versions (every page, newest first)
     Versions { path: String },
     /// Delete a secret (it can be undeleted)
     Delete { path: String },
@@ -218,8 +218,15 @@ pub(crate) enum WebhooksCmd {
     List,
     /// Deliver a webhook.test event now
     Test { id: String },
-    /// The delivery log
-    Deliveries { id: String },
+    /// The delivery log, newest first, one page at a time
+    Deliveries {
+        id: String,
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Continue after a page: the `next_cursor` an earlier listing printed
+        #[arg(long)]
+        cursor: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -169,7 +169,13 @@ async fn secrets(ctx: &Ctx, cmd: SecretsCmd) -> anyhow::Result<()> {
             })
         }
         SecretsCmd::Versions { path } => {
-            let v = c.secret_versions(&path).await?;
+            let mut v = c.secret_versions_page(&path, &Page { limit: Some(1000), cursor: None }).await?;
+            while let Some(next) = v.next_cursor.take() {
+                let page =
+                    c.secret_versions_page(&path, &Page { limit: Some(1000), cursor: Some(next) }).await?;
+                v.versions.extend(page.versions);
+                v.next_cursor = page.next_cursor;
+            }
             ctx.show(&v, |v| {
                 let rows = v
                     .versions
@@ -520,8 +526,8 @@ async fn webhooks(ctx: &Ctx, cmd: WebhooksCmd) -> anyhow::Result<()> {
                 ])
             })
         }
-        WebhooksCmd::Deliveries { id } => {
-            let list = c.webhook_deliveries(&id, &Page::default()).await?;
+        WebhooksCmd::Deliveries { id, limit, cursor } => {
+            let list = c.webhook_deliveries(&id, &Page { limit, cursor }).await?;
             ctx.show(&list, |l| {
                 let rows = l
                     .deliveries
@@ -537,7 +543,11 @@ async fn webhooks(ctx: &Ctx, cmd: WebhooksCmd) -> anyhow::Result<()> {
                     })
                     .collect::<Vec<_>>();
                 output::table(&["id", "event", "path", "status", "attempts"], &rows)
-            })
+            })?;
+            if let (false, Some(next)) = (ctx.json, &list.next_cursor) {
+                output::note(&format!("more deliveries: add --cursor {next}"));
+            }
+            Ok(())
         }
     }
 }

@@ -427,3 +427,56 @@ async fn ca_cert_trusts_a_server_behind_a_private_ca() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("CA certificates"), "{bad:?}");
 }
+
+/// Long logs page from the command line too: `webhooks deliveries` takes `--limit` and `--cursor`
+/// and says how to go on; `secrets versions` shows every version.
+#[tokio::test]
+async fn deliveries_page_and_versions_show_every_version() {
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let server = ServerCommand::new(scratch.path())
+        .storage(&storage)
+        .arg("--webhook-allow-private")
+        .root_token_file(&scratch.path().join("root-token"))
+        .start()
+        .await;
+    let root = server.root_token().expect("root token").to_owned();
+    let client = http_client();
+    let api = Api::new(&client, &server, &root);
+    let shell = Shell { url: server.base_url(), token: root, dir: scratch.path().to_path_buf() };
+
+    // A receiver that is not there: every test delivery fails and stays in the log.
+    let r = api
+        .post(
+            "/v1/webhooks",
+            &json!({"name": "absent", "url": "http://127.0.0.1:9/hook", "events": ["secret.updated"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    for _ in 0..3 {
+        assert_eq!(api.post(&format!("/v1/webhooks/{id}/test"), &json!({})).await.status, 200);
+    }
+    let first = shell.run(&format!("scaivault webhooks deliveries {id} --limit 2"));
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let table = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert_eq!(table.lines().filter(|l| l.contains("dlv_")).count(), 2, "{table}");
+    let stderr = String::from_utf8_lossy(&first.stderr).into_owned();
+    let cursor = stderr.split("--cursor ").nth(1).expect("a cursor note").trim().to_owned();
+    let rest: Value = serde_json::from_str(
+        &shell.ok(&format!("scaivault webhooks deliveries {id} --limit 2 --cursor {cursor} --json")),
+    )
+    .expect("deliveries json");
+    assert_eq!(rest["deliveries"].as_array().map(Vec::len), Some(1), "{rest}");
+    assert_eq!(rest["next_cursor"], Value::Null);
+
+    for v in ["a", "b", "c"] {
+        assert!(api.put_secret("app/history", &json!({"data": {"v": v}})).await.status < 300);
+    }
+    let versions: Value = serde_json::from_str(&shell.ok("scaivault secrets versions app/history --json"))
+        .expect("versions json");
+    let numbers: Vec<_> =
+        versions["versions"].as_array().expect("versions").iter().map(|v| v["version"].clone()).collect();
+    assert_eq!(numbers, [json!(3), json!(2), json!(1)]);
+    assert_eq!(versions["next_cursor"], Value::Null);
+}
