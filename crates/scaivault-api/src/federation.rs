@@ -10,6 +10,10 @@ pub struct PathMappingRule {
     pub source: String,
     /// The backend's own name, its wildcards filled in order.
     pub target: String,
+    /// `proxy` or `sync` for the paths this rule maps, overriding the backend's `mode`: switching
+    /// one subtree from proxy to sync is a `PATCH` of its rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// How to reach a backend. Which fields apply depends on the backend's type (Vault: `address`,

@@ -66,7 +66,10 @@ struct StoredConfig {
 pub(crate) struct Mounted {
     pub(crate) id: String,
     pub(crate) mount: SecretPath,
+    /// The backend's mode: that of the paths whose rule names none.
     pub(crate) mode: Mode,
+    /// Each `path_mapping` rule's mode, the backend's where the rule names none.
+    rule_modes: Vec<Mode>,
     backend_type: BackendType,
     pub(crate) mapping: PathMapping,
     connection: FederationConnection,
@@ -81,6 +84,21 @@ impl Mounted {
     pub(crate) fn serves(&self, path: &SecretPath) -> bool {
         let (p, m) = (path.as_str(), self.mount.as_str());
         p == m || p.strip_prefix(m).is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// How `path` is served: by the mode of the rule that maps it, else the backend's.
+    pub(crate) fn mode_for(&self, path: &SecretPath) -> Mode {
+        self.mapping.rule_index(path).and_then(|i| self.rule_modes.get(i).copied()).unwrap_or(self.mode)
+    }
+
+    /// Whether any of its paths is in sync mode (so syncs run).
+    pub(crate) fn syncs(&self) -> bool {
+        self.rule_modes.contains(&Mode::Sync)
+    }
+
+    /// The backend prefixes a sync lists: those of the rules in sync mode.
+    pub(crate) fn sync_prefixes(&self) -> Vec<String> {
+        self.mapping.list_prefixes_of(|i| self.rule_modes.get(i) == Some(&Mode::Sync))
     }
 }
 
@@ -317,6 +335,11 @@ fn check_backend(
     let mount = SecretPath::parse(mount).map_err(|e| CoreError::InvalidPath(format!("mount: {e}")))?;
     let mapping = PathMapping::new(&mount, &rules(&config.path_mapping), backend_type)
         .map_err(|e| bad("path_mapping", e))?;
+    for (i, rule) in config.path_mapping.iter().enumerate() {
+        if let Some(m) = rule.mode.as_deref() {
+            parse_enum::<Mode>(&format!("path_mapping[{i}].mode"), m)?;
+        }
+    }
     let c = &config.connection;
     if backend_type == BackendType::HashicorpVault {
         let address = c
@@ -503,10 +526,16 @@ pub(crate) fn mounted(r: &FederationBackendRecord) -> Result<Mounted, CoreError>
     let mount = SecretPath::parse(&r.mount).map_err(|e| CoreError::Internal(format!("stored mount: {e}")))?;
     let mapping = PathMapping::new(&mount, &rules(&config.path_mapping), backend_type)
         .map_err(|e| CoreError::Internal(format!("stored mapping: {e}")))?;
+    let rule_modes = config
+        .path_mapping
+        .iter()
+        .map(|r| r.mode.as_deref().map_or(Ok(mode), |m| parse_enum("path_mapping.mode", m)))
+        .collect::<Result<_, _>>()?;
     Ok(Mounted {
         id: r.id.clone(),
         mount,
         mode,
+        rule_modes,
         backend_type,
         mapping,
         connection: config.connection,
@@ -636,7 +665,7 @@ impl Vault {
         self.authorize(principal, Scope::FederationWrite, None).await?;
         let mut record = self.store.get_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
         let old_mount = record.mount.clone();
-        let old_mode: Mode = parse_enum("mode", &record.mode)?;
+        let old = mounted(&record)?;
         let mut config = config_of(&record)?;
         let old_mapping = config.path_mapping.clone();
         if let Some(name) = req.name {
@@ -674,25 +703,21 @@ impl Vault {
         for (field, named) in &named_secrets {
             self.may_use_credential(principal, field, named).await?;
         }
+        record.mount = mount.to_string();
+        record.mode = name_of(mode);
+        record.config = serde_json::to_string(&config).map_err(|e| CoreError::Internal(e.to_string()))?;
+        record.updated_at = self.clock.now();
         if mount.as_str() != old_mount {
             self.may_mount(principal, &mount).await?;
-        } else if old_mode == Mode::Sync && mode == Mode::Proxy {
+        } else {
             // Proxy reads would hide what syncs stored here, yet it would stay live.
-            self.mount_is_empty(&principal.tenant, &mount).await.map_err(|_| {
-                CoreError::Conflict(format!(
-                    "mount '{mount}' holds synced secrets: delete them before switching to proxy, or stay in sync mode"
-                ))
-            })?;
+            self.no_synced_secret_turns_proxy(&principal.tenant, &old, &mounted(&record)?).await?;
         }
         self.check_mount_is_free(&principal.tenant, &mount, Some(id)).await?;
         // What the last syncs recorded is about paths and names this change may have moved.
         if mount.as_str() != old_mount || config.path_mapping != old_mapping {
             self.store.clear_sync_paths(&principal.tenant, id).await?;
         }
-        record.mount = mount.to_string();
-        record.mode = name_of(mode);
-        record.config = serde_json::to_string(&config).map_err(|e| CoreError::Internal(e.to_string()))?;
-        record.updated_at = self.clock.now();
         self.store.update_federation_backend(&record).await.map_err(not_found)?;
         self.federation.forget(&principal.tenant);
         response(&record)
@@ -736,7 +761,7 @@ impl Vault {
                 serde_json::from_str(r).map_err(|e| CoreError::Internal(format!("stored sync report: {e}")))
             })
             .transpose()?;
-        let flagged = if backend.mode == Mode::Sync {
+        let flagged = if backend.syncs() {
             self.store.list_sync_paths(&principal.tenant, id).await?.iter().filter(|s| s.conflict).count()
         } else {
             0
@@ -787,6 +812,38 @@ impl Vault {
     }
 
     /// `Conflict` when the subtree of `mount` holds a local secret.
+    /// Refuses a change that would put a path holding a synced (local) secret back under proxy
+    /// mode, whether the backend or one rule's subtree switches.
+    async fn no_synced_secret_turns_proxy(
+        &self,
+        tenant: &str,
+        old: &Mounted,
+        new: &Mounted,
+    ) -> Result<(), CoreError> {
+        if !old.syncs() {
+            return Ok(());
+        }
+        let below = format!("{}/", old.mount);
+        let mut after: Option<String> = None;
+        loop {
+            let query =
+                SecretListQuery { prefix: Some(&below), tag: None, after: after.as_deref(), limit: 1000 };
+            let page = self.store.list_secrets(tenant, query).await?;
+            for s in &page {
+                let Ok(path) = SecretPath::parse(&s.path) else { continue };
+                if old.mode_for(&path) == Mode::Sync && new.mode_for(&path) == Mode::Proxy {
+                    return Err(CoreError::Conflict(format!(
+                        "'{path}' holds a synced secret: delete it before switching its paths to proxy, or keep them in sync mode"
+                    )));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(last.path.clone()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
     async fn mount_is_empty(&self, tenant: &str, mount: &SecretPath) -> Result<(), CoreError> {
         let below = format!("{mount}/");
         let query = SecretListQuery { prefix: Some(&below), tag: None, after: None, limit: 1 };
@@ -864,7 +921,7 @@ impl Vault {
         path: &SecretPath,
     ) -> Result<(), CoreError> {
         match self.federated(tenant, path).await? {
-            Some(b) if b.mode == Mode::Proxy => Err(CoreError::ReadOnlyPath(format!(
+            Some(b) if b.mode_for(path) == Mode::Proxy => Err(CoreError::ReadOnlyPath(format!(
                 "'{path}' is served by federation backend {} in proxy mode: write to the backend itself",
                 b.id
             ))),

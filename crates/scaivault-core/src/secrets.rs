@@ -74,7 +74,7 @@ impl Vault {
         if space == Space::Tenant
             && let Some(backend) = self.federated(&ns, path).await?
             && backend.write_through
-            && backend.mode == scaivault_federation::Mode::Sync
+            && backend.mode_for(path) == scaivault_federation::Mode::Sync
         {
             return self.write_through(principal, &ns, &backend, path, req, audit).await;
         }
@@ -250,7 +250,7 @@ impl Vault {
         let ns = self.authorize_secret(principal, space, Scope::SecretsRead, Permission::Read, path).await?;
         if space == Space::Tenant
             && let Some(backend) = self.federated(&ns, path).await?
-            && backend.mode == scaivault_federation::Mode::Proxy
+            && backend.mode_for(path) == scaivault_federation::Mode::Proxy
         {
             return self.federated_read(&ns, &backend, path, version).await;
         }

@@ -94,7 +94,7 @@ impl Vault {
         self.authorize(principal, Scope::FederationWrite, None).await?;
         let record = self.store.get_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
         let backend = mounted(&record)?;
-        if backend.mode != Mode::Sync {
+        if !backend.syncs() {
             return Err(not_sync_mode(id));
         }
         self.run_sync(&principal.tenant, &backend, false).await?.ok_or_else(|| {
@@ -140,7 +140,7 @@ impl Vault {
         let tenant = principal.tenant.as_str();
         let record = self.store.get_federation_backend(tenant, id).await.map_err(not_found)?;
         let backend = mounted(&record)?;
-        if backend.mode != Mode::Sync {
+        if backend.mode_for(&path) != Mode::Sync {
             return Err(not_sync_mode(id));
         }
         let state = self.store.get_sync_path(tenant, id, path.as_str()).await?;
@@ -319,7 +319,7 @@ impl Vault {
         let started = Instant::now();
         let run = self.start_run(tenant, backend).await?;
         let mut names = BTreeSet::new();
-        for prefix in backend.mapping.list_prefixes() {
+        for prefix in backend.sync_prefixes() {
             names.extend(self.timed(backend, run.client.list(&prefix, MAX_LISTED)).await?);
             if names.len() > MAX_LISTED {
                 return Err(FederationError::Unsupported(format!(
@@ -345,6 +345,8 @@ impl Vault {
         };
         for name in names {
             let path = match backend.mapping.source(&name) {
+                // Paths of rules in proxy mode are read live, never stored.
+                Ok(Some(path)) if backend.mode_for(&path) != Mode::Sync => continue,
                 Ok(Some(path)) => path,
                 Ok(None) => continue,
                 Err(e) => {
@@ -557,7 +559,25 @@ impl Vault {
                 Err(e) => return Err(e.into()),
             };
             let backend = mounted(&record)?;
-            if backend.mode != Mode::Sync {
+            if !backend.syncs() {
+                // In sync mode with every rule in proxy mode: nothing to pull. Looked at again after
+                // an interval, so it does not come back first on every pass.
+                let previous = self.store.get_sync_run(&tenant, &id).await?;
+                let next_sync_at = self.clock.now() + backend.sync_interval.as_chrono();
+                let run = match previous {
+                    Some(run) => SyncRunRecord { next_sync_at, lease_until: None, ..run },
+                    None => SyncRunRecord {
+                        tenant: tenant.clone(),
+                        backend_id: id.clone(),
+                        next_sync_at,
+                        lease_until: None,
+                        last_sync_at: None,
+                        last_duration_ms: None,
+                        report: None,
+                        consecutive_failures: 0,
+                    },
+                };
+                self.store.finish_sync_run(&run).await?;
                 continue;
             }
             match self.run_sync(&tenant, &backend, true).await {

@@ -99,6 +99,11 @@ impl PathMapping {
         }
     }
 
+    /// The index of the rule that maps `path` (the first whose source matches it).
+    pub fn rule_index(&self, path: &SecretPath) -> Option<usize> {
+        self.rules.iter().position(|(source, _)| source.captures(path).is_some())
+    }
+
     /// The backend's name for `path`: `Ok(None)` when no rule matches.
     pub fn target(&self, path: &SecretPath) -> Result<Option<String>, MappingError> {
         for (source, template) in &self.rules {
@@ -124,10 +129,17 @@ impl PathMapping {
     /// empty or ending in `/`): listing the backend under these finds every name a rule can map.
     /// A prefix inside another is left out.
     pub fn list_prefixes(&self) -> Vec<String> {
+        self.list_prefixes_of(|_| true)
+    }
+
+    /// [`PathMapping::list_prefixes`] of the rules whose index `include` accepts.
+    pub fn list_prefixes_of(&self, include: impl Fn(usize) -> bool) -> Vec<String> {
         let mut prefixes: Vec<String> = self
             .rules
             .iter()
-            .map(|(_, target)| {
+            .enumerate()
+            .filter(|(i, _)| include(*i))
+            .map(|(_, (_, target))| {
                 let literal = target.split('*').next().unwrap_or_default();
                 literal.rfind('/').map_or(String::new(), |i| literal[..=i].to_owned())
             })

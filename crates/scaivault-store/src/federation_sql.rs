@@ -229,9 +229,13 @@ macro_rules! federation_store_impl {
                 now: chrono::DateTime<chrono::Utc>,
                 limit: u32,
             ) -> Result<Vec<(String, String)>, $crate::StoreError> {
+                // A backend syncs when it is in sync mode or one of its path_mapping rules is. The
+                // config is JSON written by serde, where a rule's `"mode":"sync"` appears exactly so
+                // and a string value cannot spell it (its quotes would be escaped).
                 let rows = sqlx::query(
                     "SELECT b.tenant_id, b.id FROM federation_backends b LEFT JOIN federation_sync_runs r \
-                     ON r.tenant_id = b.tenant_id AND r.backend_id = b.id WHERE b.mode = 'sync' \
+                     ON r.tenant_id = b.tenant_id AND r.backend_id = b.id \
+                     WHERE (b.mode = 'sync' OR b.config LIKE '%\"mode\":\"sync\"%') \
                      AND (r.backend_id IS NULL OR (r.next_sync_at <= $1 AND (r.lease_until IS NULL OR r.lease_until <= $1))) \
                      ORDER BY COALESCE(r.next_sync_at, 0), b.tenant_id, b.id LIMIT $2",
                 )

@@ -1214,6 +1214,89 @@ async fn a_sync_backend_keeps_history_serves_locally_and_settles_conflicts() {
     }
 }
 
+/// Seed 003's migration, one subtree at a time: a proxy backend, then one `PATCH` of the subtree's
+/// rule flips `app/**` to sync. That subtree is pulled in, read locally (also with the backend
+/// down) and writable; the rest stays proxied and read-only; scheduled syncs run for it though the
+/// backend's own mode is proxy; and the subtree cannot go back to proxy while it holds synced
+/// secrets.
+#[tokio::test]
+async fn one_subtree_switches_from_proxy_to_sync_with_a_patch() {
+    for backend in backends() {
+        let Some(mut bao) = OpenBaoDev::start().await else { return };
+        let root_token = scaivault_federation::testing::OPENBAO_ROOT_TOKEN;
+        bao.call(Method::POST, "secret/data/app/db/password", json!({"data": {"password": "app-1"}})).await;
+        bao.call(Method::POST, "secret/data/ops/pager", json!({"data": {"key": "ops-1"}})).await;
+        let scratch = Scratch::new();
+        let storage = backend.fresh(scratch.path()).expect("storage");
+        let (server, root) = start_scheduled(scratch.path(), &storage).await;
+        let client = http_client();
+        let api = Api::new(&client, &server, &root);
+        let r = api.put_secret("infra/federation/vault-token", &json!({"data": {"token": root_token}})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let mut config = backend_config(bao.address());
+        config["sync_interval"] = json!("1h");
+        config["connection"]["auth_method"] = json!("token");
+        config["connection"]["credentials_path"] = json!("infra/federation/vault-token");
+        let r = api.post("/v1/federation/backends", &config).await;
+        assert_eq!(r.status, 201, "{backend:?}: {}", r.text);
+        let id = r.body["id"].as_str().expect("id").to_owned();
+        let r = api.post(&format!("/v1/federation/backends/{id}/sync"), &json!({})).await;
+        assert_eq!((r.status, r.code()), (409, "conflict"), "all proxy: nothing syncs: {}", r.text);
+
+        // The flip: one rule for the subtree, in sync mode, before the catch-all.
+        let mapping = |app_mode: &str| {
+            json!({"path_mapping": [
+                {"source": "external/hashicorp/app/**", "target": "secret/data/app/**", "mode": app_mode},
+                {"source": "external/hashicorp/**", "target": "secret/data/**"}
+            ]})
+        };
+        let r = patch(&api, &id, mapping("sometimes")).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_request"), "{}", r.text);
+        let r = patch(&api, &id, mapping("sync")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            (r.body["mode"].as_str(), r.body["path_mapping"][0]["mode"].as_str()),
+            (Some("proxy"), Some("sync"))
+        );
+        // The scheduler syncs the subtree on its own; only the subtree is stored.
+        assert!(
+            eventually(20, || async {
+                api.get(&format!("/v1/federation/backends/{id}/status")).await.body["last_sync_at"]
+                    .is_string()
+            })
+            .await,
+            "{backend:?}: no scheduled sync of the subtree"
+        );
+        let report = sync_now(&api, &id).await;
+        assert_eq!((report["synced"].as_u64(), report["unchanged"].as_u64()), (Some(0), Some(1)), "{report}");
+        assert_eq!(report["skipped"], json!([]), "{report}");
+        let listed = api.get("/v1/secrets?prefix=external/").await;
+        let paths: Vec<_> =
+            listed.body["secrets"].as_array().expect("list").iter().map(|s| s["path"].clone()).collect();
+        assert_eq!(paths, [json!(PASSWORD)], "{}", listed.text);
+
+        // The subtree is local and writable; the rest is live and read-only.
+        let r = api.put_secret(PASSWORD, &json!({"data": {"password": "local-2"}})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(bao_password(&bao).await, "app-1", "no write-through: the backend keeps its copy");
+        bao.call(Method::POST, "secret/data/ops/pager", json!({"data": {"key": "ops-2"}})).await;
+        assert_eq!(api.get_secret("external/hashicorp/ops/pager", None).await.body["data"]["key"], "ops-2");
+        let r = api.put_secret("external/hashicorp/ops/pager", &json!({"data": {"key": "x"}})).await;
+        assert_eq!((r.status, r.code()), (409, "read_only_path"), "{}", r.text);
+
+        // Back to proxy for the subtree is refused while it holds synced secrets.
+        let r = patch(&api, &id, mapping("proxy")).await;
+        assert_eq!((r.status, r.code()), (409, "conflict"), "{}", r.text);
+
+        // The backend stops: the subtree reads on locally; the proxied rest cannot.
+        bao.stop();
+        assert_eq!(api.get_secret(PASSWORD, None).await.body["data"]["password"], "local-2");
+        let r = api.get_secret("external/hashicorp/ops/pager", None).await;
+        assert_eq!(r.status, 503, "{}", r.text);
+        drop(server);
+    }
+}
+
 #[tokio::test]
 async fn an_aws_sync_backend_keeps_awscurrent_as_current_and_writes_through() {
     let Some(moto) = MotoServer::start().await else { return };
