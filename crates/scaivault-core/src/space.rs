@@ -94,6 +94,16 @@ impl Vault {
                         _ => "only the partner's administrators change partner secrets".into(),
                     }));
                 }
+                // Tenants' policies see the secret as `partner/<path>`: a path too long or deep
+                // for that could be written but never read by any tenant.
+                if permission == Permission::Write && policy_path(path).is_none() {
+                    return Err(CoreError::InvalidPath(format!(
+                        "a partner path must stay a valid path under '{PARTNER_POLICY_PREFIX}', as tenants see it: \
+                         {} bytes and {} segments at most",
+                        scaivault_domain::MAX_PATH_BYTES - PARTNER_POLICY_PREFIX.len(),
+                        scaivault_domain::MAX_SEGMENTS - 1
+                    )));
+                }
                 Ok(partner)
             }
         }

@@ -296,6 +296,31 @@ async fn partner_secrets_are_shared_by_the_partners_tenants() {
         app.as_token(&reader, "GET", "/v1/partner/secrets/shared/ca", None).await.body["data"]["pem"],
         "trust-anchor"
     );
+    // A partner path must stay a path under `partner/`, as tenants see it: one segment and eight
+    // bytes short of a tenant path's limits, so nothing is written that no tenant could read.
+    let deep = |n: usize| format!("shared/{}", vec!["d"; n - 1].join("/"));
+    let long = format!("shared{}/{}", format!("/{}", "l".repeat(99)).repeat(4), "l".repeat(97));
+    assert_eq!(long.len(), 504);
+    for (path, status) in [
+        (deep(32), StatusCode::BAD_REQUEST),
+        (format!("{long}x"), StatusCode::BAD_REQUEST),
+        (deep(31), StatusCode::CREATED),
+        (long.clone(), StatusCode::CREATED),
+    ] {
+        let uri = format!("/v1/partner/secrets/{path}");
+        let r = app.as_token(&padmin, "PUT", &uri, Some(json!({"data": {"v": "x"}}))).await;
+        assert_eq!(r.status, status, "{} bytes: {:?}", path.len(), r.body);
+        if status == StatusCode::CREATED {
+            assert_eq!(
+                app.as_token(&reader, "GET", &uri, None).await.body["data"]["v"],
+                "x",
+                "{} bytes",
+                path.len()
+            );
+        } else {
+            assert_eq!(r.code(), "invalid_path");
+        }
+    }
     let r = app.as_token(&reader, "GET", "/v1/partner/secrets", None).await;
     assert_eq!(r.body["secrets"][0]["path"], "shared/ca");
     // Only partner administrators write, whatever a tenant's policies say.
