@@ -271,7 +271,25 @@ impl Vault {
         };
         // The signed head is read first and the chain is checked up to it, so records appended while
         // verifying are not mistaken for tampering.
-        let head = self.store.audit_head(tenant).await?;
+        let mut head = self.store.audit_head(tenant).await?;
+        if head.is_none() {
+            // No signed head vouches for no record: a record without one means the head was
+            // removed, unless the tenant's first record and its head were written just now.
+            let any = self
+                .store
+                .audit_page(tenant, &AuditFilter::default(), AuditOrder::OldestFirst, None, 1)
+                .await?;
+            if let Some(first) = any.first() {
+                head = self.store.audit_head(tenant).await?;
+                if head.is_none() {
+                    return Ok(invalid(
+                        0,
+                        Some(first.id.clone()),
+                        "the chain has records but no signed head".into(),
+                    ));
+                }
+            }
+        }
         let end = head.as_ref().map_or(0, |h| h.seq);
         let mut prev = GENESIS_HASH;
         let mut last = 0u64;
@@ -320,21 +338,7 @@ impl Vault {
             }
         }
         let head_ok = match &head {
-            // No signed head vouches for no record: any record at all means the head was removed.
-            None => {
-                let any = self
-                    .store
-                    .audit_page(tenant, &AuditFilter::default(), AuditOrder::OldestFirst, None, 1)
-                    .await?;
-                if let Some(first) = any.first() {
-                    return Ok(invalid(
-                        0,
-                        Some(first.id.clone()),
-                        "the chain has records but no signed head".into(),
-                    ));
-                }
-                true
-            }
+            None => last == 0,
             Some(h) => {
                 h.seq == last && h.hash == prev && self.audit_key.verify_head(tenant, h.seq, &prev, &h.mac)
             }

@@ -1,6 +1,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use scaivault_crypto::CursorKey;
+
 use crate::CoreError;
 
 pub(crate) const DEFAULT_LIMIT: u32 = 100;
@@ -20,6 +22,33 @@ pub(crate) fn limit(requested: Option<u32>) -> Result<u32, CoreError> {
 /// base64url-encoded. A cursor of one list given to another is refused rather than followed.
 pub(crate) fn encode_cursor(list: &str, last_key: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{list}:{last_key}"))
+}
+
+/// The cursor of a list filtered by the caller's access: its position may be a path the caller
+/// may not see, so it is sealed (encrypted and authenticated) rather than merely encoded, and only
+/// a cursor this server sealed for the same list opens.
+pub(crate) fn seal_cursor(key: &CursorKey, list: &str, position: &str) -> Result<String, CoreError> {
+    let sealed = key.seal(list, position.as_bytes()).map_err(|e| CoreError::Internal(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(sealed))
+}
+
+/// The position a [`seal_cursor`] cursor holds.
+pub(crate) fn open_cursor(
+    key: &CursorKey,
+    list: &str,
+    cursor: Option<&str>,
+) -> Result<Option<String>, CoreError> {
+    cursor
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|sealed| key.open(list, &sealed))
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| CoreError::InvalidRequest("cursor is not valid for this list".into()))
+        })
+        .transpose()
 }
 
 pub(crate) fn decode_cursor(list: &str, cursor: Option<&str>) -> Result<Option<String>, CoreError> {

@@ -14,7 +14,7 @@ use scaivault_store::{
 
 use crate::audit::{AuditEvent, WriteAudit, audit_entry};
 use crate::cache::{invalidating, secret_key};
-use crate::paging::{MAX_LIMIT, decode_cursor, decode_number_cursor, encode_cursor, limit};
+use crate::paging::{MAX_LIMIT, decode_number_cursor, encode_cursor, limit, open_cursor, seal_cursor};
 use crate::{CoreError, Principal, Space, Vault};
 
 /// A secret's `data`, serialised, may not exceed this.
@@ -450,7 +450,7 @@ impl Vault {
         if tag == Some("") {
             return Err(CoreError::InvalidRequest("tag must not be empty".into()));
         }
-        let mut after = decode_cursor(list_name(space), cursor)?;
+        let mut after = open_cursor(&self.cursor_key, list_name(space), cursor)?;
         let mut secrets = Vec::new();
         // Pages are filled after the per-path permission filter, so a page may take several reads;
         // it ends at the path that fills it, and the cursor continues right after that path. Reads
@@ -482,7 +482,10 @@ impl Vault {
                     let next_cursor = if nothing_after {
                         None
                     } else {
-                        after.as_deref().map(|a| encode_cursor(list_name(space), a))
+                        after
+                            .as_deref()
+                            .map(|a| seal_cursor(&self.cursor_key, list_name(space), a))
+                            .transpose()?
                     };
                     return Ok(SecretList { secrets, next_cursor });
                 }
@@ -491,7 +494,10 @@ impl Vault {
                 return Ok(SecretList { secrets, next_cursor: None });
             }
             if scanned >= budget {
-                let next_cursor = after.as_deref().map(|a| encode_cursor(list_name(space), a));
+                let next_cursor = after
+                    .as_deref()
+                    .map(|a| seal_cursor(&self.cursor_key, list_name(space), a))
+                    .transpose()?;
                 return Ok(SecretList { secrets, next_cursor });
             }
         }

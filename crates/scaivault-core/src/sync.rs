@@ -553,41 +553,42 @@ impl Vault {
         let due = self.store.due_sync_runs(self.clock.now(), DUE_BATCH).await?;
         let mut ran = 0;
         for (tenant, id) in due {
-            let record = match self.store.get_federation_backend(&tenant, &id).await {
-                Ok(r) => r,
-                Err(StoreError::NotFound) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let backend = mounted(&record)?;
-            if !backend.syncs() {
-                // In sync mode with every rule in proxy mode: nothing to pull. Looked at again after
-                // an interval, so it does not come back first on every pass.
-                let previous = self.store.get_sync_run(&tenant, &id).await?;
-                let next_sync_at = self.clock.now() + backend.sync_interval.as_chrono();
-                let run = match previous {
-                    Some(run) => SyncRunRecord { next_sync_at, lease_until: None, ..run },
-                    None => SyncRunRecord {
-                        tenant: tenant.clone(),
-                        backend_id: id.clone(),
-                        next_sync_at,
-                        lease_until: None,
-                        last_sync_at: None,
-                        last_duration_ms: None,
-                        report: None,
-                        consecutive_failures: 0,
-                    },
-                };
-                self.store.finish_sync_run(&run).await?;
-                continue;
-            }
-            match self.run_sync(&tenant, &backend, true).await {
-                Ok(Some(_)) => ran += 1,
-                Ok(None) => {}
-                // Recorded, with its event, by the run.
-                Err(_) => ran += 1,
+            // One backend's trouble (a configuration that no longer loads, say) is logged and the
+            // pass goes on: it must not hold up every other tenant's syncs.
+            match self.sync_if_due(&tenant, &id).await {
+                Ok(true) => ran += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(backend = %id, error = %e.detail(), "federation sync not started"),
             }
         }
         Ok(ran)
+    }
+
+    /// The scheduled sync of one due backend; true when a run took place (failed runs included:
+    /// they are recorded, with their event, by the run).
+    async fn sync_if_due(&self, tenant: &str, id: &str) -> Result<bool, CoreError> {
+        let record = match self.store.get_federation_backend(tenant, id).await {
+            Ok(r) => r,
+            Err(StoreError::NotFound) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let backend = mounted(&record)?;
+        if !backend.syncs() {
+            // In sync mode with every rule in proxy mode: nothing to pull. Its schedule row (made by
+            // the claim) moves an interval on, so it does not come back first on every pass.
+            let now = self.clock.now();
+            if self.store.claim_sync_run(tenant, id, now, now + SYNC_LEASE, true).await?
+                && let Some(run) = self.store.get_sync_run(tenant, id).await?
+            {
+                let next_sync_at = now + backend.sync_interval.as_chrono();
+                self.store.finish_sync_run(&SyncRunRecord { next_sync_at, lease_until: None, ..run }).await?;
+            }
+            return Ok(false);
+        }
+        Ok(match self.run_sync(tenant, &backend, true).await {
+            Ok(Some(_)) | Err(_) => true,
+            Ok(None) => false,
+        })
     }
 
     /// Runs [`Vault::federation_sync_tick`] every `tick` until `shutdown` turns true.

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use scaivault_crypto::{AuditKey, RootKey, SecretBytes, generate_token, hash_token, random_id};
+use scaivault_crypto::{AuditKey, CursorKey, RootKey, SecretBytes, generate_token, hash_token, random_id};
 use scaivault_store::{DEFAULT_TENANT, NewToken, Store};
 
 use crate::audit::AuditWriter;
@@ -40,6 +40,8 @@ pub struct Vault {
     pub(crate) jwt: Option<JwtVerifier>,
     pub(crate) audit: AuditWriter,
     pub(crate) audit_key: Arc<AuditKey>,
+    /// Seals the cursors of lists filtered by the caller's access (see `paging::seal_cursor`).
+    pub(crate) cursor_key: Arc<CursorKey>,
     pub(crate) token_limiter: Option<Limiter>,
     pub(crate) tenant_limiter: Option<Limiter>,
     pub(crate) events: Events,
@@ -72,6 +74,7 @@ impl Vault {
             )
         };
         let audit_key = Arc::new(AuditKey::derive(&root_key));
+        let cursor_key = Arc::new(CursorKey::derive(&root_key));
         let keys = Keys::load(root_key, store.clone(), clock.clone(), config.keys).await?;
         let audit = AuditWriter::start(store.clone(), audit_key.clone());
         let policies = Arc::new(PolicyCache::default());
@@ -85,6 +88,7 @@ impl Vault {
             jwt,
             audit,
             audit_key,
+            cursor_key,
             token_limiter: config.rate_limits.per_token.map(Limiter::new),
             tenant_limiter: config.rate_limits.per_tenant.map(Limiter::new),
             events: Events::new(config.events)?,

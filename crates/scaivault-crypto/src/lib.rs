@@ -8,6 +8,7 @@
 //! [`SecretBytes`], which zeroizes on drop and prints `[redacted]`.
 
 mod audit;
+mod cursor;
 mod envelope;
 mod error;
 mod hmac;
@@ -18,6 +19,7 @@ mod secret;
 mod token;
 
 pub use audit::{AuditKey, GENESIS_HASH, chain_hash};
+pub use cursor::CursorKey;
 pub use envelope::{SealContext, SealedSecret};
 pub use error::{CryptoError, CryptoErrorKind};
 pub use hmac::{hmac_sha256, random_bytes, sha1_thumbprint, sha256, verify_hmac_sha256};

@@ -281,9 +281,12 @@ impl<S: Send + Sync> FromRequestParts<S> for AssignmentTarget {
             .and_then(|rest| rest.split_once(SECRETS_SEGMENT))
             .ok_or(ApiError(CoreError::NotFound("route")))?;
         refuse_encoded(raw)?;
-        // Policy ids are `rot_` and lowercase letters, digits and dashes: nothing to decode.
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return Err(ApiError(CoreError::NotFound("rotation policy")));
+        // Policy ids are `rot_` and lowercase letters, digits and dashes: one that needs decoding
+        // is malformed, as `ApiPath` answers for every other route's ids.
+        if id.contains('%') {
+            return Err(ApiError(CoreError::InvalidRequest(
+                "bad path parameter: the id is percent-encoded".into(),
+            )));
         }
         Ok(AssignmentTarget { policy_id: id.to_owned(), raw_path: raw.to_owned() })
     }

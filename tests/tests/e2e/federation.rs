@@ -1242,6 +1242,16 @@ async fn one_subtree_switches_from_proxy_to_sync_with_a_patch() {
         let id = r.body["id"].as_str().expect("id").to_owned();
         let r = api.post(&format!("/v1/federation/backends/{id}/sync"), &json!({})).await;
         assert_eq!((r.status, r.code()), (409, "conflict"), "all proxy: nothing syncs: {}", r.text);
+        // A backend in sync mode whose every rule says proxy syncs nothing, and must not keep the
+        // scheduler from the others.
+        let mut idle = config.clone();
+        idle["name"] = json!("idle");
+        idle["mount"] = json!("external/idle");
+        idle["mode"] = json!("sync");
+        idle["path_mapping"] =
+            json!([{"source": "external/idle/**", "target": "secret/data/idle/**", "mode": "proxy"}]);
+        let r = api.post("/v1/federation/backends", &idle).await;
+        assert_eq!(r.status, 201, "{}", r.text);
 
         // The flip: one rule for the subtree, in sync mode, before the catch-all.
         let mapping = |app_mode: &str| {
@@ -1266,6 +1276,11 @@ async fn one_subtree_switches_from_proxy_to_sync_with_a_patch() {
             })
             .await,
             "{backend:?}: no scheduled sync of the subtree"
+        );
+        let logs = format!("{}{}", server.stdout(), server.stderr());
+        assert!(
+            !logs.contains("federation sync not started") && !logs.contains("sync pass failed"),
+            "{logs}"
         );
         let report = sync_now(&api, &id).await;
         assert_eq!((report["synced"].as_u64(), report["unchanged"].as_u64()), (Some(0), Some(1)), "{report}");

@@ -503,6 +503,19 @@ async fn a_sparse_list_answers_short_pages_with_a_cursor() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["secrets"], json!([]), "{:?}", r.body);
     let cursor = r.body["next_cursor"].as_str().expect("a cursor after a short page").to_owned();
+    // The cursor stands after a path this caller may not see: it must not tell which, and a
+    // cursor made up to start anywhere is refused.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let raw = b64.decode(&cursor).expect("base64url");
+    assert!(
+        !raw.windows(4).any(|w| w == b"h/00"),
+        "the cursor shows a hidden path: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    let forged = b64.encode("secrets:h/00500");
+    let r = app.as_token(&token, "GET", &format!("/v1/secrets?limit=1&cursor={forged}"), None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{:?}", r.body);
     let r = app.as_token(&token, "GET", &format!("/v1/secrets?limit=1&cursor={cursor}"), None).await;
     assert_eq!(r.body["secrets"][0]["path"], "z/visible", "{:?}", r.body);
     assert_eq!(r.body["next_cursor"], Value::Null, "{:?}", r.body);
@@ -537,8 +550,17 @@ async fn malformed_ids_in_routes_are_refused_in_the_envelope() {
         }
         let r = app.root("DELETE", "/v1/rotation/policies/rot_x/secrets/a%FFb", None).await;
         assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_path"), "{store}: {:?}", r.raw);
-        let r = app.root("DELETE", "/v1/rotation/policies/rot%00/secrets/a/b", None).await;
-        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{store}: {:?}", r.raw);
+        for bad in ["rot%00", "rot_%FF"] {
+            let r = app.root("DELETE", &format!("/v1/rotation/policies/{bad}/secrets/a/b"), None).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (StatusCode::BAD_REQUEST, "invalid_request"),
+                "{store}: {:?}",
+                r.raw
+            );
+        }
+        let r = app.root("DELETE", "/v1/rotation/policies/rot_none/secrets/a/b", None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{store}: {:?}", r.raw);
         let r = app.root("GET", "/v1/policies/pol_nothing", None).await;
         assert_eq!(r.code(), "not_found", "{store}");
     }
