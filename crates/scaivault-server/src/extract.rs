@@ -135,13 +135,18 @@ where
         };
         let axum::extract::Query(all) =
             axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map_err(bad)?;
-        if let Some((name, _)) = all.iter().find(|(_, value)| value.chars().any(char::is_control)) {
+        if let Some(name) = with_control_character(&all) {
             return Err(ApiError(CoreError::InvalidRequest(format!(
                 "bad query parameter: {name} has a control character"
             ))));
         }
         axum::extract::Query::<T>::try_from_uri(&parts.uri).map(|q| ApiQuery(q.0)).map_err(bad)
     }
+}
+
+/// The name of the first `(name, value)` pair whose value holds a control character.
+fn with_control_character(pairs: &[(String, String)]) -> Option<&str> {
+    pairs.iter().find(|(_, value)| value.chars().any(char::is_control)).map(|(name, _)| name.as_str())
 }
 
 /// The `{id}` segments of a route, with rejections in our error format. Ids are opaque text this
@@ -165,7 +170,7 @@ where
             axum::extract::Path::<Vec<(String, String)>>::from_request_parts(parts, state)
                 .await
                 .map_err(bad)?;
-        if let Some((name, _)) = all.iter().find(|(_, value)| value.chars().any(char::is_control)) {
+        if let Some(name) = with_control_character(&all) {
             return Err(ApiError(CoreError::InvalidRequest(format!(
                 "the {name} in the path has a control character"
             ))));
