@@ -154,7 +154,7 @@ impl Vault {
         match req.winner.as_str() {
             "backend" => {
                 let secret = self.timed(&backend, run.client.read_version(&name, &current.id)).await?;
-                let version = self.sync_write(&run, &path, secret.data, None).await?;
+                let version = self.sync_write(&run, &path, secret.data, None, None).await?;
                 self.save_state(&run, &path, &current.id, version).await
             }
             "local" => {
@@ -379,11 +379,12 @@ impl Vault {
         state: Option<&SyncPathRecord>,
     ) -> Result<PathOutcome, CoreError> {
         let remote = self.timed(run.backend, run.client.versions(name)).await?;
-        let local = match self.store.list_versions(run.tenant, path.as_str()).await {
-            Ok((head, _)) => Some(head.current_version),
-            Err(StoreError::SecretNotFound) => None,
-            Err(e) => return Err(e.into()),
-        };
+        // The local side as it stands now: its current version (deleted or not) is what the pull
+        // writes after, so a local write made while the backend is read is never overwritten.
+        let head = self.store.secret_head(run.tenant, path.as_str()).await?;
+        let base = head.as_ref().map_or(0, |h| h.current_version);
+        let local =
+            head.filter(|h| h.deleted_at.is_none() && h.current_version > 0).map(|h| h.current_version);
         let last = state.map(|s| LastSync {
             remote: s.remote_version.clone(),
             local: s.local_version,
@@ -401,7 +402,7 @@ impl Vault {
                 false,
             )),
             SyncAction::Pull(ids) => {
-                self.pull(run, name, path, &ids, local.is_none()).await?;
+                self.pull(run, name, path, &ids, base, local.is_none()).await?;
                 Ok(PathOutcome::Synced)
             }
             SyncAction::Diverged => self.settle(run, name, path, &remote, state).await,
@@ -416,17 +417,21 @@ impl Vault {
         name: &str,
         path: &SecretPath,
         ids: &[String],
+        base: u64,
         creating: bool,
     ) -> Result<(), CoreError> {
         let mut landed: Option<(&str, u64)> = None;
         let mut failed = None;
         for (i, id) in ids.iter().enumerate() {
+            // Each version goes in only on top of the one before it: a local write in between
+            // stops the pull (the path is reported skipped, and the next sync sees both sides moved).
+            let after = landed.map_or(base, |(_, v)| v);
             let copied = async {
                 let secret = self.timed(run.backend, run.client.read_version(name, id)).await?;
                 // Custom metadata comes across when the secret is created here; later it is ours.
                 let metadata = (creating && i == 0 && !secret.custom.is_empty())
                     .then(|| SecretMetadata { custom: secret.custom, ..SecretMetadata::default() });
-                self.sync_write(run, path, secret.data, metadata).await
+                self.sync_write(run, path, secret.data, metadata, Some(after)).await
             };
             match copied.await {
                 Ok(version) => landed = Some((id, version)),
@@ -474,7 +479,7 @@ impl Vault {
         };
         match run.backend.resolution {
             ConflictResolution::BackendWins => {
-                let version = self.sync_write(run, path, theirs.data, None).await?;
+                let version = self.sync_write(run, path, theirs.data, None, None).await?;
                 self.save_state(run, path, &current.id, version).await?;
                 Ok(PathOutcome::Conflict(conflict, true))
             }
@@ -514,6 +519,7 @@ impl Vault {
         path: &SecretPath,
         data: Data,
         metadata: Option<SecretMetadata>,
+        cas: Option<u64>,
     ) -> Result<u64, CoreError> {
         let audit = WriteAudit {
             request: run.request.clone(),
@@ -522,7 +528,7 @@ impl Vault {
             status_created: 201,
             status_updated: 200,
         };
-        let req = WriteSecretRequest { data, secret_type: None, metadata, options: None, cas: None };
+        let req = WriteSecretRequest { data, secret_type: None, metadata, options: None, cas };
         Ok(self.write_version(&run.system, run.tenant, path, req, Some(audit)).await?.0.version)
     }
 

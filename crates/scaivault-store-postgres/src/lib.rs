@@ -324,7 +324,8 @@ impl SecretStore for PostgresStore {
 
     async fn secret_head(&self, tenant: &str, path: &str) -> Result<Option<SecretHead>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        Self::head_in(&mut conn, tenant, path, false).await
+        // A first writer's placeholder row (no version yet) is no secret.
+        Ok(Self::head_in(&mut conn, tenant, path, false).await?.filter(|h| h.current_version > 0))
     }
 
     async fn list_versions(

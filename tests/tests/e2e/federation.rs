@@ -1489,3 +1489,71 @@ async fn a_vault_kubernetes_login_uses_a_kept_token_or_the_pods_own_only_when_le
     assert!(!api.get("/v1/audit/export").await.text.contains(&jwt));
     drop(server);
 }
+
+/// A local write made while a sync is still reading the backend is never overwritten by that
+/// sync: each pulled version goes in only on top of the one before it, so the pull stops, the path
+/// is reported skipped, and the local value stands. The backend is a Vault KV v2 stand-in whose
+/// second version answers slowly, so the local write lands in the middle of the pull.
+#[tokio::test]
+async fn a_sync_never_overwrites_a_local_write_made_while_it_reads_the_backend() {
+    use wiremock::matchers::{method, path, query_param};
+    let vault = MockServer::start().await;
+    let version = |n: u64| json!({"created_time": "2026-12-01T00:00:00Z", "deletion_time": "", "destroyed": false, "version": n});
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/metadata/app/db"))
+        .and(query_param("list", "true"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {"keys": ["password"]}})))
+        .mount(&vault)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/secret/metadata/app/db/password"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"data": {"current_version": 2, "versions": {"1": version(1), "2": version(2)}}}),
+        ))
+        .mount(&vault)
+        .await;
+    for (n, delay) in [(1u64, 0u64), (2, 3)] {
+        Mock::given(method("GET"))
+            .and(path("/v1/secret/data/app/db/password"))
+            .and(query_param("version", n.to_string()))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(
+                        json!({"data": {"data": {"v": format!("remote-{n}")}, "metadata": version(n)}}),
+                    )
+                    .set_delay(Duration::from_secs(delay)),
+            )
+            .mount(&vault)
+            .await;
+    }
+
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let client = http_client();
+    let api = Api::new(&client, &server, &root);
+    let r = api.put_secret("infra/federation/vault-token", &json!({"data": {"token": "stand-in"}})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut config = backend_config(&vault.uri());
+    config["mode"] = json!("sync");
+    config["sync_interval"] = json!("1h");
+    config["path_mapping"] =
+        json!([{"source": "external/hashicorp/app/db/**", "target": "secret/data/app/db/**"}]);
+    config["connection"]["auth_method"] = json!("token");
+    config["connection"]["credentials_path"] = json!("infra/federation/vault-token");
+    let r = api.post("/v1/federation/backends", &config).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+
+    let syncing = {
+        let api = api.clone();
+        tokio::spawn(async move { sync_now(&api, &id).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = api.put_secret(PASSWORD, &json!({"data": {"v": "mine"}})).await;
+    assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    let report = syncing.await.expect("sync task");
+    assert_eq!(report["skipped"][0]["path"], PASSWORD, "{report}");
+    assert_eq!(api.get_secret(PASSWORD, None).await.body["data"]["v"], "mine", "{report}");
+    drop(server);
+}
