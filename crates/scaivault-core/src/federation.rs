@@ -666,6 +666,9 @@ impl Vault {
         let mut record = self.store.get_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
         let old_mount = record.mount.clone();
         let old = mounted(&record)?;
+        // Changing a backend (its address, credential, mapping, mode) changes what its mount
+        // answers and where writes there go: as much authority as mounting it.
+        self.may_govern(principal, &old.mount).await?;
         let mut config = config_of(&record)?;
         let old_mapping = config.path_mapping.clone();
         if let Some(name) = req.name {
@@ -800,18 +803,28 @@ impl Vault {
     /// A mount takes over reads and writes of its subtree, so whoever sets it must be allowed to
     /// write there, and the subtree must hold no local secret (it would be hidden, yet live).
     async fn may_mount(&self, principal: &Principal, mount: &SecretPath) -> Result<(), CoreError> {
-        self.authorize(principal, Scope::FederationWrite, Some((Permission::Write, mount))).await.map_err(
-            |e| match e {
-                CoreError::AccessDenied(_) => {
-                    CoreError::AccessDenied(format!("mount: no policy lets the caller write '{mount}'"))
-                }
-                other => other,
-            },
-        )?;
+        self.may_govern(principal, mount).await?;
         self.mount_is_empty(&principal.tenant, mount).await
     }
 
-    /// `Conflict` when the subtree of `mount` holds a local secret.
+    /// Whoever sets or changes a backend decides what every read under its mount answers and where
+    /// every write there goes, so they must be allowed to write the whole subtree: the mount, the
+    /// paths below it, and no deny rule of theirs reaching inside.
+    async fn may_govern(&self, principal: &Principal, mount: &SecretPath) -> Result<(), CoreError> {
+        let refused =
+            || CoreError::AccessDenied(format!("mount: no policy lets the caller write all of '{mount}'"));
+        self.authorize(principal, Scope::FederationWrite, Some((Permission::Write, mount))).await.map_err(
+            |e| match e {
+                CoreError::AccessDenied(_) => refused(),
+                other => other,
+            },
+        )?;
+        if !self.access(principal).await?.governs_subtree(mount) {
+            return Err(refused());
+        }
+        Ok(())
+    }
+
     /// Refuses a change that would put a path holding a synced (local) secret back under proxy
     /// mode, whether the backend or one rule's subtree switches.
     async fn no_synced_secret_turns_proxy(
@@ -844,6 +857,7 @@ impl Vault {
         }
     }
 
+    /// `Conflict` when the subtree of `mount` holds a local secret.
     async fn mount_is_empty(&self, tenant: &str, mount: &SecretPath) -> Result<(), CoreError> {
         let below = format!("{mount}/");
         let query = SecretListQuery { prefix: Some(&below), tag: None, after: None, limit: 1 };

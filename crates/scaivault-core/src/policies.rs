@@ -268,7 +268,24 @@ impl Access {
             Access::Policies { set, identities } => set.allows(identities, permission, path),
         }
     }
+
+    /// Whether the caller may write the whole subtree at `mount`: the mount path and a path below
+    /// it, with no deny rule of its policies that could reach below it. A federation backend
+    /// takes over every read and write there, so a deny anywhere inside must keep it out.
+    pub(crate) fn governs_subtree(&self, mount: &SecretPath) -> bool {
+        let Access::Policies { set, identities } = self else { return true };
+        let below = SecretPath::parse(&format!("{mount}/{SUBTREE_PROBE}"));
+        let denied_inside = set.bound_to(identities).iter().any(|(policy, _)| {
+            policy.rules.iter().any(|r| r.effect == Effect::Deny && r.pattern.may_match_below(mount))
+        });
+        self.allows(Permission::Write, mount)
+            && below.is_ok_and(|p| self.allows(Permission::Write, &p))
+            && !denied_inside
+    }
 }
+
+/// A segment no rule names in practice, standing for "any path below a mount".
+const SUBTREE_PROBE: &str = "scaivault-subtree-check";
 
 /// The compiled policies of each tenant. An entry is used while it is at least as new as the epoch
 /// the caller's token was fetched with, or, for a caller from the token cache (no epoch), while

@@ -51,6 +51,14 @@ impl GlobPattern {
         Ok(GlobPattern { source: s.to_owned(), segments })
     }
 
+    /// Whether the pattern could match some path strictly below `prefix`, erring towards yes:
+    /// true unless the pattern's literal start (up to its first wildcard) and `prefix/` part ways.
+    pub fn may_match_below(&self, prefix: &SecretPath) -> bool {
+        let literal = self.as_str().split('*').next().unwrap_or_default();
+        let below = format!("{prefix}/");
+        literal.starts_with(&below) || below.starts_with(literal)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.source
     }

@@ -124,6 +124,20 @@ proptest! {
         prop_assert_eq!(glob.captures(&secret_path).is_some(), expected);
     }
 
+    /// `may_match_below` may say yes too often, never too seldom: a pattern that matches a path
+    /// below a prefix is always reported as one that may.
+    #[test]
+    fn may_match_below_never_misses_a_match(pattern in pattern_strategy(), path in small_path(), cut in 1usize..6) {
+        let glob = GlobPattern::parse(&render(&pattern)).unwrap();
+        let path = SecretPath::parse(&path.join("/")).unwrap();
+        let segments: Vec<&str> = path.as_str().split('/').collect();
+        prop_assume!(cut < segments.len());
+        let prefix = SecretPath::parse(&segments[..cut].join("/")).unwrap();
+        if glob.matches(&path) {
+            prop_assert!(glob.may_match_below(&prefix), "{} matches {} below {}", glob.as_str(), path, prefix);
+        }
+    }
+
     #[test]
     fn single_segment_stars_agree_with_reference(
         pattern in "[ab*-]{1,8}".prop_filter("'**' inside a segment is invalid", |p| !p.contains("**")),

@@ -439,6 +439,44 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
         r.text
     );
     let id = r.body["id"].as_str().expect("id").to_owned();
+    // Changing a backend needs the same authority over its mount as making it: otherwise a holder
+    // of federation:write could point someone else's backend at an address of its own, with a
+    // credential of its own, and receive what is written under the mount.
+    let r = api
+        .post("/v1/auth/tokens", &json!({"identity_type": "service_account", "identity_id": "sa:intruder", "scopes": ["federation:write", "federation:read"]}))
+        .await;
+    let intruder = api.with_token(r.body["token"].as_str().expect("token"));
+    grant(&api, "intruder-cred", "infra/federation/*", "read", "sa:intruder").await;
+    let hijack = json!({"connection": {"address": "http://127.0.0.1:9", "auth_method": "token",
+        "credentials_path": "infra/federation/vault-approle"}, "write_through": true});
+    let r = intruder
+        .send(Method::PATCH, &format!("/v1/federation/backends/{id}"), Some(hijack.to_string().into_bytes()))
+        .await;
+    assert_eq!((r.status, r.code()), (403, "access_denied"), "{}", r.text);
+    // A deny anywhere inside the mount keeps its holder from governing the mount.
+    let deny = json!({"name": "no-prod", "rules": [{"path_pattern": "external/hashicorp/prod/**", "permissions": ["read"], "effect": "deny"}]});
+    let r = api.post("/v1/policies", &deny).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let policy = r.body["id"].as_str().expect("policy id").to_owned();
+    let binding = json!({"identity_type": "service_account", "identity_id": "sa:fed-admin"});
+    assert_eq!(api.post(&format!("/v1/policies/{policy}/bindings"), &binding).await.status, 201);
+    let r = fed_admin
+        .send(
+            Method::PATCH,
+            &format!("/v1/federation/backends/{id}"),
+            Some(json!({"sync_interval": "10m"}).to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (403, "access_denied"), "{}", r.text);
+    assert_eq!(api.send(Method::DELETE, &format!("/v1/policies/{policy}"), None).await.status, 204);
+    let r = fed_admin
+        .send(
+            Method::PATCH,
+            &format!("/v1/federation/backends/{id}"),
+            Some(json!({"sync_interval": "10m"}).to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
     let r = fed_admin.send(Method::DELETE, &format!("/v1/federation/backends/{id}"), None).await;
     assert_eq!(r.status, 204, "{}", r.text);
 
