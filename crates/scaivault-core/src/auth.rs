@@ -42,6 +42,8 @@ pub struct Principal {
     pub(crate) roles: Vec<String>,
     /// Acting as another tenant (`/v1/t/{tenant}/…` or `X-Tenant-ID`), as an administrator of it.
     pub(crate) acting: bool,
+    /// The tenant the credential belongs to (where a token's record is), whatever tenant it acts as.
+    pub(crate) home_tenant: String,
 }
 
 pub(crate) const SYSTEM_ADMIN: &str = "system_admin";
@@ -85,6 +87,7 @@ impl Principal {
             token_id: "system".into(),
             kind: TokenKind::Root,
             tenant: tenant.to_owned(),
+            home_tenant: tenant.to_owned(),
             identity_type: "system".into(),
             identity_id: what.into(),
             scopes: Vec::new(),
@@ -109,6 +112,7 @@ impl Principal {
             kind: if record.is_root { TokenKind::Root } else { TokenKind::PersonalAccessToken },
             token_id: record.id.clone(),
             tenant: record.tenant.clone(),
+            home_tenant: record.tenant.clone(),
             identity_type: record.identity_type.clone(),
             identity_id: record.identity_id.clone(),
             scopes,
@@ -247,6 +251,7 @@ impl Vault {
             token_id: format!("jwt_{digest}"),
             kind: TokenKind::Jwt,
             tenant: tenant.id.clone(),
+            home_tenant: tenant.id.clone(),
             identity_type: identity.identity_type,
             identity_id: identity.subject,
             scopes: identity.scopes.iter().filter_map(|s| s.parse().ok()).collect(),

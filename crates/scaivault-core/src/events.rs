@@ -334,6 +334,40 @@ pub struct EventStream {
     types: Vec<String>,
     expires_at: Option<DateTime<Utc>>,
     clock: Arc<dyn crate::Clock>,
+    /// A token's record, looked up again while the stream runs: revoking it ends the stream.
+    revocation: Option<Revocation>,
+}
+
+#[derive(Debug)]
+struct Revocation {
+    store: Arc<dyn scaivault_store::Store>,
+    tenant: String,
+    token_id: String,
+    checked: tokio::time::Instant,
+}
+
+/// How stale a stream's view of its token may get before an event is sent, and how often an idle
+/// stream looks.
+const RECHECK_BEFORE_SENDING: Duration = Duration::from_secs(1);
+const RECHECK_WHEN_IDLE: Duration = Duration::from_secs(30);
+
+impl Revocation {
+    /// Whether the token still stands, looked up if the last look is older than `every`. A store
+    /// that cannot answer keeps the stream (it is checked again next time).
+    async fn still_valid(&mut self, every: Duration) -> bool {
+        if self.checked.elapsed() < every {
+            return true;
+        }
+        self.checked = tokio::time::Instant::now();
+        match self.store.get_token(&self.tenant, &self.token_id).await {
+            Ok(Some(record)) => record.revoked_at.is_none(),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "looking up an event stream's token failed");
+                true
+            }
+        }
+    }
 }
 
 impl EventStream {
@@ -351,20 +385,34 @@ impl EventStream {
         }
     }
 
-    /// The next event for this caller; `None` when the token expired or the server shuts down.
+    /// The next event for this caller; `None` when the token expired or was revoked, or the server
+    /// shuts down.
     pub async fn next(&mut self) -> Option<Arc<LiveEvent>> {
         loop {
             let left = match self.expires_at {
                 Some(at) => (at - self.clock.now()).to_std().ok()?,
                 None => Duration::from_secs(3600),
             };
-            let received = match tokio::time::timeout(left, self.rx.recv()).await {
+            let received = match tokio::time::timeout(left.min(RECHECK_WHEN_IDLE), self.rx.recv()).await {
                 Ok(r) => r,
-                Err(_) if self.expires_at.is_some() => return None,
-                Err(_) => continue,
+                Err(_) => {
+                    if let Some(r) = self.revocation.as_mut()
+                        && !r.still_valid(RECHECK_WHEN_IDLE).await
+                    {
+                        return None;
+                    }
+                    continue;
+                }
             };
             match received {
-                Ok(e) if self.wants(&e) => return Some(e),
+                Ok(e) if self.wants(&e) => {
+                    if let Some(r) = self.revocation.as_mut()
+                        && !r.still_valid(RECHECK_BEFORE_SENDING).await
+                    {
+                        return None;
+                    }
+                    return Some(e);
+                }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(skipped = n, "an event stream client fell behind; events skipped");
@@ -443,6 +491,13 @@ impl Vault {
             types,
             expires_at: principal.expires_at,
             clock: self.clock.clone(),
+            // A JWT is not revoked, only expires (checked above); tokens have a record to look at.
+            revocation: (principal.kind != crate::TokenKind::Jwt).then(|| Revocation {
+                store: self.store.clone(),
+                tenant: principal.home_tenant.clone(),
+                token_id: principal.token_id.clone(),
+                checked: tokio::time::Instant::now(),
+            }),
         })
     }
 }

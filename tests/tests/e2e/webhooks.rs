@@ -582,6 +582,7 @@ async fn the_live_stream_shows_only_the_callers_tenant_and_listable_paths() {
         .post("/v1/auth/tokens", &json!({"identity_type": "service_account", "identity_id": "sa:watcher", "scopes": ["subscriptions:read"]}))
         .await;
     let watcher = r.body["token"].as_str().expect("token").to_owned();
+    let watcher_id = r.body["id"].as_str().expect("token id").to_owned();
     let r = api.post("/v1/identity/tenants", &json!({"id": "tnt_other", "name": "other"})).await;
     assert_eq!(r.status, 201, "{}", r.text);
 
@@ -627,6 +628,15 @@ async fn the_live_stream_shows_only_the_callers_tenant_and_listable_paths() {
     api.send(reqwest::Method::DELETE, "/v1/secrets/apps/web/db", None).await;
     api.send(reqwest::Method::DELETE, "/v1/secrets/apps/zz/last", None).await;
     assert_eq!(read_stream(&mut narrow, "apps/zz/last").await, ["apps/zz/last"]);
+
+    // Revoking the token ends its streams: the next event is not sent, the stream closes.
+    let r = api.send(reqwest::Method::DELETE, &format!("/v1/auth/tokens/{watcher_id}"), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    api.put_secret("apps/zz/after", &json!({"data": {"k": "v"}})).await;
+    // (What was sent before the revocation may still sit unread in the connection.)
+    let seen = read_stream(&mut stream, "apps/zz/after").await;
+    assert!(!seen.iter().any(|p| p == "apps/zz/after"), "a revoked token still streams: {seen:?}");
 
     // Without the scope, no stream.
     let r = api
