@@ -85,9 +85,10 @@ impl Vault {
         Ok(result?)
     }
 
-    /// `POST /v1/federation/backends/{id}/sync`: one sync now; `409` while another runs.
+    /// `POST /v1/federation/backends/{id}/sync`: one sync now; `409` while another runs. The run
+    /// goes on its own task: a client that goes away does not cut it short with its lease held.
     pub async fn sync_federation_backend(
-        &self,
+        self: &Arc<Self>,
         principal: &Principal,
         id: &str,
     ) -> Result<SyncReport, CoreError> {
@@ -97,7 +98,9 @@ impl Vault {
         if !backend.syncs() {
             return Err(not_sync_mode(id));
         }
-        self.run_sync(&principal.tenant, &backend, false).await?.ok_or_else(|| {
+        let (vault, tenant) = (self.clone(), principal.tenant.clone());
+        let run = tokio::spawn(async move { vault.run_sync(&tenant, &backend, false).await });
+        run.await.map_err(|e| CoreError::Internal(format!("the sync task failed: {e}")))??.ok_or_else(|| {
             CoreError::Conflict(format!("a sync of federation backend {id} is already running"))
         })
     }

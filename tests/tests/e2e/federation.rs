@@ -1528,12 +1528,9 @@ async fn a_vault_kubernetes_login_uses_a_kept_token_or_the_pods_own_only_when_le
     drop(server);
 }
 
-/// A local write made while a sync is still reading the backend is never overwritten by that
-/// sync: each pulled version goes in only on top of the one before it, so the pull stops, the path
-/// is reported skipped, and the local value stands. The backend is a Vault KV v2 stand-in whose
-/// second version answers slowly, so the local write lands in the middle of the pull.
-#[tokio::test]
-async fn a_sync_never_overwrites_a_local_write_made_while_it_reads_the_backend() {
+/// A Vault KV v2 stand-in holding `secret/data/app/db/password` in two versions, the second
+/// answering after `delay`.
+async fn slow_vault(delay: Duration) -> MockServer {
     use wiremock::matchers::{method, path, query_param};
     let vault = MockServer::start().await;
     let version = |n: u64| json!({"created_time": "2026-12-01T00:00:00Z", "deletion_time": "", "destroyed": false, "version": n});
@@ -1550,7 +1547,7 @@ async fn a_sync_never_overwrites_a_local_write_made_while_it_reads_the_backend()
         ))
         .mount(&vault)
         .await;
-    for (n, delay) in [(1u64, 0u64), (2, 3)] {
+    for (n, delay) in [(1u64, Duration::ZERO), (2, delay)] {
         Mock::given(method("GET"))
             .and(path("/v1/secret/data/app/db/password"))
             .and(query_param("version", n.to_string()))
@@ -1559,20 +1556,19 @@ async fn a_sync_never_overwrites_a_local_write_made_while_it_reads_the_backend()
                     .set_body_json(
                         json!({"data": {"data": {"v": format!("remote-{n}")}, "metadata": version(n)}}),
                     )
-                    .set_delay(Duration::from_secs(delay)),
+                    .set_delay(delay),
             )
             .mount(&vault)
             .await;
     }
+    vault
+}
 
-    let scratch = Scratch::new();
-    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
-    let (server, root) = start_with_root(scratch.path(), &storage).await;
-    let client = http_client();
-    let api = Api::new(&client, &server, &root);
+/// A sync-mode backend on the stand-in at `address`; its id.
+async fn sync_backend(api: &Api, address: &str) -> String {
     let r = api.put_secret("infra/federation/vault-token", &json!({"data": {"token": "stand-in"}})).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let mut config = backend_config(&vault.uri());
+    let mut config = backend_config(address);
     config["mode"] = json!("sync");
     config["sync_interval"] = json!("1h");
     config["path_mapping"] =
@@ -1581,7 +1577,22 @@ async fn a_sync_never_overwrites_a_local_write_made_while_it_reads_the_backend()
     config["connection"]["credentials_path"] = json!("infra/federation/vault-token");
     let r = api.post("/v1/federation/backends", &config).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.body["id"].as_str().expect("id").to_owned();
+    r.body["id"].as_str().expect("id").to_owned()
+}
+
+/// A local write made while a sync is still reading the backend is never overwritten by that
+/// sync: each pulled version goes in only on top of the one before it, so the pull stops, the path
+/// is reported skipped, and the local value stands. The backend's second version answers slowly,
+/// so the local write lands in the middle of the pull.
+#[tokio::test]
+async fn a_sync_never_overwrites_a_local_write_made_while_it_reads_the_backend() {
+    let vault = slow_vault(Duration::from_secs(3)).await;
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let client = http_client();
+    let api = Api::new(&client, &server, &root);
+    let id = sync_backend(&api, &vault.uri()).await;
 
     let syncing = {
         let api = api.clone();
@@ -1593,5 +1604,31 @@ async fn a_sync_never_overwrites_a_local_write_made_while_it_reads_the_backend()
     let report = syncing.await.expect("sync task");
     assert_eq!(report["skipped"][0]["path"], PASSWORD, "{report}");
     assert_eq!(api.get_secret(PASSWORD, None).await.body["data"]["v"], "mine", "{report}");
+    drop(server);
+}
+
+/// A client that gives up on `POST …/sync` does not cut the run short with its lease held: the run
+/// finishes, and the next sync is accepted at once rather than refused for fifteen minutes.
+#[tokio::test]
+async fn a_sync_outlives_the_client_that_asked_for_it() {
+    let vault = slow_vault(Duration::from_secs(2)).await;
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let client = http_client();
+    let api = Api::new(&client, &server, &root);
+    let id = sync_backend(&api, &vault.uri()).await;
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().expect("client");
+    let gave_up = impatient
+        .post(format!("{}/v1/federation/backends/{id}/sync", server.base_url()))
+        .bearer_auth(&root)
+        .json(&json!({}))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client should have timed out");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(api.get_secret(PASSWORD, None).await.body["data"]["v"], "remote-2", "the run finished");
+    let report = sync_now(&api, &id).await;
+    assert_eq!(report["unchanged"], 1, "{report}");
     drop(server);
 }
