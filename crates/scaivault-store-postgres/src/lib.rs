@@ -42,6 +42,21 @@ pub struct PostgresStore {
     write_lock: Arc<Mutex<Writer>>,
     /// Nudges the committer task to commit the writer's open group.
     commits: mpsc::Sender<()>,
+    /// How often this process announces itself on the change channel, and how long the change
+    /// feed may hear nothing (not even an announcement) before it takes its connection for dead.
+    feed_timing: FeedTiming,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FeedTiming {
+    heartbeat: Duration,
+    silence: Duration,
+}
+
+impl Default for FeedTiming {
+    fn default() -> Self {
+        FeedTiming { heartbeat: Duration::from_secs(10), silence: Duration::from_secs(35) }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -166,7 +181,13 @@ impl PostgresStore {
         let write_lock =
             Arc::new(Mutex::new(Writer::new("BEGIN", "SET LOCAL lock_timeout = 0; COMMIT", false)));
         let commits = committer(write_lock.clone());
-        Ok(PostgresStore { pool, audit_writer: Mutex::default(), write_lock, commits })
+        Ok(PostgresStore {
+            pool,
+            audit_writer: Mutex::default(),
+            write_lock,
+            commits,
+            feed_timing: FeedTiming::default(),
+        })
     }
 
     /// The plan PostgreSQL chooses for the rotation scheduler's query (for the benchmark's report).
@@ -1113,8 +1134,17 @@ impl Store for PostgresStore {
 
     fn change_feed(&self) -> ChangeFeed {
         let (tx, rx) = tokio::sync::mpsc::channel(CHANGE_QUEUE);
-        tokio::spawn(listen_for_changes(self.pool.clone(), tx));
+        tokio::spawn(listen_for_changes(self.pool.clone(), tx, self.feed_timing));
         ChangeFeed::Shared(rx)
+    }
+}
+
+impl PostgresStore {
+    /// Sets how often the change feed's heartbeat is sent and how long a silent feed connection is
+    /// trusted (defaults: 10 s and 35 s). For tests of the feed; a feed already open keeps its own.
+    pub fn with_change_feed_timing(mut self, heartbeat: Duration, silence: Duration) -> Self {
+        self.feed_timing = FeedTiming { heartbeat, silence };
+        self
     }
 }
 
@@ -1127,15 +1157,35 @@ const CHANGE_QUEUE: usize = 1024;
 /// lets its connection and the pool go at once, announcements or not). A lost connection is
 /// reported (`Lost`), then retried every second until subscribed again (`Connected`), since
 /// announcements made meanwhile are gone.
-async fn listen_for_changes(pool: PgPool, tx: tokio::sync::mpsc::Sender<ChangeNotice>) {
+///
+/// A connection can also die without a word (an idle timeout in a NAT or load balancer, a
+/// failover): the socket looks open and nothing ever arrives. So every process also announces a
+/// heartbeat on the channel, and a feed that hears nothing at all for `silence` takes its
+/// connection for lost.
+async fn listen_for_changes(pool: PgPool, tx: tokio::sync::mpsc::Sender<ChangeNotice>, timing: FeedTiming) {
     let done = tx.clone();
     tokio::select! {
         () = done.closed() => {}
-        () = forward_changes(pool, tx) => {}
+        () = forward_changes(pool.clone(), tx, timing.silence) => {}
+        () = heartbeat(pool, timing.heartbeat) => {}
     }
 }
 
-async fn forward_changes(pool: PgPool, tx: tokio::sync::mpsc::Sender<ChangeNotice>) {
+/// The payload of a heartbeat: no change, only proof that the channel carries announcements.
+const HEARTBEAT: &str = "heartbeat";
+
+async fn heartbeat(pool: PgPool, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let sent =
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGE_CHANNEL).bind(HEARTBEAT).execute(&pool).await;
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "the change feed heartbeat was not sent");
+        }
+    }
+}
+
+async fn forward_changes(pool: PgPool, tx: tokio::sync::mpsc::Sender<ChangeNotice>, silence: Duration) {
     loop {
         let subscribed = async {
             let mut listener = PgListener::connect_with(&pool).await?;
@@ -1149,8 +1199,14 @@ async fn forward_changes(pool: PgPool, tx: tokio::sync::mpsc::Sender<ChangeNotic
                     return;
                 }
                 // `try_recv` answers `None` when the connection is lost (instead of reconnecting
-                // silently, as `recv` would), so the loss is always reported.
-                while let Ok(Some(notification)) = listener.try_recv().await {
+                // silently, as `recv` would), so the loss is always reported. Silence past the
+                // limit counts as a loss too; the listener is then dropped, never read again.
+                while let Ok(Ok(Some(notification))) =
+                    tokio::time::timeout(silence, listener.try_recv()).await
+                {
+                    if notification.payload() == HEARTBEAT {
+                        continue;
+                    }
                     // An announcement this version cannot read could be about anything: everything
                     // is dropped, as after a reconnection.
                     let notices = match ChangeNotice::parse(notification.payload()) {
