@@ -636,15 +636,19 @@ macro_rules! event_store_impl {
             async fn prune_outbox(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64, $crate::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
                 let before = $crate::to_micros(before);
-                sqlx::query(
-                    "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries \
-                     WHERE status <> 'pending' AND updated_at < $1)",
-                )
+                // Finished deliveries past the age, and any delivery whose webhook is gone: a write
+                // that loaded the filters before a deletion committed may add some after it, and
+                // nothing would ever claim them.
+                const PRUNABLE: &str = "(status <> 'pending' AND updated_at < $1) OR NOT EXISTS \
+                     (SELECT 1 FROM webhooks w WHERE w.tenant_id = deliveries.tenant_id AND w.id = deliveries.webhook_id)";
+                sqlx::query(&format!(
+                    "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE {PRUNABLE})"
+                ))
                 .bind(before)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-                sqlx::query("DELETE FROM deliveries WHERE status <> 'pending' AND updated_at < $1")
+                sqlx::query(&format!("DELETE FROM deliveries WHERE {PRUNABLE}"))
                     .bind(before)
                     .execute(&mut *tx)
                     .await
