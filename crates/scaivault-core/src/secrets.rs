@@ -457,6 +457,8 @@ impl Vault {
         // grow up to the largest page, and one request reads at most `LIST_SCAN_BUDGET` paths (or
         // one page): a caller who may see few of many paths gets a short page, even an empty one,
         // with the cursor to go on from, rather than one request scanning the whole tenant.
+        let cursor_after =
+            |path: Option<&str>| path.map(|a| seal_cursor(&self.cursor_key, list_name(space), a)).transpose();
         let budget = LIST_SCAN_BUDGET.max(limit);
         let mut scanned = 0;
         let mut read = limit;
@@ -479,14 +481,7 @@ impl Vault {
                 }
                 if secrets.len() as u32 == limit {
                     let nothing_after = exhausted && i + 1 == count;
-                    let next_cursor = if nothing_after {
-                        None
-                    } else {
-                        after
-                            .as_deref()
-                            .map(|a| seal_cursor(&self.cursor_key, list_name(space), a))
-                            .transpose()?
-                    };
+                    let next_cursor = if nothing_after { None } else { cursor_after(after.as_deref())? };
                     return Ok(SecretList { secrets, next_cursor });
                 }
             }
@@ -494,11 +489,7 @@ impl Vault {
                 return Ok(SecretList { secrets, next_cursor: None });
             }
             if scanned >= budget {
-                let next_cursor = after
-                    .as_deref()
-                    .map(|a| seal_cursor(&self.cursor_key, list_name(space), a))
-                    .transpose()?;
-                return Ok(SecretList { secrets, next_cursor });
+                return Ok(SecretList { secrets, next_cursor: cursor_after(after.as_deref())? });
             }
         }
     }
