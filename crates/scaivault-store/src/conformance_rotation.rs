@@ -165,6 +165,9 @@ pub async fn a_write_completes_a_waiting_rotation(store: Dyn) {
         next: AssignmentRecord { state: "scheduled".into(), last_rotated_at: Some(at(4)), ..waiting.clone() },
         grace_until: at(4 + 48 * 3600),
     };
+    // Meanwhile another replica times the rotation out: the write still completes it.
+    let failed = AssignmentRecord { state: "failed".into(), ..waiting.clone() };
+    assert!(store.transition_assignment(&failed, &[]).await.expect("time out"));
     let seen = Mutex::new(Vec::new());
     let build = |version: u64, _created: bool, rotated: bool| {
         seen.lock().expect("lock").push((version, rotated));

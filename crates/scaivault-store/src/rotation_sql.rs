@@ -78,11 +78,22 @@ macro_rules! rotation_store_impl {
             tx: &mut <$db as sqlx::Database>::Connection,
             next: &$crate::AssignmentRecord,
         ) -> Result<bool, $crate::StoreError> {
-            let done = sqlx::query(
+            replace_assignment_in(tx, next, "revision = $3").await
+        }
+
+        /// Replaces a schedule where `condition` (over `$1`–`$11`: the schedule's key, the revision
+        /// read, its new fields and its policy) holds; true when it did.
+        async fn replace_assignment_in(
+            tx: &mut <$db as sqlx::Database>::Connection,
+            next: &$crate::AssignmentRecord,
+            condition: &str,
+        ) -> Result<bool, $crate::StoreError> {
+            let sql = format!(
                 "UPDATE rotation_assignments SET state = $4, next_rotation_at = $5, warned = $6, due_since = $7, \
                  last_rotated_at = $8, wake_at = $9, updated_at = $10, revision = revision + 1 \
-                 WHERE tenant_id = $1 AND path = $2 AND revision = $3",
-            )
+                 WHERE tenant_id = $1 AND path = $2 AND policy_id = $11 AND ({condition})"
+            );
+            let done = sqlx::query(&sql)
             .bind(&next.tenant)
             .bind(&next.path)
             .bind(next.revision)
@@ -93,6 +104,7 @@ macro_rules! rotation_store_impl {
             .bind(next.last_rotated_at.map($crate::to_micros))
             .bind(next.wake_at.map($crate::to_micros))
             .bind($crate::to_micros(next.updated_at))
+            .bind(&next.policy_id)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -106,7 +118,10 @@ macro_rules! rotation_store_impl {
             completion: &$crate::RotationCompletion,
             version: u64,
         ) -> Result<bool, $crate::StoreError> {
-            if !update_assignment_in(tx, &completion.next).await? {
+            // Any new version completes a rotation that waits for one, also when another replica
+            // moved the schedule meanwhile (timed it out to `failed`, forced it due again) under
+            // the same policy; a schedule already completed, or now under another policy, is not.
+            if !replace_assignment_in(tx, &completion.next, "revision = $3 OR state IN ('due', 'failed')").await? {
                 return Ok(false);
             }
             sqlx::query(
