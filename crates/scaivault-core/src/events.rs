@@ -393,16 +393,16 @@ impl EventStream {
                 Some(at) => (at - self.clock.now()).to_std().ok()?,
                 None => Duration::from_secs(3600),
             };
+            // Every pass, whatever woke it (other tenants' events included), so the look every
+            // 30 seconds happens however busy the channel is.
+            if let Some(r) = self.revocation.as_mut()
+                && !r.still_valid(RECHECK_WHEN_IDLE).await
+            {
+                return None;
+            }
             let received = match tokio::time::timeout(left.min(RECHECK_WHEN_IDLE), self.rx.recv()).await {
                 Ok(r) => r,
-                Err(_) => {
-                    if let Some(r) = self.revocation.as_mut()
-                        && !r.still_valid(RECHECK_WHEN_IDLE).await
-                    {
-                        return None;
-                    }
-                    continue;
-                }
+                Err(_) => continue,
             };
             match received {
                 Ok(e) if self.wants(&e) => {

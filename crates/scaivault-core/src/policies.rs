@@ -269,23 +269,23 @@ impl Access {
         }
     }
 
-    /// Whether the caller may write the whole subtree at `mount`: the mount path and a path below
-    /// it, with no deny rule of its policies that could reach below it. A federation backend
-    /// takes over every read and write there, so a deny anywhere inside must keep it out.
+    /// Whether the caller may write the whole subtree at `mount`: the mount path itself, every
+    /// path below it through one allow rule that covers it all (`mount/**` or wider), and no deny
+    /// rule of its policies that could reach below it. A federation backend takes over every read
+    /// and write there, so a path the caller may not write, or a deny anywhere inside, keeps it out.
     pub(crate) fn governs_subtree(&self, mount: &SecretPath) -> bool {
         let Access::Policies { set, identities } = self else { return true };
-        let below = SecretPath::parse(&format!("{mount}/{SUBTREE_PROBE}"));
-        let denied_inside = set.bound_to(identities).iter().any(|(policy, _)| {
-            policy.rules.iter().any(|r| r.effect == Effect::Deny && r.pattern.may_match_below(mount))
+        let policies = set.bound_to(identities);
+        let rules = || policies.iter().flat_map(|(policy, _)| policy.rules.iter());
+        let covered = rules().any(|r| {
+            r.effect == Effect::Allow
+                && r.permissions.contains(&Permission::Write)
+                && r.pattern.covers_below(mount)
         });
-        self.allows(Permission::Write, mount)
-            && below.is_ok_and(|p| self.allows(Permission::Write, &p))
-            && !denied_inside
+        let denied_inside = rules().any(|r| r.effect == Effect::Deny && r.pattern.may_match_below(mount));
+        self.allows(Permission::Write, mount) && covered && !denied_inside
     }
 }
-
-/// A segment no rule names in practice, standing for "any path below a mount".
-const SUBTREE_PROBE: &str = "scaivault-subtree-check";
 
 /// The compiled policies of each tenant. An entry is used while it is at least as new as the epoch
 /// the caller's token was fetched with, or, for a caller from the token cache (no epoch), while

@@ -51,12 +51,32 @@ impl GlobPattern {
         Ok(GlobPattern { source: s.to_owned(), segments })
     }
 
-    /// Whether the pattern could match some path strictly below `prefix`, erring towards yes:
-    /// true unless the pattern's literal start (up to its first wildcard) and `prefix/` part ways.
+    /// Whether the pattern could match some path strictly below `prefix`, segment by segment:
+    /// each of the prefix's segments must match the pattern's segment in its place, and the
+    /// pattern must go on past them; a `**` on the way may match anything from there, so it
+    /// answers yes. Never no for a pattern that matches a path below the prefix.
     pub fn may_match_below(&self, prefix: &SecretPath) -> bool {
-        let literal = self.as_str().split('*').next().unwrap_or_default();
-        let below = format!("{prefix}/");
-        literal.starts_with(&below) || below.starts_with(literal)
+        let mut pattern = self.segments.iter();
+        for segment in prefix.segments() {
+            match pattern.next() {
+                None => return false,
+                Some(PatternSegment::AnySegments) => return true,
+                Some(PatternSegment::Segment(pieces)) => {
+                    if !segment_match(pieces, segment, None) {
+                        return false;
+                    }
+                }
+            }
+        }
+        pattern.next().is_some()
+    }
+
+    /// Whether the pattern matches every path below `prefix` (and so the whole subtree there): it
+    /// is `**`, or a pattern ending in `/**` whose start matches `prefix` or one of its ancestors.
+    pub fn covers_below(&self, prefix: &SecretPath) -> bool {
+        let Some((PatternSegment::AnySegments, start)) = self.segments.split_last() else { return false };
+        let segments: Vec<&str> = prefix.segments().collect();
+        start.is_empty() || (1..=segments.len()).any(|k| Table::build(start, &segments[..k]).get(0, 0))
     }
 
     pub fn as_str(&self) -> &str {
@@ -360,6 +380,35 @@ mod tests {
             for p in *no {
                 check(pattern, p, false);
             }
+        }
+    }
+
+    #[test]
+    fn below_a_prefix() {
+        let below = |pattern: &str, prefix: &str| glob(pattern).may_match_below(&path(prefix));
+        for (pattern, prefix) in
+            [("a/**", "a"), ("**", "x/y"), ("a/*/c", "a/b"), ("*-prod/x", "app-prod"), ("a/b/c", "a")]
+        {
+            assert!(below(pattern, prefix), "{pattern} below {prefix}");
+        }
+        // Segment by segment: a literal sibling, the prefix itself, a parent, another first segment.
+        for (pattern, prefix) in [
+            ("team", "team-b/vault"),
+            ("app", "app/ext"),
+            ("app/ext", "app/ext"),
+            ("*-prod/**", "app/ext"),
+            ("a/b", "a/c"),
+        ] {
+            assert!(!below(pattern, prefix), "{pattern} below {prefix}");
+        }
+        let covers = |pattern: &str, prefix: &str| glob(pattern).covers_below(&path(prefix));
+        for (pattern, prefix) in
+            [("**", "a"), ("a/**", "a/b"), ("a/**", "a"), ("a/*/**", "a/b/c"), ("*/**", "x")]
+        {
+            assert!(covers(pattern, prefix), "{pattern} covers {prefix}");
+        }
+        for (pattern, prefix) in [("a/*", "a"), ("a/b/**", "a"), ("b/**", "a/b"), ("a/x*/**", "a/y")] {
+            assert!(!covers(pattern, prefix), "{pattern} covers {prefix}");
         }
     }
 

@@ -138,6 +138,20 @@ proptest! {
         }
     }
 
+    /// `covers_below` may say no too often, never yes wrongly: a pattern said to cover a prefix
+    /// matches every path below it.
+    #[test]
+    fn covers_below_never_claims_a_path_it_does_not_match(pattern in pattern_strategy(), path in small_path(), cut in 1usize..6) {
+        let glob = GlobPattern::parse(&render(&pattern)).unwrap();
+        let path = SecretPath::parse(&path.join("/")).unwrap();
+        let segments: Vec<&str> = path.as_str().split('/').collect();
+        prop_assume!(cut < segments.len());
+        let prefix = SecretPath::parse(&segments[..cut].join("/")).unwrap();
+        if glob.covers_below(&prefix) {
+            prop_assert!(glob.matches(&path), "{} said to cover {} but misses {}", glob.as_str(), prefix, path);
+        }
+    }
+
     #[test]
     fn single_segment_stars_agree_with_reference(
         pattern in "[ab*-]{1,8}".prop_filter("'**' inside a segment is invalid", |p| !p.contains("**")),

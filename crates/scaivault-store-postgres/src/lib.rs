@@ -1172,15 +1172,21 @@ async fn listen_for_changes(pool: PgPool, tx: tokio::sync::mpsc::Sender<ChangeNo
 }
 
 /// The payload of a heartbeat: no change, only proof that the channel carries announcements.
-const HEARTBEAT: &str = "heartbeat";
+/// Spelled as a webhook change in no tenant (tenant ids are never empty), which a replica of an
+/// earlier version, reading it during a rolling upgrade, takes for a change of nothing rather than
+/// for an unknown announcement (which would empty all its caches every time).
+const HEARTBEAT: &str = r#"{"k":"w","t":""}"#;
 
 async fn heartbeat(pool: PgPool, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        let sent =
-            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGE_CHANNEL).bind(HEARTBEAT).execute(&pool).await;
-        if let Err(e) = sent {
-            tracing::debug!(error = %e, "the change feed heartbeat was not sent");
+        // Bounded: a pooled connection that died silently must not hold the next beats back.
+        let send =
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGE_CHANNEL).bind(HEARTBEAT).execute(&pool);
+        match tokio::time::timeout(every, send).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "the change feed heartbeat was not sent"),
+            Err(_) => tracing::debug!("the change feed heartbeat timed out"),
         }
     }
 }

@@ -453,6 +453,13 @@ async fn configurations_this_server_cannot_serve_are_refused_clearly() {
         .send(Method::PATCH, &format!("/v1/federation/backends/{id}"), Some(hijack.to_string().into_bytes()))
         .await;
     assert_eq!((r.status, r.code()), (403, "access_denied"), "{}", r.text);
+    // Write on the mount and one level below it is not the whole subtree.
+    grant(&api, "shallow", "external/hashicorp", "write", "sa:intruder").await;
+    grant(&api, "shallow-below", "external/hashicorp/*", "write", "sa:intruder").await;
+    let r = intruder
+        .send(Method::PATCH, &format!("/v1/federation/backends/{id}"), Some(hijack.to_string().into_bytes()))
+        .await;
+    assert_eq!((r.status, r.code()), (403, "access_denied"), "{}", r.text);
     // A deny anywhere inside the mount keeps its holder from governing the mount.
     let deny = json!({"name": "no-prod", "rules": [{"path_pattern": "external/hashicorp/prod/**", "permissions": ["read"], "effect": "deny"}]});
     let r = api.post("/v1/policies", &deny).await;
