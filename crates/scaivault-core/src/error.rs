@@ -97,6 +97,9 @@ impl From<StoreError> for CoreError {
                 CoreError::Conflict(format!("check-and-set failed: the current version is {current}"))
             }
             StoreError::AlreadyExists => CoreError::Conflict("already exists".into()),
+            StoreError::TypeChanged { current } => CoreError::Conflict(format!(
+                "the secret's type changed to {current} while this write was checked; send it again"
+            )),
             StoreError::Seal(c) => c.into(),
             other => match other.kind() {
                 StoreErrorKind::Unavailable => CoreError::Unavailable(other.to_string()),

@@ -92,8 +92,8 @@ impl Vault {
         mut req: WriteSecretRequest,
         audit: Option<WriteAudit>,
     ) -> Result<(SecretWritten, bool), CoreError> {
-        let plaintext = self.checked_plaintext(ns, path, &mut req).await?;
-        self.write_checked(principal, ns, path, req, plaintext, audit).await
+        let checked = self.checked_plaintext(ns, path, &mut req).await?;
+        self.write_checked(principal, ns, path, req, checked, audit).await
     }
 
     /// Checks a write's options and data (size, and shape for its type), and answers the data as
@@ -103,7 +103,7 @@ impl Vault {
         ns: &str,
         path: &SecretPath,
         req: &mut WriteSecretRequest,
-    ) -> Result<SecretBytes, CoreError> {
+    ) -> Result<Checked, CoreError> {
         check_max_versions(req.options.as_ref().and_then(|o| o.max_versions))?;
         let data = serde_json::Value::Object(std::mem::take(&mut req.data));
         let plaintext = SecretBytes::new(
@@ -115,20 +115,23 @@ impl Vault {
                 plaintext.len()
             )));
         }
+        let mut stored_type = None;
         let effective_type = match req.secret_type {
             Some(t) => t,
             // Only a later write without a type and with non-string values needs the stored type.
             None if data.as_object().is_some_and(|o| o.values().any(|v| !v.is_string())) => {
                 // A soft-deleted secret keeps its type when a write revives it, so it is checked too.
-                self.store
+                let t = self
+                    .store
                     .secret_head(ns, path.as_str())
                     .await?
-                    .map_or_else(SecretType::default, |h| h.secret_type)
+                    .map_or_else(SecretType::default, |h| h.secret_type);
+                *stored_type.insert(t)
             }
             None => SecretType::default(),
         };
         validate_secret_data(effective_type, &data).map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
-        Ok(plaintext)
+        Ok(Checked { plaintext, stored_type })
     }
 
     /// [`Vault::write_version`] of data already checked by [`Vault::checked_plaintext`].
@@ -138,9 +141,10 @@ impl Vault {
         ns: &str,
         path: &SecretPath,
         req: WriteSecretRequest,
-        plaintext: SecretBytes,
+        checked: Checked,
         audit: Option<WriteAudit>,
     ) -> Result<(SecretWritten, bool), CoreError> {
+        let Checked { plaintext, stored_type } = checked;
         let actor = principal.actor();
         let tenant = ns;
         // The write and its audit record commit in one transaction, or neither does.
@@ -211,6 +215,7 @@ impl Vault {
                 tenant,
                 path,
                 secret_type: req.secret_type,
+                checked_type: stored_type,
                 metadata: req.metadata.clone(),
                 max_versions: req.options.as_ref().and_then(|o| o.max_versions),
                 cas: req.cas,
@@ -573,6 +578,13 @@ impl Vault {
         self.published(&emitted.into_inner().unwrap_or_default());
         Ok(DestroyResponse { path: path.to_string(), destroyed_versions: destroyed })
     }
+}
+
+/// A write's data, checked and serialised, and the stored type it was checked against (when the
+/// write names none and its values needed one).
+pub(crate) struct Checked {
+    plaintext: SecretBytes,
+    stored_type: Option<SecretType>,
 }
 
 /// The most paths one list request reads when the caller may see few of them (or one page, if

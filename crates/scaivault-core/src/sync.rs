@@ -196,11 +196,11 @@ impl Vault {
             }
         }
         let data = req.data.clone();
-        let plaintext = self.checked_plaintext(ns, path, &mut req).await?;
+        let checked = self.checked_plaintext(ns, path, &mut req).await?;
         let client = self.federation_client(ns, backend).await?;
         let remote = self.timed(backend, client.write(&name, &data)).await?;
         drop(data);
-        let written = self.write_checked(principal, ns, path, req, plaintext, audit).await?;
+        let written = self.write_checked(principal, ns, path, req, checked, audit).await?;
         let state = SyncPathRecord {
             tenant: ns.to_owned(),
             backend_id: backend.id.clone(),

@@ -20,7 +20,7 @@ use crate::{
 macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@cases $make;
-            write_then_read, versions_are_consecutive, cas_rules, concurrent_writers_get_gapless_versions,
+            write_then_read, versions_are_consecutive, cas_rules, a_write_checked_against_a_changed_type_is_refused, concurrent_writers_get_gapless_versions,
             pruning_past_max_versions, metadata_kept_unless_given, shrinking_max_versions_prunes,
             soft_delete_and_undelete, destroy_versions, list_filters_and_pages, tenants_are_isolated,
             bootstrap_happens_once, tokens_find_list_revoke, revoking_a_token_revokes_its_tree, master_keys_and_wraps, rewrap_flow,
@@ -111,6 +111,7 @@ fn write<'a>(tenant: &'a str, p: &'a SecretPath, now: i64) -> WriteSecret<'a> {
         tenant,
         path: p,
         secret_type: None,
+        checked_type: None,
         metadata: None,
         max_versions: None,
         cas: None,
@@ -204,6 +205,23 @@ pub async fn versions_are_consecutive(store: Dyn) {
     assert_eq!(head.current_version, 5);
     assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), vec![5, 4, 3, 2, 1]);
     assert!(versions.iter().all(|v| v.sealed.is_none()), "version lists carry no ciphertext");
+}
+
+/// A write without a type, whose data was checked against the type the secret had, is refused if
+/// another write changed the type in between: it would otherwise store, say, numbers under `kv`.
+pub async fn a_write_checked_against_a_changed_type_is_refused(store: Dyn) {
+    let ring = setup(&store).await;
+    let p = path("typed/x");
+    put(&store, &ring, write(DEFAULT_TENANT, &p, 1), "v1").await.expect("v1");
+    let typed = WriteSecret { secret_type: Some(SecretType::Kv), ..write(DEFAULT_TENANT, &p, 2) };
+    put(&store, &ring, typed, "v2").await.expect("typed write");
+    let stale = WriteSecret { checked_type: Some(SecretType::Json), ..write(DEFAULT_TENANT, &p, 3) };
+    assert!(matches!(
+        put(&store, &ring, stale, "v3").await,
+        Err(StoreError::TypeChanged { current: SecretType::Kv })
+    ));
+    let fresh = WriteSecret { checked_type: Some(SecretType::Kv), ..write(DEFAULT_TENANT, &p, 3) };
+    assert_eq!(put(&store, &ring, fresh, "v3").await.expect("checked against kv").version, 3);
 }
 
 pub async fn cas_rules(store: Dyn) {

@@ -13,6 +13,9 @@ pub enum StoreError {
     CasMismatch { current: u64 },
     #[error("already exists")]
     AlreadyExists,
+    /// A typeless write was checked against one type and the secret has another by now.
+    #[error("the secret's type changed to {current} while the write was checked")]
+    TypeChanged { current: scaivault_domain::SecretType },
     #[error("sealing failed: {0}")]
     Seal(#[from] scaivault_crypto::CryptoError),
     #[error("stored data is corrupt: {0}")]
@@ -44,7 +47,9 @@ impl StoreError {
             StoreError::SecretNotFound | StoreError::VersionNotFound(_) | StoreError::NotFound => {
                 StoreErrorKind::NotFound
             }
-            StoreError::CasMismatch { .. } | StoreError::AlreadyExists => StoreErrorKind::Conflict,
+            StoreError::CasMismatch { .. } | StoreError::AlreadyExists | StoreError::TypeChanged { .. } => {
+                StoreErrorKind::Conflict
+            }
             StoreError::Corrupt(_) => StoreErrorKind::Corrupt,
             StoreError::Unavailable(_) | StoreError::RowLocked | StoreError::AuditUnavailable(_) => {
                 StoreErrorKind::Unavailable

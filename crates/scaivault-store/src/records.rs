@@ -9,6 +9,9 @@ pub struct WriteSecret<'a> {
     pub tenant: &'a str,
     pub path: &'a SecretPath,
     pub secret_type: Option<SecretType>,
+    /// Without `secret_type`: the stored type the data was checked against, if it needed one. The
+    /// write is refused (`TypeChanged`) if the secret's type is another by the time it commits.
+    pub checked_type: Option<SecretType>,
     pub metadata: Option<SecretMetadata>,
     pub max_versions: Option<u32>,
     /// The version the writer believes is current; `Some(0)` means "must not exist".
@@ -41,10 +44,17 @@ impl WritePlan {
         {
             return Err(crate::StoreError::CasMismatch { current });
         }
+        let secret_type = w.secret_type.or(existing.map(|h| h.secret_type)).unwrap_or_default();
+        if w.secret_type.is_none()
+            && let Some(checked) = w.checked_type
+            && checked != secret_type
+        {
+            return Err(crate::StoreError::TypeChanged { current: secret_type });
+        }
         Ok(WritePlan {
             current,
             version: current + 1,
-            secret_type: w.secret_type.or(existing.map(|h| h.secret_type)).unwrap_or_default(),
+            secret_type,
             metadata: w.metadata.clone().or_else(|| existing.map(|h| h.metadata.clone())).unwrap_or_default(),
             max_versions: w.max_versions.or(existing.map(|h| h.max_versions)).unwrap_or(DEFAULT_MAX_VERSIONS),
         })
