@@ -583,15 +583,7 @@ impl Vault {
         };
         let backend = mounted(&record)?;
         if !backend.syncs() {
-            // In sync mode with every rule in proxy mode: nothing to pull. Its schedule row (made by
-            // the claim) moves an interval on, so it does not come back first on every pass.
-            let now = self.clock.now();
-            if self.store.claim_sync_run(tenant, id, now, now + SYNC_LEASE, true).await?
-                && let Some(run) = self.store.get_sync_run(tenant, id).await?
-            {
-                let next_sync_at = now + backend.sync_interval.as_chrono();
-                self.store.finish_sync_run(&SyncRunRecord { next_sync_at, lease_until: None, ..run }).await?;
-            }
+            // Changed since the scheduler's query picked it; that query will not pick it again.
             return Ok(false);
         }
         Ok(match self.run_sync(tenant, &backend, true).await {

@@ -12,6 +12,7 @@ fn backend(id: &str, name: &str, mount: &str) -> FederationBackendRecord {
         mode: "proxy".into(),
         mount: mount.into(),
         config: "{\"connection\":{\"address\":\"http://vault:8200\"}}".into(),
+        syncs: false,
         created_at: at(1),
         updated_at: at(1),
     }
@@ -53,6 +54,7 @@ pub async fn federation_backends_round_trip(store: Dyn) {
 
     let mut changed = a.clone();
     changed.mode = "sync".into();
+    changed.syncs = true;
     changed.config = "{\"connection\":{\"address\":\"http://vault-2:8200\"}}".into();
     changed.updated_at = at(2);
     store.update_federation_backend(&changed).await.expect("update");
@@ -78,11 +80,13 @@ pub async fn sync_runs_lease_and_path_states(store: Dyn) {
     setup(&store).await;
     let t = DEFAULT_TENANT;
     let mut synced = backend("s", "vault-sync", "external/sync");
-    synced.mode = "sync".into();
+    synced.mode = "proxy".into();
+    synced.syncs = true;
     store.create_federation_backend(&synced).await.expect("create");
     store.create_federation_backend(&backend("p", "vault-proxy", "external/proxy")).await.expect("create");
 
-    // A sync-mode backend never synced is due at once; a proxy one never.
+    // A backend that syncs (here a proxy one with a rule in sync mode) and was never synced is
+    // due at once; one that does not, never.
     assert_eq!(store.due_sync_runs(at(10), 10).await.expect("due"), [(t.to_owned(), "fed_s".to_owned())]);
     assert_eq!(store.get_sync_run(t, "fed_s").await.expect("get"), None);
 

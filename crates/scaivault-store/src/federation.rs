@@ -15,6 +15,9 @@ pub struct FederationBackendRecord {
     /// The ScaiVault path prefix the backend serves; unique within the tenant.
     pub mount: String,
     pub config: String,
+    /// Whether any of its paths is in sync mode (the backend's `mode`, or a mapping rule's), so
+    /// the scheduler syncs it. Derived from `mode` and `config` by whoever writes the record.
+    pub syncs: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -6,9 +6,10 @@
 macro_rules! federation_store_impl {
     ($store:ty, $db:ty, $row:ty) => {
         const FEDERATION_COLUMNS: &str =
-            "tenant_id, id, name, backend_type, mode, mount, config, created_at, updated_at";
+            "tenant_id, id, name, backend_type, mode, mount, config, syncs, created_at, updated_at";
 
         fn federation_backend_from_row(row: &$row) -> Result<$crate::FederationBackendRecord, $crate::StoreError> {
+            let syncs: i64 = row.try_get("syncs").map_err(db_err)?;
             Ok($crate::FederationBackendRecord {
                 tenant: row.try_get("tenant_id").map_err(db_err)?,
                 id: row.try_get("id").map_err(db_err)?,
@@ -17,6 +18,7 @@ macro_rules! federation_store_impl {
                 mode: row.try_get("mode").map_err(db_err)?,
                 mount: row.try_get("mount").map_err(db_err)?,
                 config: row.try_get("config").map_err(db_err)?,
+                syncs: syncs != 0,
                 created_at: $crate::from_micros(row.try_get("created_at").map_err(db_err)?)?,
                 updated_at: $crate::from_micros(row.try_get("updated_at").map_err(db_err)?)?,
             })
@@ -41,7 +43,7 @@ macro_rules! federation_store_impl {
             })
         }
 
-        /// Binds every column, in `FEDERATION_COLUMNS` order, as `$1`…`$9`.
+        /// Binds every column, in `FEDERATION_COLUMNS` order, as `$1`…`$10`.
         fn bind_federation_backend<'q>(
             q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
             b: &'q $crate::FederationBackendRecord,
@@ -53,6 +55,7 @@ macro_rules! federation_store_impl {
                 .bind(&b.mode)
                 .bind(&b.mount)
                 .bind(&b.config)
+                .bind(i64::from(b.syncs))
                 .bind($crate::to_micros(b.created_at))
                 .bind($crate::to_micros(b.updated_at))
         }
@@ -65,7 +68,7 @@ macro_rules! federation_store_impl {
             ) -> Result<(), $crate::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
                 let sql = format!(
-                    "INSERT INTO federation_backends ({FEDERATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    "INSERT INTO federation_backends ({FEDERATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                 );
                 bind_federation_backend(sqlx::query(&sql), b)
                     .execute(&mut *tx)
@@ -116,7 +119,7 @@ macro_rules! federation_store_impl {
             ) -> Result<(), $crate::StoreError> {
                 let q = sqlx::query(
                     "UPDATE federation_backends SET name = $3, backend_type = $4, mode = $5, mount = $6, config = $7, \
-                     created_at = $8, updated_at = $9 WHERE tenant_id = $1 AND id = $2",
+                     syncs = $8, created_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2",
                 );
                 let q = bind_federation_backend(q, b);
                 change_exactly_one(self, q).await
@@ -229,13 +232,10 @@ macro_rules! federation_store_impl {
                 now: chrono::DateTime<chrono::Utc>,
                 limit: u32,
             ) -> Result<Vec<(String, String)>, $crate::StoreError> {
-                // A backend syncs when it is in sync mode or one of its path_mapping rules is. The
-                // config is JSON written by serde, where a rule's `"mode":"sync"` appears exactly so
-                // and a string value cannot spell it (its quotes would be escaped).
                 let rows = sqlx::query(
                     "SELECT b.tenant_id, b.id FROM federation_backends b LEFT JOIN federation_sync_runs r \
                      ON r.tenant_id = b.tenant_id AND r.backend_id = b.id \
-                     WHERE (b.mode = 'sync' OR b.config LIKE '%\"mode\":\"sync\"%') \
+                     WHERE b.syncs = 1 \
                      AND (r.backend_id IS NULL OR (r.next_sync_at <= $1 AND (r.lease_until IS NULL OR r.lease_until <= $1))) \
                      ORDER BY COALESCE(r.next_sync_at, 0), b.tenant_id, b.id LIMIT $2",
                 )

@@ -65,6 +65,12 @@ fn backend_config(address: &str) -> Value {
     })
 }
 
+/// Signs in with the Vault token kept at `infra/federation/vault-token`.
+fn token_auth(config: &mut Value) {
+    config["connection"]["auth_method"] = json!("token");
+    config["connection"]["credentials_path"] = json!("infra/federation/vault-token");
+}
+
 #[tokio::test]
 async fn a_proxy_backend_serves_live_reads_and_refuses_writes() {
     for backend in backends() {
@@ -600,8 +606,7 @@ async fn a_vault_behind_a_private_ca_is_reached_with_the_ca_kept_in_scaivault() 
         201
     );
     let mut config = backend_config(bao.address());
-    config["connection"]["auth_method"] = json!("token");
-    config["connection"]["credentials_path"] = json!("infra/federation/vault-token");
+    token_auth(&mut config);
     // Without the CA the public roots do not know the server's certificate.
     let r = api.post("/v1/federation/backends", &config).await;
     assert_eq!(r.status, 201, "{}", r.text);
@@ -1079,8 +1084,7 @@ async fn a_sync_backend_keeps_history_serves_locally_and_settles_conflicts() {
         let mut config = backend_config(bao.address());
         config["mode"] = json!("sync");
         config["sync_interval"] = json!("1h");
-        config["connection"]["auth_method"] = json!("token");
-        config["connection"]["credentials_path"] = json!("infra/federation/vault-token");
+        token_auth(&mut config);
         let r = api.post("/v1/federation/backends", &config).await;
         assert_eq!(r.status, 201, "{backend:?}: {}", r.text);
         let id = r.body["id"].as_str().expect("id").to_owned();
@@ -1280,8 +1284,7 @@ async fn one_subtree_switches_from_proxy_to_sync_with_a_patch() {
         assert_eq!(r.status, 201, "{}", r.text);
         let mut config = backend_config(bao.address());
         config["sync_interval"] = json!("1h");
-        config["connection"]["auth_method"] = json!("token");
-        config["connection"]["credentials_path"] = json!("infra/federation/vault-token");
+        token_auth(&mut config);
         let r = api.post("/v1/federation/backends", &config).await;
         assert_eq!(r.status, 201, "{backend:?}: {}", r.text);
         let id = r.body["id"].as_str().expect("id").to_owned();
@@ -1580,8 +1583,7 @@ async fn sync_backend(api: &Api, address: &str) -> String {
     config["sync_interval"] = json!("1h");
     config["path_mapping"] =
         json!([{"source": "external/hashicorp/app/db/**", "target": "secret/data/app/db/**"}]);
-    config["connection"]["auth_method"] = json!("token");
-    config["connection"]["credentials_path"] = json!("infra/federation/vault-token");
+    token_auth(&mut config);
     let r = api.post("/v1/federation/backends", &config).await;
     assert_eq!(r.status, 201, "{}", r.text);
     r.body["id"].as_str().expect("id").to_owned()
