@@ -544,9 +544,7 @@ async fn webhooks(ctx: &Ctx, cmd: WebhooksCmd) -> anyhow::Result<()> {
                     .collect::<Vec<_>>();
                 output::table(&["id", "event", "path", "status", "attempts"], &rows)
             })?;
-            if let (false, Some(next)) = (ctx.json, &list.next_cursor) {
-                output::note(&format!("more deliveries: add --cursor {next}"));
-            }
+            more_after(ctx, "deliveries", list.next_cursor.as_deref());
             Ok(())
         }
     }
@@ -583,9 +581,7 @@ async fn audit(ctx: &Ctx, cmd: AuditCmd) -> anyhow::Result<()> {
                     .collect::<Vec<_>>();
                 output::table(&["time", "identity", "action", "path", "outcome"], &rows)
             })?;
-            if let (false, Some(next)) = (ctx.json, &list.next_cursor) {
-                output::note(&format!("more records: add --cursor {next}"));
-            }
+            more_after(ctx, "records", list.next_cursor.as_deref());
             Ok(())
         }
         AuditCmd::Verify => {
@@ -827,5 +823,12 @@ async fn run_command(ctx: &Ctx, a: RunArgs) -> anyhow::Result<ExitCode> {
     {
         let status = cmd.status().with_context(|| format!("cannot run {program}"))?;
         Ok(ExitCode::from(status.code().map_or(1, |c| c as u8)))
+    }
+}
+
+/// Under a one-page table, how to get the next page (`--json` carries `next_cursor` instead).
+fn more_after(ctx: &Ctx, what: &str, next: Option<&str>) {
+    if let (false, Some(next)) = (ctx.json, next) {
+        output::note(&format!("more {what}: add --cursor {next}"));
     }
 }

@@ -4,7 +4,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scaivault_api::{FederationBackendRequest, ResolveConflictRequest, UpdateFederationBackendRequest};
 
-use crate::audit::AuditDetail;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::handlers::tokens::PageQuery;
 use crate::{ApiError, AppState};
@@ -16,7 +15,7 @@ pub(crate) async fn create(
     ApiJson(req): ApiJson<FederationBackendRequest>,
 ) -> Result<Response, ApiError> {
     let created = state.vault.create_federation_backend(&caller, req).await?;
-    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
+    Ok(super::created(created, |c| &c.id))
 }
 
 /// `GET /v1/federation/backends`

@@ -1,10 +1,8 @@
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scaivault_api::{PartnerRequest, TenantRequest};
 
-use crate::audit::AuditDetail;
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::handlers::tokens::PageQuery;
 use crate::{ApiError, AppState};
@@ -16,7 +14,7 @@ pub(crate) async fn create_partner(
     ApiJson(req): ApiJson<PartnerRequest>,
 ) -> Result<Response, ApiError> {
     let created = state.vault.create_partner(&caller, req).await?;
-    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
+    Ok(super::created(created, |c| &c.id))
 }
 
 /// `GET /v1/identity/partners`
@@ -35,7 +33,7 @@ pub(crate) async fn create_tenant(
     ApiJson(req): ApiJson<TenantRequest>,
 ) -> Result<Response, ApiError> {
     let created = state.vault.create_tenant(&caller, req).await?;
-    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
+    Ok(super::created(created, |c| &c.id))
 }
 
 /// `GET /v1/identity/tenants`

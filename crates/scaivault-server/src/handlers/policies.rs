@@ -16,7 +16,7 @@ pub(crate) async fn create(
     ApiJson(req): ApiJson<PolicyRequest>,
 ) -> Result<Response, ApiError> {
     let created = state.vault.create_policy(&caller, req).await?;
-    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
+    Ok(super::created(created, |c| &c.id))
 }
 
 /// `GET /v1/policies`

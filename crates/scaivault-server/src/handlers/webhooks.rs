@@ -10,7 +10,6 @@ use scaivault_api::{
 };
 use serde::Deserialize;
 
-use crate::audit::AuditDetail;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, OptionalJson};
 use crate::handlers::tokens::PageQuery;
 use crate::{ApiError, AppState};
@@ -22,7 +21,7 @@ pub(crate) async fn create(
     ApiJson(req): ApiJson<CreateWebhookRequest>,
 ) -> Result<Response, ApiError> {
     let created = state.vault.create_webhook(&caller, req).await?;
-    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
+    Ok(super::created(created, |c| &c.id))
 }
 
 /// `GET /v1/webhooks`
@@ -111,7 +110,7 @@ pub(crate) async fn create_subscription(
     ApiJson(req): ApiJson<CreateSubscriptionRequest>,
 ) -> Result<Response, ApiError> {
     let created = state.vault.create_subscription(&caller, req).await?;
-    Ok((StatusCode::CREATED, AuditDetail::created(&created.id), Json(created)).into_response())
+    Ok(super::created(created, |c| &c.id))
 }
 
 /// `GET /v1/subscriptions`
