@@ -3,7 +3,8 @@
 //! `policies.rs`, and also checked against the tenant's policy epoch when one is known). Secret
 //! values stay sealed here; they are opened per request. Every secret write also consults two of
 //! them: the tenant's webhook filters, and whether the secret is known to have no rotation
-//! schedule (only that absence is kept: a schedule's state changes too often to copy).
+//! schedule (only that absence is kept: a schedule's state changes too often to copy). Every
+//! secret request consults the tenant's federation backends, kept here too.
 //!
 //! Correctness rests on invalidation, not on expiry:
 //! - every change this process makes drops the copies it affects once the store call returns
@@ -126,6 +127,8 @@ pub(crate) struct Caches {
     pub(crate) webhooks: Cache<String, Arc<Vec<WebhookFilter>>>,
     /// Keyed by [`secret_key`]: secrets found to have no rotation schedule.
     pub(crate) unassigned: Cache<String, ()>,
+    /// A tenant's federation backends, as every secret request consults them.
+    pub(crate) mounts: Cache<String, crate::federation::TenantMounts>,
 }
 
 /// Runs `change` (a store call) and then `invalidate`: once the call returned, however it went, or
@@ -163,6 +166,7 @@ impl Caches {
             secrets: Cache::new(SECRETS),
             webhooks: Cache::new(WEBHOOK_TENANTS),
             unassigned: Cache::new(SECRETS),
+            mounts: Cache::new(TENANTS),
         }
     }
 
@@ -203,6 +207,7 @@ impl Caches {
         self.secrets.clear();
         self.webhooks.clear();
         self.unassigned.clear();
+        self.mounts.clear();
     }
 
     /// This process changed a secret (committed, or possibly committed: call it on failure too).
@@ -231,6 +236,7 @@ impl Caches {
             }
             ChangeNotice::Webhooks { tenant } => self.webhooks.remove(&tenant),
             ChangeNotice::Assigned { tenant, path } => self.unassigned.remove(&secret_key(&tenant, &path)),
+            ChangeNotice::Federation { tenant } => self.mounts.remove(&tenant),
         }
     }
 }

@@ -100,6 +100,9 @@ impl From<StoreError> for CoreError {
             StoreError::TypeChanged { current } => CoreError::Conflict(format!(
                 "the secret's type changed to {current} while this write was checked; send it again"
             )),
+            StoreError::MountTaken { id, mount } => {
+                CoreError::Conflict(format!("mount overlaps federation backend {id}'s mount '{mount}'"))
+            }
             StoreError::Seal(c) => c.into(),
             other => match other.kind() {
                 StoreErrorKind::Unavailable => CoreError::Unavailable(other.to_string()),

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use scaivault_api::{
@@ -29,17 +29,18 @@ use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, RequestInfo};
+use crate::cache::invalidating;
 use crate::paging::{decode_cursor, limit, next_cursor};
 use crate::rotation::check_name;
 use crate::{CoreError, Principal, Vault};
 
-/// How long a replica may serve another replica's backend changes late.
-const MOUNTS_TTL: Duration = Duration::from_secs(5);
 const DEFAULT_SYNC_INTERVAL: &str = "5m";
 /// Latencies kept per backend for its status.
 const LATENCY_SAMPLES: usize = 64;
 /// Backends per tenant the read path considers.
 const MAX_BACKENDS: u32 = 1000;
+/// How many locks write-through writes share (by a hash of their path).
+const WRITE_THROUGH_STRIPES: usize = 32;
 /// Failed syncs in a row before `federation.backend.unreachable`, unless configured.
 pub(crate) const DEFAULT_UNREACHABLE_AFTER: u32 = 3;
 /// The shortest `sync_interval` accepted.
@@ -109,20 +110,25 @@ struct Stats {
 }
 
 pub(crate) type Client = Arc<dyn Backend>;
-/// A tenant's backends, and when they were loaded.
-type TenantMounts = (Instant, Arc<Vec<Arc<Mounted>>>);
+/// A tenant's backends, as every secret request consults them (kept in [`crate::cache::Caches`]).
+pub(crate) type TenantMounts = Arc<Vec<Arc<Mounted>>>;
+/// See [`Vault::federated_for_change`].
+pub(crate) type MountsHeld<'a> = tokio::sync::RwLockReadGuard<'a, ()>;
 
 /// The federation state of this process.
 #[derive(Debug, Default)]
 pub(crate) struct Federation {
     /// Sync outcomes of this process, by `completed` / `failed`, for `/metrics`.
     pub(crate) sync_results: Mutex<std::collections::BTreeMap<&'static str, u64>>,
-    /// Per tenant: its backends and when they were loaded. This process's changes drop the
-    /// tenant's entry; another replica's are seen within `MOUNTS_TTL`.
-    mounts: Mutex<HashMap<String, TenantMounts>>,
-    /// Moved by every change this process makes, so a load that began before a change is not
-    /// cached after it.
-    generation: std::sync::atomic::AtomicU64,
+    /// Held (shared) by a local change to a secret from the moment it checks the tenant's mounts
+    /// until its commit returns, and (exclusive) by a change to a backend from its checks until
+    /// its commit: so no change of this process lands under a mount laid over a subtree that was
+    /// just checked empty, nor in proxy mode after it was checked to be in sync mode.
+    pub(crate) changing: tokio::sync::RwLock<()>,
+    /// Write-through writes, by a hash of their path: held from the `cas` check to the local
+    /// commit, so two of this process on one path cannot both pass the check, both write the
+    /// backend, and leave it holding the value whose local commit was refused.
+    writing_through: [tokio::sync::Mutex<()>; WRITE_THROUGH_STRIPES],
     /// Per backend: its client, and what it was built from (backend change time and credential
     /// version), so an AppRole login is reused until either changes.
     clients: Mutex<HashMap<String, (String, Client)>>,
@@ -150,10 +156,14 @@ impl Federation {
         ServerEnvironment::of_process().lending_to_loopback(self.identity_loopback)
     }
 
-    fn forget(&self, tenant: &str) {
-        let mut mounts = self.mounts.lock().expect("mounts lock");
-        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        mounts.remove(tenant);
+    /// The lock of write-through writes to `path` of `tenant` (shared with a few other paths).
+    pub(crate) fn write_through_lock(&self, tenant: &str, path: &SecretPath) -> &tokio::sync::Mutex<()> {
+        use std::hash::Hasher;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        h.write(tenant.as_bytes());
+        h.write_u8(0);
+        h.write(path.as_str().as_bytes());
+        &self.writing_through[(h.finish() % WRITE_THROUGH_STRIPES as u64) as usize]
     }
 
     pub(crate) fn note(&self, id: &str, started: Instant, result: Result<(), &FederationError>) {
@@ -608,8 +618,9 @@ impl Vault {
         for (field, named) in &named_secrets {
             self.may_use_credential(principal, field, named).await?;
         }
+        let _changing = self.federation.changing.write().await;
         self.may_mount(principal, &mount).await?;
-        self.check_mount_is_free(&principal.tenant, &mount, None).await?;
+        self.check_backend_count(&principal.tenant).await?;
         let now = self.clock.now();
         let mut record = FederationBackendRecord {
             tenant: principal.tenant.clone(),
@@ -624,8 +635,12 @@ impl Vault {
             updated_at: now,
         };
         record.syncs = mounted(&record)?.syncs();
-        self.store.create_federation_backend(&record).await.map_err(not_found)?;
-        self.federation.forget(&principal.tenant);
+        invalidating(
+            || self.caches.mounts.remove(&principal.tenant),
+            self.store.create_federation_backend(&record),
+        )
+        .await
+        .map_err(not_found)?;
         response(&record)
     }
 
@@ -665,6 +680,9 @@ impl Vault {
         req: UpdateFederationBackendRequest,
     ) -> Result<FederationBackendResponse, CoreError> {
         self.authorize(principal, Scope::FederationWrite, None).await?;
+        // Also keeps two changes of this process to one backend from each starting from the same
+        // record and the second undoing the first.
+        let _changing = self.federation.changing.write().await;
         let mut record = self.store.get_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
         let old_mount = record.mount.clone();
         let old = mounted(&record)?;
@@ -720,21 +738,28 @@ impl Vault {
             // Proxy reads would hide what syncs stored here, yet it would stay live.
             self.no_synced_secret_turns_proxy(&principal.tenant, &old, &new).await?;
         }
-        self.check_mount_is_free(&principal.tenant, &mount, Some(id)).await?;
         // What the last syncs recorded is about paths and names this change may have moved.
         if mount.as_str() != old_mount || config.path_mapping != old_mapping {
             self.store.clear_sync_paths(&principal.tenant, id).await?;
         }
-        self.store.update_federation_backend(&record).await.map_err(not_found)?;
-        self.federation.forget(&principal.tenant);
+        invalidating(
+            || self.caches.mounts.remove(&principal.tenant),
+            self.store.update_federation_backend(&record),
+        )
+        .await
+        .map_err(not_found)?;
         response(&record)
     }
 
     /// `DELETE /v1/federation/backends/{id}`: its mount becomes an ordinary, empty part of the tree.
     pub async fn delete_federation_backend(&self, principal: &Principal, id: &str) -> Result<(), CoreError> {
         self.authorize(principal, Scope::FederationWrite, None).await?;
-        self.store.delete_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
-        self.federation.forget(&principal.tenant);
+        invalidating(
+            || self.caches.mounts.remove(&principal.tenant),
+            self.store.delete_federation_backend(&principal.tenant, id),
+        )
+        .await
+        .map_err(not_found)?;
         self.federation.clients.lock().expect("clients lock").remove(id);
         Ok(())
     }
@@ -873,29 +898,14 @@ impl Vault {
         Ok(())
     }
 
-    /// Refuses a mount that contains, or lies inside, another backend's mount of the tenant.
-    async fn check_mount_is_free(
-        &self,
-        tenant: &str,
-        mount: &SecretPath,
-        except: Option<&str>,
-    ) -> Result<(), CoreError> {
-        let nested = |a: &str, b: &str| a == b || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'));
-        let others = self.store.list_federation_backends(tenant, None, MAX_BACKENDS).await?;
-        if except.is_none() && others.len() >= MAX_BACKENDS as usize {
+    /// Refuses a backend past the tenant's limit. (Whether its mount overlaps another's, the store
+    /// decides as it commits.)
+    async fn check_backend_count(&self, tenant: &str) -> Result<(), CoreError> {
+        let backends = self.store.list_federation_backends(tenant, None, MAX_BACKENDS).await?;
+        if backends.len() >= MAX_BACKENDS as usize {
             return Err(CoreError::Conflict(format!(
                 "a tenant has at most {MAX_BACKENDS} federation backends"
             )));
-        }
-        for other in others {
-            if Some(other.id.as_str()) != except
-                && (nested(mount.as_str(), &other.mount) || nested(&other.mount, mount.as_str()))
-            {
-                return Err(CoreError::Conflict(format!(
-                    "mount overlaps federation backend {}'s mount '{}'",
-                    other.id, other.mount
-                )));
-            }
         }
         Ok(())
     }
@@ -906,39 +916,39 @@ impl Vault {
         tenant: &str,
         path: &SecretPath,
     ) -> Result<Option<Arc<Mounted>>, CoreError> {
-        let cached = {
-            let mounts = self.federation.mounts.lock().expect("mounts lock");
-            mounts.get(tenant).filter(|(at, _)| at.elapsed() < MOUNTS_TTL).map(|(_, m)| m.clone())
-        };
+        let cached = if self.caches.enabled() { self.caches.mounts.get(tenant) } else { None };
         let backends = match cached {
-            Some(m) => m,
-            None => {
-                let generation = self.federation.generation.load(std::sync::atomic::Ordering::SeqCst);
-                let rows = self.store.list_federation_backends(tenant, None, MAX_BACKENDS).await?;
-                let loaded: Arc<Vec<Arc<Mounted>>> =
-                    Arc::new(rows.iter().map(|r| mounted(r).map(Arc::new)).collect::<Result<_, _>>()?);
-                let mut mounts = self.federation.mounts.lock().expect("mounts lock");
-                if self.federation.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
-                    mounts.insert(tenant.to_owned(), (Instant::now(), loaded.clone()));
-                }
-                loaded
-            }
+            Some(backends) => backends,
+            None => self
+                .caches
+                .through(&self.caches.mounts, tenant.to_owned(), || async {
+                    let rows = self.store.list_federation_backends(tenant, None, MAX_BACKENDS).await?;
+                    let loaded: TenantMounts =
+                        Arc::new(rows.iter().map(|r| mounted(r).map(Arc::new)).collect::<Result<_, _>>()?);
+                    Ok::<_, CoreError>(Some(loaded))
+                })
+                .await?
+                .map(|(backends, _)| backends)
+                .unwrap_or_default(),
         };
         Ok(backends.iter().find(|b| b.serves(path)).cloned())
     }
 
-    /// Refuses a change to a path a proxy-mode backend serves (sync mode keeps them locally).
-    pub(crate) async fn refuse_federated_write(
+    /// For a local change to `path`: holds off this process's backend changes until the guard is
+    /// dropped (see [`Federation::changing`]), and refuses a path a proxy-mode backend serves.
+    /// The backend is given when it keeps `path` in sync mode.
+    pub(crate) async fn federated_for_change(
         &self,
         tenant: &str,
         path: &SecretPath,
-    ) -> Result<(), CoreError> {
+    ) -> Result<(MountsHeld<'_>, Option<Arc<Mounted>>), CoreError> {
+        let held = self.federation.changing.read().await;
         match self.federated(tenant, path).await? {
             Some(b) if b.mode_for(path) == Mode::Proxy => Err(CoreError::ReadOnlyPath(format!(
                 "'{path}' is served by federation backend {} in proxy mode: write to the backend itself",
                 b.id
             ))),
-            _ => Ok(()),
+            backend => Ok((held, backend)),
         }
     }
 

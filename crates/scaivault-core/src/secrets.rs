@@ -14,6 +14,7 @@ use scaivault_store::{
 
 use crate::audit::{AuditEvent, WriteAudit, audit_entry};
 use crate::cache::{invalidating, secret_key};
+use crate::federation::MountsHeld;
 use crate::paging::{MAX_LIMIT, decode_number_cursor, encode_cursor, limit, open_cursor, seal_cursor};
 use crate::{CoreError, Principal, Space, Vault};
 
@@ -71,14 +72,16 @@ impl Vault {
         if let Some(metadata) = &req.metadata {
             metadata.check()?;
         }
-        if space == Space::Tenant
-            && let Some(backend) = self.federated(&ns, path).await?
-            && backend.write_through
-            && backend.mode_for(path) == scaivault_federation::Mode::Sync
-        {
-            return self.write_through(principal, &ns, &backend, path, req, audit).await;
-        }
-        self.refuse_federated_write_in(space, &ns, path).await?;
+        let _mounts = match space {
+            Space::Tenant => {
+                let (held, backend) = self.federated_for_change(&ns, path).await?;
+                if let Some(backend) = backend.filter(|b| b.write_through) {
+                    return self.write_through(principal, &ns, &backend, path, req, audit).await;
+                }
+                Some(held)
+            }
+            Space::Partner => None,
+        };
         self.write_version(principal, &ns, path, req, audit).await
     }
 
@@ -271,14 +274,18 @@ impl Vault {
         self.read_version(ns, path, None).await
     }
 
-    /// Refuses a change under a proxy-mode federation backend's mount (tenant secrets only).
+    /// Refuses a change under a proxy-mode federation backend's mount (tenant secrets only); the
+    /// guard holds off this process's backend changes until the change is made.
     async fn refuse_federated_write_in(
         &self,
         space: Space,
         ns: &str,
         path: &SecretPath,
-    ) -> Result<(), CoreError> {
-        if space == Space::Tenant { self.refuse_federated_write(ns, path).await } else { Ok(()) }
+    ) -> Result<Option<MountsHeld<'_>>, CoreError> {
+        match space {
+            Space::Tenant => Ok(Some(self.federated_for_change(ns, path).await?.0)),
+            Space::Partner => Ok(None),
+        }
     }
 
     /// The current data of a secret, for the system's own use (automatic rotation).
@@ -395,7 +402,7 @@ impl Vault {
     ) -> Result<SecretListItem, CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsWrite, Permission::Write, path).await?;
-        self.refuse_federated_write_in(space, &ns, path).await?;
+        let _mounts = self.refuse_federated_write_in(space, &ns, path).await?;
         check_max_versions(req.max_versions)?;
         // Only the fields this request sets are checked: metadata stored before a limit existed
         // stays editable field by field.
@@ -508,7 +515,7 @@ impl Vault {
     ) -> Result<(), CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsDelete, Permission::Delete, path).await?;
-        self.refuse_federated_write_in(space, &ns, path).await?;
+        let _mounts = self.refuse_federated_write_in(space, &ns, path).await?;
         let tenant = ns.as_str();
         self.with_events(tenant, EventType::SecretDeleted, path, serde_json::json!({}), |events| async move {
             self.store.soft_delete(tenant, path.as_str(), self.clock.now(), &events).await?;
@@ -526,7 +533,7 @@ impl Vault {
     ) -> Result<SecretListItem, CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsDelete, Permission::Delete, path).await?;
-        self.refuse_federated_write_in(space, &ns, path).await?;
+        let _mounts = self.refuse_federated_write_in(space, &ns, path).await?;
         let tenant = ns.as_str();
         let data = serde_json::json!({ "undeleted": true });
         let head = self
@@ -549,7 +556,7 @@ impl Vault {
     ) -> Result<DestroyResponse, CoreError> {
         let ns =
             self.authorize_secret(principal, space, Scope::SecretsDelete, Permission::Delete, path).await?;
-        self.refuse_federated_write_in(space, &ns, path).await?;
+        let _mounts = self.refuse_federated_write_in(space, &ns, path).await?;
         if req.versions.as_ref().is_some_and(|v| v.is_empty() || v.contains(&0)) {
             return Err(CoreError::InvalidRequest(
                 "versions must be a non-empty list of version numbers".into(),

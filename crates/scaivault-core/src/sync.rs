@@ -185,6 +185,7 @@ impl Vault {
         audit: Option<WriteAudit>,
     ) -> Result<(SecretWritten, bool), CoreError> {
         let name = backend.mapping.name_for(path)?.ok_or_else(|| unmapped(backend, path))?;
+        let _one_at_a_time = self.federation.write_through_lock(ns, path).lock().await;
         if let Some(cas) = req.cas {
             let current = match self.store.list_versions(ns, path.as_str()).await {
                 Ok((head, _)) => head.current_version,
@@ -531,6 +532,15 @@ impl Vault {
             status_created: 201,
             status_updated: 200,
         };
+        // The path must still be this backend's, in sync mode, when the version is stored: a change
+        // to the backend (of this process) waits until it is.
+        let (_mounts, keeper) = self.federated_for_change(run.tenant, path).await?;
+        if keeper.is_none_or(|b| b.id != run.backend.id) {
+            return Err(CoreError::Conflict(format!(
+                "'{path}' is no longer kept in sync mode by federation backend {}",
+                run.backend.id
+            )));
+        }
         let req = WriteSecretRequest { data, secret_type: None, metadata, options: None, cas };
         Ok(self.write_version(&run.system, run.tenant, path, req, Some(audit)).await?.0.version)
     }

@@ -13,3 +13,10 @@ async fn fresh() -> Option<Arc<dyn Store>> {
 }
 
 scaivault_store::conformance_suite!(fresh());
+
+/// One process writes an SQLite file: its concurrent backend creates come through one store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_never_nest_mounts() {
+    let store = fresh().await.expect("store");
+    scaivault_store::conformance::replicas_never_nest_mounts(store.clone(), store).await;
+}

@@ -47,6 +47,12 @@ pub enum ChangeNotice {
         #[serde(rename = "t")]
         tenant: String,
     },
+    /// One of a tenant's federation backends was created, changed or removed.
+    #[serde(rename = "f")]
+    Federation {
+        #[serde(rename = "t")]
+        tenant: String,
+    },
     /// A secret was given a rotation schedule.
     #[serde(rename = "r")]
     Assigned {
@@ -83,6 +89,10 @@ mod tests {
         assert_eq!(
             ChangeNotice::parse(r#"{"k":"w","t":"tnt_a"}"#),
             Some(ChangeNotice::Webhooks { tenant: "tnt_a".into() })
+        );
+        assert_eq!(
+            ChangeNotice::parse(r#"{"k":"f","t":"tnt_a"}"#),
+            Some(ChangeNotice::Federation { tenant: "tnt_a".into() })
         );
         assert_eq!(
             ChangeNotice::parse(r#"{"k":"r","t":"tnt_a","p":"db/x"}"#),

@@ -32,7 +32,7 @@ macro_rules! conformance_suite {
             events_commit_with_their_write, claims_lease_and_order_deliveries, retries_log_and_redelivery,
             rotation_policies_round_trip, schedules_move_only_from_the_revision_they_read,
             a_deleted_secrets_schedule_is_paused, a_write_completes_a_waiting_rotation, the_outbox_is_pruned_by_age, federation_backends_round_trip,
-            sync_runs_lease_and_path_states);
+            mounts_never_overlap, sync_runs_lease_and_path_states);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -59,7 +59,10 @@ pub use group_writes::{group_write, postgres_test_url};
 
 #[path = "conformance_federation.rs"]
 mod federation;
-pub use federation::{federation_backends_round_trip, sync_runs_lease_and_path_states};
+pub use federation::{
+    federation_backends_round_trip, mounts_never_overlap, replicas_never_nest_mounts,
+    sync_runs_lease_and_path_states,
+};
 
 #[path = "conformance_rotation.rs"]
 mod rotation;

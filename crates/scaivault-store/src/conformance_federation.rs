@@ -23,16 +23,14 @@ pub async fn federation_backends_round_trip(store: Dyn) {
     let a = backend("a", "vault-prod", "external/hashicorp");
     store.create_federation_backend(&a).await.expect("create");
     // Ids, names and mounts are each the tenant's own.
-    for taken in [
-        backend("a", "other", "external/other"),
-        backend("b", "vault-prod", "external/other"),
-        backend("b", "other", "external/hashicorp"),
-    ] {
+    for taken in [backend("a", "other", "external/other"), backend("b", "vault-prod", "external/other")] {
         assert!(
             matches!(store.create_federation_backend(&taken).await, Err(StoreError::AlreadyExists)),
             "{taken:?}"
         );
     }
+    let same_mount = store.create_federation_backend(&backend("b", "other", "external/hashicorp")).await;
+    assert!(matches!(&same_mount, Err(StoreError::MountTaken { id, .. }) if id == "fed_a"), "{same_mount:?}");
     let b = backend("b", "aws", "external/aws");
     store.create_federation_backend(&b).await.expect("create b");
     let mut elsewhere = backend("a", "vault-prod", "external/hashicorp");
@@ -61,7 +59,7 @@ pub async fn federation_backends_round_trip(store: Dyn) {
     assert_eq!(store.get_federation_backend(DEFAULT_TENANT, "fed_a").await.expect("get"), changed);
     let mut clash = changed.clone();
     clash.mount = "external/aws".into();
-    assert!(matches!(store.update_federation_backend(&clash).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(store.update_federation_backend(&clash).await, Err(StoreError::MountTaken { .. })));
     assert!(matches!(
         store.update_federation_backend(&backend("z", "z", "z/z")).await,
         Err(StoreError::NotFound)
@@ -74,6 +72,60 @@ pub async fn federation_backends_round_trip(store: Dyn) {
     ));
     assert_eq!(ids(store.list_federation_backends(DEFAULT_TENANT, None, 10).await.expect("list")), ["fed_b"]);
     assert!(store.get_federation_backend("tnt_other", "fed_a").await.is_ok(), "the other tenant's stays");
+}
+
+pub async fn mounts_never_overlap(store: Dyn) {
+    setup(&store).await;
+    store.create_federation_backend(&backend("a", "a", "external/vault")).await.expect("create");
+    // Around it, inside it, or the same path: refused, naming the backend in the way.
+    for (id, mount) in [("b", "external"), ("c", "external/vault/team"), ("d", "external/vault")] {
+        let refused = store.create_federation_backend(&backend(id, id, mount)).await;
+        assert!(
+            matches!(&refused, Err(StoreError::MountTaken { id, mount }) if id == "fed_a" && mount == "external/vault"),
+            "{mount}: {refused:?}"
+        );
+    }
+    // Beside it (a longer name is another path), or in another tenant: taken.
+    store.create_federation_backend(&backend("e", "e", "external/vaults")).await.expect("beside");
+    let mut elsewhere = backend("f", "f", "external/vault/team");
+    elsewhere.tenant = "tnt_other".into();
+    store.create_federation_backend(&elsewhere).await.expect("another tenant's tree");
+    // Moving one onto or into another is refused the same way; a backend keeps its own mount.
+    let mut moved = backend("e", "e", "external/vault/x");
+    assert!(matches!(store.update_federation_backend(&moved).await, Err(StoreError::MountTaken { .. })));
+    moved.mount = "external/vaults".into();
+    moved.mode = "sync".into();
+    store.update_federation_backend(&moved).await.expect("its own mount");
+    let stored = store.get_federation_backend(DEFAULT_TENANT, "fed_e").await.expect("get");
+    assert_eq!((stored.mount.as_str(), stored.mode.as_str()), ("external/vaults", "sync"));
+}
+
+/// Two replicas (two stores on one database) creating backends at once whose mounts all nest in
+/// one another: exactly one is created, whatever the interleaving.
+pub async fn replicas_never_nest_mounts(a: Dyn, b: Dyn) {
+    setup(&a).await;
+    for round in 0..4 {
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let mut mount = format!("nest{round}");
+                for level in 0..i {
+                    mount.push_str(&format!("/l{level}"));
+                }
+                let record = backend(&format!("r{round}_{i}"), &format!("r{round}-{i}"), &mount);
+                tokio::spawn(async move { store.create_federation_backend(&record).await })
+            })
+            .collect();
+        let mut created = 0;
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(()) => created += 1,
+                Err(StoreError::MountTaken { .. }) => {}
+                Err(e) => panic!("unexpected: {e:?}"),
+            }
+        }
+        assert_eq!(created, 1, "round {round}: nested mounts were created side by side");
+    }
 }
 
 pub async fn sync_runs_lease_and_path_states(store: Dyn) {

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// A typeless write was checked against one type and the secret has another by now.
     #[error("the secret's type changed to {current} while the write was checked")]
     TypeChanged { current: scaivault_domain::SecretType },
+    /// A federation backend's mount would contain, or lie inside, another backend's mount.
+    #[error("the mount overlaps federation backend {id}'s mount '{mount}'")]
+    MountTaken { id: String, mount: String },
     #[error("sealing failed: {0}")]
     Seal(#[from] scaivault_crypto::CryptoError),
     #[error("stored data is corrupt: {0}")]
@@ -47,9 +50,10 @@ impl StoreError {
             StoreError::SecretNotFound | StoreError::VersionNotFound(_) | StoreError::NotFound => {
                 StoreErrorKind::NotFound
             }
-            StoreError::CasMismatch { .. } | StoreError::AlreadyExists | StoreError::TypeChanged { .. } => {
-                StoreErrorKind::Conflict
-            }
+            StoreError::CasMismatch { .. }
+            | StoreError::AlreadyExists
+            | StoreError::TypeChanged { .. }
+            | StoreError::MountTaken { .. } => StoreErrorKind::Conflict,
             StoreError::Corrupt(_) => StoreErrorKind::Corrupt,
             StoreError::Unavailable(_) | StoreError::RowLocked | StoreError::AuditUnavailable(_) => {
                 StoreErrorKind::Unavailable

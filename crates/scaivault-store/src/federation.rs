@@ -22,6 +22,15 @@ pub struct FederationBackendRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl FederationBackendRecord {
+    /// Whether this backend's mount and `other` are the same path, or one lies inside the other
+    /// (segment by segment: `a/bc` is beside `a/b`, not inside it).
+    pub fn mount_overlaps(&self, other: &str) -> bool {
+        let inside = |a: &str, b: &str| a.strip_prefix(b).is_some_and(|r| r.is_empty() || r.starts_with('/'));
+        inside(&self.mount, other) || inside(other, &self.mount)
+    }
+}
+
 /// The sync schedule and last outcome of one sync-mode backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncRunRecord {

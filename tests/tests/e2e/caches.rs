@@ -415,3 +415,37 @@ async fn writes_follow_webhooks_and_schedules_made_on_another_replica() {
     );
     assert!(write_until(&admin_a, || received("secret.rotated")).await, "secret.rotated never arrived");
 }
+
+/// Every secret request consults the tenant's federation mounts, kept in memory: a proxy mount
+/// laid through replica B makes replica A refuse writes below it as soon as the change is
+/// announced (A had its list of no mounts in memory already).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mount_made_on_another_replica_is_followed_at_once() {
+    let Some((_scratch, _storage, _a, _b, admin_a, admin_b)) = replicas_caching().await else { return };
+    write(&admin_a, "first").await;
+    let backend = json!({
+        "name": "vault-prod",
+        "type": "hashicorp_vault",
+        "mode": "proxy",
+        "mount": "external/vault",
+        "connection": {"address": "http://127.0.0.1:9", "auth_method": "approle",
+                       "credentials_path": "infra/federation/vault-approle"},
+        "path_mapping": [{"source": "external/vault/**", "target": "secret/data/**"}],
+    });
+    let r = admin_b.post("/v1/federation/backends", &backend).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // Caches are kept for 30 s: a refusal within 2 s comes from the announcement.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let r =
+            admin_a.put_secret(&format!("external/vault/probe{attempt}"), &json!({"data": {"v": "x"}})).await;
+        if r.status == 409 {
+            assert_eq!(r.body["error"]["code"], "read_only_path", "{}", r.text);
+            break;
+        }
+        assert!(Instant::now() < deadline, "replica A still writes under B's new mount: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

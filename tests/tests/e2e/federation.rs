@@ -1541,6 +1541,11 @@ async fn a_vault_kubernetes_login_uses_a_kept_token_or_the_pods_own_only_when_le
 /// A Vault KV v2 stand-in holding `secret/data/app/db/password` in two versions, the second
 /// answering after `delay`.
 async fn slow_vault(delay: Duration) -> MockServer {
+    vault_stand_in(Duration::ZERO, delay).await
+}
+
+/// [`slow_vault`], with the secret's metadata (what a sync asks first) answering after `describe`.
+async fn vault_stand_in(describe: Duration, delay: Duration) -> MockServer {
     use wiremock::matchers::{method, path, query_param};
     let vault = MockServer::start().await;
     let version = |n: u64| json!({"created_time": "2026-12-01T00:00:00Z", "deletion_time": "", "destroyed": false, "version": n});
@@ -1552,9 +1557,13 @@ async fn slow_vault(delay: Duration) -> MockServer {
         .await;
     Mock::given(method("GET"))
         .and(path("/v1/secret/metadata/app/db/password"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"data": {"current_version": 2, "versions": {"1": version(1), "2": version(2)}}}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(
+                    json!({"data": {"current_version": 2, "versions": {"1": version(1), "2": version(2)}}}),
+                )
+                .set_delay(describe),
+        )
         .mount(&vault)
         .await;
     for (n, delay) in [(1u64, Duration::ZERO), (2, delay)] {
@@ -1613,6 +1622,94 @@ async fn a_sync_never_overwrites_a_local_write_made_while_it_reads_the_backend()
     let report = syncing.await.expect("sync task");
     assert_eq!(report["skipped"][0]["path"], PASSWORD, "{report}");
     assert_eq!(api.get_secret(PASSWORD, None).await.body["data"]["v"], "mine", "{report}");
+    drop(server);
+}
+
+/// A backend switched to proxy mode while a sync reads it: the sync stores nothing under it (a
+/// local secret there would be hidden by proxy reads, yet live).
+#[tokio::test]
+async fn a_sync_stores_nothing_under_paths_switched_to_proxy_meanwhile() {
+    let vault = vault_stand_in(Duration::from_secs(2), Duration::ZERO).await;
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let client = http_client();
+    let api = Api::new(&client, &server, &root);
+    let id = sync_backend(&api, &vault.uri()).await;
+    let syncing = {
+        let (api, id) = (api.clone(), id.clone());
+        tokio::spawn(async move { api.post(&format!("/v1/federation/backends/{id}/sync"), &json!({})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = patch(&api, &id, json!({"mode": "proxy"})).await;
+    assert_eq!(r.status, 200, "nothing is stored locally yet: {}", r.text);
+    let report = syncing.await.expect("sync task");
+    assert_ne!(report.body["synced"], 1, "{}", report.text);
+    // Back to sync and to proxy again: refused only if a synced secret were kept under it.
+    assert_eq!(patch(&api, &id, json!({"mode": "sync"})).await.status, 200);
+    let r = patch(&api, &id, json!({"mode": "proxy"})).await;
+    assert_eq!(r.status, 200, "the sync stored a secret under the proxy mount: {}", r.text);
+    drop(server);
+}
+
+/// Two write-through writes with the same `cas` at once: one wins, the other is refused before
+/// it reaches the backend, so the backend holds the winner's value and no other.
+#[tokio::test]
+async fn write_through_writes_with_one_cas_reach_the_backend_once() {
+    use wiremock::matchers::{method, path};
+    let vault = slow_vault(Duration::ZERO).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/secret/data/app/db/password"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": {"created_time": "2026-12-06T00:00:00Z", "version": 3}}))
+                .set_delay(Duration::from_millis(500)),
+        )
+        .mount(&vault)
+        .await;
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let client = http_client();
+    let api = Api::new(&client, &server, &root);
+    let id = sync_backend(&api, &vault.uri()).await;
+    sync_now(&api, &id).await;
+    // The stand-in's two versions, kept locally as versions 1 and 2.
+    assert_eq!(api.get_secret(PASSWORD, None).await.body["version"], 2);
+    let r = patch(&api, &id, json!({"write_through": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let writers: Vec<_> = ["first", "second"]
+        .into_iter()
+        .map(|v| {
+            let api = api.clone();
+            tokio::spawn(
+                async move { (v, api.put_secret(PASSWORD, &json!({"data": {"v": v}, "cas": 2})).await) },
+            )
+        })
+        .collect();
+    let mut won = Vec::new();
+    for w in writers {
+        let (v, r) = w.await.expect("writer");
+        match r.status {
+            200 => won.push(v),
+            409 => assert_eq!(r.code(), "conflict", "{}", r.text),
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one write wins: {won:?}");
+    let sent: Vec<Value> = vault
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| {
+            r.method == wiremock::http::Method::POST && r.url.path() == "/v1/secret/data/app/db/password"
+        })
+        .map(|r| serde_json::from_slice(&r.body).expect("json"))
+        .collect();
+    assert_eq!(sent, [json!({"data": {"v": won[0]}})], "the backend was written by the loser too");
+    assert_eq!(api.get_secret(PASSWORD, None).await.body["data"]["v"], won[0]);
     drop(server);
 }
 
