@@ -556,6 +556,48 @@ async fn read_stream(response: &mut reqwest::Response, until: &str) -> Vec<Strin
     seen
 }
 
+/// A stream with nothing to send looks at its token every 30 seconds: revoking the token ends an
+/// idle stream too, within that time (takes about half a minute).
+#[tokio::test]
+async fn a_revoked_tokens_idle_stream_ends() {
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_root(scratch.path(), &storage, "1s").await;
+    let client = http_client();
+    let api = Api::new(&client, &server, &root);
+    let r = api
+        .post(
+            "/v1/auth/tokens",
+            &json!({"identity_type": "user", "identity_id": "watcher", "scopes": ["subscriptions:read"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (token, id) = (r.body["token"].as_str().expect("token"), r.body["id"].as_str().expect("id"));
+    // A client with no overall timeout: the stream must be ended by the server.
+    let patient = reqwest::Client::builder().no_proxy().build().expect("client");
+    let mut stream = patient
+        .get(format!("{}/v1/events/stream", server.base_url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), 200);
+    let r = api.send(reqwest::Method::DELETE, &format!("/v1/auth/tokens/{id}"), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let started = Instant::now();
+    // Keep-alive comments may arrive meanwhile; the end of the body is what counts.
+    let ended = loop {
+        let left = Duration::from_secs(40).saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, stream.chunk()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) => break true,
+            Ok(Err(e)) => panic!("the stream broke rather than ended: {e}"),
+            Err(_) => break false,
+        }
+    };
+    assert!(ended, "the stream of a revoked token was still open after 40 s with nothing to send");
+}
+
 #[tokio::test]
 async fn the_live_stream_shows_only_the_callers_tenant_and_listable_paths() {
     let scratch = Scratch::new();
