@@ -78,7 +78,7 @@ pub(crate) struct Mounted {
     pub(crate) resolution: ConflictResolution,
     pub(crate) sync_interval: DurationSpec,
     pub(crate) unreachable_after: u32,
-    updated_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
 }
 
 impl Mounted {
@@ -113,22 +113,30 @@ pub(crate) type Client = Arc<dyn Backend>;
 /// A tenant's backends, as every secret request consults them (kept in [`crate::cache::Caches`]).
 pub(crate) type TenantMounts = Arc<Vec<Arc<Mounted>>>;
 /// See [`Vault::federated_for_change`].
-pub(crate) type MountsHeld<'a> = tokio::sync::RwLockReadGuard<'a, ()>;
+pub(crate) type MountsHeld = tokio::sync::OwnedRwLockReadGuard<()>;
+
+/// One tenant's federation locks (a tenant's slow backend holds up only that tenant).
+#[derive(Debug)]
+struct TenantLocks {
+    /// Held (shared) by a local change to one of the tenant's secrets from the moment it checks
+    /// the mounts until its commit returns, and (exclusive) by a change to one of its backends from
+    /// its checks until its commit: so no change of this process lands under a mount laid over a
+    /// subtree that was just checked empty, nor in proxy mode after it was checked to be in sync
+    /// mode.
+    changing: Arc<tokio::sync::RwLock<()>>,
+    /// Write-through writes, by a hash of their path: held from the `cas` check to the local
+    /// commit, so two of this process on one path cannot both pass the check, both write the
+    /// backend, and leave it holding the value whose local commit was refused.
+    writing_through: [Arc<tokio::sync::Mutex<()>>; WRITE_THROUGH_STRIPES],
+}
 
 /// The federation state of this process.
 #[derive(Debug, Default)]
 pub(crate) struct Federation {
     /// Sync outcomes of this process, by `completed` / `failed`, for `/metrics`.
     pub(crate) sync_results: Mutex<std::collections::BTreeMap<&'static str, u64>>,
-    /// Held (shared) by a local change to a secret from the moment it checks the tenant's mounts
-    /// until its commit returns, and (exclusive) by a change to a backend from its checks until
-    /// its commit: so no change of this process lands under a mount laid over a subtree that was
-    /// just checked empty, nor in proxy mode after it was checked to be in sync mode.
-    pub(crate) changing: tokio::sync::RwLock<()>,
-    /// Write-through writes, by a hash of their path: held from the `cas` check to the local
-    /// commit, so two of this process on one path cannot both pass the check, both write the
-    /// backend, and leave it holding the value whose local commit was refused.
-    writing_through: [tokio::sync::Mutex<()>; WRITE_THROUGH_STRIPES],
+    /// Per tenant (one entry for each tenant this process touched).
+    locks: Mutex<HashMap<String, Arc<TenantLocks>>>,
     /// Per backend: its client, and what it was built from (backend change time and credential
     /// version), so an AppRole login is reused until either changes.
     clients: Mutex<HashMap<String, (String, Client)>>,
@@ -156,14 +164,41 @@ impl Federation {
         ServerEnvironment::of_process().lending_to_loopback(self.identity_loopback)
     }
 
-    /// The lock of write-through writes to `path` of `tenant` (shared with a few other paths).
-    pub(crate) fn write_through_lock(&self, tenant: &str, path: &SecretPath) -> &tokio::sync::Mutex<()> {
+    fn locks_of(&self, tenant: &str) -> Arc<TenantLocks> {
+        let mut locks = self.locks.lock().expect("federation locks");
+        if let Some(l) = locks.get(tenant) {
+            return l.clone();
+        }
+        let l = Arc::new(TenantLocks {
+            changing: Arc::default(),
+            writing_through: std::array::from_fn(|_| Arc::default()),
+        });
+        locks.insert(tenant.to_owned(), l.clone());
+        l
+    }
+
+    /// A local change to one of `tenant`'s secrets: no change to its backends until dropped.
+    async fn hold_mounts(&self, tenant: &str) -> MountsHeld {
+        self.locks_of(tenant).changing.clone().read_owned().await
+    }
+
+    /// A change to one of `tenant`'s backends: no local change to its secrets until dropped.
+    async fn change_mounts(&self, tenant: &str) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.locks_of(tenant).changing.clone().write_owned().await
+    }
+
+    /// The turn of a write-through write to `path` of `tenant` (its lock is shared with a few of
+    /// the tenant's other paths).
+    pub(crate) async fn write_through_turn(
+        &self,
+        tenant: &str,
+        path: &SecretPath,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
         use std::hash::Hasher;
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        h.write(tenant.as_bytes());
-        h.write_u8(0);
         h.write(path.as_str().as_bytes());
-        &self.writing_through[(h.finish() % WRITE_THROUGH_STRIPES as u64) as usize]
+        let stripe = (h.finish() % WRITE_THROUGH_STRIPES as u64) as usize;
+        self.locks_of(tenant).writing_through[stripe].clone().lock_owned().await
     }
 
     pub(crate) fn note(&self, id: &str, started: Instant, result: Result<(), &FederationError>) {
@@ -561,7 +596,7 @@ pub(crate) fn not_found(e: StoreError) -> CoreError {
     match e {
         StoreError::NotFound => CoreError::NotFound("federation backend"),
         StoreError::AlreadyExists => {
-            CoreError::Conflict("the tenant has a federation backend of that name or mount".into())
+            CoreError::Conflict("the tenant has a federation backend of that name".into())
         }
         other => other.into(),
     }
@@ -618,7 +653,7 @@ impl Vault {
         for (field, named) in &named_secrets {
             self.may_use_credential(principal, field, named).await?;
         }
-        let _changing = self.federation.changing.write().await;
+        let _changing = self.federation.change_mounts(&principal.tenant).await;
         self.may_mount(principal, &mount).await?;
         self.check_backend_count(&principal.tenant).await?;
         let now = self.clock.now();
@@ -682,7 +717,7 @@ impl Vault {
         self.authorize(principal, Scope::FederationWrite, None).await?;
         // Also keeps two changes of this process to one backend from each starting from the same
         // record and the second undoing the first.
-        let _changing = self.federation.changing.write().await;
+        let _changing = self.federation.change_mounts(&principal.tenant).await;
         let mut record = self.store.get_federation_backend(&principal.tenant, id).await.map_err(not_found)?;
         let old_mount = record.mount.clone();
         let old = mounted(&record)?;
@@ -738,16 +773,17 @@ impl Vault {
             // Proxy reads would hide what syncs stored here, yet it would stay live.
             self.no_synced_secret_turns_proxy(&principal.tenant, &old, &new).await?;
         }
-        // What the last syncs recorded is about paths and names this change may have moved.
-        if mount.as_str() != old_mount || config.path_mapping != old_mapping {
-            self.store.clear_sync_paths(&principal.tenant, id).await?;
-        }
         invalidating(
             || self.caches.mounts.remove(&principal.tenant),
             self.store.update_federation_backend(&record),
         )
         .await
         .map_err(not_found)?;
+        // What the last syncs recorded is about paths and names this change may have moved (no
+        // sync of this process stores a path meanwhile: see `sync_write`).
+        if mount.as_str() != old_mount || config.path_mapping != old_mapping {
+            self.store.clear_sync_paths(&principal.tenant, id).await?;
+        }
         response(&record)
     }
 
@@ -935,14 +971,14 @@ impl Vault {
     }
 
     /// For a local change to `path`: holds off this process's backend changes until the guard is
-    /// dropped (see [`Federation::changing`]), and refuses a path a proxy-mode backend serves.
+    /// dropped (see [`TenantLocks::changing`]), and refuses a path a proxy-mode backend serves.
     /// The backend is given when it keeps `path` in sync mode.
     pub(crate) async fn federated_for_change(
         &self,
         tenant: &str,
         path: &SecretPath,
-    ) -> Result<(MountsHeld<'_>, Option<Arc<Mounted>>), CoreError> {
-        let held = self.federation.changing.read().await;
+    ) -> Result<(MountsHeld, Option<Arc<Mounted>>), CoreError> {
+        let held = self.federation.hold_mounts(tenant).await;
         match self.federated(tenant, path).await? {
             Some(b) if b.mode_for(path) == Mode::Proxy => Err(CoreError::ReadOnlyPath(format!(
                 "'{path}' is served by federation backend {} in proxy mode: write to the backend itself",

@@ -597,7 +597,13 @@ impl Vault {
             status_updated: 200,
         };
         let req = WriteSecretRequest { data, secret_type: None, metadata: None, options: None, cas: None };
-        self.write_version(&system, &a.tenant, &path, req, Some(audit)).await?;
+        // As any local change: refused under a proxy mount, sent to the backend first under a
+        // sync mount with write-through.
+        let (_mounts, backend) = self.federated_for_change(&a.tenant, &path).await?;
+        match backend.filter(|b| b.write_through) {
+            Some(b) => self.write_through(&system, &a.tenant, &b, &path, req, Some(audit)).await?,
+            None => self.write_version(&system, &a.tenant, &path, req, Some(audit)).await?,
+        };
         Ok(())
     }
 

@@ -281,7 +281,7 @@ impl Vault {
         space: Space,
         ns: &str,
         path: &SecretPath,
-    ) -> Result<Option<MountsHeld<'_>>, CoreError> {
+    ) -> Result<Option<MountsHeld>, CoreError> {
         match space {
             Space::Tenant => Ok(Some(self.federated_for_change(ns, path).await?.0)),
             Space::Partner => Ok(None),

@@ -185,7 +185,7 @@ impl Vault {
         audit: Option<WriteAudit>,
     ) -> Result<(SecretWritten, bool), CoreError> {
         let name = backend.mapping.name_for(path)?.ok_or_else(|| unmapped(backend, path))?;
-        let _one_at_a_time = self.federation.write_through_lock(ns, path).lock().await;
+        let _one_at_a_time = self.federation.write_through_turn(ns, path).await;
         if let Some(cas) = req.cas {
             let current = match self.store.list_versions(ns, path.as_str()).await {
                 Ok((head, _)) => head.current_version,
@@ -532,12 +532,12 @@ impl Vault {
             status_created: 201,
             status_updated: 200,
         };
-        // The path must still be this backend's, in sync mode, when the version is stored: a change
-        // to the backend (of this process) waits until it is.
+        // The path must still be this backend's, in sync mode and as configured when the run
+        // began, when the version is stored: a change to the backend (of this process) waits.
         let (_mounts, keeper) = self.federated_for_change(run.tenant, path).await?;
-        if keeper.is_none_or(|b| b.id != run.backend.id) {
+        if keeper.is_none_or(|b| b.id != run.backend.id || b.updated_at != run.backend.updated_at) {
             return Err(CoreError::Conflict(format!(
-                "'{path}' is no longer kept in sync mode by federation backend {}",
+                "federation backend {} changed during this sync: '{path}' is left to the next one",
                 run.backend.id
             )));
         }

@@ -62,11 +62,11 @@ macro_rules! federation_store_impl {
 
         /// Takes the tenant's federation change row (held until `tx` ends, so the tenant's backend
         /// changes are checked one after the other, whichever replica makes them), then refuses
-        /// `b` if its mount overlaps another backend's.
+        /// `b` if its mount overlaps another backend's. Answers whether `b`'s id is stored already.
         async fn claim_mount(
             tx: &mut sqlx::Transaction<'static, $db>,
             b: &$crate::FederationBackendRecord,
-        ) -> Result<(), $crate::StoreError> {
+        ) -> Result<bool, $crate::StoreError> {
             sqlx::query(
                 "INSERT INTO federation_changes (tenant_id, changes) VALUES ($1, 1) \
                  ON CONFLICT (tenant_id) DO UPDATE SET changes = federation_changes.changes + 1",
@@ -75,19 +75,24 @@ macro_rules! federation_store_impl {
             .execute(&mut **tx)
             .await
             .map_err(db_err)?;
-            let others = sqlx::query("SELECT id, mount FROM federation_backends WHERE tenant_id = $1 AND id <> $2")
+            let rows = sqlx::query("SELECT id, mount FROM federation_backends WHERE tenant_id = $1")
                 .bind(&b.tenant)
-                .bind(&b.id)
                 .fetch_all(&mut **tx)
                 .await
                 .map_err(db_err)?;
-            for row in others {
+            let mut stored = false;
+            for row in rows {
+                let id: String = row.try_get("id").map_err(db_err)?;
+                if id == b.id {
+                    stored = true;
+                    continue;
+                }
                 let mount: String = row.try_get("mount").map_err(db_err)?;
                 if b.mount_overlaps(&mount) {
-                    return Err($crate::StoreError::MountTaken { id: row.try_get("id").map_err(db_err)?, mount });
+                    return Err($crate::StoreError::MountTaken { id, mount });
                 }
             }
-            Ok(())
+            Ok(stored)
         }
 
         #[async_trait]
@@ -97,7 +102,9 @@ macro_rules! federation_store_impl {
                 b: &$crate::FederationBackendRecord,
             ) -> Result<(), $crate::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
-                claim_mount(&mut tx, b).await?;
+                if claim_mount(&mut tx, b).await? {
+                    return Err($crate::StoreError::AlreadyExists);
+                }
                 let sql = format!(
                     "INSERT INTO federation_backends ({FEDERATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                 );
@@ -149,11 +156,13 @@ macro_rules! federation_store_impl {
                 b: &$crate::FederationBackendRecord,
             ) -> Result<(), $crate::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
-                claim_mount(&mut tx, b).await?;
                 let q = sqlx::query(
                     "UPDATE federation_backends SET name = $3, backend_type = $4, mode = $5, mount = $6, config = $7, \
                      syncs = $8, created_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2",
                 );
+                if !claim_mount(&mut tx, b).await? {
+                    return Err($crate::StoreError::NotFound);
+                }
                 let done = bind_federation_backend(q, b).execute(&mut *tx).await.map_err(db_err)?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);

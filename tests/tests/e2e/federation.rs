@@ -1644,11 +1644,96 @@ async fn a_sync_stores_nothing_under_paths_switched_to_proxy_meanwhile() {
     let r = patch(&api, &id, json!({"mode": "proxy"})).await;
     assert_eq!(r.status, 200, "nothing is stored locally yet: {}", r.text);
     let report = syncing.await.expect("sync task");
+    eprintln!("{} {}", report.status, report.text);
     assert_ne!(report.body["synced"], 1, "{}", report.text);
     // Back to sync and to proxy again: refused only if a synced secret were kept under it.
     assert_eq!(patch(&api, &id, json!({"mode": "sync"})).await.status, 200);
     let r = patch(&api, &id, json!({"mode": "proxy"})).await;
     assert_eq!(r.status, 200, "the sync stored a secret under the proxy mount: {}", r.text);
+    drop(server);
+}
+
+/// A Vault stand-in ([`slow_vault`] with no delay) that also takes writes of the password, and a
+/// server with a sync backend on it whose one secret was synced: the API and the backend's id.
+async fn synced_stand_in(scratch: &Scratch) -> (MockServer, ServerProcess, Api, String) {
+    use wiremock::matchers::{method, path};
+    let vault = slow_vault(Duration::ZERO).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/secret/data/app/db/password"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": {"created_time": "2026-12-06T00:00:00Z", "version": 3}})),
+        )
+        .mount(&vault)
+        .await;
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let api = Api::new(&http_client(), &server, &root);
+    let id = sync_backend(&api, &vault.uri()).await;
+    assert_eq!(sync_now(&api, &id).await["synced"], 1);
+    (vault, server, api, id)
+}
+
+/// A `PATCH` refused for its mount changes nothing: what the syncs recorded stays, so the next
+/// sync sees that only the local side moved, rather than two sides diverged (which
+/// `backend_wins` would settle by overwriting the local edit).
+#[tokio::test]
+async fn a_refused_patch_keeps_the_sync_state() {
+    let scratch = Scratch::new();
+    let (_vault, server, api, id) = synced_stand_in(&scratch).await;
+    let r = api.put_secret(PASSWORD, &json!({"data": {"v": "local edit"}})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut other = backend_config("http://127.0.0.1:9");
+    other["name"] = json!("vault-other");
+    other["mount"] = json!("external/other");
+    other["path_mapping"] = json!([{"source": "external/other/**", "target": "secret/data/**"}]);
+    let r = api.post("/v1/federation/backends", &other).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let moved = json!({
+        "mount": "external/other/db",
+        "path_mapping": [{"source": "external/other/db/**", "target": "secret/data/app/db/**"}],
+    });
+    let r = patch(&api, &id, moved).await;
+    assert_eq!((r.status, r.code()), (409, "conflict"), "{}", r.text);
+    let report = sync_now(&api, &id).await;
+    assert_eq!(report["synced"], 0, "{report}");
+    assert_eq!(api.get_secret(PASSWORD, None).await.body["data"]["v"], "local edit", "{report}");
+    drop(server);
+}
+
+/// An automatic rotation under a sync mount with write-through goes to the backend first, as any
+/// write there does.
+#[tokio::test]
+async fn an_automatic_rotation_under_write_through_reaches_the_backend() {
+    let scratch = Scratch::new();
+    let (vault, server, api, id) = synced_stand_in(&scratch).await;
+    let r = patch(&api, &id, json!({"write_through": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api
+        .post("/v1/rotation/policies", &json!({"name": "weekly", "interval": "7d", "auto_generate": true}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let policy = r.body["id"].as_str().expect("policy").to_owned();
+    let r =
+        api.post(&format!("/v1/rotation/policies/{policy}/secrets"), &json!({"secret_path": PASSWORD})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = api
+        .post(&format!("/v1/rotation/policies/{policy}/rotate"), &json!({"secret_paths": [PASSWORD]}))
+        .await;
+    assert!(r.status / 100 == 2, "{}", r.text);
+    let local = api.get_secret(PASSWORD, None).await;
+    assert_eq!(local.body["version"], 3, "{}", local.text);
+    let sent: Vec<Value> = vault
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| {
+            r.method == wiremock::http::Method::POST && r.url.path() == "/v1/secret/data/app/db/password"
+        })
+        .map(|r| serde_json::from_slice(&r.body).expect("json"))
+        .collect();
+    assert_eq!(sent, [json!({"data": local.body["data"]})], "the rotated value did not reach the backend");
     drop(server);
 }
 
