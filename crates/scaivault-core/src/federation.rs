@@ -779,8 +779,8 @@ impl Vault {
         )
         .await
         .map_err(not_found)?;
-        // What the last syncs recorded is about paths and names this change may have moved (no
-        // sync of this process stores a path meanwhile: see `sync_write`).
+        // What the last syncs recorded is about paths and names this change may have moved (a
+        // sync of this process under way stores nothing more for this backend: see `still_ours`).
         if mount.as_str() != old_mount || config.path_mapping != old_mapping {
             self.store.clear_sync_paths(&principal.tenant, id).await?;
         }

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::audit::{RequestInfo, WriteAudit};
-use crate::federation::{Client, Mounted, bad, mounted, not_found};
+use crate::federation::{Client, Mounted, MountsHeld, bad, mounted, not_found};
 use crate::{CoreError, Principal, Vault};
 
 /// How long one run may hold a backend before another replica may take it over.
@@ -509,7 +509,9 @@ impl Vault {
                     local_at: conflict.local_updated_at,
                     updated_at: self.clock.now(),
                 };
-                self.store.put_sync_path(&flagged).await?;
+                if let Some(_mounts) = self.still_ours(run, path).await? {
+                    self.store.put_sync_path(&flagged).await?;
+                }
                 tracing::info!(backend = %run.backend.id, path = %path, "federation sync flagged a conflict");
                 Ok(PathOutcome::Conflict(conflict, false))
             }
@@ -532,19 +534,31 @@ impl Vault {
             status_created: 201,
             status_updated: 200,
         };
-        // The path must still be this backend's, in sync mode and as configured when the run
-        // began, when the version is stored: a change to the backend (of this process) waits.
-        let (_mounts, keeper) = self.federated_for_change(run.tenant, path).await?;
-        if keeper.is_none_or(|b| b.id != run.backend.id || b.updated_at != run.backend.updated_at) {
+        let Some(_mounts) = self.still_ours(run, path).await? else {
             return Err(CoreError::Conflict(format!(
                 "federation backend {} changed during this sync: '{path}' is left to the next one",
                 run.backend.id
             )));
-        }
+        };
         let req = WriteSecretRequest { data, secret_type: None, metadata, options: None, cas };
         Ok(self.write_version(&run.system, run.tenant, path, req, Some(audit)).await?.0.version)
     }
 
+    /// Whether `path` is still this run's backend's, in sync mode and as configured when the run
+    /// began; if so, the guard keeps it so (on this process) until dropped, so what the run stores
+    /// for it (a version, a sync state) lands before any change to the backend (which may clear
+    /// those states).
+    async fn still_ours(&self, run: &Run<'_>, path: &SecretPath) -> Result<Option<MountsHeld>, CoreError> {
+        let (held, keeper) = match self.federated_for_change(run.tenant, path).await {
+            Ok(found) => found,
+            Err(CoreError::ReadOnlyPath(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let same = keeper.is_some_and(|b| b.id == run.backend.id && b.updated_at == run.backend.updated_at);
+        Ok(same.then_some(held))
+    }
+
+    /// Records what the run knows of `path` (nothing once the backend changed: see `still_ours`).
     async fn save_state(
         &self,
         run: &Run<'_>,
@@ -552,6 +566,7 @@ impl Vault {
         remote: &str,
         local: u64,
     ) -> Result<(), CoreError> {
+        let Some(_mounts) = self.still_ours(run, path).await? else { return Ok(()) };
         let state = SyncPathRecord {
             tenant: run.tenant.to_owned(),
             backend_id: run.backend.id.clone(),

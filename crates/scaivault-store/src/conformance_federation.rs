@@ -60,9 +60,14 @@ pub async fn federation_backends_round_trip(store: Dyn) {
     let mut clash = changed.clone();
     clash.mount = "external/aws".into();
     assert!(matches!(store.update_federation_backend(&clash).await, Err(StoreError::MountTaken { .. })));
+    // Which backend is meant comes before its mount: a missing one is not found, an existing id
+    // is not created again, whatever the mount.
+    for missing in [backend("z", "z", "z/z"), backend("z", "z", "external/aws/inside")] {
+        assert!(matches!(store.update_federation_backend(&missing).await, Err(StoreError::NotFound)));
+    }
     assert!(matches!(
-        store.update_federation_backend(&backend("z", "z", "z/z")).await,
-        Err(StoreError::NotFound)
+        store.create_federation_backend(&backend("b", "b-again", "external/aws/inside")).await,
+        Err(StoreError::AlreadyExists)
     ));
 
     store.delete_federation_backend(DEFAULT_TENANT, "fed_a").await.expect("delete");

@@ -66,6 +66,7 @@ macro_rules! federation_store_impl {
         async fn claim_mount(
             tx: &mut sqlx::Transaction<'static, $db>,
             b: &$crate::FederationBackendRecord,
+            updating: bool,
         ) -> Result<bool, $crate::StoreError> {
             sqlx::query(
                 "INSERT INTO federation_changes (tenant_id, changes) VALUES ($1, 1) \
@@ -81,18 +82,22 @@ macro_rules! federation_store_impl {
                 .await
                 .map_err(db_err)?;
             let mut stored = false;
+            let mut taken = None;
             for row in rows {
                 let id: String = row.try_get("id").map_err(db_err)?;
+                let mount: String = row.try_get("mount").map_err(db_err)?;
                 if id == b.id {
                     stored = true;
-                    continue;
-                }
-                let mount: String = row.try_get("mount").map_err(db_err)?;
-                if b.mount_overlaps(&mount) {
-                    return Err($crate::StoreError::MountTaken { id, mount });
+                } else if taken.is_none() && b.mount_overlaps(&mount) {
+                    taken = Some($crate::StoreError::MountTaken { id, mount });
                 }
             }
-            Ok(stored)
+            // Which backend is meant comes first: a missing one is not found, a present one is
+            // not created again, whatever its mount.
+            match taken {
+                Some(e) if stored == updating => Err(e),
+                _ => Ok(stored),
+            }
         }
 
         #[async_trait]
@@ -102,7 +107,7 @@ macro_rules! federation_store_impl {
                 b: &$crate::FederationBackendRecord,
             ) -> Result<(), $crate::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
-                if claim_mount(&mut tx, b).await? {
+                if claim_mount(&mut tx, b, false).await? {
                     return Err($crate::StoreError::AlreadyExists);
                 }
                 let sql = format!(
@@ -160,7 +165,7 @@ macro_rules! federation_store_impl {
                     "UPDATE federation_backends SET name = $3, backend_type = $4, mode = $5, mount = $6, config = $7, \
                      syncs = $8, created_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2",
                 );
-                if !claim_mount(&mut tx, b).await? {
+                if !claim_mount(&mut tx, b, true).await? {
                     return Err($crate::StoreError::NotFound);
                 }
                 let done = bind_federation_backend(q, b).execute(&mut *tx).await.map_err(db_err)?;

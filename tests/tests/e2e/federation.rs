@@ -1644,7 +1644,6 @@ async fn a_sync_stores_nothing_under_paths_switched_to_proxy_meanwhile() {
     let r = patch(&api, &id, json!({"mode": "proxy"})).await;
     assert_eq!(r.status, 200, "nothing is stored locally yet: {}", r.text);
     let report = syncing.await.expect("sync task");
-    eprintln!("{} {}", report.status, report.text);
     assert_ne!(report.body["synced"], 1, "{}", report.text);
     // Back to sync and to proxy again: refused only if a synced secret were kept under it.
     assert_eq!(patch(&api, &id, json!({"mode": "sync"})).await.status, 200);
@@ -1655,14 +1654,19 @@ async fn a_sync_stores_nothing_under_paths_switched_to_proxy_meanwhile() {
 
 /// A Vault stand-in ([`slow_vault`] with no delay) that also takes writes of the password, and a
 /// server with a sync backend on it whose one secret was synced: the API and the backend's id.
-async fn synced_stand_in(scratch: &Scratch) -> (MockServer, ServerProcess, Api, String) {
+/// Writes answer after `write_delay`.
+async fn synced_stand_in(
+    scratch: &Scratch,
+    write_delay: Duration,
+) -> (MockServer, ServerProcess, Api, String) {
     use wiremock::matchers::{method, path};
     let vault = slow_vault(Duration::ZERO).await;
     Mock::given(method("POST"))
         .and(path("/v1/secret/data/app/db/password"))
         .respond_with(
             ResponseTemplate::new(200)
-                .set_body_json(json!({"data": {"created_time": "2026-12-06T00:00:00Z", "version": 3}})),
+                .set_body_json(json!({"data": {"created_time": "2026-12-06T00:00:00Z", "version": 3}}))
+                .set_delay(write_delay),
         )
         .mount(&vault)
         .await;
@@ -1671,7 +1675,21 @@ async fn synced_stand_in(scratch: &Scratch) -> (MockServer, ServerProcess, Api, 
     let api = Api::new(&http_client(), &server, &root);
     let id = sync_backend(&api, &vault.uri()).await;
     assert_eq!(sync_now(&api, &id).await["synced"], 1);
+    // The stand-in's two versions, kept locally as versions 1 and 2.
+    assert_eq!(api.get_secret(PASSWORD, None).await.body["version"], 2);
     (vault, server, api, id)
+}
+
+/// The bodies of the writes the stand-in received for the password.
+async fn password_writes(vault: &MockServer) -> Vec<Value> {
+    let received = vault.received_requests().await.unwrap_or_default();
+    received
+        .iter()
+        .filter(|r| {
+            r.method == wiremock::http::Method::POST && r.url.path() == "/v1/secret/data/app/db/password"
+        })
+        .map(|r| serde_json::from_slice(&r.body).expect("json"))
+        .collect()
 }
 
 /// A `PATCH` refused for its mount changes nothing: what the syncs recorded stays, so the next
@@ -1680,7 +1698,7 @@ async fn synced_stand_in(scratch: &Scratch) -> (MockServer, ServerProcess, Api, 
 #[tokio::test]
 async fn a_refused_patch_keeps_the_sync_state() {
     let scratch = Scratch::new();
-    let (_vault, server, api, id) = synced_stand_in(&scratch).await;
+    let (_vault, server, api, id) = synced_stand_in(&scratch, Duration::ZERO).await;
     let r = api.put_secret(PASSWORD, &json!({"data": {"v": "local edit"}})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let mut other = backend_config("http://127.0.0.1:9");
@@ -1706,7 +1724,7 @@ async fn a_refused_patch_keeps_the_sync_state() {
 #[tokio::test]
 async fn an_automatic_rotation_under_write_through_reaches_the_backend() {
     let scratch = Scratch::new();
-    let (vault, server, api, id) = synced_stand_in(&scratch).await;
+    let (vault, server, api, id) = synced_stand_in(&scratch, Duration::ZERO).await;
     let r = patch(&api, &id, json!({"write_through": true})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = api
@@ -1723,17 +1741,35 @@ async fn an_automatic_rotation_under_write_through_reaches_the_backend() {
     assert!(r.status / 100 == 2, "{}", r.text);
     let local = api.get_secret(PASSWORD, None).await;
     assert_eq!(local.body["version"], 3, "{}", local.text);
-    let sent: Vec<Value> = vault
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| {
-            r.method == wiremock::http::Method::POST && r.url.path() == "/v1/secret/data/app/db/password"
-        })
-        .map(|r| serde_json::from_slice(&r.body).expect("json"))
-        .collect();
+    let sent = password_writes(&vault).await;
     assert_eq!(sent, [json!({"data": local.body["data"]})], "the rotated value did not reach the backend");
+    drop(server);
+}
+
+/// A backend changed (here only its sync interval) while a sync reads it: the run stores nothing
+/// read under the configuration it began with, and leaves the path to the next run.
+#[tokio::test]
+async fn a_sync_stores_nothing_once_its_backend_changed() {
+    let vault = vault_stand_in(Duration::from_secs(2), Duration::ZERO).await;
+    let scratch = Scratch::new();
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let api = Api::new(&http_client(), &server, &root);
+    let id = sync_backend(&api, &vault.uri()).await;
+    let syncing = {
+        let (api, id) = (api.clone(), id.clone());
+        tokio::spawn(async move { sync_now(&api, &id).await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(patch(&api, &id, json!({"sync_interval": "2h"})).await.status, 200);
+    let report = syncing.await.expect("sync task");
+    assert_eq!(report["synced"], 0, "{report}");
+    assert!(
+        report["skipped"][0]["reason"].as_str().is_some_and(|r| r.contains("changed during this sync")),
+        "{report}"
+    );
+    assert_eq!(api.get_secret(PASSWORD, None).await.status, 404, "nothing stored locally");
+    assert_eq!(sync_now(&api, &id).await["synced"], 1, "the next run takes it");
     drop(server);
 }
 
@@ -1741,26 +1777,8 @@ async fn an_automatic_rotation_under_write_through_reaches_the_backend() {
 /// it reaches the backend, so the backend holds the winner's value and no other.
 #[tokio::test]
 async fn write_through_writes_with_one_cas_reach_the_backend_once() {
-    use wiremock::matchers::{method, path};
-    let vault = slow_vault(Duration::ZERO).await;
-    Mock::given(method("POST"))
-        .and(path("/v1/secret/data/app/db/password"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"data": {"created_time": "2026-12-06T00:00:00Z", "version": 3}}))
-                .set_delay(Duration::from_millis(500)),
-        )
-        .mount(&vault)
-        .await;
     let scratch = Scratch::new();
-    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
-    let (server, root) = start_with_root(scratch.path(), &storage).await;
-    let client = http_client();
-    let api = Api::new(&client, &server, &root);
-    let id = sync_backend(&api, &vault.uri()).await;
-    sync_now(&api, &id).await;
-    // The stand-in's two versions, kept locally as versions 1 and 2.
-    assert_eq!(api.get_secret(PASSWORD, None).await.body["version"], 2);
+    let (vault, server, api, id) = synced_stand_in(&scratch, Duration::from_millis(500)).await;
     let r = patch(&api, &id, json!({"write_through": true})).await;
     assert_eq!(r.status, 200, "{}", r.text);
 
@@ -1783,16 +1801,7 @@ async fn write_through_writes_with_one_cas_reach_the_backend_once() {
         }
     }
     assert_eq!(won.len(), 1, "exactly one write wins: {won:?}");
-    let sent: Vec<Value> = vault
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| {
-            r.method == wiremock::http::Method::POST && r.url.path() == "/v1/secret/data/app/db/password"
-        })
-        .map(|r| serde_json::from_slice(&r.body).expect("json"))
-        .collect();
+    let sent = password_writes(&vault).await;
     assert_eq!(sent, [json!({"data": {"v": won[0]}})], "the backend was written by the loser too");
     assert_eq!(api.get_secret(PASSWORD, None).await.body["data"]["v"], won[0]);
     drop(server);
