@@ -1583,6 +1583,16 @@ async fn vault_stand_in(describe: Duration, delay: Duration) -> MockServer {
     vault
 }
 
+/// A server on a fresh SQLite store with a sync-mode backend on the stand-in `vault`: the server,
+/// the root token's API and the backend's id.
+async fn synced_server(scratch: &Scratch, vault: &MockServer) -> (ServerProcess, Api, String) {
+    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
+    let (server, root) = start_with_root(scratch.path(), &storage).await;
+    let api = Api::new(&http_client(), &server, &root);
+    let id = sync_backend(&api, &vault.uri()).await;
+    (server, api, id)
+}
+
 /// A sync-mode backend on the stand-in at `address`; its id.
 async fn sync_backend(api: &Api, address: &str) -> String {
     let r = api.put_secret("infra/federation/vault-token", &json!({"data": {"token": "stand-in"}})).await;
@@ -1606,11 +1616,7 @@ async fn sync_backend(api: &Api, address: &str) -> String {
 async fn a_sync_never_overwrites_a_local_write_made_while_it_reads_the_backend() {
     let vault = slow_vault(Duration::from_secs(3)).await;
     let scratch = Scratch::new();
-    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
-    let (server, root) = start_with_root(scratch.path(), &storage).await;
-    let client = http_client();
-    let api = Api::new(&client, &server, &root);
-    let id = sync_backend(&api, &vault.uri()).await;
+    let (server, api, id) = synced_server(&scratch, &vault).await;
 
     let syncing = {
         let api = api.clone();
@@ -1631,10 +1637,7 @@ async fn sync_under_way(
     scratch: &Scratch,
 ) -> (MockServer, ServerProcess, Api, String, tokio::task::JoinHandle<Value>) {
     let vault = vault_stand_in(Duration::from_secs(2), Duration::ZERO).await;
-    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
-    let (server, root) = start_with_root(scratch.path(), &storage).await;
-    let api = Api::new(&http_client(), &server, &root);
-    let id = sync_backend(&api, &vault.uri()).await;
+    let (server, api, id) = synced_server(scratch, &vault).await;
     let syncing = {
         let (api, id) = (api.clone(), id.clone());
         tokio::spawn(async move { sync_now(&api, &id).await })
@@ -1678,10 +1681,7 @@ async fn synced_stand_in(
         )
         .mount(&vault)
         .await;
-    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
-    let (server, root) = start_with_root(scratch.path(), &storage).await;
-    let api = Api::new(&http_client(), &server, &root);
-    let id = sync_backend(&api, &vault.uri()).await;
+    let (server, api, id) = synced_server(scratch, &vault).await;
     assert_eq!(sync_now(&api, &id).await["synced"], 1);
     // The stand-in's two versions, kept locally as versions 1 and 2.
     assert_eq!(api.get_secret(PASSWORD, None).await.body["version"], 2);
@@ -1812,15 +1812,11 @@ async fn write_through_writes_with_one_cas_reach_the_backend_once() {
 async fn a_sync_outlives_the_client_that_asked_for_it() {
     let vault = slow_vault(Duration::from_secs(2)).await;
     let scratch = Scratch::new();
-    let storage = Backend::Sqlite.fresh(scratch.path()).expect("storage");
-    let (server, root) = start_with_root(scratch.path(), &storage).await;
-    let client = http_client();
-    let api = Api::new(&client, &server, &root);
-    let id = sync_backend(&api, &vault.uri()).await;
+    let (server, api, id) = synced_server(&scratch, &vault).await;
     let impatient = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().expect("client");
     let gave_up = impatient
         .post(format!("{}/v1/federation/backends/{id}/sync", server.base_url()))
-        .bearer_auth(&root)
+        .bearer_auth(server.root_token().expect("root token"))
         .json(&json!({}))
         .send()
         .await;
