@@ -103,6 +103,7 @@ impl From<StoreError> for CoreError {
             StoreError::MountTaken { id, mount } => {
                 CoreError::Conflict(format!("mount overlaps federation backend {id}'s mount '{mount}'"))
             }
+            e @ StoreError::LimitReached { .. } => CoreError::Conflict(e.to_string()),
             StoreError::Seal(c) => c.into(),
             other => match other.kind() {
                 StoreErrorKind::Unavailable => CoreError::Unavailable(other.to_string()),

@@ -25,7 +25,7 @@ use scaivault_federation::{
     check_ambient_endpoint, check_external_id, check_managed_identity_vault, check_role_arn,
     check_workload_identity_endpoint, gcp_base_url, in_clear, service_url,
 };
-use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError};
+use scaivault_store::{FederationBackendRecord, SecretListQuery, StoreError, SyncPaths};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, RequestInfo};
@@ -130,13 +130,34 @@ struct TenantLocks {
     writing_through: [Arc<tokio::sync::Mutex<()>>; WRITE_THROUGH_STRIPES],
 }
 
+impl TenantLocks {
+    /// Whether no one holds, waits for or is about to take any of these locks: only the map
+    /// refers to them, so they may be dropped and made afresh when next needed.
+    fn idle(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) == 1
+            && Arc::strong_count(&self.changing) == 1
+            && self.writing_through.iter().all(|l| Arc::strong_count(l) == 1)
+    }
+}
+
+/// Tenants' locks, swept of idle entries as it grows (so tenants that come and go leave nothing).
+#[derive(Debug, Default)]
+struct TenantLockMap {
+    by_tenant: HashMap<String, Arc<TenantLocks>>,
+    /// The size at which the next sweep runs.
+    sweep_at: usize,
+}
+
+/// The smallest size at which the lock map is swept.
+const LOCK_SWEEP_MIN: usize = 64;
+
 /// The federation state of this process.
 #[derive(Debug, Default)]
 pub(crate) struct Federation {
     /// Sync outcomes of this process, by `completed` / `failed`, for `/metrics`.
     pub(crate) sync_results: Mutex<std::collections::BTreeMap<&'static str, u64>>,
-    /// Per tenant (one entry for each tenant this process touched).
-    locks: Mutex<HashMap<String, Arc<TenantLocks>>>,
+    /// Per tenant this process touched and may still hold locks of (see [`Federation::locks_of`]).
+    locks: Mutex<TenantLockMap>,
     /// Per backend: its client, and what it was built from (backend change time and credential
     /// version), so an AppRole login is reused until either changes.
     clients: Mutex<HashMap<String, (String, Client)>>,
@@ -164,16 +185,23 @@ impl Federation {
         ServerEnvironment::of_process().lending_to_loopback(self.identity_loopback)
     }
 
+    /// The tenant's locks. A new entry may first sweep out the idle ones: an entry is taken from
+    /// the map only under its mutex, and whoever holds one of its locks keeps a reference, so a
+    /// swept entry was one no one could be holding, waiting for or about to take.
     fn locks_of(&self, tenant: &str) -> Arc<TenantLocks> {
         let mut locks = self.locks.lock().expect("federation locks");
-        if let Some(l) = locks.get(tenant) {
+        if let Some(l) = locks.by_tenant.get(tenant) {
             return l.clone();
+        }
+        if locks.by_tenant.len() >= locks.sweep_at {
+            locks.by_tenant.retain(|_, l| !l.idle());
+            locks.sweep_at = (locks.by_tenant.len() * 2).max(LOCK_SWEEP_MIN);
         }
         let l = Arc::new(TenantLocks {
             changing: Arc::default(),
             writing_through: std::array::from_fn(|_| Arc::default()),
         });
-        locks.insert(tenant.to_owned(), l.clone());
+        locks.by_tenant.insert(tenant.to_owned(), l.clone());
         l
     }
 
@@ -655,7 +683,6 @@ impl Vault {
         }
         let _changing = self.federation.change_mounts(&principal.tenant).await;
         self.may_mount(principal, &mount).await?;
-        self.check_backend_count(&principal.tenant).await?;
         let now = self.clock.now();
         let mut record = FederationBackendRecord {
             tenant: principal.tenant.clone(),
@@ -672,7 +699,7 @@ impl Vault {
         record.syncs = mounted(&record)?.syncs();
         invalidating(
             || self.caches.mounts.remove(&principal.tenant),
-            self.store.create_federation_backend(&record),
+            self.store.create_federation_backend(&record, MAX_BACKENDS),
         )
         .await
         .map_err(not_found)?;
@@ -773,17 +800,19 @@ impl Vault {
             // Proxy reads would hide what syncs stored here, yet it would stay live.
             self.no_synced_secret_turns_proxy(&principal.tenant, &old, &new).await?;
         }
+        // What the last syncs recorded is about paths and names this change may move (a sync of
+        // this process under way stores nothing more for this backend: see `still_ours`).
+        let sync_paths = if mount.as_str() != old_mount || config.path_mapping != old_mapping {
+            SyncPaths::Forget
+        } else {
+            SyncPaths::Keep
+        };
         invalidating(
             || self.caches.mounts.remove(&principal.tenant),
-            self.store.update_federation_backend(&record),
+            self.store.update_federation_backend(&record, sync_paths),
         )
         .await
         .map_err(not_found)?;
-        // What the last syncs recorded is about paths and names this change may have moved (a
-        // sync of this process under way stores nothing more for this backend: see `still_ours`).
-        if mount.as_str() != old_mount || config.path_mapping != old_mapping {
-            self.store.clear_sync_paths(&principal.tenant, id).await?;
-        }
         response(&record)
     }
 
@@ -929,18 +958,6 @@ impl Vault {
         if exists || !self.store.list_secrets(tenant, query).await?.is_empty() {
             return Err(CoreError::Conflict(format!(
                 "mount '{mount}' already holds local secrets: a backend cannot be laid over them"
-            )));
-        }
-        Ok(())
-    }
-
-    /// Refuses a backend past the tenant's limit. (Whether its mount overlaps another's, the store
-    /// decides as it commits.)
-    async fn check_backend_count(&self, tenant: &str) -> Result<(), CoreError> {
-        let backends = self.store.list_federation_backends(tenant, None, MAX_BACKENDS).await?;
-        if backends.len() >= MAX_BACKENDS as usize {
-            return Err(CoreError::Conflict(format!(
-                "a tenant has at most {MAX_BACKENDS} federation backends"
             )));
         }
         Ok(())
@@ -1217,7 +1234,30 @@ impl Vault {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    #[tokio::test]
+    async fn tenants_locks_are_swept_once_idle_and_never_while_held() {
+        let f = Federation::default();
+        let path = SecretPath::parse("app/db").expect("path");
+        let changing = f.change_mounts("busy").await;
+        let writing = f.write_through_turn("writing", &path).await;
+        for i in 0..10_000 {
+            drop(f.hold_mounts(&format!("tnt_{i}")).await);
+        }
+        let held = f.locks.lock().expect("locks").by_tenant.len();
+        assert!(held <= 2 * LOCK_SWEEP_MIN + 2, "{held} tenants' locks kept");
+        // The held locks were kept: the tenant's next change still waits for them.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), f.hold_mounts("busy")).await;
+        assert!(waiting.is_err(), "a local change passed a backend change in progress");
+        let waiting = tokio::time::timeout(Duration::from_millis(50), f.write_through_turn("writing", &path));
+        assert!(waiting.await.is_err(), "two write-through writes to one path at once");
+        drop((changing, writing));
+        drop(f.hold_mounts("busy").await);
+        drop(f.write_through_turn("writing", &path).await);
+    }
 
     #[test]
     fn last_error_is_the_latest_calls_and_a_healthy_call_clears_it() {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use scaivault_store::conformance::{
     CancelWrites, RowLock, a_locked_row_delays_only_its_own_write, a_write_cancelled_every_time_gives_up,
     postgres_test_url, replicas_never_nest_mounts, replicas_share_one_history,
+    replicas_stop_at_the_backend_limit,
 };
 use scaivault_store_postgres::PostgresStore;
 use sqlx::Connection;
@@ -29,6 +30,15 @@ async fn replicas_never_nest_mounts_on_postgres() {
     let a = PostgresStore::connect_in_schema(&url, &schema).await.expect("first store");
     let b = PostgresStore::connect_in_schema(&url, &schema).await.expect("second store");
     replicas_never_nest_mounts(Arc::new(a), Arc::new(b)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_stop_at_the_backend_limit_on_postgres() {
+    let Some(url) = postgres_test_url("replicas test") else { return };
+    let schema = format!("conf_limit_{}", std::process::id());
+    let a = PostgresStore::connect_in_schema(&url, &schema).await.expect("first store");
+    let b = PostgresStore::connect_in_schema(&url, &schema).await.expect("second store");
+    replicas_stop_at_the_backend_limit(Arc::new(a), Arc::new(b)).await;
 }
 
 /// A store in a schema of this test process's own, and a session of its own on the same schema

@@ -20,3 +20,9 @@ async fn concurrent_creates_never_nest_mounts() {
     let store = fresh().await.expect("store");
     scaivault_store::conformance::replicas_never_nest_mounts(store.clone(), store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_stop_at_the_backend_limit() {
+    let store = fresh().await.expect("store");
+    scaivault_store::conformance::replicas_stop_at_the_backend_limit(store.clone(), store).await;
+}

@@ -61,7 +61,7 @@ pub use group_writes::{group_write, postgres_test_url};
 mod federation;
 pub use federation::{
     federation_backends_round_trip, mounts_never_overlap, replicas_never_nest_mounts,
-    sync_runs_lease_and_path_states,
+    replicas_stop_at_the_backend_limit, sync_runs_lease_and_path_states,
 };
 
 #[path = "conformance_rotation.rs"]

@@ -1,7 +1,10 @@
 //! Conformance cases of federation backends' configurations.
 
 use super::{Dyn, at, setup};
-use crate::{DEFAULT_TENANT, FederationBackendRecord, StoreError, SyncPathRecord, SyncRunRecord};
+use crate::{DEFAULT_TENANT, FederationBackendRecord, StoreError, SyncPathRecord, SyncPaths, SyncRunRecord};
+
+/// More than any case here creates.
+const ROOMY: u32 = 100;
 
 fn backend(id: &str, name: &str, mount: &str) -> FederationBackendRecord {
     FederationBackendRecord {
@@ -21,21 +24,22 @@ fn backend(id: &str, name: &str, mount: &str) -> FederationBackendRecord {
 pub async fn federation_backends_round_trip(store: Dyn) {
     setup(&store).await;
     let a = backend("a", "vault-prod", "external/hashicorp");
-    store.create_federation_backend(&a).await.expect("create");
+    store.create_federation_backend(&a, ROOMY).await.expect("create");
     // Ids, names and mounts are each the tenant's own.
     for taken in [backend("a", "other", "external/other"), backend("b", "vault-prod", "external/other")] {
         assert!(
-            matches!(store.create_federation_backend(&taken).await, Err(StoreError::AlreadyExists)),
+            matches!(store.create_federation_backend(&taken, ROOMY).await, Err(StoreError::AlreadyExists)),
             "{taken:?}"
         );
     }
-    let same_mount = store.create_federation_backend(&backend("b", "other", "external/hashicorp")).await;
+    let same_mount =
+        store.create_federation_backend(&backend("b", "other", "external/hashicorp"), ROOMY).await;
     assert!(matches!(&same_mount, Err(StoreError::MountTaken { id, .. }) if id == "fed_a"), "{same_mount:?}");
     let b = backend("b", "aws", "external/aws");
-    store.create_federation_backend(&b).await.expect("create b");
+    store.create_federation_backend(&b, ROOMY).await.expect("create b");
     let mut elsewhere = backend("a", "vault-prod", "external/hashicorp");
     elsewhere.tenant = "tnt_other".into();
-    store.create_federation_backend(&elsewhere).await.expect("another tenant may reuse all three");
+    store.create_federation_backend(&elsewhere, ROOMY).await.expect("another tenant may reuse all three");
 
     assert_eq!(store.get_federation_backend(DEFAULT_TENANT, "fed_a").await.expect("get"), a);
     assert!(matches!(store.get_federation_backend(DEFAULT_TENANT, "fed_z").await, Err(StoreError::NotFound)));
@@ -55,18 +59,24 @@ pub async fn federation_backends_round_trip(store: Dyn) {
     changed.syncs = true;
     changed.config = "{\"connection\":{\"address\":\"http://vault-2:8200\"}}".into();
     changed.updated_at = at(2);
-    store.update_federation_backend(&changed).await.expect("update");
+    store.update_federation_backend(&changed, SyncPaths::Keep).await.expect("update");
     assert_eq!(store.get_federation_backend(DEFAULT_TENANT, "fed_a").await.expect("get"), changed);
     let mut clash = changed.clone();
     clash.mount = "external/aws".into();
-    assert!(matches!(store.update_federation_backend(&clash).await, Err(StoreError::MountTaken { .. })));
+    assert!(matches!(
+        store.update_federation_backend(&clash, SyncPaths::Keep).await,
+        Err(StoreError::MountTaken { .. })
+    ));
     // Which backend is meant comes before its mount: a missing one is not found, an existing id
     // is not created again, whatever the mount.
     for missing in [backend("z", "z", "z/z"), backend("z", "z", "external/aws/inside")] {
-        assert!(matches!(store.update_federation_backend(&missing).await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            store.update_federation_backend(&missing, SyncPaths::Keep).await,
+            Err(StoreError::NotFound)
+        ));
     }
     assert!(matches!(
-        store.create_federation_backend(&backend("b", "b-again", "external/aws/inside")).await,
+        store.create_federation_backend(&backend("b", "b-again", "external/aws/inside"), ROOMY).await,
         Err(StoreError::AlreadyExists)
     ));
 
@@ -81,26 +91,29 @@ pub async fn federation_backends_round_trip(store: Dyn) {
 
 pub async fn mounts_never_overlap(store: Dyn) {
     setup(&store).await;
-    store.create_federation_backend(&backend("a", "a", "external/vault")).await.expect("create");
+    store.create_federation_backend(&backend("a", "a", "external/vault"), ROOMY).await.expect("create");
     // Around it, inside it, or the same path: refused, naming the backend in the way.
     for (id, mount) in [("b", "external"), ("c", "external/vault/team"), ("d", "external/vault")] {
-        let refused = store.create_federation_backend(&backend(id, id, mount)).await;
+        let refused = store.create_federation_backend(&backend(id, id, mount), ROOMY).await;
         assert!(
             matches!(&refused, Err(StoreError::MountTaken { id, mount }) if id == "fed_a" && mount == "external/vault"),
             "{mount}: {refused:?}"
         );
     }
     // Beside it (a longer name is another path), or in another tenant: taken.
-    store.create_federation_backend(&backend("e", "e", "external/vaults")).await.expect("beside");
+    store.create_federation_backend(&backend("e", "e", "external/vaults"), ROOMY).await.expect("beside");
     let mut elsewhere = backend("f", "f", "external/vault/team");
     elsewhere.tenant = "tnt_other".into();
-    store.create_federation_backend(&elsewhere).await.expect("another tenant's tree");
+    store.create_federation_backend(&elsewhere, ROOMY).await.expect("another tenant's tree");
     // Moving one onto or into another is refused the same way; a backend keeps its own mount.
     let mut moved = backend("e", "e", "external/vault/x");
-    assert!(matches!(store.update_federation_backend(&moved).await, Err(StoreError::MountTaken { .. })));
+    assert!(matches!(
+        store.update_federation_backend(&moved, SyncPaths::Keep).await,
+        Err(StoreError::MountTaken { .. })
+    ));
     moved.mount = "external/vaults".into();
     moved.mode = "sync".into();
-    store.update_federation_backend(&moved).await.expect("its own mount");
+    store.update_federation_backend(&moved, SyncPaths::Keep).await.expect("its own mount");
     let stored = store.get_federation_backend(DEFAULT_TENANT, "fed_e").await.expect("get");
     assert_eq!((stored.mount.as_str(), stored.mode.as_str()), ("external/vaults", "sync"));
 }
@@ -118,7 +131,7 @@ pub async fn replicas_never_nest_mounts(a: Dyn, b: Dyn) {
                     mount.push_str(&format!("/l{level}"));
                 }
                 let record = backend(&format!("r{round}_{i}"), &format!("r{round}-{i}"), &mount);
-                tokio::spawn(async move { store.create_federation_backend(&record).await })
+                tokio::spawn(async move { store.create_federation_backend(&record, ROOMY).await })
             })
             .collect();
         let mut created = 0;
@@ -133,14 +146,45 @@ pub async fn replicas_never_nest_mounts(a: Dyn, b: Dyn) {
     }
 }
 
+/// Two replicas creating backends at once past the tenant's limit: exactly the limit is created,
+/// the rest refused, whatever the interleaving.
+pub async fn replicas_stop_at_the_backend_limit(a: Dyn, b: Dyn) {
+    setup(&a).await;
+    const LIMIT: u32 = 3;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let record = backend(&format!("l{i}"), &format!("l-{i}"), &format!("limit/{i}"));
+            tokio::spawn(async move { store.create_federation_backend(&record, LIMIT).await })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(()) => created += 1,
+            Err(StoreError::LimitReached { limit: LIMIT, .. }) => {}
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    assert_eq!(created, LIMIT);
+    let held = a.list_federation_backends(DEFAULT_TENANT, None, 100).await.expect("list");
+    assert_eq!(held.len(), LIMIT as usize);
+    let mut elsewhere = backend("l9", "l-9", "limit/9");
+    elsewhere.tenant = "tnt_other".into();
+    b.create_federation_backend(&elsewhere, LIMIT).await.expect("the limit is each tenant's own");
+}
+
 pub async fn sync_runs_lease_and_path_states(store: Dyn) {
     setup(&store).await;
     let t = DEFAULT_TENANT;
     let mut synced = backend("s", "vault-sync", "external/sync");
     synced.mode = "proxy".into();
     synced.syncs = true;
-    store.create_federation_backend(&synced).await.expect("create");
-    store.create_federation_backend(&backend("p", "vault-proxy", "external/proxy")).await.expect("create");
+    store.create_federation_backend(&synced, ROOMY).await.expect("create");
+    store
+        .create_federation_backend(&backend("p", "vault-proxy", "external/proxy"), ROOMY)
+        .await
+        .expect("create");
 
     // A backend that syncs (here a proxy one with a rule in sync mode) and was never synced is
     // due at once; one that does not, never.
@@ -194,7 +238,21 @@ pub async fn sync_runs_lease_and_path_states(store: Dyn) {
     );
     assert_eq!(store.get_sync_path(t, "fed_s", "external/sync/c").await.expect("get"), None);
     assert!(store.list_sync_paths("tnt_other", "fed_s").await.expect("list").is_empty());
-    store.clear_sync_paths(t, "fed_s").await.expect("clear");
+    // An update forgets them only when asked, and only when it lands.
+    let mut moved = synced.clone();
+    moved.mount = "external/proxy/inside".into();
+    let refused = store.update_federation_backend(&moved, SyncPaths::Forget).await;
+    assert!(matches!(refused, Err(StoreError::MountTaken { .. })), "{refused:?}");
+    assert_eq!(
+        store.list_sync_paths(t, "fed_s").await.expect("list").len(),
+        2,
+        "a refused update forgot them"
+    );
+    moved.mount = "external/sync".into();
+    store.update_federation_backend(&moved, SyncPaths::Keep).await.expect("update");
+    assert_eq!(store.list_sync_paths(t, "fed_s").await.expect("list").len(), 2);
+    moved.mount = "external/moved".into();
+    store.update_federation_backend(&moved, SyncPaths::Forget).await.expect("update");
     assert!(store.list_sync_paths(t, "fed_s").await.expect("list").is_empty());
 
     // Deleting the backend forgets its schedule and states.

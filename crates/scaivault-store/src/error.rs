@@ -19,6 +19,9 @@ pub enum StoreError {
     /// A federation backend's mount would contain, or lie inside, another backend's mount.
     #[error("the mount overlaps federation backend {id}'s mount '{mount}'")]
     MountTaken { id: String, mount: String },
+    /// The tenant holds as many of these as it may.
+    #[error("a tenant has at most {limit} {what}")]
+    LimitReached { what: &'static str, limit: u32 },
     #[error("sealing failed: {0}")]
     Seal(#[from] scaivault_crypto::CryptoError),
     #[error("stored data is corrupt: {0}")]
@@ -53,7 +56,8 @@ impl StoreError {
             StoreError::CasMismatch { .. }
             | StoreError::AlreadyExists
             | StoreError::TypeChanged { .. }
-            | StoreError::MountTaken { .. } => StoreErrorKind::Conflict,
+            | StoreError::MountTaken { .. }
+            | StoreError::LimitReached { .. } => StoreErrorKind::Conflict,
             StoreError::Corrupt(_) => StoreErrorKind::Corrupt,
             StoreError::Unavailable(_) | StoreError::RowLocked | StoreError::AuditUnavailable(_) => {
                 StoreErrorKind::Unavailable

@@ -31,6 +31,15 @@ impl FederationBackendRecord {
     }
 }
 
+/// What an update of a backend does with the path states its syncs recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPaths {
+    Keep,
+    /// Forgets them in the update's own transaction (its mount or mapping changed, so they are
+    /// about paths and names it no longer serves); a refused update forgets nothing.
+    Forget,
+}
+
 /// The sync schedule and last outcome of one sync-mode backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncRunRecord {

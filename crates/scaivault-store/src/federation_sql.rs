@@ -62,12 +62,13 @@ macro_rules! federation_store_impl {
 
         /// Takes the tenant's federation change row (held until `tx` ends, so the tenant's backend
         /// changes are checked one after the other, whichever replica makes them), then refuses
-        /// `b` if its mount overlaps another backend's. Answers whether `b`'s id is stored already.
+        /// `b` if its mount overlaps another backend's. Answers whether `b`'s id is stored already,
+        /// and how many backends the tenant holds.
         async fn claim_mount(
             tx: &mut sqlx::Transaction<'static, $db>,
             b: &$crate::FederationBackendRecord,
             updating: bool,
-        ) -> Result<bool, $crate::StoreError> {
+        ) -> Result<(bool, usize), $crate::StoreError> {
             sqlx::query(
                 "INSERT INTO federation_changes (tenant_id, changes) VALUES ($1, 1) \
                  ON CONFLICT (tenant_id) DO UPDATE SET changes = federation_changes.changes + 1",
@@ -81,6 +82,7 @@ macro_rules! federation_store_impl {
                 .fetch_all(&mut **tx)
                 .await
                 .map_err(db_err)?;
+            let held = rows.len();
             let mut stored = false;
             let mut taken = None;
             for row in rows {
@@ -96,8 +98,22 @@ macro_rules! federation_store_impl {
             // not created again, whatever its mount.
             match taken {
                 Some(e) if stored == updating => Err(e),
-                _ => Ok(stored),
+                _ => Ok((stored, held)),
             }
+        }
+
+        async fn forget_sync_paths(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            tenant: &str,
+            backend_id: &str,
+        ) -> Result<(), $crate::StoreError> {
+            sqlx::query("DELETE FROM federation_sync_paths WHERE tenant_id = $1 AND backend_id = $2")
+                .bind(tenant)
+                .bind(backend_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+            Ok(())
         }
 
         #[async_trait]
@@ -105,10 +121,18 @@ macro_rules! federation_store_impl {
             async fn create_federation_backend(
                 &self,
                 b: &$crate::FederationBackendRecord,
+                max_backends: u32,
             ) -> Result<(), $crate::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
-                if claim_mount(&mut tx, b, false).await? {
+                let (stored, held) = claim_mount(&mut tx, b, false).await?;
+                if stored {
                     return Err($crate::StoreError::AlreadyExists);
+                }
+                if held >= max_backends as usize {
+                    return Err($crate::StoreError::LimitReached {
+                        what: "federation backends",
+                        limit: max_backends,
+                    });
                 }
                 let sql = format!(
                     "INSERT INTO federation_backends ({FEDERATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -159,18 +183,22 @@ macro_rules! federation_store_impl {
             async fn update_federation_backend(
                 &self,
                 b: &$crate::FederationBackendRecord,
+                sync_paths: $crate::SyncPaths,
             ) -> Result<(), $crate::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
                 let q = sqlx::query(
                     "UPDATE federation_backends SET name = $3, backend_type = $4, mode = $5, mount = $6, config = $7, \
                      syncs = $8, created_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2",
                 );
-                if !claim_mount(&mut tx, b, true).await? {
+                if !claim_mount(&mut tx, b, true).await?.0 {
                     return Err($crate::StoreError::NotFound);
                 }
                 let done = bind_federation_backend(q, b).execute(&mut *tx).await.map_err(db_err)?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
+                }
+                if sync_paths == $crate::SyncPaths::Forget {
+                    forget_sync_paths(&mut tx, &b.tenant, &b.id).await?;
                 }
                 tx.commit().await.map_err(db_err)
             }
@@ -186,14 +214,13 @@ macro_rules! federation_store_impl {
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
-                for table in ["federation_sync_runs", "federation_sync_paths"] {
-                    sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1 AND backend_id = $2"))
-                        .bind(tenant)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                }
+                sqlx::query("DELETE FROM federation_sync_runs WHERE tenant_id = $1 AND backend_id = $2")
+                    .bind(tenant)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                forget_sync_paths(&mut tx, tenant, id).await?;
                 tx.commit().await.map_err(db_err)
             }
 
@@ -349,17 +376,6 @@ macro_rules! federation_store_impl {
                     .bind(s.remote_at.map($crate::to_micros))
                     .bind(s.local_at.map($crate::to_micros))
                     .bind($crate::to_micros(s.updated_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                tx.commit().await.map_err(db_err)
-            }
-
-            async fn clear_sync_paths(&self, tenant: &str, backend_id: &str) -> Result<(), $crate::StoreError> {
-                let (_guard, mut tx) = self.begin_write().await?;
-                sqlx::query("DELETE FROM federation_sync_paths WHERE tenant_id = $1 AND backend_id = $2")
-                    .bind(tenant)
-                    .bind(backend_id)
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;

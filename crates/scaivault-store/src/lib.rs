@@ -33,7 +33,7 @@ pub use events::{
     WEBHOOK_SEAL_PREFIX, WebhookFilter, WebhookKind, WebhookRecord, deliveries_of, fit_one_insert,
     micros_opt, order_key,
 };
-pub use federation::{FederationBackendRecord, SyncPathRecord, SyncRunRecord};
+pub use federation::{FederationBackendRecord, SyncPathRecord, SyncPaths, SyncRunRecord};
 pub use records::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingColumns, BindingRecord, DEFAULT_MAX_VERSIONS,
     KeyStatus, NewAuditEntry, NewToken, PartnerRecord, PolicyColumns, PolicyRecord, PolicySnapshot,

@@ -8,7 +8,7 @@ use scaivault_domain::SecretMetadata;
 use crate::{
     AssignmentRecord, ChangeFeed, Claim, ClaimedDelivery, DeliveryRecord, FederationBackendRecord,
     FinishAttempt, NewEvent, RotationCompletion, RotationPolicyRecord, StoredEvent, SyncPathRecord,
-    SyncRunRecord, WebhookFilter, WebhookKind, WebhookRecord,
+    SyncPaths, SyncRunRecord, WebhookFilter, WebhookKind, WebhookRecord,
 };
 use crate::{
     AuditFilter, AuditHead, AuditOrder, AuditRow, BindingRecord, KeyStatus, NewAuditEntry, NewToken,
@@ -469,8 +469,14 @@ pub trait RotationStore: Send + Sync + Debug {
 /// Federation backends' configurations.
 #[async_trait]
 pub trait FederationStore: Send + Sync + Debug {
-    /// `AlreadyExists` when the tenant has a backend of that id, name or mount.
-    async fn create_federation_backend(&self, backend: &FederationBackendRecord) -> Result<(), StoreError>;
+    /// `AlreadyExists` when the tenant has a backend of that id or name; `MountTaken` when its mount
+    /// overlaps another backend's; `LimitReached` when the tenant holds `max_backends` already.
+    /// Each is decided inside the transaction, one change of the tenant's backends at a time.
+    async fn create_federation_backend(
+        &self,
+        backend: &FederationBackendRecord,
+        max_backends: u32,
+    ) -> Result<(), StoreError>;
 
     /// `NotFound` when missing.
     async fn get_federation_backend(
@@ -487,8 +493,13 @@ pub trait FederationStore: Send + Sync + Debug {
         limit: u32,
     ) -> Result<Vec<FederationBackendRecord>, StoreError>;
 
-    /// `NotFound` when missing; `AlreadyExists` when the new name or mount is another's.
-    async fn update_federation_backend(&self, backend: &FederationBackendRecord) -> Result<(), StoreError>;
+    /// `NotFound` when missing; `AlreadyExists` when the new name is another's; `MountTaken` when
+    /// the new mount overlaps another backend's.
+    async fn update_federation_backend(
+        &self,
+        backend: &FederationBackendRecord,
+        sync_paths: SyncPaths,
+    ) -> Result<(), StoreError>;
 
     /// `NotFound` when missing. Removes the backend's sync schedule and path states with it.
     async fn delete_federation_backend(&self, tenant: &str, id: &str) -> Result<(), StoreError>;
@@ -536,7 +547,4 @@ pub trait FederationStore: Send + Sync + Debug {
 
     /// Creates or replaces one path's state.
     async fn put_sync_path(&self, state: &SyncPathRecord) -> Result<(), StoreError>;
-
-    /// Forgets every path state of the backend (its mount or mapping changed).
-    async fn clear_sync_paths(&self, tenant: &str, backend_id: &str) -> Result<(), StoreError>;
 }
