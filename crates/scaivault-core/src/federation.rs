@@ -132,11 +132,14 @@ struct TenantLocks {
 
 impl TenantLocks {
     /// Whether no one holds, waits for or is about to take any of these locks: only the map
-    /// refers to them, so they may be dropped and made afresh when next needed.
-    fn idle(self: &Arc<Self>) -> bool {
-        Arc::strong_count(self) == 1
-            && Arc::strong_count(&self.changing) == 1
-            && self.writing_through.iter().all(|l| Arc::strong_count(l) == 1)
+    /// refers to them, so they may be dropped and made afresh when next needed. (`Arc::get_mut`,
+    /// not `strong_count`: its check acquires, so a lock cloned by a caller who then let go of the
+    /// entry is seen as held on every architecture.)
+    fn idle(entry: &mut Arc<Self>) -> bool {
+        Arc::get_mut(entry).is_some_and(|locks| {
+            Arc::get_mut(&mut locks.changing).is_some()
+                && locks.writing_through.iter_mut().all(|l| Arc::get_mut(l).is_some())
+        })
     }
 }
 
@@ -194,8 +197,10 @@ impl Federation {
             return l.clone();
         }
         if locks.by_tenant.len() >= locks.sweep_at {
-            locks.by_tenant.retain(|_, l| !l.idle());
+            locks.by_tenant.retain(|_, l| !TenantLocks::idle(l));
             locks.sweep_at = (locks.by_tenant.len() * 2).max(LOCK_SWEEP_MIN);
+            let keep = locks.sweep_at;
+            locks.by_tenant.shrink_to(keep);
         }
         let l = Arc::new(TenantLocks {
             changing: Arc::default(),

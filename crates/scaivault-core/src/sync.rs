@@ -213,7 +213,7 @@ impl Vault {
             local_at: None,
             updated_at: self.clock.now(),
         };
-        self.store.put_sync_path(&state).await?;
+        self.store.put_sync_path(&state, backend.updated_at).await?;
         Ok(written)
     }
 
@@ -510,7 +510,7 @@ impl Vault {
                     updated_at: self.clock.now(),
                 };
                 if let Some(_mounts) = self.still_ours(run, path).await? {
-                    self.store.put_sync_path(&flagged).await?;
+                    self.store.put_sync_path(&flagged, run.backend.updated_at).await?;
                 }
                 tracing::info!(backend = %run.backend.id, path = %path, "federation sync flagged a conflict");
                 Ok(PathOutcome::Conflict(conflict, false))
@@ -578,7 +578,7 @@ impl Vault {
             local_at: None,
             updated_at: self.clock.now(),
         };
-        Ok(self.store.put_sync_path(&state).await?)
+        Ok(self.store.put_sync_path(&state, run.backend.updated_at).await?)
     }
 
     /// One scheduler pass: every due sync-mode backend of every tenant synced once. Returns how

@@ -116,7 +116,7 @@ scaivault_store::audit_query!(Postgres);
 scaivault_store::tenant_store_impl!(PostgresStore);
 scaivault_store::policy_store_impl!(PostgresStore, Postgres);
 scaivault_store::rotation_store_impl!(PostgresStore, Postgres, PgRow);
-scaivault_store::federation_store_impl!(PostgresStore, Postgres, PgRow);
+scaivault_store::federation_store_impl!(PostgresStore, Postgres, PgRow, share = "FOR SHARE");
 scaivault_store::event_store_impl!(PostgresStore, Postgres, PgRow, lock = "FOR UPDATE OF d SKIP LOCKED");
 
 fn metadata_json(metadata: &SecretMetadata) -> Result<String, StoreError> {

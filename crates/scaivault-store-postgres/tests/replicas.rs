@@ -6,11 +6,13 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
+use chrono::{TimeZone, Utc};
 use scaivault_store::conformance::{
     CancelWrites, RowLock, a_locked_row_delays_only_its_own_write, a_write_cancelled_every_time_gives_up,
     postgres_test_url, replicas_never_nest_mounts, replicas_share_one_history,
     replicas_stop_at_the_backend_limit,
 };
+use scaivault_store::{FederationBackendRecord, FederationStore, SyncPathRecord};
 use scaivault_store_postgres::PostgresStore;
 use sqlx::Connection;
 
@@ -50,6 +52,60 @@ async fn store_and_session(url: &str, prefix: &str) -> (Arc<PostgresStore>, sqlx
         sqlx::postgres::PgConnectOptions::from_str(url).expect("url").options([("search_path", &schema)]);
     let conn = sqlx::PgConnection::connect_with(&options).await.expect("session");
     (Arc::new(store), conn)
+}
+
+/// A sync on one replica storing what it learnt of a path while another replica's change of the
+/// backend's mapping (which forgets the old mapping's states) is under way: the state is about the
+/// old mapping, so it must not be stored once that change commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_state_never_outlives_a_backend_change_made_meanwhile() {
+    let Some(url) = postgres_test_url("replicas test") else { return };
+    let (store, mut other) = store_and_session(&url, "conf_syncstate").await;
+    let read_at = Utc.timestamp_opt(1_700_000_000, 0).single().expect("time");
+    let backend = FederationBackendRecord {
+        tenant: "tnt_a".into(),
+        id: "fed_s".into(),
+        name: "vault".into(),
+        backend_type: "hashicorp_vault".into(),
+        mode: "sync".into(),
+        mount: "external/sync".into(),
+        config: "{}".into(),
+        syncs: true,
+        created_at: read_at,
+        updated_at: read_at,
+    };
+    store.create_federation_backend(&backend, 10).await.expect("create");
+    // The other replica's change, as `update_federation_backend(.., SyncPaths::Forget)` makes it,
+    // held open.
+    sqlx::query("BEGIN").execute(&mut other).await.expect("begin");
+    sqlx::query("UPDATE federation_backends SET mount = 'external/moved', updated_at = updated_at + 1 WHERE id = 'fed_s'")
+        .execute(&mut other)
+        .await
+        .expect("update");
+    sqlx::query("DELETE FROM federation_sync_paths WHERE backend_id = 'fed_s'")
+        .execute(&mut other)
+        .await
+        .expect("forget");
+    let state = SyncPathRecord {
+        tenant: "tnt_a".into(),
+        backend_id: "fed_s".into(),
+        path: "external/sync/db".into(),
+        remote_version: "1".into(),
+        local_version: 1,
+        conflict: false,
+        remote_at: None,
+        local_at: None,
+        updated_at: read_at,
+    };
+    let putting = {
+        let store = store.clone();
+        tokio::spawn(async move { store.put_sync_path(&state, read_at).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!putting.is_finished(), "the state went in beside a backend change under way");
+    sqlx::query("COMMIT").execute(&mut other).await.expect("commit");
+    putting.await.expect("join").expect("put");
+    assert!(store.list_sync_paths("tnt_a", "fed_s").await.expect("list").is_empty());
 }
 
 /// A transaction of its own on the store's schema that holds a secret's row.

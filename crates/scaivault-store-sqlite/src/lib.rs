@@ -81,7 +81,7 @@ scaivault_store::audit_query!(Sqlite);
 scaivault_store::tenant_store_impl!(SqliteStore);
 scaivault_store::policy_store_impl!(SqliteStore, Sqlite);
 scaivault_store::rotation_store_impl!(SqliteStore, Sqlite, SqliteRow);
-scaivault_store::federation_store_impl!(SqliteStore, Sqlite, SqliteRow);
+scaivault_store::federation_store_impl!(SqliteStore, Sqlite, SqliteRow, share = "");
 scaivault_store::event_store_impl!(SqliteStore, Sqlite, SqliteRow, lock = "");
 
 fn metadata_json(metadata: &SecretMetadata) -> Result<String, StoreError> {

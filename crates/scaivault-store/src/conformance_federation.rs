@@ -227,9 +227,9 @@ pub async fn sync_runs_lease_and_path_states(store: Dyn) {
         local_at: conflict.then(|| at(6)),
         updated_at: at(local as i64),
     };
-    store.put_sync_path(&state("external/sync/b", 1, false)).await.expect("put");
-    store.put_sync_path(&state("external/sync/a", 1, false)).await.expect("put");
-    store.put_sync_path(&state("external/sync/a", 3, true)).await.expect("replace");
+    store.put_sync_path(&state("external/sync/b", 1, false), at(1)).await.expect("put");
+    store.put_sync_path(&state("external/sync/a", 1, false), at(1)).await.expect("put");
+    store.put_sync_path(&state("external/sync/a", 3, true), at(1)).await.expect("replace");
     let listed = store.list_sync_paths(t, "fed_s").await.expect("list");
     assert_eq!(listed, [state("external/sync/a", 3, true), state("external/sync/b", 1, false)]);
     assert_eq!(
@@ -238,6 +238,16 @@ pub async fn sync_runs_lease_and_path_states(store: Dyn) {
     );
     assert_eq!(store.get_sync_path(t, "fed_s", "external/sync/c").await.expect("get"), None);
     assert!(store.list_sync_paths("tnt_other", "fed_s").await.expect("list").is_empty());
+    // A state is stored only while the backend is as its writer read it.
+    store.put_sync_path(&state("external/sync/c", 1, false), at(0)).await.expect("stale put");
+    assert_eq!(store.get_sync_path(t, "fed_s", "external/sync/c").await.expect("get"), None);
+    store.put_sync_path(&state("external/sync/a", 9, false), at(0)).await.expect("stale put");
+    assert_eq!(
+        store.get_sync_path(t, "fed_s", "external/sync/a").await.expect("get"),
+        Some(state("external/sync/a", 3, true)),
+        "a stale put replaced a state"
+    );
+
     // An update forgets them only when asked, and only when it lands.
     let mut moved = synced.clone();
     moved.mount = "external/proxy/inside".into();
@@ -256,7 +266,7 @@ pub async fn sync_runs_lease_and_path_states(store: Dyn) {
     assert!(store.list_sync_paths(t, "fed_s").await.expect("list").is_empty());
 
     // Deleting the backend forgets its schedule and states.
-    store.put_sync_path(&state("external/sync/a", 1, false)).await.expect("put");
+    store.put_sync_path(&state("external/sync/a", 1, false), at(1)).await.expect("put");
     store.delete_federation_backend(t, "fed_s").await.expect("delete");
     assert_eq!(store.get_sync_run(t, "fed_s").await.expect("get"), None);
     assert!(store.list_sync_paths(t, "fed_s").await.expect("list").is_empty());

@@ -2,9 +2,10 @@
 
 /// Expands to the `FederationStore` implementation for `$store`. Needs, at the expansion site,
 /// what [`event_store_impl!`](crate::event_store_impl) needs, and `change_exactly_one` from it.
+/// `share` is the clause that share-locks a row read (empty where writes are serialised anyway).
 #[macro_export]
 macro_rules! federation_store_impl {
-    ($store:ty, $db:ty, $row:ty) => {
+    ($store:ty, $db:ty, $row:ty, share = $share:literal) => {
         const FEDERATION_COLUMNS: &str =
             "tenant_id, id, name, backend_type, mode, mount, config, syncs, created_at, updated_at";
 
@@ -359,12 +360,23 @@ macro_rules! federation_store_impl {
                 row.as_ref().map(sync_path_from_row).transpose()
             }
 
-            async fn put_sync_path(&self, s: &$crate::SyncPathRecord) -> Result<(), $crate::StoreError> {
+            async fn put_sync_path(
+                &self,
+                s: &$crate::SyncPathRecord,
+                backend_updated_at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
+                // The backend's row is read (on PostgreSQL, share-locked) in the statement: an
+                // update of the backend committed first makes it insert nothing; one under way
+                // waits for it and then forgets what it stored.
                 let sql = format!(
-                    "INSERT INTO federation_sync_paths ({SYNC_PATH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                    "WITH unchanged AS (SELECT 1 FROM federation_backends \
+                       WHERE tenant_id = $1 AND id = $2 AND updated_at = $10 {}) \
+                     INSERT INTO federation_sync_paths ({SYNC_PATH_COLUMNS}) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM unchanged WHERE true \
                      ON CONFLICT (tenant_id, backend_id, path) DO UPDATE SET remote_version = $4, local_version = $5, \
-                     conflict = $6, remote_at = $7, local_at = $8, updated_at = $9"
+                     conflict = $6, remote_at = $7, local_at = $8, updated_at = $9",
+                    $share
                 );
                 sqlx::query(&sql)
                     .bind(&s.tenant)
@@ -376,6 +388,7 @@ macro_rules! federation_store_impl {
                     .bind(s.remote_at.map($crate::to_micros))
                     .bind(s.local_at.map($crate::to_micros))
                     .bind($crate::to_micros(s.updated_at))
+                    .bind($crate::to_micros(backend_updated_at))
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;

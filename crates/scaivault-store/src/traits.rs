@@ -545,6 +545,12 @@ pub trait FederationStore: Send + Sync + Debug {
         path: &str,
     ) -> Result<Option<SyncPathRecord>, StoreError>;
 
-    /// Creates or replaces one path's state.
-    async fn put_sync_path(&self, state: &SyncPathRecord) -> Result<(), StoreError>;
+    /// Creates or replaces one path's state, only while its backend is as the caller read it
+    /// (`updated_at` equal to `backend_updated_at`): a change of its mount or mapping forgets the
+    /// states about the old one, and none may follow it in, from any replica.
+    async fn put_sync_path(
+        &self,
+        state: &SyncPathRecord,
+        backend_updated_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
