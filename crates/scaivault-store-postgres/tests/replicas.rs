@@ -16,31 +16,31 @@ use scaivault_store::{FederationBackendRecord, FederationStore, SyncPathRecord};
 use scaivault_store_postgres::PostgresStore;
 use sqlx::Connection;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_share_one_history_on_postgres() {
-    let Some(url) = postgres_test_url("replicas test") else { return };
-    let schema = format!("conf_replicas_{}", std::process::id());
+/// Two stores on one schema of this test process's own, as two replicas on one PostgreSQL.
+async fn two_replicas(prefix: &str) -> Option<(Arc<PostgresStore>, Arc<PostgresStore>)> {
+    let url = postgres_test_url("replicas test")?;
+    let schema = format!("{prefix}_{}", std::process::id());
     let a = PostgresStore::connect_in_schema(&url, &schema).await.expect("first store");
     let b = PostgresStore::connect_in_schema(&url, &schema).await.expect("second store");
-    replicas_share_one_history(Arc::new(a), Arc::new(b)).await;
+    Some((Arc::new(a), Arc::new(b)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_history_on_postgres() {
+    let Some((a, b)) = two_replicas("conf_replicas").await else { return };
+    replicas_share_one_history(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_never_nest_mounts_on_postgres() {
-    let Some(url) = postgres_test_url("replicas test") else { return };
-    let schema = format!("conf_nest_{}", std::process::id());
-    let a = PostgresStore::connect_in_schema(&url, &schema).await.expect("first store");
-    let b = PostgresStore::connect_in_schema(&url, &schema).await.expect("second store");
-    replicas_never_nest_mounts(Arc::new(a), Arc::new(b)).await;
+    let Some((a, b)) = two_replicas("conf_nest").await else { return };
+    replicas_never_nest_mounts(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_stop_at_the_backend_limit_on_postgres() {
-    let Some(url) = postgres_test_url("replicas test") else { return };
-    let schema = format!("conf_limit_{}", std::process::id());
-    let a = PostgresStore::connect_in_schema(&url, &schema).await.expect("first store");
-    let b = PostgresStore::connect_in_schema(&url, &schema).await.expect("second store");
-    replicas_stop_at_the_backend_limit(Arc::new(a), Arc::new(b)).await;
+    let Some((a, b)) = two_replicas("conf_limit").await else { return };
+    replicas_stop_at_the_backend_limit(a, b).await;
 }
 
 /// A store in a schema of this test process's own, and a session of its own on the same schema

@@ -118,30 +118,50 @@ pub async fn mounts_never_overlap(store: Dyn) {
     assert_eq!((stored.mount.as_str(), stored.mode.as_str()), ("external/vaults", "sync"));
 }
 
+/// Creates `records` at once, alternately through `a` and `b`, with at most `limit` backends a
+/// tenant; answers how many were created. Any refusal but `refused` fails the test.
+async fn create_at_once(
+    a: &Dyn,
+    b: &Dyn,
+    records: Vec<FederationBackendRecord>,
+    limit: u32,
+    refused: fn(&StoreError) -> bool,
+) -> u32 {
+    let tasks: Vec<_> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.create_federation_backend(&record, limit).await })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(()) => created += 1,
+            Err(e) if refused(&e) => {}
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    created
+}
+
 /// Two replicas (two stores on one database) creating backends at once whose mounts all nest in
 /// one another: exactly one is created, whatever the interleaving.
 pub async fn replicas_never_nest_mounts(a: Dyn, b: Dyn) {
     setup(&a).await;
     for round in 0..4 {
-        let tasks: Vec<_> = (0..8)
+        let records = (0..8)
             .map(|i| {
-                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
                 let mut mount = format!("nest{round}");
                 for level in 0..i {
                     mount.push_str(&format!("/l{level}"));
                 }
-                let record = backend(&format!("r{round}_{i}"), &format!("r{round}-{i}"), &mount);
-                tokio::spawn(async move { store.create_federation_backend(&record, ROOMY).await })
+                backend(&format!("r{round}_{i}"), &format!("r{round}-{i}"), &mount)
             })
             .collect();
-        let mut created = 0;
-        for task in tasks {
-            match task.await.expect("task") {
-                Ok(()) => created += 1,
-                Err(StoreError::MountTaken { .. }) => {}
-                Err(e) => panic!("unexpected: {e:?}"),
-            }
-        }
+        let created =
+            create_at_once(&a, &b, records, ROOMY, |e| matches!(e, StoreError::MountTaken { .. })).await;
         assert_eq!(created, 1, "round {round}: nested mounts were created side by side");
     }
 }
@@ -151,21 +171,10 @@ pub async fn replicas_never_nest_mounts(a: Dyn, b: Dyn) {
 pub async fn replicas_stop_at_the_backend_limit(a: Dyn, b: Dyn) {
     setup(&a).await;
     const LIMIT: u32 = 3;
-    let tasks: Vec<_> = (0..8)
-        .map(|i| {
-            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let record = backend(&format!("l{i}"), &format!("l-{i}"), &format!("limit/{i}"));
-            tokio::spawn(async move { store.create_federation_backend(&record, LIMIT).await })
-        })
-        .collect();
-    let mut created = 0;
-    for task in tasks {
-        match task.await.expect("task") {
-            Ok(()) => created += 1,
-            Err(StoreError::LimitReached { limit: LIMIT, .. }) => {}
-            Err(e) => panic!("unexpected: {e:?}"),
-        }
-    }
+    let records =
+        (0..8).map(|i| backend(&format!("l{i}"), &format!("l-{i}"), &format!("limit/{i}"))).collect();
+    let refused = |e: &StoreError| matches!(e, StoreError::LimitReached { limit: LIMIT, .. });
+    let created = create_at_once(&a, &b, records, LIMIT, refused).await;
     assert_eq!(created, LIMIT);
     let held = a.list_federation_backends(DEFAULT_TENANT, None, 100).await.expect("list");
     assert_eq!(held.len(), LIMIT as usize);
