@@ -63,13 +63,12 @@ macro_rules! federation_store_impl {
 
         /// Takes the tenant's federation change row (held until `tx` ends, so the tenant's backend
         /// changes are checked one after the other, whichever replica makes them), then refuses
-        /// `b` if its mount overlaps another backend's. Answers whether `b`'s id is stored already,
-        /// and how many backends the tenant holds.
+        /// `b` if its mount overlaps another backend's.
         async fn claim_mount(
             tx: &mut sqlx::Transaction<'static, $db>,
             b: &$crate::FederationBackendRecord,
             updating: bool,
-        ) -> Result<(bool, usize), $crate::StoreError> {
+        ) -> Result<Claimed, $crate::StoreError> {
             sqlx::query(
                 "INSERT INTO federation_changes (tenant_id, changes) VALUES ($1, 1) \
                  ON CONFLICT (tenant_id) DO UPDATE SET changes = federation_changes.changes + 1",
@@ -99,16 +98,26 @@ macro_rules! federation_store_impl {
             // not created again, whatever its mount.
             match taken {
                 Some(e) if stored == updating => Err(e),
-                _ => Ok((stored, held)),
+                _ => Ok(Claimed { stored, held }),
             }
         }
 
-        async fn forget_sync_paths(
+        /// What [`claim_mount`] found of the tenant's backends.
+        struct Claimed {
+            /// Whether the backend's id is stored already.
+            stored: bool,
+            /// How many backends the tenant holds.
+            held: usize,
+        }
+
+        /// Deletes the rows `table` keeps about one backend (its sync schedule or path states).
+        async fn delete_backend_rows(
             tx: &mut sqlx::Transaction<'static, $db>,
+            table: &str,
             tenant: &str,
             backend_id: &str,
         ) -> Result<(), $crate::StoreError> {
-            sqlx::query("DELETE FROM federation_sync_paths WHERE tenant_id = $1 AND backend_id = $2")
+            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1 AND backend_id = $2"))
                 .bind(tenant)
                 .bind(backend_id)
                 .execute(&mut **tx)
@@ -125,7 +134,7 @@ macro_rules! federation_store_impl {
                 max_backends: u32,
             ) -> Result<(), $crate::StoreError> {
                 let (_guard, mut tx) = self.begin_write().await?;
-                let (stored, held) = claim_mount(&mut tx, b, false).await?;
+                let Claimed { stored, held } = claim_mount(&mut tx, b, false).await?;
                 if stored {
                     return Err($crate::StoreError::AlreadyExists);
                 }
@@ -191,7 +200,7 @@ macro_rules! federation_store_impl {
                     "UPDATE federation_backends SET name = $3, backend_type = $4, mode = $5, mount = $6, config = $7, \
                      syncs = $8, created_at = $9, updated_at = $10 WHERE tenant_id = $1 AND id = $2",
                 );
-                if !claim_mount(&mut tx, b, true).await?.0 {
+                if !claim_mount(&mut tx, b, true).await?.stored {
                     return Err($crate::StoreError::NotFound);
                 }
                 let done = bind_federation_backend(q, b).execute(&mut *tx).await.map_err(db_err)?;
@@ -199,7 +208,7 @@ macro_rules! federation_store_impl {
                     return Err($crate::StoreError::NotFound);
                 }
                 if sync_paths == $crate::SyncPaths::Forget {
-                    forget_sync_paths(&mut tx, &b.tenant, &b.id).await?;
+                    delete_backend_rows(&mut tx, "federation_sync_paths", &b.tenant, &b.id).await?;
                 }
                 tx.commit().await.map_err(db_err)
             }
@@ -215,13 +224,9 @@ macro_rules! federation_store_impl {
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
-                sqlx::query("DELETE FROM federation_sync_runs WHERE tenant_id = $1 AND backend_id = $2")
-                    .bind(tenant)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                forget_sync_paths(&mut tx, tenant, id).await?;
+                for table in ["federation_sync_runs", "federation_sync_paths"] {
+                    delete_backend_rows(&mut tx, table, tenant, id).await?;
+                }
                 tx.commit().await.map_err(db_err)
             }
 
